@@ -1,0 +1,3 @@
+"""provision: declarative identity provisioning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,213 @@
+"""Command line: parse arguments, call the engine, print, map outcomes to exit codes.
+
+Exit codes: 0 all good, 1 some objects failed, 2 invalid manifest or usage, 3 stopped (the
+pipeline's lock is held, or a safety rule tripped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runner import __version__, secrets
+from runner.errors import ManifestError, ProvisionError, StoppedError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="provision: %(message)s", stream=sys.stderr)
+    logging.getLogger("provision").addFilter(_RedactFilter())
+    try:
+        return args.func(args)
+    except ManifestError as exc:
+        for problem in exc.problems:
+            print(secrets.redact(str(problem)), file=sys.stderr)
+        return EXIT_INVALID
+    except StoppedError as exc:
+        if getattr(args, "output", "text") == "json":
+            print(json.dumps({"pipeline": None, "run_id": None, "status": "stopped",
+                              "error": secrets.redact(str(exc))}))
+        print(f"provision: stopped: {secrets.redact(str(exc))}", file=sys.stderr)
+        return EXIT_STOPPED
+    except ProvisionError as exc:
+        print(f"provision: {secrets.redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("provision: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so plainly, traceback only on request
+        print(f"provision: internal error: {type(exc).__name__}: {secrets.redact(str(exc))}", file=sys.stderr)
+        if os.environ.get("PROVISION_DEBUG"):
+            print(secrets.redact(traceback.format_exc()), file=sys.stderr)
+        else:
+            print("provision: set PROVISION_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
+        return EXIT_FAILED
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = secrets.redact(record.getMessage())
+        record.args = ()
+        return True
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="provision", description="Declarative identity provisioning.")
+    parser.add_argument("--version", action="version", version=f"provision {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check manifests; one line per problem")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    for name, helptext in (("run", "import, compute and export"),
+                           ("plan", "import and compute; print what run would export, change nothing in targets")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("file", type=Path, metavar="FILE")
+        p.add_argument("--output", choices=("text", "json"), default="text")
+        p.add_argument("--object-type", action="append", default=[], metavar="NAME",
+                       help="only this object type (repeatable)")
+        p.add_argument("--no-import", action="store_true",
+                       help="skip reading sources; compute from the state store (e.g. after a mapping change)")
+        p.add_argument("--log-file", metavar="PATH", help="append the provisioning log (JSON lines) here")
+        p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
+        p.set_defaults(func=cmd_run, plan=name == "plan")
+
+    p = sub.add_parser("status", help="last runs, object counts and failures")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("schema", help="print the manifest JSON Schema (for editors)")
+    p.add_argument("--mapping", action="store_true", help="the mapping-file schema instead")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runner.manifest import load
+
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            load(file)
+        except ManifestError as exc:
+            for problem in exc.problems:
+                print(secrets.redact(str(problem)), file=sys.stderr)
+            status = EXIT_INVALID
+        else:
+            print(f"{file}: ok")
+    return status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.engine.context import RunOptions
+    from runner.engine.run import PlanItem, execute
+
+    options = RunOptions(plan=args.plan, object_types=tuple(args.object_type), no_import=args.no_import,
+                         log_file=args.log_file)
+    items: list[PlanItem] = []
+    on_item = None
+    if args.plan:
+        def on_item(item: PlanItem) -> None:
+            if args.output == "json":
+                items.append(item) if len(items) < 10000 else None
+            else:
+                print(secrets.redact(_plan_line(item)))
+    summary = execute(args.file, options, on_item)
+    if args.output == "json":
+        out = summary.as_json()
+        if args.plan:
+            out["changes"] = [vars(i) for i in items]
+        print(secrets.redact(json.dumps(out, ensure_ascii=False, default=str)))
+    else:
+        print(_summary_text(summary, args.plan))
+    return summary.exit_code
+
+
+_SYMBOL = {"add": "+", "update": "~", "disable": "!", "delete": "-", "rename": ">", "replace": "±"}
+
+
+def _plan_line(item: Any) -> str:
+    head = f"{_SYMBOL.get(item.action, '?')} {item.object_type} {item.anchor}: {item.action}"
+    if item.error:
+        head += f"  (retrying after: {item.error})"
+    lines = [head]
+    for attr, change in item.changes.items():
+        if "add" in change or "remove" in change:
+            parts = [f"+{v}" for v in change.get("add", [])] + [f"-{v}" for v in change.get("remove", [])]
+            lines.append(f"    {attr}: {' '.join(parts)}")
+        elif "old" in change:
+            lines.append(f"    {attr}: {_show(change['old'])} -> {_show(change['new'])}")
+        elif change.get("new") is not None:
+            lines.append(f"    {attr}: {_show(change['new'])}")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _summary_text(summary: Any, plan: bool) -> str:
+    verb = "plan" if plan else "run"
+    lines = [f"{verb} {summary.run_id} of {summary.pipeline}: {summary.status}"]
+    for name, c in summary.object_types.items():
+        if plan:
+            line = (f"  {name}: {c.imported} imported; would add {c.added}, update {c.updated}, "
+                    f"disable {c.disabled}, delete {c.deleted}; {c.unchanged} unchanged, {c.failed} failed")
+        else:
+            line = (f"  {name}: {c.imported} imported, {c.added} added, {c.updated} updated, {c.renamed} renamed, "
+                    f"{c.disabled} disabled, {c.deleted} deleted, {c.unchanged} unchanged, {c.failed} failed")
+        if c.error:
+            line += f"\n    stopped: {c.error}"
+        lines.append(line)
+    if summary.status == "partial":
+        lines.append("some objects failed: see `provision status` or the provisioning log for why")
+    return secrets.redact("\n".join(lines))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from runner.engine.status import status
+
+    report = status(args.file)
+    if args.output == "json":
+        print(secrets.redact(json.dumps(report, ensure_ascii=False, default=str)))
+        return EXIT_OK
+    lines = [f"pipeline {report['pipeline']} (state: {report['state']})"]
+    if report["lock"]:
+        lines.append(f"  running now: {report['lock']}")
+    lines.append("object types:")
+    for name, c in report["object_types"].items():
+        lines.append(f"  {name}: {c['source_objects']} in source, {c['in_scope']} in scope, {c['linked']} in target, "
+                     f"{c['pending']} pending, {c['failing']} failing")
+        for anchor, error in c["failures"]:
+            lines.append(f"    {anchor}: {error}")
+    lines.append("last runs:")
+    for run in report["runs"]:
+        lines.append(f"  {run['started']}  {run['kind']:4}  {run['status']:8} {run['run_id']}")
+    if not report["runs"]:
+        lines.append("  none yet")
+    print(secrets.redact("\n".join(lines)))
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from runner.manifest import schema
+
+    print(schema.schema_text(schema.MAPPING if args.mapping else schema.MANIFEST), end="")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Built-in connectors and the plugin registry (see base.py for the interface)."""

@@ -1,0 +1,295 @@
+"""SQL databases through SQLAlchemy, table mode: one object = one table (+ child tables).
+
+Configuration::
+
+    app:
+      type: sql
+      url: sqlite:///out/app.db          # relative SQLite paths resolve from the manifest's folder
+      init_sql: app-schema.sql           # optional: idempotent DDL run on open (CREATE ... IF NOT EXISTS)
+      objects:
+        users:  {table: users, key: id, generated_key: true}
+        groups: {table: groups, key: id, generated_key: true,
+                 multi_valued: {members: {table: group_members, key: group_id, value: user_id}}}
+
+A multi-valued attribute lives in a child table of (owner key, value) rows. The anchor of an
+object is its key column's value, as a string; a generated key is read back after the insert.
+
+Writes: each ``apply`` batch runs in one transaction with a savepoint per operation, so one bad
+row fails alone, and results are reported only after the commit: a confirmation the engine
+records is one the database has kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from runner.connectors.base import (
+    Capabilities,
+    ConfigurationError,
+    ConnectionFailed,
+    Connector,
+    NotFound,
+    ObjectError,
+    Operation,
+    Page,
+    Record,
+    Result,
+    RetryableError,
+)
+from runner.sqlutil import driver_reason as _reason
+from runner.sqlutil import sqlalchemy_url, sqlite_savepoints
+
+OBJECT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["table", "key"],
+    "properties": {
+        "table": {"type": "string", "minLength": 1},
+        "schema": {"type": "string", "minLength": 1},
+        "key": {"type": "string", "minLength": 1, "description": "column holding the anchor"},
+        "generated_key": {"type": "boolean", "default": False,
+                          "description": "the database generates the key (autoincrement, identity)"},
+        "multi_valued": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["table", "key", "value"],
+                "properties": {
+                    "table": {"type": "string", "minLength": 1},
+                    "key": {"type": "string", "minLength": 1},
+                    "value": {"type": "string", "minLength": 1},
+                },
+            },
+        },
+    },
+}
+
+
+def plain(value: Any) -> Any:
+    """A database value as JSON-friendly data, so it can be hashed, compared and stored."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+class SqlConnector(Connector):
+    type_name = "sql"
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["url", "objects"],
+        "properties": {
+            "type": {"const": "sql"},
+            "url": {"type": "string", "minLength": 1, "description": "SQLAlchemy database URL"},
+            "init_sql": {"type": "string", "minLength": 1},
+            "objects": {"type": "object", "minProperties": 1, "additionalProperties": OBJECT_SCHEMA},
+            "page_size": {"type": "integer", "minimum": 1, "default": 1000},
+            "concurrency": {"type": "integer", "minimum": 1, "default": 1},
+        },
+    }
+
+    engine: sa.Engine | None = None
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            operations=frozenset({"add", "update", "disable", "delete"}),
+            max_concurrency=1 if self._is_sqlite() else self.config.get("concurrency", 1),
+        )
+
+    def object_names(self) -> list[str]:
+        return sorted(self.config["objects"])
+
+    def check(self) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        try:
+            sa.make_url(self.config["url"])
+        except exc.ArgumentError:
+            problems.append((("url",), "not a SQLAlchemy URL (e.g. sqlite:///app.db, postgresql+psycopg://host/db)"))
+        init_sql = self.config.get("init_sql")
+        if init_sql and not (self.context.base_dir / init_sql).is_file():
+            problems.append((("init_sql",), f"file not found: {init_sql} (relative to the manifest)"))
+        return problems
+
+    def _is_sqlite(self) -> bool:
+        return self.config["url"].startswith("sqlite")
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def open(self) -> None:
+        url = sqlalchemy_url(self.config["url"], self.context.base_dir)
+        shown = url.render_as_string(hide_password=True)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = sa.create_engine(url)
+            sqlite_savepoints(self.engine)
+            with self.engine.begin() as conn:
+                if self.config.get("init_sql"):
+                    for statement in _statements((self.context.base_dir / self.config["init_sql"]).read_text()):
+                        conn.exec_driver_sql(statement)
+            self.tables: dict[str, sa.Table] = {}
+            metadata = sa.MetaData()
+            for name, spec in self.config["objects"].items():
+                self.tables[name] = self._reflect(metadata, spec["table"], spec.get("schema"))
+                for child in spec.get("multi_valued", {}).values():
+                    self.tables[child["table"]] = self._reflect(metadata, child["table"], spec.get("schema"))
+        except exc.NoSuchTableError as e:
+            raise ConnectionFailed(f"{shown}: table {e} does not exist; create it or add init_sql") from None
+        except (exc.OperationalError, exc.InterfaceError) as e:
+            raise ConnectionFailed(f"cannot connect to {shown}: {_reason(e)}") from None
+        except exc.ProgrammingError as e:
+            raise ConfigurationError(f"{shown}: {_reason(e)}") from None
+
+    def _reflect(self, metadata: sa.MetaData, table: str, schema: str | None) -> sa.Table:
+        assert self.engine is not None
+        return sa.Table(table, metadata, schema=schema, autoload_with=self.engine)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def read(self, object: str, partition: str | None = None,
+             watermark: str | None = None) -> Iterator[Page]:
+        spec = self.config["objects"][object]
+        table = self.tables[object]
+        key = table.c[spec["key"]]
+        page_size = self.config.get("page_size", 1000)
+        last: Any = None
+        assert self.engine is not None
+        with self.engine.connect() as conn:
+            while True:
+                query = sa.select(table).order_by(key).limit(page_size)
+                if last is not None:
+                    query = query.where(key > last)
+                rows = [dict(r._mapping) for r in conn.execute(query)]
+                if not rows:
+                    return
+                last = rows[-1][spec["key"]]
+                keys = [r[spec["key"]] for r in rows]
+                children = {attr: self._children(conn, c, keys) for attr, c in spec.get("multi_valued", {}).items()}
+                records = []
+                for row in rows:
+                    attributes = {k: plain(v) for k, v in row.items()}
+                    for attr, values in children.items():
+                        attributes[attr] = sorted(values.get(row[spec["key"]], []), key=str)
+                    records.append(Record(attributes, anchor=str(row[spec["key"]])))
+                yield Page(records)
+
+    def _children(self, conn: sa.Connection, child: dict[str, str], keys: list[Any]) -> dict[Any, list[Any]]:
+        table = self.tables[child["table"]]
+        found: dict[Any, list[Any]] = {}
+        query = sa.select(table.c[child["key"]], table.c[child["value"]]).where(table.c[child["key"]].in_(keys))
+        for owner, value in conn.execute(query):
+            found.setdefault(owner, []).append(plain(value))
+        return found
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def apply(self, operations: Sequence[Operation]) -> Iterable[Result]:
+        assert self.engine is not None
+        results: list[Result] = []
+        try:
+            with self.engine.begin() as conn:
+                for op in operations:
+                    try:
+                        with conn.begin_nested():
+                            anchor = self._apply_one(conn, op)
+                        results.append(Result(op.id, True, anchor))
+                    except exc.IntegrityError as e:
+                        results.append(Result.failed(op, ObjectError(f"rejected by the database: {_reason(e)}")))
+                    except exc.DataError as e:
+                        results.append(Result.failed(op, ObjectError(f"bad value: {_reason(e)}")))
+                    except (NotFound, ObjectError) as e:
+                        results.append(Result.failed(op, e))
+        except (exc.OperationalError, exc.InterfaceError) as e:
+            if getattr(e, "connection_invalidated", False):
+                raise ConnectionFailed(f"lost the database connection: {_reason(e)}") from None
+            return [Result.failed(op, RetryableError(f"database busy or failing: {_reason(e)}")) for op in operations]
+        return results
+
+    def _apply_one(self, conn: sa.Connection, op: Operation) -> str | None:
+        spec = self.config["objects"].get(op.object)
+        if spec is None:
+            raise ObjectError(f"object {op.object!r} is not configured for this connector")
+        table = self.tables[op.object]
+        key = table.c[spec["key"]]
+        children = spec.get("multi_valued", {})
+        scalars = {k: v for k, v in op.attributes.items() if k not in children}
+        unknown = [k for k in scalars if k not in table.c]
+        if unknown:
+            raise ObjectError(f"table {table.name} has no column {', '.join(sorted(unknown))}")
+        if op.kind == "add":
+            result = conn.execute(table.insert().values(**scalars))
+            anchor_value = result.inserted_primary_key[0] if spec.get("generated_key") else scalars.get(spec["key"])
+            if anchor_value is None:
+                raise ObjectError(f"no value for key column {spec['key']!r}: map it, or set generated_key")
+            for attr, child in children.items():
+                self._insert_children(conn, child, anchor_value, op.attributes.get(attr) or [])
+            return str(anchor_value)
+        anchor_value = _typed_key(key, op.anchor)
+        if op.kind in ("update", "disable"):
+            anchor = op.anchor
+            if scalars:
+                result = conn.execute(table.update().where(key == anchor_value).values(**scalars))
+                if result.rowcount == 0:
+                    raise NotFound(f"{table.name} {spec['key']}={op.anchor} is not there")
+                if spec["key"] in scalars:
+                    anchor = str(scalars[spec["key"]])
+            elif not conn.execute(sa.select(key).where(key == anchor_value)).first():
+                raise NotFound(f"{table.name} {spec['key']}={op.anchor} is not there")
+            for attr, child in children.items():
+                ctable = self.tables[child["table"]]
+                owner = ctable.c[child["key"]]
+                if attr in op.attributes:
+                    conn.execute(ctable.delete().where(owner == anchor_value))
+                    self._insert_children(conn, child, anchor_value, op.attributes[attr] or [])
+                removed = list(op.remove_values.get(attr, ()))
+                if removed:
+                    conn.execute(ctable.delete().where(owner == anchor_value, ctable.c[child["value"]].in_(removed)))
+                self._insert_children(conn, child, anchor_value, op.add_values.get(attr, ()))
+            return anchor
+        if op.kind == "delete":
+            for child in children.values():
+                ctable = self.tables[child["table"]]
+                conn.execute(ctable.delete().where(ctable.c[child["key"]] == anchor_value))
+            result = conn.execute(table.delete().where(key == anchor_value))
+            if result.rowcount == 0:
+                raise NotFound(f"{table.name} {spec['key']}={op.anchor} is not there")
+            return op.anchor
+        raise ObjectError(f"the sql connector cannot {op.kind}")
+
+    def _insert_children(self, conn: sa.Connection, child: dict[str, str], owner: Any, values: Sequence[Any]) -> None:
+        if values:
+            ctable = self.tables[child["table"]]
+            conn.execute(ctable.insert(), [{child["key"]: owner, child["value"]: v} for v in values])
+
+
+def _typed_key(column: sa.Column, anchor: str | None) -> Any:
+    """Anchors travel as strings; integer key columns want integers back."""
+    if anchor is not None and isinstance(column.type, sa.Integer):
+        try:
+            return int(anchor)
+        except ValueError:
+            return anchor
+    return anchor
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

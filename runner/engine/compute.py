@@ -1,0 +1,169 @@
+"""The compute pass: decide, for every changed source object, what the target should receive.
+
+Two sweeps over the dirty objects of one type, each page by page:
+
+1. **scope**: evaluate the scoping filter and record whether the object will exist in the target
+   after this run (``exists_after``). When that flips, objects referencing it are marked dirty:
+   a manager who leaves changes their reports' ``manager`` even though the reports' rows did not
+   change.
+2. **map and diff**: map in-scope objects, keep references only to objects that will exist,
+   compare with what the target is known to hold, and store one pending export per object
+   (add, update, disable, delete), replacing any stale one.
+
+A changed mapping or scope (the object type's config hash) marks every object dirty first, so
+the new rules reach objects whose source did not change, straight from the state store.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from runner.engine.context import RunContext, TypeCounts
+from runner.engine.diff import attribute_changes, stored_form
+from runner.manifest.model import ObjectType
+from runner.mapping.mapper import Mapper, MappingFailed
+from runner.mapping.scope import compile_scope
+from runner.state.store import SourceRow
+
+PAGE = 500
+
+
+def exists_after(row: SourceRow, in_scope: bool | None, ot: ObjectType) -> bool:
+    linked = row.target_anchor is not None
+    if row.deleted:
+        return linked and ot.when_deleted != "delete"
+    if not in_scope:
+        return linked and ot.when_out_of_scope != "delete"
+    return True
+
+
+def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts) -> None:
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    fingerprint = ot.config_hash()
+    if store.config_hash(type_id) != fingerprint:
+        if store.config_hash(type_id) is not None:
+            ctx.logger.info("%s: mapping or scope changed; re-evaluating every object", ot.name)
+        store.mark_all_dirty(type_id)
+        store.set_config_hash(type_id, fingerprint)
+        store.commit()
+    _scope_sweep(ctx, ot, type_id)
+    _map_sweep(ctx, ot, type_id, mapper, counts)
+
+
+def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int) -> None:
+    store = ctx.store
+    in_scope = compile_scope(ot.scope)
+    after: str | None = None
+    while rows := store.dirty_rows(type_id, after, PAGE):
+        after = rows[-1].anchor
+        updates, flipped = [], []
+        for row in rows:
+            scoped = None if row.deleted else bool(in_scope(row.data))
+            will_exist = exists_after(row, scoped, ot)
+            if will_exist != row.exists_after:
+                flipped.append(row.anchor)
+            updates.append((row.anchor, scoped, will_exist))
+        store.set_scope(type_id, updates)
+        store.mark_referrers_dirty(type_id, flipped)
+        store.commit()
+
+
+def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts) -> None:
+    store = ctx.store
+    after: str | None = None
+    while rows := store.dirty_rows(type_id, after, PAGE):
+        after = rows[-1].anchor
+        entries: list[tuple[str, str, str | None, dict[str, Any]]] = []
+        cleared: list[str] = []
+        forget: list[str] = []
+        errors: dict[str, str] = {}
+        mapped: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            linked = row.target_anchor is not None
+            if row.deleted:
+                if not linked:
+                    forget.append(row.anchor)
+                elif ot.when_deleted == "delete":
+                    entries.append((row.anchor, "delete", row.target_anchor, {"gone": True}))
+                elif ot.when_deleted == "disable" and not row.disabled:
+                    entries.append((row.anchor, "disable", row.target_anchor, _disable_payload(ot, row) | {"gone": True}))
+                else:
+                    cleared.append(row.anchor)
+            elif not row.in_scope:
+                if linked and not row.disabled and ot.when_out_of_scope == "delete":
+                    entries.append((row.anchor, "delete", row.target_anchor, {}))
+                elif linked and not row.disabled and ot.when_out_of_scope == "disable":
+                    entries.append((row.anchor, "disable", row.target_anchor, _disable_payload(ot, row)))
+                else:
+                    cleared.append(row.anchor)
+            else:
+                try:
+                    mapped[row.anchor] = mapper.map(row.data)
+                except MappingFailed as exc:
+                    errors[row.anchor] = str(exc)
+                    cleared.append(row.anchor)
+                    counts.failed += 1
+                    counts.touched += 1
+                    ctx.log.add(ot.name, row.anchor, "map", "failed", error=str(exc),
+                                target_anchor=row.target_anchor)
+        _keep_existing_references(ctx, type_id, mapper, mapped)
+        for row in rows:
+            desired = mapped.get(row.anchor)
+            if desired is None:
+                continue
+            if row.target_anchor is None:
+                entries.append((row.anchor, "add", None, {"set": _payload_values(desired, mapper)}))
+                continue
+            stored = row.target_data or {}
+            changes = attribute_changes(desired, stored, mapper, ctx.store.sensitive_digest, creating=False)
+            if changes:
+                entries.append((row.anchor, "update", row.target_anchor, changes))
+            else:
+                cleared.append(row.anchor)
+        store.set_pending(type_id, entries, cleared)
+        store.forget_source(type_id, forget)
+        store.clean(type_id, [r.anchor for r in rows if r.anchor not in forget], errors)
+        ctx.log.flush()
+        store.commit()
+
+
+def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,
+                              mapped: dict[str, dict[str, Any]]) -> None:
+    """Drop references to objects that will not exist in the target (members left out, manager
+    null), and record every reference so a change to the referenced object re-evaluates this one."""
+    if not mapper.references:
+        return
+    store = ctx.store
+    wanted: dict[str, set[str]] = defaultdict(set)
+    ref_rows: list[tuple[str, int, str]] = []
+    for anchor, values in mapped.items():
+        for attr, ref_type in mapper.references.items():
+            for ref in _as_list(values.get(attr)):
+                wanted[ref_type].add(str(ref))
+                ref_rows.append((anchor, ctx.type_ids[ref_type], str(ref)))
+    existing = {ref_type: store.exists_after(ctx.type_ids[ref_type], anchors) for ref_type, anchors in wanted.items()}
+    for values in mapped.values():
+        for attr, ref_type in mapper.references.items():
+            value = values.get(attr)
+            if isinstance(value, list):
+                values[attr] = [v for v in value if str(v) in existing[ref_type]]
+            elif value is not None:
+                values[attr] = str(value) if str(value) in existing[ref_type] else None
+    store.replace_refs(type_id, list(mapped), ref_rows)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _payload_values(desired: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
+    """Values for a pending add; sensitive ones are re-derived at export, never stored."""
+    return {k: stored_form(k, v, mapper, None) for k, v in desired.items()}
+
+
+def _disable_payload(ot: ObjectType, row: SourceRow) -> dict[str, Any]:
+    stored = row.target_data or {}
+    return {"set": dict(ot.target.disable), "old": {k: stored.get(k) for k in ot.target.disable}}

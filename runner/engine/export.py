@@ -1,0 +1,261 @@
+"""The export pass: send pending exports to the target and record each confirmation.
+
+Adds, updates and disables go first, deletes last (a group drops a member before the member is
+deleted). References are resolved to target anchors just before sending. An export that points
+at an object of its own type whose add is still waiting is held back to a later wave of the same
+run, so a report is created after their manager; when no wave makes progress (a cycle), the
+rest go out with the unresolved references left out, recorded, and filled in once the object
+exists. Results are written to the state store batch by batch, right after the connector
+confirms them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.connectors.base import (
+    ConnectorError,
+    NotFound,
+    Operation,
+    Result,
+)
+from runner.engine.context import RunContext, TypeCounts
+from runner.engine.diff import SENSITIVE, stored_form
+from runner.manifest.model import ObjectType
+from runner.mapping.mapper import Mapper, MappingFailed
+from runner.provlog import changes_for_log
+from runner.state.store import PendingRow
+
+BATCH = 200
+PHASES = (("add", "update", "disable"), ("delete",))
+
+
+@dataclass
+class Prepared:
+    """One pending export turned into an Operation, with what the state should record on success."""
+
+    row: PendingRow
+    op: Operation
+    kept_set: dict[str, Any] = field(default_factory=dict)
+    kept_add: dict[str, list[Any]] = field(default_factory=dict)
+    removed: dict[str, list[Any]] = field(default_factory=dict)
+    dropped: dict[str, set[str]] = field(default_factory=dict)  # ref type -> anchors left out
+
+
+class Waiting(Exception):
+    """The export references an object of its own type whose add has not been tried yet."""
+
+
+def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts) -> None:
+    connector = ctx.target(ot)
+    exporter = _Exporter(ctx, ot, mapper, counts, connector.capabilities().multi_valued_deltas)
+    for actions in PHASES:
+        force = False
+        while True:
+            sent, waiting = exporter.sweep(actions, force)
+            if not waiting:
+                break
+            force = sent == 0  # no progress: a reference cycle; send the rest without those references
+    ctx.store.prune_tombstones(ctx.type_ids[ot.name])
+    ctx.store.commit()
+
+
+class _Exporter:
+    def __init__(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, deltas: bool):
+        self.ctx, self.ot, self.mapper, self.counts, self.deltas = ctx, ot, mapper, counts, deltas
+        self.store = ctx.store
+        self.type_id = ctx.type_ids[ot.name]
+        self.connector = ctx.target(ot)
+
+    def sweep(self, actions: Sequence[str], force: bool) -> tuple[int, int]:
+        """One pass over the pending exports not yet tried this run. Returns (sent, still waiting)."""
+        sent = waiting = 0
+        after: str | None = None
+        while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH):
+            after = rows[-1].source_anchor
+            remaining = rows
+            while remaining:  # within a page, send in rounds so a manager goes before their reports
+                ready, held = self._prepare(remaining, force)
+                if not ready:
+                    break
+                self._send(ready)
+                sent += len(ready)
+                remaining = held
+            waiting += len(remaining)
+        return sent, waiting
+
+    # ---- preparing operations -----------------------------------------------------------------
+
+    def _prepare(self, rows: Sequence[PendingRow], force: bool) -> tuple[list[Prepared], list[PendingRow]]:
+        refs = self._referenced(rows)
+        targets = {rt: self.store.target_anchors(self.ctx.type_ids[rt], anchors) for rt, anchors in refs.items()}
+        own = self.ot.name
+        waiting_adds = set() if force or own not in refs else self.store.pending_adds(
+            self.type_id, refs[own] - targets.get(own, {}).keys(), self.ctx.run_id)
+        stored = self._stored(rows)
+        ready: list[Prepared] = []
+        held: list[PendingRow] = []
+        for i, row in enumerate(rows):
+            try:
+                ready.append(self._operation(i, row, targets, waiting_adds, stored))
+            except Waiting:
+                held.append(row)
+            except MappingFailed as exc:
+                self._failed(row, f"cannot derive sensitive value: {exc}")
+        return ready, held
+
+    def _referenced(self, rows: Sequence[PendingRow]) -> dict[str, set[str]]:
+        refs: dict[str, set[str]] = defaultdict(set)
+        for row in rows:
+            for part in ("set", "add", "remove"):
+                for attr, value in row.payload.get(part, {}).items():
+                    ref_type = self.mapper.references.get(attr)
+                    if ref_type is not None:
+                        refs[ref_type].update(str(v) for v in _as_list(value))
+        return refs
+
+    def _stored(self, rows: Sequence[PendingRow]) -> dict[str, tuple[dict[str, Any], bool]]:
+        anchors = [r.target_anchor for r in rows if r.target_anchor]
+        return self.store.targets_data(self.type_id, anchors) if anchors else {}
+
+    def _operation(self, index: int, row: PendingRow, targets: dict[str, dict[str, str]],
+                   waiting_adds: set[str], stored: dict[str, tuple[dict[str, Any], bool]]) -> Prepared:
+        payload = row.payload
+        prepared = Prepared(row, Operation(index, row.action, self.ot.target.object))
+        attributes: dict[str, Any] = {}
+        clear: dict[str, Any] | None = None
+        for attr, value in payload.get("set", {}).items():
+            if value == SENSITIVE:
+                clear = clear or self._clear_values(row.source_anchor)
+                value = clear.get(attr)
+            attributes[attr], prepared.kept_set[attr] = self._resolve(attr, value, targets, waiting_adds, prepared)
+        add_values: dict[str, list[Any]] = {}
+        for attr, values in payload.get("add", {}).items():
+            add_values[attr], prepared.kept_add[attr] = self._resolve(attr, values, targets, waiting_adds, prepared)
+        remove_values: dict[str, list[Any]] = {}
+        for attr, values in payload.get("remove", {}).items():
+            prepared.removed[attr] = list(values)
+            remove_values[attr] = self._resolve_removed(attr, values)
+        if not self.deltas and (add_values or remove_values):
+            before = stored.get(row.target_anchor or "", ({}, False))[0]
+            for attr in set(add_values) | set(remove_values):
+                full = (set(before.get(attr, [])) | set(prepared.kept_add.get(attr, []))) - set(values_of(payload, "remove", attr))
+                attributes[attr], _ = self._resolve(attr, sorted(full, key=str), targets, set(), prepared)
+            add_values, remove_values = {}, {}
+        prepared.op = Operation(index, row.action, self.ot.target.object, anchor=row.target_anchor,
+                                attributes=attributes, add_values=add_values, remove_values=remove_values,
+                                partition=self.ot.target.partition)
+        return prepared
+
+    def _clear_values(self, anchor: str) -> dict[str, Any]:
+        """Sensitive values are never stored: map the source object again to get them."""
+        data = self.store.source_data(self.type_id, anchor)
+        return self.mapper.map(data) if data is not None else {}
+
+    def _resolve(self, attr: str, value: Any, targets: dict[str, dict[str, str]], waiting_adds: set[str],
+                 prepared: Prepared) -> tuple[Any, Any]:
+        """(value to send, value to record): references become target anchors; missing ones are left out."""
+        ref_type = self.mapper.references.get(attr)
+        if ref_type is None:
+            return value, value
+        known = targets.get(ref_type, {})
+        if ref_type == self.ot.name and any(str(v) in waiting_adds for v in _as_list(value)):
+            raise Waiting
+        missing = {str(v) for v in _as_list(value) if str(v) not in known}
+        if missing:
+            prepared.dropped.setdefault(ref_type, set()).update(missing)
+        if isinstance(value, list):
+            kept = [v for v in value if str(v) not in missing]
+            return [known[str(v)] for v in kept], kept
+        if value is None or str(value) in missing:
+            return None, None
+        return known[str(value)], value
+
+    def _resolve_removed(self, attr: str, values: list[Any]) -> list[Any]:
+        ref_type = self.mapper.references.get(attr)
+        if ref_type is None:
+            return list(values)
+        known = self.store.target_anchors(self.ctx.type_ids[ref_type], [str(v) for v in values], live_only=False)
+        return [known[str(v)] for v in values if str(v) in known]
+
+    # ---- sending and recording ----------------------------------------------------------------
+
+    def _send(self, prepared: list[Prepared]) -> None:
+        by_id = {p.op.id: p for p in prepared}
+        seen: set[int] = set()
+        for result in self.connector.apply([p.op for p in prepared]):
+            if result.op_id in seen or result.op_id not in by_id:
+                continue  # a connector must report each operation once; ignore anything else
+            seen.add(result.op_id)
+            self._record(by_id[result.op_id], result)
+        for op_id, p in by_id.items():
+            if op_id not in seen:
+                self._failed(p.row, "the connector reported no result for this operation")
+        self.ctx.log.flush()
+        self.ctx.heartbeat()
+        self.store.commit()
+
+    def _record(self, p: Prepared, result: Result) -> None:
+        row, action = p.row, p.row.action
+        if not result.ok and not (action == "delete" and isinstance(result.error, NotFound)):
+            if isinstance(result.error, NotFound) and action in ("update", "disable"):
+                self.store.forget_target(self.type_id, row.source_anchor, row.target_anchor)
+                self._failed(row, f"{result.error}; the object is gone from the target and will be "
+                                  "created again on the next run")
+                return
+            self._failed(row, _error_text(result.error))
+            return
+        store, type_id = self.store, self.type_id
+        if action == "add":
+            data = {k: stored_form(k, v, self.mapper, store.sensitive_digest) for k, v in p.kept_set.items()}
+            store.confirm_add(type_id, row.source_anchor, str(result.anchor), data)
+            store.mark_referrers_dirty(type_id, [row.source_anchor], only_dropped=True)
+            changes = changes_for_log(p.kept_set, None, self.mapper.sensitive)
+        elif action == "delete":
+            store.confirm_delete(type_id, row.source_anchor, row.target_anchor,
+                                 source_gone=bool(row.payload.get("gone")))
+            store.mark_referrers_dirty(type_id, [row.source_anchor])
+            changes = {}
+        else:
+            before, _ = store.targets_data(type_id, [row.target_anchor]).get(row.target_anchor, ({}, False))
+            data = dict(before)
+            for attr, value in p.kept_set.items():
+                data[attr] = stored_form(attr, value, self.mapper, store.sensitive_digest)
+            for attr, values in p.kept_add.items():
+                data[attr] = sorted({*data.get(attr, []), *values}, key=str)
+            for attr, values in p.removed.items():
+                data[attr] = sorted(set(data.get(attr, [])) - set(values), key=str)
+            store.confirm_update(type_id, row.source_anchor, row.target_anchor, str(result.anchor or row.target_anchor),
+                                 data, disabled=action == "disable")
+            changes = changes_for_log(data, {k: before.get(k) for k in data}, self.mapper.sensitive)
+        for ref_type, anchors in p.dropped.items():
+            store.mark_refs_dropped(type_id, row.source_anchor, self.ctx.type_ids[ref_type], anchors)
+        self.counts.count(action, source_present=not row.payload.get("gone"))
+        self.ctx.log.add(self.ot.name, row.source_anchor, action, "ok", changes=changes,
+                         target_anchor=str(result.anchor or row.target_anchor or "") or None)
+
+    def _failed(self, row: PendingRow, error: str) -> None:
+        self.store.export_failed(self.type_id, row.source_anchor, self.ctx.run_id, error)
+        self.counts.failed += 1
+        self.counts.touched += not row.payload.get("gone")
+        self.ctx.log.add(self.ot.name, row.source_anchor, row.action, "failed", error=error,
+                         target_anchor=row.target_anchor)
+
+
+def values_of(payload: dict[str, Any], part: str, attr: str) -> list[Any]:
+    return list(payload.get(part, {}).get(attr, []))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _error_text(error: ConnectorError | None) -> str:
+    if error is None:
+        return "failed without a reason"
+    return f"{type(error).__name__}: {error}"

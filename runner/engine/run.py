@@ -1,0 +1,209 @@
+"""One run of a pipeline: lock, then import -> compute -> export per object type, in manifest order.
+
+``execute`` is the engine's single entry point for ``provision run`` and ``provision plan``. It
+returns a :class:`Summary` whatever happens to individual objects; it raises only for what
+stops a run before it starts (invalid manifest, lock held, unusable state store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets as pysecrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import secrets
+from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
+from runner.engine.compute import compute_type
+from runner.engine.context import RunContext, RunOptions, TypeCounts
+from runner.engine.export import export_type
+from runner.engine.importer import import_type
+from runner.errors import UsageError
+from runner.manifest import load_with_connectors
+from runner.manifest.model import Manifest, ObjectType
+from runner.mapping.mapper import Mapper
+from runner.provlog import MASK, ProvisioningLog
+from runner.state.store import StateStore, default_url, now_iso
+
+logger = logging.getLogger("provision")
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    object_type: str
+    anchor: str
+    action: str
+    changes: dict[str, Any]
+    target_anchor: str | None = None
+    error: str | None = None
+    gone: bool = False  # the source object no longer exists
+
+
+@dataclass
+class Summary:
+    pipeline: str
+    run_id: str
+    status: str
+    started: str
+    finished: str = ""
+    object_types: dict[str, TypeCounts] = field(default_factory=dict)
+    taken_over: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
+                "started": self.started, "finished": self.finished,
+                "object_types": {name: c.as_dict() for name, c in self.object_types.items()}}
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3}[self.status]
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + pysecrets.token_hex(3)
+
+
+def open_store(manifest: Manifest) -> StateStore:
+    return StateStore(manifest.state or default_url(manifest.path, manifest.name), manifest.base_dir)
+
+
+def selected_types(manifest: Manifest, names: tuple[str, ...]) -> list[ObjectType]:
+    if not names:
+        return list(manifest.object_types)
+    unknown = [n for n in names if manifest.object_type(n) is None]
+    if unknown:
+        raise UsageError(f"no object type {', '.join(map(repr, unknown))} in {manifest.path.name}; "
+                         f"it has: {', '.join(t.name for t in manifest.object_types)}")
+    return [t for t in manifest.object_types if t.name in names]
+
+
+def execute(path: str | Path, options: RunOptions,
+            on_plan_item: Callable[[PlanItem], None] | None = None) -> Summary:
+    """Run (or plan) the pipeline in ``path``."""
+    loaded = load_with_connectors(path)
+    manifest = loaded.manifest
+    types = selected_types(manifest, options.object_types)
+    store = open_store(manifest)
+    run_id = new_run_id()
+    summary = Summary(manifest.name, run_id, "ok", now_iso())
+    try:
+        holder = store.acquire_lock(manifest.name, run_id)
+        if holder is not None:
+            summary.taken_over = holder.describe()
+            logger.warning("took over the lock of a run that is no longer alive (%s)", holder.describe())
+        store.start_run(run_id, manifest.name, "plan" if options.plan else "run", summary.started)
+        log_file = options.log_file or manifest.log_file
+        log = ProvisioningLog(None if options.plan else store, manifest.name, run_id,
+                              _log_path(manifest, log_file) if log_file and not options.plan else None)
+        ctx = RunContext(manifest, store, loaded.connectors, run_id, options, log)
+        ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
+        try:
+            _run_types(ctx, types, summary)
+            if options.plan and on_plan_item is not None:
+                for ot in types:
+                    for item in plan_items(ctx, ot):
+                        on_plan_item(item)
+        finally:
+            log.close()
+            for connector in loaded.connectors.values():
+                _close(connector)
+        summary.status = _status(summary)
+        summary.finished = now_iso()
+        store.finish_run(run_id, summary.status, summary.finished, summary.as_json())
+        return summary
+    finally:
+        try:
+            store.release_lock(manifest.name, run_id)
+        finally:
+            store.close()
+
+
+def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> None:
+    opened: dict[str, str | None] = {}  # connector name -> error that stopped it, or None when open
+    for ot in types:
+        counts = summary.object_types.setdefault(ot.name, TypeCounts())
+        needed = [ot.source.connector] + ([] if ctx.options.plan else [ot.target.connector])
+        try:
+            for name in needed:
+                if name not in opened:
+                    opened[name] = _open(ctx.connectors[name])
+                if opened[name]:
+                    raise ConnectionFailed(opened[name] or "")
+            mapper = Mapper(ot)
+            if not ctx.options.no_import:
+                import_type(ctx, ot, counts)
+            compute_type(ctx, ot, mapper, counts)
+            if not ctx.options.plan:
+                export_type(ctx, ot, mapper, counts)
+        except (ConnectionFailed, ConfigurationError) as exc:
+            ctx.store.rollback()
+            counts.error = secrets.redact(str(exc))
+            logger.error("%s: stopped: %s", ot.name, counts.error)
+            ctx.log.flush()
+        _finish_counts(ctx, ot, counts)
+
+
+def _open(connector: Connector) -> str | None:
+    try:
+        connector.open()
+    except (ConnectionFailed, ConfigurationError) as exc:
+        return f"connector {connector.context.name!r}: {exc}"
+    return None
+
+
+def _close(connector: Connector) -> None:
+    try:
+        connector.close()
+    except Exception as exc:  # closing must never hide the run's outcome
+        logger.warning("closing connector %r: %s", connector.context.name, secrets.redact(str(exc)))
+
+
+def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
+    """Unchanged = objects present in the source that no action touched and that did not fail."""
+    if ctx.options.plan:
+        for item in plan_items(ctx, ot):
+            counts.count(item.action, source_present=not item.gone)
+    present = ctx.store.counts(ctx.type_ids[ot.name])["source_objects"]
+    counts.unchanged = max(0, present - counts.touched)
+
+
+def _status(summary: Summary) -> str:
+    if any(c.error for c in summary.object_types.values()):
+        return "failed"
+    if any(c.failed for c in summary.object_types.values()):
+        return "partial"
+    return "ok"
+
+
+def _log_path(manifest: Manifest, file: str) -> Path:
+    path = Path(file)
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[PlanItem]:
+    """What the export pass would send for ``ot``, from the pending exports."""
+    mapper = Mapper(ot)
+    type_id = ctx.type_ids[ot.name]
+    after: str | None = None
+    while rows := ctx.store.all_pending(type_id, after, 500):
+        after = rows[-1].source_anchor
+        for row in rows:
+            yield PlanItem(ot.name, row.source_anchor, row.action, _plan_changes(row.payload, mapper),
+                           row.target_anchor, row.last_error, bool(row.payload.get("gone")))
+
+
+def _plan_changes(payload: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    old = payload.get("old", {})
+    for attr, value in payload.get("set", {}).items():
+        shown = MASK if attr in mapper.sensitive and value is not None else value
+        before = MASK if attr in mapper.sensitive and old.get(attr) is not None else old.get(attr)
+        out[attr] = {"old": before, "new": shown} if attr in old else {"new": shown}
+    for attr, values in payload.get("add", {}).items():
+        out.setdefault(attr, {})["add"] = values
+    for attr, values in payload.get("remove", {}).items():
+        out.setdefault(attr, {})["remove"] = values
+    return out

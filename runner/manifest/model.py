@@ -1,0 +1,172 @@
+"""The typed, frozen manifest that the rest of the code trusts.
+
+Built only from data that passed the JSON Schema; past ``runner.manifest``, nobody looks at raw
+dictionaries again. Each piece keeps ``path`` (its place in the YAML) so semantic checks can
+point at a line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+YamlPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    name: str
+    type: str
+    config: dict[str, Any] = field(repr=False)
+    path: YamlPath = ()
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    connector: str
+    object: str
+    anchor: str
+    partition: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    connector: str
+    object: str
+    partition: str | None = None
+    disable: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttributeMapping:
+    target: str
+    source: str | None = None
+    constant: Any = None
+    has_constant: bool = False
+    expression: str | None = None
+    default: Any = None
+    apply: str = "always"
+    sensitive: bool = False
+    reference: str | None = None
+    multi_valued: bool = False
+    path: YamlPath = ()
+
+
+@dataclass(frozen=True)
+class Clause:
+    attribute: str
+    op: str
+    value: Any = None
+    path: YamlPath = ()
+
+
+@dataclass(frozen=True)
+class Group:
+    kind: str  # "all" | "any"
+    items: tuple[Clause | Group, ...]
+    path: YamlPath = ()
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    target: str
+    source: str | None = None
+    expression: str | None = None
+    path: YamlPath = ()
+
+
+@dataclass(frozen=True)
+class ObjectType:
+    name: str
+    source: SourceSpec
+    target: TargetSpec
+    mapping: tuple[AttributeMapping, ...]
+    scope: Group | None = None
+    match: tuple[MatchRule, ...] = ()
+    when_out_of_scope: str = "disable"
+    when_deleted: str = "delete"
+    path: YamlPath = ()
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def config_hash(self) -> str:
+        """A fingerprint of everything that decides what this type exports.
+
+        When it changes between runs, every object of the type is evaluated again from the
+        state store (a changed mapping must reach objects whose source did not change).
+        """
+        relevant = {k: self.raw.get(k) for k in ("target", "mapping", "scope", "match",
+                                                 "when_out_of_scope", "when_deleted")}
+        blob = json.dumps(relevant, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def attribute(self, name: str) -> AttributeMapping | None:
+        return next((m for m in self.mapping if m.target == name), None)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    name: str
+    connectors: dict[str, ConnectorSpec]
+    object_types: tuple[ObjectType, ...]
+    state: str | None = None
+    log_file: str | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def object_type(self, name: str) -> ObjectType | None:
+        return next((t for t in self.object_types if t.name == name), None)
+
+
+def build(data: dict[str, Any], path: Path) -> Manifest:
+    """The model for schema-valid ``data`` (mapping files already spliced in)."""
+    connectors = {
+        name: ConnectorSpec(name, block["type"], {k: v for k, v in block.items()}, ("connectors", name))
+        for name, block in data["connectors"].items()
+    }
+    types = tuple(_object_type(raw, ("object_types", i)) for i, raw in enumerate(data["object_types"]))
+    return Manifest(path=path, name=data["name"], connectors=connectors, object_types=types,
+                    state=data.get("state"), log_file=data.get("log_file"))
+
+
+def _object_type(raw: dict[str, Any], at: YamlPath) -> ObjectType:
+    src, tgt = raw["source"], raw["target"]
+    mapping_path = raw.get("_mapping_path", (*at, "mapping"))
+    return ObjectType(
+        name=raw["name"],
+        source=SourceSpec(src["connector"], src["object"], src["anchor"], src.get("partition")),
+        target=TargetSpec(tgt["connector"], tgt["object"], tgt.get("partition"), dict(tgt.get("disable", {}))),
+        mapping=tuple(_attribute(m, (*mapping_path, i)) for i, m in enumerate(raw["mapping"])),
+        scope=_group(raw["scope"], (*at, "scope")) if raw.get("scope") else None,
+        match=tuple(MatchRule(m["target"], m.get("source"), m.get("expression"), (*at, "match", i))
+                    for i, m in enumerate(raw.get("match", []))),
+        when_out_of_scope=raw.get("when_out_of_scope", "disable"),
+        when_deleted=raw.get("when_deleted", "delete"),
+        path=at,
+        raw={k: v for k, v in raw.items() if not k.startswith("_")},
+    )
+
+
+def _attribute(m: dict[str, Any], at: YamlPath) -> AttributeMapping:
+    return AttributeMapping(
+        target=m["target"], source=m.get("source"), constant=m.get("constant"),
+        has_constant="constant" in m, expression=m.get("expression"), default=m.get("default"),
+        apply=m.get("apply", "always"), sensitive=m.get("sensitive", False),
+        reference=m.get("reference"), multi_valued=m.get("multi_valued", False), path=at,
+    )
+
+
+def _group(raw: dict[str, Any], at: YamlPath) -> Group:
+    kind = "all" if "all" in raw else "any"
+    return Group(kind, tuple(_scope_item(item, (*at, kind, i)) for i, item in enumerate(raw[kind])), at)
+
+
+def _scope_item(raw: dict[str, Any], at: YamlPath) -> Clause | Group:
+    if "all" in raw or "any" in raw:
+        return _group(raw, at)
+    return Clause(raw.get("attribute", ""), raw.get("op", ""), raw.get("value"), at)

@@ -1,0 +1,1 @@
+"""Mappings: expressions and their function library, scoping filters, the object mapper."""

@@ -1,0 +1,79 @@
+"""Turn one source record into the target attributes an object type wants.
+
+Values are normalised so they compare the same way every run: empty strings become null,
+multi-valued attributes become sorted lists without nulls or duplicates (their order never
+matters), references hold the *source* anchors of the objects they point at (the engine turns
+them into target keys at export time, when it knows them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runner.manifest.model import AttributeMapping, ObjectType
+from runner.mapping.expressions import Getter, compile_expression, evaluation_error, field_getter
+
+
+class MappingFailed(ValueError):
+    """A record cannot be mapped; the object fails, the run goes on."""
+
+    def __init__(self, attribute: str, reason: str):
+        super().__init__(f"attribute {attribute!r}: {reason}")
+        self.attribute = attribute
+
+
+@dataclass(frozen=True)
+class CompiledAttribute:
+    spec: AttributeMapping
+    get: Getter
+
+    @property
+    def name(self) -> str:
+        return self.spec.target
+
+
+def _getter(spec: AttributeMapping) -> Getter:
+    if spec.source is not None:
+        return field_getter(spec.source)
+    if spec.expression is not None:
+        return compile_expression(spec.expression).evaluate
+    constant = spec.constant
+    return lambda record: constant
+
+
+def normalize(value: Any, multi_valued: bool) -> Any:
+    """The comparable form of a mapped value."""
+    if multi_valued:
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else [value]
+        return sorted({v for v in items if v not in (None, "")}, key=lambda v: (str(type(v)), v))
+    if value == "" or value == []:
+        return None
+    return value
+
+
+class Mapper:
+    """The compiled mapping of one object type. Compile once per run, call per record."""
+
+    def __init__(self, object_type: ObjectType):
+        self.object_type = object_type
+        self.attributes = [CompiledAttribute(spec, _getter(spec)) for spec in object_type.mapping]
+        self.on_create = frozenset(a.name for a in self.attributes if a.spec.apply == "on_create")
+        self.sensitive = frozenset(a.name for a in self.attributes if a.spec.sensitive)
+        self.references = {a.name: a.spec.reference for a in self.attributes if a.spec.reference}
+        self.multi_valued = frozenset(a.name for a in self.attributes if a.spec.multi_valued)
+
+    def map(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Every mapped attribute of ``record``; raises MappingFailed naming the attribute."""
+        out: dict[str, Any] = {}
+        for attr in self.attributes:
+            try:
+                value = attr.get(record)
+            except Exception as exc:  # an expression error is a data error in this one record
+                raise MappingFailed(attr.name, evaluation_error(exc)) from None
+            if (value is None or value == "") and attr.spec.default is not None:
+                value = attr.spec.default
+            out[attr.name] = normalize(value, attr.spec.multi_valued)
+        return out

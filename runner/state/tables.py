@@ -1,0 +1,170 @@
+"""The connector space's tables and their versioned migrations.
+
+Every row belongs to one object type of one pipeline, named by a small integer (``type_id``) so
+several pipelines can share one PostgreSQL store and rows stay narrow. JSON is stored as text:
+portable across SQLite, PostgreSQL and MariaDB, and cheap to hash.
+
+Schema version lives in ``provision_meta``; :func:`migrate` brings an older store up to date when
+it is opened and refuses one written by a newer provision.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+S = sa.String(255)
+
+meta = sa.Table(
+    "provision_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+object_types = sa.Table(
+    "object_types", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pipeline", S, nullable=False),
+    sa.Column("name", S, nullable=False),
+    sa.Column("config_hash", sa.String(64)),
+    sa.UniqueConstraint("pipeline", "name", name="object_types_name"),
+)
+
+locks = sa.Table(
+    "locks", metadata,
+    sa.Column("pipeline", S, primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("host", S, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("user", S, nullable=False),
+    sa.Column("acquired", sa.String(40), nullable=False),
+    sa.Column("heartbeat", sa.Float, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("run_id", sa.String(40), primary_key=True),
+    sa.Column("pipeline", S, nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # run | plan
+    sa.Column("started", sa.String(40), nullable=False),
+    sa.Column("finished", sa.String(40)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text),
+)
+
+# What the source held when last read. dirty: changed since last computed. exists_after: will the
+# object exist in the target once this run's exports land (drives references to it).
+source_objects = sa.Table(
+    "source_objects", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("anchor", S, primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("hash", sa.String(40), nullable=False),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("dirty", sa.Boolean, nullable=False, default=True),
+    sa.Column("in_scope", sa.Boolean),
+    sa.Column("exists_after", sa.Boolean, nullable=False, default=False),
+    sa.Column("error", sa.Text),
+    sa.Index("source_objects_dirty", "type_id", "dirty"),
+)
+
+# Anchors seen by the current full import, to find the ones that vanished.
+import_seen = sa.Table(
+    "import_seen", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("anchor", S, primary_key=True),
+)
+
+# The join between a source object and its target object. live=False keeps the target anchor of
+# a deleted object for as long as others still need it to remove references to it.
+links = sa.Table(
+    "links", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("source_anchor", S, primary_key=True),
+    sa.Column("target_anchor", S, nullable=False),
+    sa.Column("live", sa.Boolean, nullable=False, default=True),
+    sa.Index("links_target", "type_id", "target_anchor"),
+)
+
+# What the target is known to hold, in mapped form (references as source anchors).
+target_objects = sa.Table(
+    "target_objects", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("target_anchor", S, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+)
+
+# One pending export per object, kept until the target confirms it.
+pending = sa.Table(
+    "pending_exports", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("source_anchor", S, primary_key=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("target_anchor", S),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("attempted_run", sa.String(40)),
+)
+
+# Who references whom (desired values), so a change in one object re-evaluates those pointing at
+# it. dropped: the reference was left out at export because its object did not exist yet.
+refs = sa.Table(
+    "refs", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("anchor", S, primary_key=True),
+    sa.Column("ref_type_id", sa.Integer, primary_key=True),
+    sa.Column("ref_anchor", S, primary_key=True),
+    sa.Column("dropped", sa.Boolean, nullable=False, default=False),
+    sa.Index("refs_target", "ref_type_id", "ref_anchor"),
+)
+
+watermarks = sa.Table(
+    "watermarks", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("side", sa.String(8), primary_key=True),
+    sa.Column("partition", S, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+log = sa.Table(
+    "provisioning_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), nullable=False, index=True),
+    sa.Column("time", sa.String(40), nullable=False),
+    sa.Column("pipeline", S, nullable=False),
+    sa.Column("object_type", S, nullable=False),
+    sa.Column("anchor", S, nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("entry", sa.Text, nullable=False),
+)
+
+# version -> statements that bring version-1 to it. Version 1 is created whole by create_all.
+MIGRATIONS: dict[int, list[str]] = {}
+
+
+class IncompatibleStore(RuntimeError):
+    pass
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Create the tables of a new store, or bring an old one to SCHEMA_VERSION, in one transaction."""
+    with engine.begin() as conn:
+        inspector = sa.inspect(conn)
+        if not inspector.has_table("provision_meta"):
+            metadata.create_all(conn)
+            conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            return
+        found = int(conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+        if found > SCHEMA_VERSION:
+            raise IncompatibleStore(f"the state store has schema version {found}, newer than this provision "
+                                    f"understands ({SCHEMA_VERSION}); upgrade provision")
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS.get(version, []):
+                conn.exec_driver_sql(statement)
+            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
