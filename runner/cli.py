@@ -25,9 +25,7 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="provision: %(message)s", stream=sys.stderr)
-    logging.getLogger("provision").addFilter(_RedactFilter())
+    _setup_logging(getattr(args, "verbose", False))
     try:
         return args.func(args)
     except ManifestError as exc:
@@ -53,6 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("provision: set PROVISION_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Messages of the 'provision' logger go to stderr, redacted; stdout stays for results."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("provision: %(message)s"))
+    handler.addFilter(_RedactFilter())
+    logger = logging.getLogger("provision")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 class _RedactFilter(logging.Filter):

@@ -66,10 +66,9 @@ class CsvConnector(Connector):
         return (self.context.base_dir / self.config["path"]).resolve()
 
     def object_names(self) -> list[str] | None:
-        declared = set(self.config.get("objects", {}))
-        if self.folder.is_dir():
-            declared |= {p.stem for p in self.folder.glob("*.csv")}
-        return sorted(declared) if self.folder.is_dir() else None
+        """Any name may be valid: a file that is missing now (an export not yet delivered) is a
+        run-time problem that stops the pass, not a manifest error."""
+        return None
 
     def _file(self, object: str) -> Path:
         spec = self.config.get("objects", {}).get(object, {})

@@ -185,6 +185,7 @@ class _Exporter:
 
     def _send(self, prepared: list[Prepared]) -> None:
         by_id = {p.op.id: p for p in prepared}
+        self.added: list[str] = []
         seen: set[int] = set()
         for result in self.connector.apply([p.op for p in prepared]):
             if result.op_id in seen or result.op_id not in by_id:
@@ -194,6 +195,8 @@ class _Exporter:
         for op_id, p in by_id.items():
             if op_id not in seen:
                 self._failed(p.row, "the connector reported no result for this operation")
+        # objects that left a reference to a just-added object out will fill it in on the next run
+        self.store.mark_referrers_dirty(self.type_id, self.added, only_dropped=True)
         self.ctx.log.flush()
         self.ctx.heartbeat()
         self.store.commit()
@@ -212,7 +215,7 @@ class _Exporter:
         if action == "add":
             data = {k: stored_form(k, v, self.mapper, store.sensitive_digest) for k, v in p.kept_set.items()}
             store.confirm_add(type_id, row.source_anchor, str(result.anchor), data)
-            store.mark_referrers_dirty(type_id, [row.source_anchor], only_dropped=True)
+            self.added.append(row.source_anchor)
             changes = changes_for_log(p.kept_set, None, self.mapper.sensitive)
         elif action == "delete":
             store.confirm_delete(type_id, row.source_anchor, row.target_anchor,

@@ -95,9 +95,8 @@ def execute(path: str | Path, options: RunOptions,
             summary.taken_over = holder.describe()
             logger.warning("took over the lock of a run that is no longer alive (%s)", holder.describe())
         store.start_run(run_id, manifest.name, "plan" if options.plan else "run", summary.started)
-        log_file = options.log_file or manifest.log_file
         log = ProvisioningLog(None if options.plan else store, manifest.name, run_id,
-                              _log_path(manifest, log_file) if log_file and not options.plan else None)
+                              None if options.plan else _log_path(manifest, options.log_file))
         ctx = RunContext(manifest, store, loaded.connectors, run_id, options, log)
         ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
         try:
@@ -178,9 +177,13 @@ def _status(summary: Summary) -> str:
     return "ok"
 
 
-def _log_path(manifest: Manifest, file: str) -> Path:
-    path = Path(file)
-    return path if path.is_absolute() else Path.cwd() / path
+def _log_path(manifest: Manifest, cli_file: str | None) -> Path | None:
+    """--log-file is relative to where the command runs; the manifest's log_file to the manifest."""
+    if cli_file:
+        return Path(cli_file).resolve()
+    if manifest.log_file:
+        return manifest.base_dir / manifest.log_file
+    return None
 
 
 def plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[PlanItem]:

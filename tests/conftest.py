@@ -1,0 +1,118 @@
+"""Shared fixtures: sample HR data, running the CLI in-process, reading the quickstart's target."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import cli, sampledata
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "manifests" / "quickstart.yaml"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def provision(capsys: pytest.CaptureFixture[str]):
+    """Run ``provision ARGS...`` in this process; returns exit code, stdout and stderr."""
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        code = cli.main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def quickstart_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Point the quickstart manifest at fresh data and a fresh target in tmp_path."""
+
+    def make(people: int = 200, groups: int = 20, seed: int = 1) -> Path:
+        data = tmp_path / "data"
+        sampledata.make(data, people, groups, seed)
+        monkeypatch.setenv("PROVISION_DATA", str(data))
+        monkeypatch.setenv("PROVISION_TARGET", str(tmp_path / "app.db"))
+        return data
+
+    return make
+
+
+def read_app(db: Path) -> dict[str, Any]:
+    """The quickstart target as comparable data: users by user_name, managers and members by user_name."""
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    users = {r["id"]: dict(r) for r in con.execute("SELECT * FROM users")}
+    by_name = {}
+    for row in users.values():
+        row["manager"] = users[row["manager_id"]]["user_name"] if row["manager_id"] in users else None
+        row["active"] = bool(row["active"])
+        by_name[row["user_name"]] = {k: v for k, v in row.items() if k not in ("id", "manager_id")}
+    groups = {}
+    for g in con.execute("SELECT * FROM groups"):
+        members = sorted(users[m]["user_name"] for (m,) in con.execute(
+            "SELECT user_id FROM group_members WHERE group_id = ?", (g["id"],)))
+        groups[g["name"], g["id"]] = {"name": g["name"], "description": g["description"], "members": members}
+    con.close()
+    return {"users": by_name, "groups": sorted(groups.values(), key=lambda g: (g["name"], g["members"]))}
+
+
+PEOPLE_COLUMNS = sampledata.PEOPLE_COLUMNS
+GROUP_COLUMNS = sampledata.GROUP_COLUMNS
+
+
+def person(eid: str, first: str, last: str, status: str = "active", manager: str = "", **extra: str) -> dict[str, str]:
+    """A people.csv row in the sample-data format, for hand-written scenarios."""
+    row = {c: "" for c in PEOPLE_COLUMNS}
+    row.update(employee_id=eid, first_name=first, last_name=last, preferred_name="",
+               email=f"{first}.{last}@example.org".lower(), department="Engineering", title="Engineer",
+               manager_id=manager, status=status, phone="", hire_date="2020-01-01",
+               updated_at="2026-01-01T00:00:00Z")
+    row.update(extra)
+    return row
+
+
+def group(gid: str, name: str, members: list[str], description: str = "") -> dict[str, str]:
+    return {"group_id": gid, "name": name, "description": description, "members": ";".join(members),
+            "updated_at": "2026-01-01T00:00:00Z"}
+
+
+def write_hr(folder: Path, people: list[dict[str, str]], groups: list[dict[str, str]]) -> Path:
+    """Write people.csv and groups.csv the way the sample-data generator does."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, columns, rows in (("people.csv", PEOPLE_COLUMNS, people), ("groups.csv", GROUP_COLUMNS, groups)):
+        with open(folder / name, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    return folder
+
+
+@pytest.fixture
+def quickstart_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the quickstart manifest and its files that a test may edit; env points at tmp_path."""
+    import shutil
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("out", ".provision", "data"))
+    shutil.copytree(REPO / "mappings", root / "mappings")
+    monkeypatch.setenv("PROVISION_TARGET", str(tmp_path / "app.db"))
+    monkeypatch.setenv("PROVISION_DATA", str(tmp_path / "data"))
+    return root / "manifests" / "quickstart.yaml"
