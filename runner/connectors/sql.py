@@ -143,7 +143,11 @@ class SqlConnector(Connector):
             self.tables: dict[str, sa.Table] = {}
             metadata = sa.MetaData()
             for name, spec in self.config["objects"].items():
-                self.tables[name] = self._reflect(metadata, spec["table"], spec.get("schema"))
+                self.tables[name] = table = self._reflect(metadata, spec["table"], spec.get("schema"))
+                if spec["key"] not in table.c:
+                    raise ConfigurationError(f"table {spec['table']} has no key column {spec['key']!r}")
+                # a key is never null; saying so lets SQLAlchemy return generated keys in row order
+                table.c[spec["key"]].nullable = False
                 for child in spec.get("multi_valued", {}).values():
                     self.tables[child["table"]] = self._reflect(metadata, child["table"], spec.get("schema"))
         except exc.NoSuchTableError as e:
@@ -202,26 +206,64 @@ class SqlConnector(Connector):
     # ---- writing ----------------------------------------------------------------------------
 
     def apply(self, operations: Sequence[Operation]) -> Iterable[Result]:
+        """One transaction per batch. Adds go in bulk (one executemany per shape); if the bulk insert
+        is rejected, that group is retried one savepoint per operation so only the bad rows fail."""
         assert self.engine is not None
-        results: list[Result] = []
+        results: dict[int, Result] = {}
         try:
             with self.engine.begin() as conn:
-                for op in operations:
+                for group in _add_groups(operations):
                     try:
                         with conn.begin_nested():
-                            anchor = self._apply_one(conn, op)
-                        results.append(Result(op.id, True, anchor))
-                    except exc.IntegrityError as e:
-                        results.append(Result.failed(op, ObjectError(f"rejected by the database: {_reason(e)}")))
-                    except exc.DataError as e:
-                        results.append(Result.failed(op, ObjectError(f"bad value: {_reason(e)}")))
-                    except (NotFound, ObjectError) as e:
-                        results.append(Result.failed(op, e))
+                            for op, anchor in zip(group, self._insert_many(conn, group), strict=True):
+                                results[op.id] = Result(op.id, True, anchor)
+                    except (exc.IntegrityError, exc.DataError, ObjectError):
+                        pass  # the per-operation path below finds which rows are bad
+                for op in operations:
+                    if op.id not in results:
+                        results[op.id] = self._apply_isolated(conn, op)
         except (exc.OperationalError, exc.InterfaceError) as e:
             if getattr(e, "connection_invalidated", False):
                 raise ConnectionFailed(f"lost the database connection: {_reason(e)}") from None
             return [Result.failed(op, RetryableError(f"database busy or failing: {_reason(e)}")) for op in operations]
-        return results
+        return [results[op.id] for op in operations]
+
+    def _apply_isolated(self, conn: sa.Connection, op: Operation) -> Result:
+        try:
+            with conn.begin_nested():
+                anchor = self._apply_one(conn, op)
+            return Result(op.id, True, anchor)
+        except exc.IntegrityError as e:
+            return Result.failed(op, ObjectError(f"rejected by the database: {_reason(e)}"))
+        except exc.DataError as e:
+            return Result.failed(op, ObjectError(f"bad value: {_reason(e)}"))
+        except ObjectError as e:
+            return Result.failed(op, e)
+
+    def _insert_many(self, conn: sa.Connection, ops: Sequence[Operation]) -> list[str]:
+        """Insert adds of one object and one attribute set with a single executemany."""
+        spec = self.config["objects"][ops[0].object]
+        table = self.tables[ops[0].object]
+        children = spec.get("multi_valued", {})
+        rows = [{k: v for k, v in op.attributes.items() if k not in children} for op in ops]
+        unknown = [k for k in rows[0] if k not in table.c]
+        if unknown:
+            raise ObjectError(f"table {table.name} has no column {', '.join(sorted(unknown))}")
+        if spec.get("generated_key"):
+            key = table.c[spec["key"]]
+            result = conn.execute(table.insert().returning(key, sort_by_parameter_order=True), rows)
+            anchors = [row[0] for row in result]
+        else:
+            conn.execute(table.insert(), rows)
+            anchors = [row.get(spec["key"]) for row in rows]
+            if any(a is None for a in anchors):
+                raise ObjectError(f"no value for key column {spec['key']!r}")
+        for attr, child in children.items():
+            values = [(a, v) for a, op in zip(anchors, ops, strict=True) for v in op.attributes.get(attr) or []]
+            if values:
+                conn.execute(self.tables[child["table"]].insert(),
+                             [{child["key"]: a, child["value"]: v} for a, v in values])
+        return [str(a) for a in anchors]
 
     def _apply_one(self, conn: sa.Connection, op: Operation) -> str | None:
         spec = self.config["objects"].get(op.object)
@@ -246,7 +288,8 @@ class SqlConnector(Connector):
         if op.kind in ("update", "disable"):
             anchor = op.anchor
             if scalars:
-                result = conn.execute(table.update().where(key == anchor_value).values(**scalars))
+                result = conn.execute(table.update().where(key == sa.bindparam("_provision_key")),
+                                      {**scalars, "_provision_key": anchor_value})
                 if result.rowcount == 0:
                     raise NotFound(f"{table.name} {spec['key']}={op.anchor} is not there")
                 if spec["key"] in scalars:
@@ -278,6 +321,15 @@ class SqlConnector(Connector):
         if values:
             ctable = self.tables[child["table"]]
             conn.execute(ctable.insert(), [{child["key"]: owner, child["value"]: v} for v in values])
+
+
+def _add_groups(operations: Sequence[Operation]) -> list[list[Operation]]:
+    """Adds grouped by object and attribute names: each group can be one executemany."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Operation]] = {}
+    for op in operations:
+        if op.kind == "add":
+            groups.setdefault((op.object, tuple(sorted(op.attributes))), []).append(op)
+    return list(groups.values())
 
 
 def _typed_key(column: sa.Column, anchor: str | None) -> Any:

@@ -27,7 +27,7 @@ from runner.engine.diff import SENSITIVE, stored_form
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed
 from runner.provlog import changes_for_log
-from runner.state.store import PendingRow
+from runner.state.store import Confirmations, PendingRow
 
 BATCH = 200
 PHASES = (("add", "update", "disable"), ("delete",))
@@ -78,10 +78,13 @@ class _Exporter:
             after = rows[-1].source_anchor
             remaining = rows
             while remaining:  # within a page, send in rounds so a manager goes before their reports
+                self.done = Confirmations()
                 ready, held = self._prepare(remaining, force)
+                if ready:
+                    self._send(ready)
+                self._flush()
                 if not ready:
                     break
-                self._send(ready)
                 sent += len(ready)
                 remaining = held
             waiting += len(remaining)
@@ -95,12 +98,12 @@ class _Exporter:
         own = self.ot.name
         waiting_adds = set() if force or own not in refs else self.store.pending_adds(
             self.type_id, refs[own] - targets.get(own, {}).keys(), self.ctx.run_id)
-        stored = self._stored(rows)
+        self.before = self._stored(rows)
         ready: list[Prepared] = []
         held: list[PendingRow] = []
         for i, row in enumerate(rows):
             try:
-                ready.append(self._operation(i, row, targets, waiting_adds, stored))
+                ready.append(self._operation(i, row, targets, waiting_adds, self.before))
             except Waiting:
                 held.append(row)
             except MappingFailed as exc:
@@ -185,7 +188,6 @@ class _Exporter:
 
     def _send(self, prepared: list[Prepared]) -> None:
         by_id = {p.op.id: p for p in prepared}
-        self.added: list[str] = []
         seen: set[int] = set()
         for result in self.connector.apply([p.op for p in prepared]):
             if result.op_id in seen or result.op_id not in by_id:
@@ -195,53 +197,52 @@ class _Exporter:
         for op_id, p in by_id.items():
             if op_id not in seen:
                 self._failed(p.row, "the connector reported no result for this operation")
-        # objects that left a reference to a just-added object out will fill it in on the next run
-        self.store.mark_referrers_dirty(self.type_id, self.added, only_dropped=True)
+
+    def _flush(self) -> None:
+        """Record the round's confirmations, failures and log entries in one commit."""
+        self.store.record(self.type_id, self.ctx.run_id, self.done)
         self.ctx.log.flush()
         self.ctx.heartbeat()
         self.store.commit()
 
     def _record(self, p: Prepared, result: Result) -> None:
-        row, action = p.row, p.row.action
+        row, action, done = p.row, p.row.action, self.done
         if not result.ok and not (action == "delete" and isinstance(result.error, NotFound)):
             if isinstance(result.error, NotFound) and action in ("update", "disable"):
-                self.store.forget_target(self.type_id, row.source_anchor, row.target_anchor)
+                done.gone.append((row.source_anchor, row.target_anchor or ""))
                 self._failed(row, f"{result.error}; the object is gone from the target and will be "
                                   "created again on the next run")
                 return
             self._failed(row, _error_text(result.error))
             return
-        store, type_id = self.store, self.type_id
+        digest = self.store.sensitive_digest
         if action == "add":
-            data = {k: stored_form(k, v, self.mapper, store.sensitive_digest) for k, v in p.kept_set.items()}
-            store.confirm_add(type_id, row.source_anchor, str(result.anchor), data)
-            self.added.append(row.source_anchor)
+            data = {k: stored_form(k, v, self.mapper, digest) for k, v in p.kept_set.items()}
+            done.adds.append((row.source_anchor, str(result.anchor), data))
             changes = changes_for_log(p.kept_set, None, self.mapper.sensitive)
         elif action == "delete":
-            store.confirm_delete(type_id, row.source_anchor, row.target_anchor,
-                                 source_gone=bool(row.payload.get("gone")))
-            store.mark_referrers_dirty(type_id, [row.source_anchor])
+            done.deletes.append((row.source_anchor, row.target_anchor, bool(row.payload.get("gone"))))
             changes = {}
         else:
-            before, _ = store.targets_data(type_id, [row.target_anchor]).get(row.target_anchor, ({}, False))
+            before = self.before.get(row.target_anchor or "", ({}, False))[0]
             data = dict(before)
             for attr, value in p.kept_set.items():
-                data[attr] = stored_form(attr, value, self.mapper, store.sensitive_digest)
+                data[attr] = stored_form(attr, value, self.mapper, digest)
             for attr, values in p.kept_add.items():
                 data[attr] = sorted({*data.get(attr, []), *values}, key=str)
             for attr, values in p.removed.items():
                 data[attr] = sorted(set(data.get(attr, [])) - set(values), key=str)
-            store.confirm_update(type_id, row.source_anchor, row.target_anchor, str(result.anchor or row.target_anchor),
-                                 data, disabled=action == "disable")
+            done.updates.append((row.source_anchor, row.target_anchor or "", str(result.anchor or row.target_anchor),
+                                 data, action == "disable"))
             changes = changes_for_log(data, {k: before.get(k) for k in data}, self.mapper.sensitive)
         for ref_type, anchors in p.dropped.items():
-            store.mark_refs_dropped(type_id, row.source_anchor, self.ctx.type_ids[ref_type], anchors)
+            done.dropped += [(row.source_anchor, self.ctx.type_ids[ref_type], a) for a in anchors]
         self.counts.count(action, source_present=not row.payload.get("gone"))
         self.ctx.log.add(self.ot.name, row.source_anchor, action, "ok", changes=changes,
                          target_anchor=str(result.anchor or row.target_anchor or "") or None)
 
     def _failed(self, row: PendingRow, error: str) -> None:
-        self.store.export_failed(self.type_id, row.source_anchor, self.ctx.run_id, error)
+        self.done.failures.append((row.source_anchor, error))
         self.counts.failed += 1
         self.counts.touched += not row.payload.get("gone")
         self.ctx.log.add(self.ot.name, row.source_anchor, row.action, "failed", error=error,

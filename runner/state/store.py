@@ -16,7 +16,7 @@ import secrets as pysecrets
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,18 @@ class DuplicateAnchor(ValueError):
     def __init__(self, anchor: str):
         super().__init__(anchor)
         self.anchor = anchor
+
+
+@dataclass
+class Confirmations:
+    """What one export batch changed, for :meth:`StateStore.record`."""
+
+    adds: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # anchor, target anchor, data
+    updates: list[tuple[str, str, str, dict[str, Any], bool]] = field(default_factory=list)  # ..., old, new, data, disabled
+    deletes: list[tuple[str, str | None, bool]] = field(default_factory=list)  # anchor, target anchor, source gone
+    failures: list[tuple[str, str]] = field(default_factory=list)  # anchor, error
+    gone: list[tuple[str, str]] = field(default_factory=list)  # anchor, target anchor: vanished from the target
+    dropped: list[tuple[str, int, str]] = field(default_factory=list)  # anchor, ref type id, ref anchor left out
 
 
 @dataclass(frozen=True)
@@ -360,12 +372,6 @@ class StateStore:
             self.conn.execute(t.refs.insert(), [dict(type_id=type_id, anchor=a, ref_type_id=rt, ref_anchor=ra,
                                                      dropped=False) for a, rt, ra in set(rows)])
 
-    def mark_refs_dropped(self, type_id: int, anchor: str, ref_type_id: int, ref_anchors: Iterable[str]) -> None:
-        rf = t.refs.c
-        self.conn.execute(t.refs.update().where(rf.type_id == type_id, rf.anchor == anchor,
-                                                rf.ref_type_id == ref_type_id, rf.ref_anchor.in_(list(ref_anchors)))
-                          .values(dropped=True))
-
     def clean(self, type_id: int, anchors: Sequence[str], errors: dict[str, str]) -> None:
         """Mark computed objects clean; keep failed ones dirty, with their error."""
         if not anchors:
@@ -447,36 +453,6 @@ class StateStore:
         data = self.conn.execute(sa.select(so.data).where(so.type_id == type_id, so.anchor == anchor)).scalar()
         return json.loads(data) if data is not None else None
 
-    def confirm_add(self, type_id: int, anchor: str, target_anchor: str, data: dict[str, Any]) -> None:
-        lk, to = t.links.c, t.target_objects.c
-        self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
-        self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
-        self.conn.execute(t.links.insert().values(type_id=type_id, source_anchor=anchor, target_anchor=target_anchor,
-                                                  live=True))
-        self.conn.execute(t.target_objects.insert().values(type_id=type_id, target_anchor=target_anchor,
-                                                           data=dumps(data), disabled=False))
-        self._done(type_id, anchor)
-
-    def confirm_update(self, type_id: int, anchor: str, old_target: str, new_target: str,
-                       data: dict[str, Any], disabled: bool) -> None:
-        lk, to = t.links.c, t.target_objects.c
-        if new_target != old_target:
-            self.conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == anchor)
-                              .values(target_anchor=new_target))
-        self.conn.execute(t.target_objects.update().where(to.type_id == type_id, to.target_anchor == old_target)
-                          .values(target_anchor=new_target, data=dumps(data), disabled=disabled))
-        self._done(type_id, anchor)
-
-    def confirm_delete(self, type_id: int, anchor: str, target_anchor: str | None, source_gone: bool) -> None:
-        lk, to = t.links.c, t.target_objects.c
-        self.conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == anchor)
-                          .values(live=False))
-        if target_anchor is not None:
-            self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
-        self._done(type_id, anchor)
-        if source_gone:
-            self.forget_source(type_id, [anchor])
-
     def targets_data(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, tuple[dict[str, Any], bool]]:
         """What the target holds for each of ``target_anchors``: (data, disabled)."""
         to = t.target_objects.c
@@ -491,22 +467,59 @@ class StateStore:
         so = t.source_objects.c
         return bool(self.conn.execute(sa.select(so.deleted).where(so.type_id == type_id, so.anchor == anchor)).scalar())
 
-    def forget_target(self, type_id: int, anchor: str, target_anchor: str | None) -> None:
-        """The target object vanished: drop the link so the next run creates it again."""
-        lk, to, so = t.links.c, t.target_objects.c, t.source_objects.c
-        self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
-        if target_anchor is not None:
-            self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
-        self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor == anchor).values(dirty=True))
-
-    def _done(self, type_id: int, anchor: str) -> None:
-        pe = t.pending.c
-        self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor == anchor))
-
-    def export_failed(self, type_id: int, anchor: str, run_id: str, error: str) -> None:
-        pe = t.pending.c
-        self.conn.execute(t.pending.update().where(pe.type_id == type_id, pe.source_anchor == anchor)
-                          .values(attempts=pe.attempts + 1, last_error=error, attempted_run=run_id))
+    def record(self, type_id: int, run_id: str, done: Confirmations) -> None:
+        """Write one export batch's confirmations and failures, a few executemany statements in all."""
+        lk, to, pe, rf, so = t.links.c, t.target_objects.c, t.pending.c, t.refs.c, t.source_objects.c
+        conn = self.conn
+        if done.adds:
+            anchors = [a for a, _, _ in done.adds]
+            conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
+            conn.execute(t.target_objects.delete().where(to.type_id == type_id,
+                                                         to.target_anchor.in_([ta for _, ta, _ in done.adds])))
+            conn.execute(t.links.insert(), [dict(type_id=type_id, source_anchor=a, target_anchor=ta, live=True)
+                                            for a, ta, _ in done.adds])
+            conn.execute(t.target_objects.insert(), [dict(type_id=type_id, target_anchor=ta, data=dumps(d),
+                                                          disabled=False) for _, ta, d in done.adds])
+        renamed = [dict(k_anchor=a, k_new=new) for a, old, new, _, _ in done.updates if new != old]
+        if renamed:
+            conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
+                         .values(target_anchor=sa.bindparam("k_new")), renamed)
+        if done.updates:
+            conn.execute(t.target_objects.update()
+                         .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
+                         .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
+                                 disabled=sa.bindparam("k_disabled")),
+                         [dict(k_old=old, k_new=new, k_data=dumps(d), k_disabled=dis)
+                          for _, old, new, d, dis in done.updates])
+        if done.deletes:
+            conn.execute(t.links.update().where(lk.type_id == type_id,
+                                                lk.source_anchor.in_([a for a, _, _ in done.deletes]))
+                         .values(live=False))
+            conn.execute(t.target_objects.delete().where(
+                to.type_id == type_id, to.target_anchor.in_([ta for _, ta, _ in done.deletes if ta is not None])))
+            self.forget_source(type_id, [a for a, _, gone in done.deletes if gone])
+        finished = [a for a, _, _ in done.adds] + [a for a, *_ in done.updates] + [a for a, _, _ in done.deletes]
+        for part in chunks(finished):
+            conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
+        if done.failures:
+            conn.execute(t.pending.update()
+                         .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
+                         .values(attempts=pe.attempts + 1, last_error=sa.bindparam("k_error"), attempted_run=run_id),
+                         [dict(k_anchor=a, k_error=e) for a, e in done.failures])
+        if done.gone:
+            for anchor, target_anchor in done.gone:
+                conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
+                conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
+            conn.execute(t.source_objects.update().where(so.type_id == type_id,
+                                                         so.anchor.in_([a for a, _ in done.gone])).values(dirty=True))
+        if done.dropped:
+            conn.execute(t.refs.update().where(rf.type_id == type_id, rf.anchor == sa.bindparam("k_anchor"),
+                                               rf.ref_type_id == sa.bindparam("k_type"),
+                                               rf.ref_anchor == sa.bindparam("k_ref")).values(dropped=True),
+                         [dict(k_anchor=a, k_type=rt, k_ref=r) for a, rt, r in done.dropped])
+        # references to what was just added (left out before) or deleted change their value
+        self.mark_referrers_dirty(type_id, [a for a, _, _ in done.adds], only_dropped=True)
+        self.mark_referrers_dirty(type_id, [a for a, _, _ in done.deletes])
 
     def prune_tombstones(self, type_id: int) -> None:
         """Forget target anchors of deleted objects that nothing references any more."""
