@@ -21,6 +21,7 @@ from typing import Any
 
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import attribute_changes, stored_form
+from runner.engine.matching import MatchConflict, Matcher
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed
 from runner.mapping.scope import compile_scope
@@ -38,7 +39,8 @@ def exists_after(row: SourceRow, in_scope: bool | None, ot: ObjectType) -> bool:
     return True
 
 
-def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts) -> None:
+def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
+                 matcher: Matcher | None = None) -> None:
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     fingerprint = ot.config_hash()
     if store.config_hash(type_id) != fingerprint:
@@ -48,7 +50,7 @@ def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCo
         store.set_config_hash(type_id, fingerprint)
         store.commit()
     _scope_sweep(ctx, ot, type_id)
-    _map_sweep(ctx, ot, type_id, mapper, counts)
+    _map_sweep(ctx, ot, type_id, mapper, counts, matcher)
 
 
 def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int) -> None:
@@ -69,7 +71,8 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int) -> None:
         store.commit()
 
 
-def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts) -> None:
+def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts,
+               matcher: Matcher | None) -> None:
     store = ctx.store
     after: str | None = None
     while rows := store.dirty_rows(type_id, after, PAGE):
@@ -112,6 +115,21 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
             desired = mapped.get(row.anchor)
             if desired is None:
                 continue
+            if row.target_anchor is None and matcher is not None:
+                try:
+                    found = matcher.find(row.data)
+                except MatchConflict as exc:
+                    errors[row.anchor] = str(exc)
+                    cleared.append(row.anchor)
+                    counts.failed += 1
+                    counts.touched += 1
+                    ctx.log.add(ot.name, row.anchor, "match", "failed", error=str(exc))
+                    continue
+                if found is not None:
+                    store.link(type_id, row.anchor, found)
+                    row.target_anchor = found
+                    row.target_data = store.targets_data(type_id, [found]).get(found, ({}, False))[0]
+                    ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
                 entries.append((row.anchor, "add", None, {"set": _payload_values(desired, mapper)}))
                 continue

@@ -21,6 +21,7 @@ from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import export_type
 from runner.engine.importer import import_type
+from runner.engine.matching import Matcher, import_target
 from runner.errors import UsageError
 from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
@@ -124,7 +125,8 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
     opened: dict[str, str | None] = {}  # connector name -> error that stopped it, or None when open
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
-        needed = [ot.source.connector] + ([] if ctx.options.plan else [ot.target.connector])
+        needs_target = not ctx.options.plan or bool(ot.match)
+        needed = [ot.source.connector] + ([ot.target.connector] if needs_target else [])
         try:
             for name in needed:
                 if name not in opened:
@@ -134,7 +136,11 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
             mapper = Mapper(ot)
             if not ctx.options.no_import:
                 import_type(ctx, ot, counts)
-            compute_type(ctx, ot, mapper, counts)
+            matcher = None
+            if ot.match:
+                import_target(ctx, ot, mapper)
+                matcher = Matcher(ctx, ot)
+            compute_type(ctx, ot, mapper, counts, matcher)
             if not ctx.options.plan:
                 export_type(ctx, ot, mapper, counts)
         except (ConnectionFailed, ConfigurationError) as exc:

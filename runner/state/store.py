@@ -307,6 +307,38 @@ class StateStore:
         self.conn.execute(t.import_seen.delete().where(seen.type_id == type_id))
         return result.rowcount
 
+    def import_target_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]],
+                           index: Sequence[tuple[str, str, str]]) -> None:
+        """Remember target objects read for matching: their data (unless already known) and the
+        (attribute, normalized value, target anchor) rows the match rules look up."""
+        to, ix = t.target_objects.c, t.target_index.c
+        anchors = [a for a, _ in records]
+        known = set(self.conn.execute(sa.select(to.target_anchor).where(
+            to.type_id == type_id, to.target_anchor.in_(anchors))).scalars())
+        fresh = [dict(type_id=type_id, target_anchor=a, data=dumps(d), disabled=False)
+                 for a, d in records if a not in known]
+        if fresh:
+            self.conn.execute(t.target_objects.insert(), fresh)
+        self.conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(anchors)))
+        rows = {(attr, value[:255], anchor) for attr, value, anchor in index}
+        if rows:
+            self.conn.execute(t.target_index.insert(), [dict(type_id=type_id, attribute=a, value=v, target_anchor=ta)
+                                                        for a, v, ta in rows])
+
+    def match_candidates(self, type_id: int, attribute: str, value: str) -> list[str]:
+        """Target anchors holding ``value`` in ``attribute`` that no source object is linked to yet."""
+        ix, lk = t.target_index.c, t.links.c
+        linked = sa.select(lk.target_anchor).where(lk.type_id == type_id, lk.live.is_(True))
+        return list(self.conn.execute(sa.select(ix.target_anchor).where(
+            ix.type_id == type_id, ix.attribute == attribute, ix.value == value[:255],
+            ix.target_anchor.not_in(linked)).order_by(ix.target_anchor).limit(5)).scalars())
+
+    def link(self, type_id: int, anchor: str, target_anchor: str) -> None:
+        lk = t.links.c
+        self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
+        self.conn.execute(t.links.insert().values(type_id=type_id, source_anchor=anchor,
+                                                  target_anchor=target_anchor, live=True))
+
     # ---- compute -----------------------------------------------------------------------------
 
     def mark_all_dirty(self, type_id: int) -> None:

@@ -98,6 +98,15 @@ target_objects = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
 )
 
+# Values of target objects read from the target, for the match rules (first contact only).
+target_index = sa.Table(
+    "target_index", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("attribute", S, primary_key=True),
+    sa.Column("value", S, primary_key=True),
+    sa.Column("target_anchor", S, primary_key=True),
+)
+
 # One pending export per object, kept until the target confirms it.
 pending = sa.Table(
     "pending_exports", metadata,

@@ -1,0 +1,80 @@
+"""Match rules: adopt an existing target object on first contact instead of creating a duplicate.
+
+When an object type has ``match:`` rules, the target is read before compute and the values the
+rules look at are indexed in the state store. A source object with no link tries the rules in
+order; the first rule with exactly one unlinked hit links it. Two or more hits are a conflict:
+the object is not exported and the log names the candidates. Once linked, the link holds (a
+later rename does not re-match). Values compare trimmed and case-folded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.connectors.base import ConnectionFailed
+from runner.engine.context import RunContext
+from runner.manifest.model import ObjectType
+from runner.mapping.expressions import Getter, compile_expression, field_getter
+from runner.mapping.mapper import Mapper
+
+
+class MatchConflict(ValueError):
+    pass
+
+
+def fold(value: Any) -> str:
+    return str(value).strip().casefold()
+
+
+def import_target(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> int:
+    """Read the target object type and index the attributes the match rules use."""
+    type_id = ctx.type_ids[ot.name]
+    wanted = {rule.target for rule in ot.match}
+    kept = [a.name for a in mapper.attributes if a.name not in mapper.references and a.name not in mapper.sensitive]
+    count = 0
+    for page in ctx.target(ot).read(ot.target.object, ot.target.partition, None):
+        records, index = [], []
+        for record in page.records:
+            if record.anchor is None:
+                raise ConnectionFailed(f"{ot.name}: the target connector returned an object without an anchor; "
+                                       "it cannot be used with match rules")
+            anchor = str(record.anchor)
+            records.append((anchor, {k: record.attributes.get(k) for k in kept}))
+            for attr in wanted:
+                value = record.attributes.get(attr)
+                for v in value if isinstance(value, list) else [value]:
+                    if v not in (None, ""):
+                        index.append((attr, fold(v), anchor))
+        ctx.store.import_target_page(type_id, records, index)
+        ctx.store.commit()
+        count += len(records)
+    ctx.logger.info("%s: read %d target objects for matching", ot.name, count)
+    return count
+
+
+class Matcher:
+    """The compiled match rules of one object type."""
+
+    def __init__(self, ctx: RunContext, ot: ObjectType):
+        self.ctx, self.type_id = ctx, ctx.type_ids[ot.name]
+        self.rules: list[tuple[str, Getter, str]] = []
+        for rule in ot.match:
+            getter = field_getter(rule.source) if rule.source else compile_expression(rule.expression or "").evaluate
+            self.rules.append((rule.source or rule.expression or "", getter, rule.target))
+
+    def find(self, record: dict[str, Any]) -> str | None:
+        """The target anchor this record matches, None for no match; MatchConflict for several."""
+        for label, get, target_attr in self.rules:
+            try:
+                value = get(record)
+            except Exception:  # a rule that cannot be evaluated for this record simply does not match
+                continue
+            if value in (None, ""):
+                continue
+            hits = self.ctx.store.match_candidates(self.type_id, target_attr, fold(value))
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise MatchConflict(f"{label} = {value!r} matches {len(hits)} target objects by {target_attr} "
+                                    f"({', '.join(hits)}); nothing exported until one remains")
+        return None
