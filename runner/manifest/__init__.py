@@ -6,9 +6,11 @@ problem found, each with file, line, column and JSON path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from runner import secrets
 from runner.connectors.base import Connector
 from runner.errors import ManifestError, Problem
 from runner.manifest import schema
@@ -31,48 +33,88 @@ def load(path: str | Path) -> Manifest:
 
 
 def load_with_connectors(path: str | Path) -> Loaded:
-    """Load and check ``path``; raise ManifestError listing every problem."""
+    """Load and check ``path``; raise ManifestError listing every problem.
+
+    Stages: YAML (syntax, duplicate keys, ``${...}``) -> JSON Schema -> mapping files ->
+    connector blocks -> semantic checks. A syntax error stops at once (there is no data); the
+    later stages run on whatever the earlier ones did not already complain about, so one
+    ``validate`` shows as much as it can. Semantic checks need schema-valid data, so they run
+    only when everything before them was clean.
+    """
     path = Path(path)
     display = str(path)
     located = Located()
     located.data = read_yaml(path, located, display=display)
-    if located.problems:
-        raise ManifestError(located.problems)
     data = located.data
+    problems = list(located.problems)
+    if data is None and problems:
+        raise _error(problems)
     if not isinstance(data, dict):
-        raise ManifestError([Problem(display, 1, 1, "", "a manifest is a mapping with version, name, "
-                                     "connectors and object_types")])
-    problems = schema.problems(schema.load_schema(schema.MANIFEST), data, located)
-    if problems:
-        raise ManifestError(problems)
+        problems.append(Problem(display, 1, 1, "", "a manifest is a mapping with version, name, "
+                                "connectors and object_types"))
+        raise _error(problems)
+    problems += _not_under(schema.problems(schema.load_schema(schema.MANIFEST), data, located), problems)
     problems += _include_mapping_files(data, located, path.parent)
-    conn_problems, connectors = connector_problems(data, located, path.parent.resolve())
+    conn_problems, connectors = connector_problems(data, located, path.parent.resolve(),
+                                                   skip={p.path for p in problems})
     problems += conn_problems
     if problems:
-        raise ManifestError(problems)
+        raise _error(problems)
     manifest = build(data, path.resolve())
     problems += semantic_problems(manifest, located, connectors)
     if problems:
-        raise ManifestError(problems)
+        raise _error(problems)
     return Loaded(manifest, connectors, located)
+
+
+def _under(path: str, prefix: str) -> bool:
+    """True when the JSON path ``path`` is ``prefix`` or inside it."""
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
+def _not_under(found: list[Problem], earlier: list[Problem]) -> list[Problem]:
+    """``found`` without problems at places already reported (a missing variable left "" there)."""
+    return [p for p in found if not any(e.path and _under(p.path, e.path) for e in earlier)]
+
+
+def _error(problems: list[Problem]) -> ManifestError:
+    """One ManifestError; each problem one line, secrets masked, exact repeats dropped.
+
+    A mapping file used by two object types would otherwise report its problems twice.
+    """
+    unique: dict[tuple[str, int, int, str], Problem] = {}
+    for p in problems:
+        message = secrets.redact(p.message).replace("\r", "\\r").replace("\n", "\\n")
+        unique.setdefault((p.file, p.line, p.column, message), replace(p, message=message))
+    return ManifestError(list(unique.values()))
 
 
 def _include_mapping_files(data: dict, located: Located, base_dir: Path) -> list[Problem]:
     """Replace ``mapping: path/to/file.yaml`` by the file's entries, keeping the file's positions."""
     problems: list[Problem] = []
-    for i, ot in enumerate(data["object_types"]):
-        ref = ot.get("mapping")
+    object_types = data.get("object_types")
+    if not isinstance(object_types, list):
+        return problems
+    for i, ot in enumerate(object_types):
+        ref = ot.get("mapping") if isinstance(ot, dict) else None
         if not isinstance(ref, str):
             continue
         at = ("object_types", i, "mapping")
-        file = base_dir / ref
+        if not ref.strip():
+            problems.append(located.problem(at, "empty mapping file path: give a file (relative to the "
+                                                "manifest) or a list of mappings"))
+            continue
+        file = Path(os.path.normpath(base_dir / ref))
         if not file.is_file():
-            problems.append(located.problem(at, f"mapping file not found: {file}"))
+            why = "is a folder, not a file" if file.is_dir() else "not found"
+            problems.append(located.problem(at, f"mapping file {why}: {file} (paths are relative to the "
+                                                "manifest's folder)"))
             continue
         sub = Located()
         sub.data = read_yaml(file, sub, display=str(file))
-        if not sub.problems:
-            sub.problems += schema.problems(schema.load_schema(schema.MAPPING), sub.data, sub)
+        if sub.data is not None or not sub.problems:
+            sub.problems += _not_under(schema.problems(schema.load_schema(schema.MAPPING), sub.data, sub),
+                                       sub.problems)
         if sub.problems:
             problems += sub.problems
             continue

@@ -7,37 +7,69 @@ contradict each other. Every check reports all it finds; nothing stops at the fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
-from runner.connectors.base import Connector, ConnectorContext
+from runner.connectors.base import ConfigurationError, Connector, ConnectorContext
 from runner.connectors.registry import UnknownConnector, connector_class
 from runner.errors import Problem
 from runner.manifest import schema
-from runner.manifest.model import Manifest, ObjectType
-from runner.manifest.yamlfile import Located
+from runner.manifest.model import Clause, Group, Manifest, ObjectType, YamlPath
+from runner.manifest.yamlfile import Located, dotted, quoted
 from runner.mapping.expressions import ExpressionError, compile_expression
 from runner.mapping.scope import scope_problems
 
 
-def connector_problems(data: dict[str, Any], located: Located, base_dir: Any) -> tuple[list[Problem], dict[str, Connector]]:
-    """Check each connector block against its connector's own schema; build the connectors."""
+def _suggest(name: str, known: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` when a known name is close to ``name``, else nothing."""
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {quoted(hint[0])}?" if hint else ""
+
+
+def connector_problems(data: dict[str, Any], located: Located, base_dir: Any,
+                       skip: Collection[str] = ()) -> tuple[list[Problem], dict[str, Connector]]:
+    """Check each connector block against its connector's own schema; build the connectors.
+
+    Blocks that already have a problem at or inside them (JSON paths in ``skip``) are left out,
+    so that a block the manifest schema rejected is not reported twice.
+    """
     found: list[Problem] = []
     built: dict[str, Connector] = {}
-    for name, block in data.get("connectors", {}).items():
+    blocks = data.get("connectors")
+    if not isinstance(blocks, dict):
+        return found, built
+    for name, block in blocks.items():
         at = ("connectors", name)
+        prefix = dotted(at)
+        if any(p == prefix or p.startswith((prefix + ".", prefix + "[")) for p in skip):
+            continue
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            continue
         try:
             cls = connector_class(block["type"])
         except UnknownConnector as exc:
-            found.append(located.problem((*at, "type"), str(exc) + "; third-party connectors register "
-                                         "under the 'provision.connectors' entry point"))
+            if exc.name in exc.known:  # installed, but refused: written for a newer interface
+                found.append(located.problem((*at, "type"), f"connector type {quoted(exc.name)} is installed "
+                                             "but needs a newer provision (its connector interface version "
+                                             "is newer than this one's); upgrade provision"))
+                continue
+            found.append(located.problem((*at, "type"), f"unknown connector type {quoted(exc.name)}"
+                                         f"{_suggest(exc.name, exc.known)}; installed: {', '.join(exc.known)} "
+                                         "(third-party connectors register under the 'provision.connectors' "
+                                         "entry point)"))
             continue
         block_problems = schema.problems(dict(cls.config_schema), block, located, at)
         found += block_problems
         if block_problems:
             continue
-        connector = cls(block, ConnectorContext(name, base_dir))
-        for path, message in connector.check():
+        try:
+            connector = cls(block, ConnectorContext(name, base_dir))
+            checked = connector.check()
+        except ConfigurationError as exc:
+            found.append(located.problem(at, str(exc)))
+            continue
+        for path, message in checked:
             found.append(located.problem((*at, *path), message))
         built[name] = connector
     return found, built
@@ -48,12 +80,13 @@ def semantic_problems(manifest: Manifest, located: Located, connectors: dict[str
     seen: dict[str, int] = {}
     for index, ot in enumerate(manifest.object_types):
         if ot.name in seen:
-            found.append(located.problem((*ot.path, "name"), f"object type {ot.name!r} is already defined "
+            found.append(located.problem((*ot.path, "name"), f"object type {quoted(ot.name)} is already defined "
                                          f"as object_types[{seen[ot.name]}]"))
         seen.setdefault(ot.name, index)
         found += list(_endpoint_problems(ot, located, connectors))
         found += list(_mapping_problems(ot, index, manifest, located))
-        found += [located.problem(e.path, str(e)) for e in scope_problems(ot.scope)]
+        found += [located.problem(_scope_error_path(ot.scope, e.path, located), str(e))
+                  for e in scope_problems(ot.scope)]
         found += list(_match_problems(ot, located))
         found += list(_disable_problems(ot, located))
     return found
@@ -63,17 +96,19 @@ def _endpoint_problems(ot: ObjectType, located: Located, connectors: dict[str, C
     for side, spec in (("source", ot.source), ("target", ot.target)):
         at = (*ot.path, side)
         if spec.connector not in connectors:
-            if spec.connector not in located.data.get("connectors", {}):
-                known = ", ".join(sorted(located.data.get("connectors", {})))
-                yield located.problem((*at, "connector"), f"unknown connector {spec.connector!r}; defined: {known}")
+            defined = sorted(located.data.get("connectors", {}))
+            if spec.connector not in defined:
+                yield located.problem((*at, "connector"), f"unknown connector {quoted(spec.connector)}"
+                                      f"{_suggest(spec.connector, defined)}; defined: {', '.join(defined)}")
             continue
         connector = connectors[spec.connector]
         names = connector.object_names()
         if names is not None and spec.object not in names:
-            yield located.problem((*at, "object"), f"connector {spec.connector!r} has no object {spec.object!r}; "
+            yield located.problem((*at, "object"), f"connector {quoted(spec.connector)} has no object "
+                                  f"{quoted(spec.object)}{_suggest(spec.object, names)}; "
                                   f"it has: {', '.join(names) or 'none'}")
         if side == "target" and not connector.capabilities().operations:
-            yield located.problem((*at, "connector"), f"connector {spec.connector!r} (type {connector.type_name}) "
+            yield located.problem((*at, "connector"), f"connector {quoted(spec.connector)} (type {connector.type_name}) "
                                   "can only be read, not written to")
 
 
@@ -85,25 +120,23 @@ def _mapping_problems(ot: ObjectType, index: int, manifest: Manifest, located: L
                                       ("expression", m.expression is not None)) if present]
         if len(kinds) != 1:
             what = "none" if not kinds else " and ".join(kinds)
-            yield located.problem(m.path, f"attribute {m.target!r} needs exactly one of source, constant or "
+            yield located.problem(m.path, f"attribute {quoted(m.target)} needs exactly one of source, constant or "
                                   f"expression (has {what})")
         if m.target in targets:
             first = located.where(targets[m.target])
-            yield located.problem((*m.path, "target"), f"duplicate target attribute {m.target!r} "
+            yield located.problem((*m.path, "target"), f"duplicate target attribute {quoted(m.target)} "
                                   f"(first mapped at line {first[1]})")
         targets.setdefault(m.target, m.path)
         if m.expression is not None:
-            try:
-                compile_expression(m.expression)
-            except ExpressionError as exc:
-                yield located.problem((*m.path, "expression"), str(exc))
+            yield from _expression_problems(m.expression, (*m.path, "expression"), located)
         if m.reference is not None:
             if m.reference not in order:
-                yield located.problem((*m.path, "reference"), f"unknown object type {m.reference!r}; "
-                                      f"defined: {', '.join(order)}")
+                yield located.problem((*m.path, "reference"), f"unknown object type {quoted(m.reference)}"
+                                      f"{_suggest(m.reference, order)}; defined: {', '.join(order)}")
             elif order[m.reference] > index:
-                yield located.problem((*m.path, "reference"), f"object type {m.reference!r} is listed after "
-                                      f"{ot.name!r}; list it first so its objects exist when referenced")
+                yield located.problem((*m.path, "reference"), f"object type {quoted(m.reference)} is listed "
+                                      f"after {quoted(ot.name)}; list it first so its objects exist when "
+                                      "referenced")
         if m.sensitive and m.reference:
             yield located.problem((*m.path, "sensitive"), "a reference cannot be sensitive")
 
@@ -113,19 +146,50 @@ def _match_problems(ot: ObjectType, located: Located) -> Iterator[Problem]:
         if (rule.source is None) == (rule.expression is None):
             yield located.problem(rule.path, "a match rule needs exactly one of source or expression")
         if rule.expression is not None:
-            try:
-                compile_expression(rule.expression)
-            except ExpressionError as exc:
-                yield located.problem((*rule.path, "expression"), str(exc))
+            yield from _expression_problems(rule.expression, (*rule.path, "expression"), located)
+
+
+def _expression_problems(text: str, at: YamlPath, located: Located) -> Iterator[Problem]:
+    try:
+        compile_expression(text)
+    except ExpressionError as exc:
+        # The message quotes the expression with repr(); quoted() keeps secrets maskable.
+        yield located.problem(at, str(exc).replace(repr(text), quoted(text)))
+
+
+def _find_clause(group: Group | None, path: YamlPath) -> Clause | None:
+    for item in group.items if group else ():
+        if isinstance(item, Group):
+            found = _find_clause(item, path)
+            if found is not None:
+                return found
+        elif item.path == path:
+            return item
+    return None
+
+
+def _scope_error_path(scope: Group | None, path: YamlPath, located: Located) -> YamlPath:
+    """Point at a clause's ``value`` when the clause is complete and the problem can only be its value."""
+    clause = _find_clause(scope, path)
+    if clause is not None and clause.attribute and clause.op and (*path, "value") in located.positions:
+        return (*path, "value")
+    return path
 
 
 def _disable_problems(ot: ObjectType, located: Located) -> Iterator[Problem]:
-    uses_disable = ot.when_deleted == "disable" or (ot.when_out_of_scope == "disable" and ot.scope is not None)
-    if uses_disable and not ot.target.disable:
-        which = "when_out_of_scope" if ot.when_out_of_scope == "disable" else "when_deleted"
-        yield located.problem((*ot.path, which), "disabling needs target.disable: the attributes that mark "
-                              "an object disabled, e.g. {active: false}")
+    if not ot.target.disable:
+        needs = ("target.disable: the attributes written to disable an object, e.g. "
+                 "target: {..., disable: {active: false}}")
+        if ot.when_deleted == "disable":
+            yield located.problem((*ot.path, "when_deleted"), f"when_deleted: disable needs {needs}")
+        if ot.when_out_of_scope == "disable" and ot.scope is not None:
+            if "when_out_of_scope" in ot.raw:
+                yield located.problem((*ot.path, "when_out_of_scope"), f"when_out_of_scope: disable needs {needs}")
+            else:
+                yield located.problem((*ot.path, "scope"), "objects that leave this scope are disabled "
+                                      f"(when_out_of_scope defaults to disable), which needs {needs}; or set "
+                                      "when_out_of_scope: delete or ignore", key=True)
     for name in ot.target.disable:
         if ot.attribute(name) is None:
-            yield located.problem((*ot.path, "target", "disable", name), f"disable attribute {name!r} must also "
+            yield located.problem((*ot.path, "target", "disable", name), f"disable attribute {quoted(name)} must also "
                                   "be mapped, so an object that comes back in scope is enabled again")

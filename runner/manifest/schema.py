@@ -12,10 +12,11 @@ import jsonschema
 from referencing import Registry, Resource
 
 from runner.errors import Problem
-from runner.manifest.yamlfile import Located, Path_
+from runner.manifest.yamlfile import Located, Path_, quoted
 
 MANIFEST = "manifest.schema.json"
 MAPPING = "mapping.schema.json"
+NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_-]*$"
 
 
 @cache
@@ -85,13 +86,27 @@ def _explain(error: jsonschema.ValidationError, path: Path_, located: Located) -
     if v == "const":
         return [located.problem(path, f"must be {error.validator_value!r}")]
     if v == "pattern":
-        return [located.problem(path, f"{error.instance!r} does not match {error.validator_value} "
-                                      "(letters, digits, '_' and '-', starting with a letter)")]
-    if v == "propertyNames":
-        bad = error.instance if isinstance(error.instance, str) else "?"
-        return [located.problem(path, f"name {bad!r}: use letters, digits, '_' and '-', starting with a letter")]
-    if v in ("minProperties", "minItems"):
+        if error.validator_value == NAME_PATTERN:
+            message = (f"{quoted(error.instance)} is not a valid name: use letters, digits, '_' and '-', "
+                       "starting with a letter")
+        else:  # a connector's own schema
+            message = f"{quoted(error.instance)} does not match the pattern {error.validator_value}"
+        if "propertyNames" in error.absolute_schema_path:
+            # A key that is not a valid name: the error's path is the mapping; point at the key.
+            return [located.problem((*path, error.instance), message, key=True)]
+        return [located.problem(path, message)]
+    if v in ("minProperties", "minItems") or (v == "minLength" and error.validator_value == 1):
         return [located.problem(path, "must not be empty")]
+    if v == "minLength":
+        return [located.problem(path, f"must be at least {error.validator_value} characters long")]
+    if v == "maxLength":
+        unit = "character" if error.validator_value == 1 else "characters"
+        return [located.problem(path, f"must be at most {error.validator_value} {unit} long")]
+    if v == "minimum":
+        return [located.problem(path, f"must be at least {error.validator_value}")]
     if v == "maxProperties" and set(error.instance) <= {"all", "any"}:
         return [located.problem(path, "use either all: or any: here; nest one inside the other to combine")]
-    return [located.problem(path, error.message)]
+    message = error.message
+    if isinstance(error.instance, str):  # jsonschema quotes the value with repr(): see quoted()
+        message = message.replace(repr(error.instance), quoted(error.instance))
+    return [located.problem(path, message)]

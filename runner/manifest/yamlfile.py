@@ -81,7 +81,7 @@ def read_yaml(file: Path, located: Located, at: Path_ = (), display: str | None 
     except UnicodeDecodeError:
         located.problems.append(Problem(name, 1, 1, dotted(at), "not UTF-8 text"))
         return None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -90,9 +90,7 @@ def read_yaml(file: Path, located: Located, at: Path_ = (), display: str | None 
         builder = _Builder(loader, name, file.parent, located)
         return builder.build(node, at)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(s for s in (exc.context, exc.problem) if s)
+        line, col, what = _syntax_error(exc, text)
         located.problems.append(Problem(name, line, col, dotted(at), f"YAML syntax error: {what}"))
         return None
     except yaml.YAMLError as exc:
@@ -100,6 +98,72 @@ def read_yaml(file: Path, located: Located, at: Path_ = (), display: str | None 
         return None
     finally:
         loader.dispose()
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses an alias inside the collection it names (``a: &x [*x]``).
+
+    PyYAML composes such a structure happily and anything walking it recurses forever; here it
+    is a syntax error located at the alias.
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._open_anchors: dict[str, yaml.Mark] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self._open_anchors:
+            raise yaml.composer.ComposerError(
+                f"while composing the anchor &{event.anchor}", self._open_anchors[event.anchor],
+                f"the alias *{event.anchor} sits inside the anchor it refers to; "
+                "a manifest value cannot contain itself", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is None or not isinstance(event, yaml.CollectionStartEvent):
+            return super().compose_node(parent, index)
+        outer = self._open_anchors.get(anchor)
+        self._open_anchors[anchor] = event.start_mark
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if outer is None:
+                del self._open_anchors[anchor]
+            else:
+                self._open_anchors[anchor] = outer
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, int, str]:
+    """Line, column and a one-line description of a YAML syntax error.
+
+    PyYAML reports "while parsing X (context), expected Y (problem)". The problem mark is where
+    the parser gave up; when that is the end of the file (an unclosed ``[`` or ``{``), the
+    context mark, where the unclosed thing started, is the line to fix.
+    """
+    problem, context = exc.problem_mark, exc.context_mark
+    mark = problem or context
+    if problem is not None and context is not None and not text[problem.index:].strip():
+        mark = context
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = exc.problem or exc.context or "invalid YAML"
+    if exc.problem and exc.context and exc.problem.startswith("but "):  # "expected one document but found..."
+        what = f"{exc.context} {exc.problem}"
+    elif exc.problem and exc.context:
+        where = f" started at line {context.line + 1}, column {context.column + 1}" if context else ""
+        what += f" ({exc.context}{where})"
+    return line, col, " ".join(what.split())
+
+
+def quoted(value: Any) -> str:
+    """``value`` for a one-line message: secrets masked first, then quoted without repr's escaping.
+
+    repr() doubles backslashes and escapes quotes, so a registered secret containing either
+    would no longer match and would slip past redaction. Redact the raw text first, then only
+    make line breaks visible so a problem stays on one line.
+    """
+    if not isinstance(value, str):
+        return repr(value)
+    text = secrets.redact(value).replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+    return f"'{text}'"
 
 
 class _Builder:
