@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-import", action="store_true",
                        help="skip reading sources; compute from the state store (e.g. after a mapping change)")
         p.add_argument("--log-file", metavar="PATH", help="append the provisioning log (JSON lines) here")
+        p.add_argument("--full", action="store_true", help="read sources whole, ignoring delta watermarks")
+        p.add_argument("--full-export", action="store_true",
+                       help="re-send every in-scope object's mapped attributes (a target that lost data or drifted)")
+        p.add_argument("--partition", metavar="NAME", help="import only this source partition")
         p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
         p.set_defaults(func=cmd_run, plan=name == "plan")
 
@@ -125,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.engine.run import PlanItem, execute
 
     options = RunOptions(plan=args.plan, object_types=tuple(args.object_type), no_import=args.no_import,
-                         log_file=args.log_file)
+                         log_file=args.log_file, full_import=args.full, full_export=args.full_export,
+                         partition=args.partition)
     items: list[PlanItem] = []
     on_item = None
     if args.plan:

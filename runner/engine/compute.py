@@ -20,12 +20,13 @@ from collections import defaultdict
 from typing import Any
 
 from runner.engine.context import RunContext, TypeCounts
-from runner.engine.diff import attribute_changes, stored_form
+from runner.engine.diff import attribute_changes, comparer, stored_form
 from runner.engine.matching import MatchConflict, Matcher
+from runner.engine.names import NameError_, depth, render
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed
 from runner.mapping.scope import compile_scope
-from runner.state.store import SourceRow
+from runner.state.store import Pending, SourceRow
 
 PAGE = 500
 
@@ -74,76 +75,101 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int) -> None:
 def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts,
                matcher: Matcher | None) -> None:
     store = ctx.store
+    compare = comparer(ctx.target(ot).capabilities().normalizations)
     after: str | None = None
     while rows := store.dirty_rows(type_id, after, PAGE):
         after = rows[-1].anchor
-        entries: list[tuple[str, str, str | None, dict[str, Any]]] = []
-        cleared: list[str] = []
-        forget: list[str] = []
-        errors: dict[str, str] = {}
+        page = _Page()
         mapped: dict[str, dict[str, Any]] = {}
         for row in rows:
             linked = row.target_anchor is not None
             if row.deleted:
                 if not linked:
-                    forget.append(row.anchor)
+                    page.forget.append(row.anchor)
                 elif ot.when_deleted == "delete":
-                    entries.append((row.anchor, "delete", row.target_anchor, {"gone": True}))
+                    page.add(row, "delete", {"gone": True}, name=row.target_name)
                 elif ot.when_deleted == "disable" and not row.disabled:
-                    entries.append((row.anchor, "disable", row.target_anchor, _disable_payload(ot, row) | {"gone": True}))
+                    page.add(row, "disable", _disable_payload(ot, row) | {"gone": True})
                 else:
-                    cleared.append(row.anchor)
+                    page.cleared.append(row.anchor)
             elif not row.in_scope:
                 if linked and not row.disabled and ot.when_out_of_scope == "delete":
-                    entries.append((row.anchor, "delete", row.target_anchor, {}))
+                    page.add(row, "delete", {}, name=row.target_name)
                 elif linked and not row.disabled and ot.when_out_of_scope == "disable":
-                    entries.append((row.anchor, "disable", row.target_anchor, _disable_payload(ot, row)))
+                    page.add(row, "disable", _disable_payload(ot, row))
                 else:
-                    cleared.append(row.anchor)
+                    page.cleared.append(row.anchor)
             else:
                 try:
                     mapped[row.anchor] = mapper.map(row.data)
                 except MappingFailed as exc:
-                    errors[row.anchor] = str(exc)
-                    cleared.append(row.anchor)
-                    counts.failed += 1
-                    counts.touched += 1
-                    ctx.log.add(ot.name, row.anchor, "map", "failed", error=str(exc),
-                                target_anchor=row.target_anchor)
+                    page.fail(ctx, ot, counts, row, "map", str(exc))
         _keep_existing_references(ctx, type_id, mapper, mapped)
         for row in rows:
             desired = mapped.get(row.anchor)
             if desired is None:
                 continue
+            try:
+                name = render(ot.target.name, desired) if ot.target.name else None
+                partition = render(ot.target.partition, desired) if ot.target.partition else None
+            except NameError_ as exc:
+                page.fail(ctx, ot, counts, row, "map", str(exc))
+                continue
             if row.target_anchor is None and matcher is not None:
                 try:
                     found = matcher.find(row.data)
                 except MatchConflict as exc:
-                    errors[row.anchor] = str(exc)
-                    cleared.append(row.anchor)
-                    counts.failed += 1
-                    counts.touched += 1
-                    ctx.log.add(ot.name, row.anchor, "match", "failed", error=str(exc))
+                    page.fail(ctx, ot, counts, row, "match", str(exc))
                     continue
                 if found is not None:
                     store.link(type_id, row.anchor, found)
                     row.target_anchor = found
-                    row.target_data = store.targets_data(type_id, [found]).get(found, ({}, False))[0]
+                    row.target_data, _ = store.targets_data(type_id, [found]).get(found, ({}, False))
                     ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
-                entries.append((row.anchor, "add", None, {"set": _payload_values(desired, mapper)}))
+                page.add(row, "add", {"set": _payload_values(desired, mapper), "name": name, "partition": partition},
+                         name=name)
                 continue
-            stored = row.target_data or {}
-            changes = attribute_changes(desired, stored, mapper, ctx.store.sensitive_digest, creating=False)
-            if changes:
-                entries.append((row.anchor, "update", row.target_anchor, changes))
+            stored = {} if ctx.options.full_export else (row.target_data or {})
+            changes = attribute_changes(desired, stored, mapper, store.sensitive_digest, creating=False,
+                                        compare=compare)
+            if ctx.options.full_export:
+                changes = {"set": {k: v for k, v in _payload_values(desired, mapper).items()
+                                   if k not in mapper.on_create}, "full": True}
+            if name is not None and row.target_name is not None and name != row.target_name:
+                page.add(row, "rename", changes | {"name": name, "old_name": row.target_name,
+                                                   "partition": partition}, name=name)
+            elif changes:
+                page.add(row, "update", changes, name=name)
             else:
-                cleared.append(row.anchor)
-        store.set_pending(type_id, entries, cleared)
-        store.forget_source(type_id, forget)
-        store.clean(type_id, [r.anchor for r in rows if r.anchor not in forget], errors)
+                page.cleared.append(row.anchor)
+        store.set_pending(type_id, page.entries, page.cleared)
+        store.forget_source(type_id, page.forget)
+        store.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
         ctx.log.flush()
         store.commit()
+
+
+class _Page:
+    """What the map sweep decided for one page of dirty objects."""
+
+    def __init__(self) -> None:
+        self.entries: list[Pending] = []
+        self.cleared: list[str] = []
+        self.forget: list[str] = []
+        self.errors: dict[str, str] = {}
+
+    def add(self, row: SourceRow, action: str, payload: dict[str, Any], name: str | None = None) -> None:
+        self.entries.append(Pending(row.anchor, action, row.target_anchor, payload, name, depth(name)))
+
+    def fail(self, ctx: RunContext, ot: ObjectType, counts: TypeCounts, row: SourceRow, step: str,
+             error: str) -> None:
+        """The object cannot be computed: it fails alone, stays dirty, and any stale export is dropped."""
+        self.errors[row.anchor] = error
+        self.cleared.append(row.anchor)
+        counts.failed += 1
+        counts.touched += 1
+        ctx.log.add(ot.name, row.anchor, step, "failed", error=error, target_anchor=row.target_anchor)
 
 
 def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,

@@ -14,7 +14,7 @@ from runner.state.store import StateStore
 ACTIONS = ("added", "updated", "renamed", "disabled", "deleted")
 # pending action -> the count it lands in
 COUNTED_AS = {"add": "added", "update": "updated", "rename": "renamed", "disable": "disabled",
-              "delete": "deleted", "replace": "updated"}
+              "delete": "deleted", "delete_first": "deleted", "replace": "added", "set_password": "updated"}
 
 
 @dataclass
@@ -52,6 +52,9 @@ class RunOptions:
     object_types: tuple[str, ...] = ()
     no_import: bool = False
     log_file: str | None = None
+    full_export: bool = False  # re-send every in-scope object's mapped attributes
+    full_import: bool = False  # ignore delta watermarks: read everything
+    partition: str | None = None  # only this source partition
 
 
 @dataclass

@@ -1,22 +1,36 @@
 """The export pass: send pending exports to the target and record each confirmation.
 
-Adds, updates and disables go first, deletes last (a group drops a member before the member is
-deleted). References are resolved to target anchors just before sending. An export that points
-at an object of its own type whose add is still waiting is held back to a later wave of the same
-run, so a report is created after their manager; when no wave makes progress (a cycle), the
-rest go out with the unresolved references left out, recorded, and filled in once the object
-exists. Results are written to the state store batch by batch, right after the connector
-confirms them.
+Order:
+1. Objects whose anchor changed (a delete and an add claiming the same name): one ``replace``
+   when the connector declares DeleteAddAsReplace, else their deletes go first.
+2. Adds, updates, renames and disables, parents before children (by name depth).
+3. Deletes, children before parents (a group drops a member before the member is deleted).
+
+References are resolved to target anchors just before sending. An export that points at an
+object of its own type whose add is still waiting is held back to a later round of the same run,
+so a report is created after their manager; when no round makes progress (a cycle), the rest go
+out with the unresolved references left out, recorded, and filled in once the object exists.
+
+Some changes take two operations: a password the connector cannot take inside the create (no
+ExportPasswordInFirstPass) follows as ``set_password``; a rename with attribute changes is
+followed by an update. The second step is stored as a pending export as soon as the first is
+confirmed, so a run killed in between finishes the job next time.
+
+Operations go to the connector in parallel, as many at once as it declares (``concurrency:``
+lowers it); results are written to the state store round by round, each exactly once.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.connectors.base import (
+    Capabilities,
+    ConnectionFailed,
     ConnectorError,
     NotFound,
     Operation,
@@ -27,10 +41,16 @@ from runner.engine.diff import SENSITIVE, stored_form
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed
 from runner.provlog import changes_for_log
-from runner.state.store import Confirmations, PendingRow
+from runner.state.store import Confirmations, Pending, PendingRow
 
 BATCH = 200
-PHASES = (("add", "update", "disable"), ("delete",))
+# (actions, children first?)
+PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
+    (("delete_first",), True),
+    (("add", "replace", "update", "rename", "disable", "set_password"), False),
+    (("delete",), True),
+)
+OP_KIND = {"delete_first": "delete"}
 
 
 @dataclass
@@ -43,6 +63,7 @@ class Prepared:
     kept_add: dict[str, list[Any]] = field(default_factory=dict)
     removed: dict[str, list[Any]] = field(default_factory=dict)
     dropped: dict[str, set[str]] = field(default_factory=dict)  # ref type -> anchors left out
+    followup: Pending | None = None  # the second step, stored once this one is confirmed
 
 
 class Waiting(Exception):
@@ -50,12 +71,12 @@ class Waiting(Exception):
 
 
 def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts) -> None:
-    connector = ctx.target(ot)
-    exporter = _Exporter(ctx, ot, mapper, counts, connector.capabilities().multi_valued_deltas)
-    for actions in PHASES:
+    exporter = _Exporter(ctx, ot, mapper, counts)
+    exporter.pair_replacements()
+    for actions, deepest_first in PHASES:
         force = False
         while True:
-            sent, waiting = exporter.sweep(actions, force)
+            sent, waiting = exporter.sweep(actions, deepest_first, force)
             if not waiting:
                 break
             force = sent == 0  # no progress: a reference cycle; send the rest without those references
@@ -63,19 +84,41 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
     ctx.store.commit()
 
 
+def concurrency(caps: Capabilities, ot: ObjectType) -> int:
+    return max(1, min(caps.max_concurrency, ot.target.concurrency or caps.max_concurrency))
+
+
 class _Exporter:
-    def __init__(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, deltas: bool):
-        self.ctx, self.ot, self.mapper, self.counts, self.deltas = ctx, ot, mapper, counts, deltas
+    def __init__(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts):
+        self.ctx, self.ot, self.mapper, self.counts = ctx, ot, mapper, counts
         self.store = ctx.store
         self.type_id = ctx.type_ids[ot.name]
         self.connector = ctx.target(ot)
+        self.caps = self.connector.capabilities()
+        self.threads = concurrency(self.caps, ot)
+        self.done = Confirmations()
+        self.before: dict[str, tuple[dict[str, Any], bool]] = {}
 
-    def sweep(self, actions: Sequence[str], force: bool) -> tuple[int, int]:
+    def pair_replacements(self) -> None:
+        """An add that takes the name a delete frees is the same object with a new anchor."""
+        for add_anchor, delete_anchor, old_target in self.store.name_collisions(self.type_id):
+            rows = {r.source_anchor: r for r in self.store.all_pending_for(self.type_id, [add_anchor, delete_anchor])}
+            add, gone = rows[add_anchor], rows[delete_anchor]
+            if self.caps.delete_add_as_replace:
+                payload = add.payload | {"replaces": delete_anchor, "replaces_gone": bool(gone.payload.get("gone"))}
+                self.store.update_pending(self.type_id, add_anchor, "replace", payload, old_target)
+                self.store.drop_pending(self.type_id, [delete_anchor])
+            else:
+                self.store.update_pending(self.type_id, delete_anchor, "delete_first", gone.payload, old_target)
+        self.store.commit()
+
+    def sweep(self, actions: Sequence[str], deepest_first: bool, force: bool) -> tuple[int, int]:
         """One pass over the pending exports not yet tried this run. Returns (sent, still waiting)."""
         sent = waiting = 0
-        after: str | None = None
-        while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH):
-            after = rows[-1].source_anchor
+        after: tuple[int, str] | None = None
+        while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first):
+            last = rows[-1]
+            after = (-last.depth if deepest_first else last.depth, last.source_anchor)
             remaining = rows
             while remaining:  # within a page, send in rounds so a manager goes before their reports
                 self.done = Confirmations()
@@ -86,6 +129,7 @@ class _Exporter:
                 if not ready:
                     break
                 sent += len(ready)
+                waiting += len(self.done.followups)
                 remaining = held
             waiting += len(remaining)
         return sent, waiting
@@ -98,12 +142,13 @@ class _Exporter:
         own = self.ot.name
         waiting_adds = set() if force or own not in refs else self.store.pending_adds(
             self.type_id, refs[own] - targets.get(own, {}).keys(), self.ctx.run_id)
-        self.before = self._stored(rows)
+        anchors = [r.target_anchor for r in rows if r.target_anchor]
+        self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
         ready: list[Prepared] = []
         held: list[PendingRow] = []
         for i, row in enumerate(rows):
             try:
-                ready.append(self._operation(i, row, targets, waiting_adds, self.before))
+                ready.append(self._operation(i, row, targets, waiting_adds))
             except Waiting:
                 held.append(row)
             except MappingFailed as exc:
@@ -120,14 +165,10 @@ class _Exporter:
                         refs[ref_type].update(str(v) for v in _as_list(value))
         return refs
 
-    def _stored(self, rows: Sequence[PendingRow]) -> dict[str, tuple[dict[str, Any], bool]]:
-        anchors = [r.target_anchor for r in rows if r.target_anchor]
-        return self.store.targets_data(self.type_id, anchors) if anchors else {}
-
     def _operation(self, index: int, row: PendingRow, targets: dict[str, dict[str, str]],
-                   waiting_adds: set[str], stored: dict[str, tuple[dict[str, Any], bool]]) -> Prepared:
-        payload = row.payload
-        prepared = Prepared(row, Operation(index, row.action, self.ot.target.object))
+                   waiting_adds: set[str]) -> Prepared:
+        payload, action = row.payload, row.action
+        prepared = Prepared(row, Operation(index, action, self.ot.target.object))
         attributes: dict[str, Any] = {}
         clear: dict[str, Any] | None = None
         for attr, value in payload.get("set", {}).items():
@@ -142,15 +183,38 @@ class _Exporter:
         for attr, values in payload.get("remove", {}).items():
             prepared.removed[attr] = list(values)
             remove_values[attr] = self._resolve_removed(attr, values)
-        if not self.deltas and (add_values or remove_values):
-            before = stored.get(row.target_anchor or "", ({}, False))[0]
+        if not self.caps.multi_valued_deltas and (add_values or remove_values):
+            before = self.before.get(row.target_anchor or "", ({}, False))[0]
             for attr in set(add_values) | set(remove_values):
-                full = (set(before.get(attr, [])) | set(prepared.kept_add.get(attr, []))) - set(values_of(payload, "remove", attr))
+                full = (set(before.get(attr, [])) | set(prepared.kept_add.get(attr, []))) - set(prepared.removed.get(attr, []))
                 attributes[attr], _ = self._resolve(attr, sorted(full, key=str), targets, set(), prepared)
             add_values, remove_values = {}, {}
-        prepared.op = Operation(index, row.action, self.ot.target.object, anchor=row.target_anchor,
-                                attributes=attributes, add_values=add_values, remove_values=remove_values,
-                                partition=self.ot.target.partition)
+        kind, password = OP_KIND.get(action, action), None
+        passwords = {a: attributes.pop(a) for a in list(attributes) if a in self.mapper.passwords}
+        if action == "rename":
+            changes = {k: payload[k] for k in ("set", "add", "remove", "old") if payload.get(k)}
+            if changes:
+                prepared.followup = Pending(row.source_anchor, "update", row.target_anchor, changes | {"followup": True},
+                                            row.name, row.depth)
+            attributes, add_values, remove_values, prepared.kept_set, prepared.kept_add, prepared.removed = \
+                {}, {}, {}, {}, {}, {}
+        elif passwords:
+            password = next(iter(passwords.values()))
+            first_pass = kind in ("add", "replace") and self.caps.password_in_first_pass
+            only_password = kind in ("update", "set_password") and not (attributes or add_values or remove_values)
+            if only_password:
+                kind = "set_password"
+            elif not first_pass:
+                for attr in passwords:  # the object is created without it; the state learns it with the second step
+                    prepared.kept_set.pop(attr, None)
+                prepared.followup = Pending(row.source_anchor, "set_password", row.target_anchor,
+                                            {"set": {a: SENSITIVE for a in passwords}, "followup": True},
+                                            row.name, row.depth)
+                password = None
+        prepared.op = Operation(index, kind, self.ot.target.object, anchor=row.target_anchor,
+                                name=payload.get("name", row.name), attributes=attributes, add_values=add_values,
+                                remove_values=remove_values, password=password,
+                                partition=payload.get("partition"), old_name=payload.get("old_name"))
         return prepared
 
     def _clear_values(self, anchor: str) -> dict[str, Any]:
@@ -189,7 +253,7 @@ class _Exporter:
     def _send(self, prepared: list[Prepared]) -> None:
         by_id = {p.op.id: p for p in prepared}
         seen: set[int] = set()
-        for result in self.connector.apply([p.op for p in prepared]):
+        for result in self._apply([p.op for p in prepared]):
             if result.op_id in seen or result.op_id not in by_id:
                 continue  # a connector must report each operation once; ignore anything else
             seen.add(result.op_id)
@@ -197,6 +261,27 @@ class _Exporter:
         for op_id, p in by_id.items():
             if op_id not in seen:
                 self._failed(p.row, "the connector reported no result for this operation")
+
+    def _apply(self, ops: list[Operation]) -> list[Result]:
+        """Hand the operations to the connector, split over as many threads as it takes at once.
+
+        Each operation is in exactly one share; the shares hold different objects, so the order
+        of one object's operations never depends on thread timing."""
+        if self.threads == 1 or len(ops) == 1:
+            return list(self.connector.apply(ops))
+        shares = [ops[i::self.threads] for i in range(self.threads)]
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="export") as pool:
+            futures = [pool.submit(lambda share: list(self.connector.apply(share)), share) for share in shares if share]
+            results: list[Result] = []
+            failure: ConnectionFailed | None = None
+            for future in futures:
+                try:
+                    results.extend(future.result())
+                except ConnectionFailed as exc:
+                    failure = exc
+        if failure is not None:
+            raise failure
+        return results
 
     def _flush(self) -> None:
         """Record the round's confirmations, failures and log entries in one commit."""
@@ -207,8 +292,8 @@ class _Exporter:
 
     def _record(self, p: Prepared, result: Result) -> None:
         row, action, done = p.row, p.row.action, self.done
-        if not result.ok and not (action == "delete" and isinstance(result.error, NotFound)):
-            if isinstance(result.error, NotFound) and action in ("update", "disable"):
+        if not result.ok and not (action in ("delete", "delete_first") and isinstance(result.error, NotFound)):
+            if isinstance(result.error, NotFound) and action in ("update", "disable", "rename", "set_password"):
                 done.gone.append((row.source_anchor, row.target_anchor or ""))
                 self._failed(row, f"{result.error}; the object is gone from the target and will be "
                                   "created again on the next run")
@@ -216,11 +301,15 @@ class _Exporter:
             self._failed(row, _error_text(result.error))
             return
         digest = self.store.sensitive_digest
-        if action == "add":
+        name = p.op.name
+        if action in ("add", "replace"):
             data = {k: stored_form(k, v, self.mapper, digest) for k, v in p.kept_set.items()}
-            done.adds.append((row.source_anchor, str(result.anchor), data))
+            if action == "replace":
+                done.deletes.append((row.payload["replaces"], row.target_anchor, row.payload["replaces_gone"]))
+                self.counts.count("delete", source_present=not row.payload["replaces_gone"])
+            done.adds.append((row.source_anchor, str(result.anchor), data, name))
             changes = changes_for_log(p.kept_set, None, self.mapper.sensitive)
-        elif action == "delete":
+        elif action in ("delete", "delete_first"):
             done.deletes.append((row.source_anchor, row.target_anchor, bool(row.payload.get("gone"))))
             changes = {}
         else:
@@ -232,25 +321,28 @@ class _Exporter:
                 data[attr] = sorted({*data.get(attr, []), *values}, key=str)
             for attr, values in p.removed.items():
                 data[attr] = sorted(set(data.get(attr, [])) - set(values), key=str)
-            done.updates.append((row.source_anchor, row.target_anchor or "", str(result.anchor or row.target_anchor),
-                                 data, action == "disable"))
+            new_anchor = str(result.anchor or row.target_anchor)
+            done.updates.append((row.source_anchor, row.target_anchor or "", new_anchor, data,
+                                 action == "disable", name))
             changes = changes_for_log(data, {k: before.get(k) for k in data}, self.mapper.sensitive)
+            if action == "rename":
+                changes["__name__"] = {"old": row.payload.get("old_name"), "new": name}
+        if p.followup is not None:
+            p.followup.target_anchor = str(result.anchor or row.target_anchor)
+            done.followups.append(p.followup)
         for ref_type, anchors in p.dropped.items():
             done.dropped += [(row.source_anchor, self.ctx.type_ids[ref_type], a) for a in anchors]
-        self.counts.count(action, source_present=not row.payload.get("gone"))
-        self.ctx.log.add(self.ot.name, row.source_anchor, action, "ok", changes=changes,
+        if not row.payload.get("followup"):
+            self.counts.count(action, source_present=not row.payload.get("gone"))
+        self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(action, action), "ok", changes=changes,
                          target_anchor=str(result.anchor or row.target_anchor or "") or None)
 
     def _failed(self, row: PendingRow, error: str) -> None:
         self.done.failures.append((row.source_anchor, error))
         self.counts.failed += 1
         self.counts.touched += not row.payload.get("gone")
-        self.ctx.log.add(self.ot.name, row.source_anchor, row.action, "failed", error=error,
-                         target_anchor=row.target_anchor)
-
-
-def values_of(payload: dict[str, Any], part: str, attr: str) -> list[Any]:
-    return list(payload.get(part, {}).get(attr, []))
+        self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(row.action, row.action), "failed",
+                         error=error, target_anchor=row.target_anchor)
 
 
 def _as_list(value: Any) -> list[Any]:

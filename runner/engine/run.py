@@ -125,6 +125,9 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
     opened: dict[str, str | None] = {}  # connector name -> error that stopped it, or None when open
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
+        if ctx.options.full_export and not ctx.options.plan and not ctx.target(ot).capabilities().full_export:
+            raise UsageError(f"connector {ot.target.connector!r} does not take a full export "
+                             f"(object type {ot.name!r}); run without --full-export")
         needs_target = not ctx.options.plan or bool(ot.match)
         needed = [ot.source.connector] + ([ot.target.connector] if needs_target else [])
         try:
@@ -136,6 +139,8 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
             mapper = Mapper(ot)
             if not ctx.options.no_import:
                 import_type(ctx, ot, counts)
+            if ctx.options.full_export:
+                ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
             matcher = None
             if ot.match:
                 import_target(ctx, ot, mapper)

@@ -29,15 +29,17 @@ class SourceSpec:
     connector: str
     object: str
     anchor: str
-    partition: str | None = None
+    partitions: tuple[str | None, ...] = (None,)  # (None,): the connector's one, unnamed partition
 
 
 @dataclass(frozen=True)
 class TargetSpec:
     connector: str
     object: str
-    partition: str | None = None
+    partition: str | None = None  # a name, or a template over mapped attributes
     disable: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None  # template over mapped attributes; hierarchical connectors need it
+    concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class AttributeMapping:
     sensitive: bool = False
     reference: str | None = None
     multi_valued: bool = False
+    password: bool = False
     path: YamlPath = ()
 
 
@@ -139,8 +142,10 @@ def _object_type(raw: dict[str, Any], at: YamlPath) -> ObjectType:
     mapping_path = raw.get("_mapping_path", (*at, "mapping"))
     return ObjectType(
         name=raw["name"],
-        source=SourceSpec(src["connector"], src["object"], src["anchor"], src.get("partition")),
-        target=TargetSpec(tgt["connector"], tgt["object"], tgt.get("partition"), dict(tgt.get("disable", {}))),
+        source=SourceSpec(src["connector"], src["object"], src["anchor"],
+                          tuple(src.get("partitions") or [src.get("partition")])),
+        target=TargetSpec(tgt["connector"], tgt["object"], tgt.get("partition"), dict(tgt.get("disable", {})),
+                          tgt.get("name"), tgt.get("concurrency")),
         mapping=tuple(_attribute(m, (*mapping_path, i)) for i, m in enumerate(raw["mapping"])),
         scope=_group(raw["scope"], (*at, "scope")) if raw.get("scope") else None,
         match=tuple(MatchRule(m["target"], m.get("source"), m.get("expression"), (*at, "match", i))
@@ -156,8 +161,9 @@ def _attribute(m: dict[str, Any], at: YamlPath) -> AttributeMapping:
     return AttributeMapping(
         target=m["target"], source=m.get("source"), constant=m.get("constant"),
         has_constant="constant" in m, expression=m.get("expression"), default=m.get("default"),
-        apply=m.get("apply", "always"), sensitive=m.get("sensitive", False),
-        reference=m.get("reference"), multi_valued=m.get("multi_valued", False), path=at,
+        apply=m.get("apply", "always"), sensitive=m.get("sensitive", False) or m.get("password", False),
+        reference=m.get("reference"), multi_valued=m.get("multi_valued", False),
+        password=m.get("password", False), path=at,
     )
 
 

@@ -64,6 +64,7 @@ class Mapper:
         self.sensitive = frozenset(a.name for a in self.attributes if a.spec.sensitive)
         self.references = {a.name: a.spec.reference for a in self.attributes if a.spec.reference}
         self.multi_valued = frozenset(a.name for a in self.attributes if a.spec.multi_valued)
+        self.passwords = frozenset(a.name for a in self.attributes if a.spec.password)
 
     def map(self, record: dict[str, Any]) -> dict[str, Any]:
         """Every mapped attribute of ``record``; raises MappingFailed naming the attribute."""

@@ -70,8 +70,10 @@ class DuplicateAnchor(ValueError):
 class Confirmations:
     """What one export batch changed, for :meth:`StateStore.record`."""
 
-    adds: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # anchor, target anchor, data
-    updates: list[tuple[str, str, str, dict[str, Any], bool]] = field(default_factory=list)  # ..., old, new, data, disabled
+    adds: list[tuple[str, str, dict[str, Any], str | None]] = field(default_factory=list)  # anchor, target anchor, data, name
+    updates: list[tuple[str, str, str, dict[str, Any], bool, str | None]] = field(default_factory=list)
+    # ^ anchor, old target anchor, new target anchor, data, disabled, name
+    followups: list[Pending] = field(default_factory=list)  # a second step for the same object (password, update)
     deletes: list[tuple[str, str | None, bool]] = field(default_factory=list)  # anchor, target anchor, source gone
     failures: list[tuple[str, str]] = field(default_factory=list)  # anchor, error
     gone: list[tuple[str, str]] = field(default_factory=list)  # anchor, target anchor: vanished from the target
@@ -101,6 +103,7 @@ class SourceRow:
     link_live: bool
     target_data: dict[str, Any] | None
     disabled: bool
+    target_name: str | None = None
 
 
 @dataclass
@@ -111,6 +114,20 @@ class PendingRow:
     payload: dict[str, Any]
     attempts: int
     last_error: str | None = None
+    name: str | None = None
+    depth: int = 0
+
+
+@dataclass
+class Pending:
+    """A pending export as compute decides it."""
+
+    anchor: str
+    action: str
+    target_anchor: str | None
+    payload: dict[str, Any]
+    name: str | None = None
+    depth: int = 0
 
 
 class StateStore:
@@ -257,8 +274,10 @@ class StateStore:
     def begin_full_import(self, type_id: int) -> None:
         self.conn.execute(t.import_seen.delete().where(t.import_seen.c.type_id == type_id))
 
-    def import_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]], full: bool) -> int:
-        """Store a page of (anchor, data); returns how many were new or changed (marked dirty)."""
+    def import_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]], full: bool,
+                    partition: str | None = None) -> int:
+        """Store a page of (anchor, data) read from ``partition``; returns how many were new or
+        changed (marked dirty)."""
         so = t.source_objects.c
         hashed = {anchor: (data, record_hash(data)) for anchor, data in records}
         if len(hashed) != len(records):
@@ -271,8 +290,8 @@ class StateStore:
             known[anchor] = digest
             if is_deleted:
                 deleted.add(anchor)
-        new = [dict(type_id=type_id, anchor=a, data=dumps(d), hash=h, deleted=False, dirty=True, exists_after=False)
-               for a, (d, h) in hashed.items() if a not in known]
+        new = [dict(type_id=type_id, anchor=a, partition=partition, data=dumps(d), hash=h, deleted=False, dirty=True,
+                    exists_after=False) for a, (d, h) in hashed.items() if a not in known]
         changed = [dict(k_anchor=a, data=dumps(d), hash=h)
                    for a, (d, h) in hashed.items() if a in known and (known[a] != h or a in deleted)]
         if new:
@@ -291,18 +310,38 @@ class StateStore:
                 raise DuplicateAnchor(self._first_seen(type_id, list(hashed))) from None
         return len(new) + len(changed)
 
+    def mark_deleted(self, type_id: int, anchors: Sequence[str]) -> None:
+        """A delta read reported these objects deleted."""
+        so = t.source_objects.c
+        for part in chunks(list(anchors)):
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part),
+                                                              so.deleted.is_(False)).values(deleted=True, dirty=True))
+
+    def watermark(self, type_id: int, side: str, partition: str | None) -> str | None:
+        w = t.watermarks.c
+        return self.conn.execute(sa.select(w.value).where(w.type_id == type_id, w.side == side,
+                                                          w.partition == (partition or ""))).scalar()
+
+    def set_watermark(self, type_id: int, side: str, partition: str | None, value: str) -> None:
+        w = t.watermarks.c
+        self.conn.execute(t.watermarks.delete().where(w.type_id == type_id, w.side == side,
+                                                      w.partition == (partition or "")))
+        self.conn.execute(t.watermarks.insert().values(type_id=type_id, side=side, partition=partition or "",
+                                                       value=value))
+
     def _first_seen(self, type_id: int, anchors: list[str]) -> str:
         seen = t.import_seen.c
         return self.conn.execute(sa.select(seen.anchor).where(seen.type_id == type_id, seen.anchor.in_(anchors))
                                  .limit(1)).scalar() or anchors[0]
 
-    def finish_full_import(self, type_id: int) -> int:
-        """Mark every stored object the full import did not see as deleted; returns how many."""
+    def finish_full_import(self, type_id: int, partition: str | None = None) -> int:
+        """Mark every object of ``partition`` the full import did not see as deleted; returns how many."""
         so, seen = t.source_objects.c, t.import_seen.c
         vanished = (sa.select(seen.anchor).where(seen.type_id == type_id))
+        in_partition = so.partition.is_(None) if partition is None else so.partition == partition
         result = self.conn.execute(
             t.source_objects.update()
-            .where(so.type_id == type_id, so.deleted.is_(False), so.anchor.not_in(vanished))
+            .where(so.type_id == type_id, so.deleted.is_(False), in_partition, so.anchor.not_in(vanished))
             .values(deleted=True, dirty=True))
         self.conn.execute(t.import_seen.delete().where(seen.type_id == type_id))
         return result.rowcount
@@ -350,7 +389,7 @@ class StateStore:
         so, lk, to = t.source_objects.c, t.links.c, t.target_objects.c
         query = (
             sa.select(so.anchor, so.data, so.deleted, so.in_scope, so.exists_after,
-                      lk.target_anchor, lk.live, to.data.label("target_data"), to.disabled)
+                      lk.target_anchor, lk.live, to.data.label("target_data"), to.disabled, to.name)
             .select_from(t.source_objects
                          .outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
                          .outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
@@ -362,7 +401,7 @@ class StateStore:
         return [SourceRow(r.anchor, json.loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
                           r.target_anchor if r.live else None, bool(r.live),
                           json.loads(r.target_data) if r.target_data and r.live else None,
-                          bool(r.disabled)) for r in self.conn.execute(query)]
+                          bool(r.disabled), r.name) for r in self.conn.execute(query)]
 
     def set_scope(self, type_id: int, updates: Sequence[tuple[str, bool | None, bool]]) -> None:
         """Store (anchor, in_scope, exists_after) for a page."""
@@ -424,40 +463,71 @@ class StateStore:
         self.conn.execute(t.refs.delete().where(rf.type_id == type_id, rf.anchor.in_(list(anchors))))
         self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(list(anchors))))
 
-    def set_pending(self, type_id: int, entries: Sequence[tuple[str, str, str | None, dict[str, Any]]],
-                    cleared: Sequence[str]) -> None:
-        """Replace the pending exports of a page: ``entries`` (anchor, action, target anchor, payload);
-        ``cleared`` anchors have nothing to export any more."""
+    def set_pending(self, type_id: int, entries: Sequence[Pending], cleared: Sequence[str]) -> None:
+        """Replace the pending exports of a page; ``cleared`` anchors have nothing to export any more."""
         pe = t.pending.c
-        anchors = [e[0] for e in entries] + list(cleared)
-        if anchors:
-            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(anchors)))
+        anchors = [e.anchor for e in entries] + list(cleared)
+        for part in chunks(anchors):
+            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
         if entries:
             self.conn.execute(t.pending.insert(), [
-                dict(type_id=type_id, source_anchor=a, action=act, target_anchor=ta, payload=dumps(p), attempts=0)
-                for a, act, ta, p in entries])
+                dict(type_id=type_id, source_anchor=e.anchor, action=e.action, target_anchor=e.target_anchor,
+                     name=e.name, depth=e.depth, payload=dumps(e.payload), attempts=0) for e in entries])
 
     # ---- export ------------------------------------------------------------------------------
 
-    def pending_page(self, type_id: int, run_id: str, actions: Sequence[str], after: str | None,
-                     limit: int) -> list[PendingRow]:
-        """Pending exports not yet attempted by this run, in anchor order."""
+    def pending_page(self, type_id: int, run_id: str, actions: Sequence[str], after: tuple[int, str] | None,
+                     limit: int, deepest_first: bool = False) -> list[PendingRow]:
+        """Pending exports not yet attempted by this run: parents before children (or children
+        first, for deletes), then in anchor order. ``after`` is the last row's (depth, anchor)."""
         pe = t.pending.c
-        query = (sa.select(pe.source_anchor, pe.action, pe.target_anchor, pe.payload, pe.attempts)
+        depth = -pe.depth if deepest_first else pe.depth
+        query = (sa.select(pe.source_anchor, pe.action, pe.target_anchor, pe.payload, pe.attempts, pe.last_error,
+                           pe.name, pe.depth)
                  .where(pe.type_id == type_id, pe.action.in_(list(actions)),
                         sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id))
-                 .order_by(pe.source_anchor).limit(limit))
+                 .order_by(depth, pe.source_anchor).limit(limit))
         if after is not None:
-            query = query.where(pe.source_anchor > after)
-        return [PendingRow(a, act, ta, json.loads(p), n) for a, act, ta, p, n in self.conn.execute(query)]
+            query = query.where(sa.or_(depth > after[0], sa.and_(depth == after[0], pe.source_anchor > after[1])))
+        return [PendingRow(a, act, ta, json.loads(p), n, e, name, d)
+                for a, act, ta, p, n, e, name, d in self.conn.execute(query)]
+
+    def name_collisions(self, type_id: int) -> list[tuple[str, str, str | None]]:
+        """(adding anchor, deleting anchor, deleted target anchor) where an add takes the name that a
+        delete frees: the same object leaving and coming back (its anchor changed)."""
+        add, gone = t.pending.alias("a"), t.pending.alias("d")
+        query = (sa.select(add.c.source_anchor, gone.c.source_anchor, gone.c.target_anchor)
+                 .select_from(add.join(gone, sa.and_(gone.c.type_id == add.c.type_id, gone.c.name == add.c.name)))
+                 .where(add.c.type_id == type_id, add.c.action == "add", gone.c.action == "delete",
+                        add.c.name.is_not(None)))
+        return [(a, d, ta) for a, d, ta in self.conn.execute(query)]
+
+    def all_pending_for(self, type_id: int, anchors: Sequence[str]) -> list[PendingRow]:
+        pe = t.pending.c
+        query = (sa.select(pe.source_anchor, pe.action, pe.target_anchor, pe.payload, pe.attempts, pe.last_error,
+                           pe.name, pe.depth).where(pe.type_id == type_id, pe.source_anchor.in_(list(anchors))))
+        return [PendingRow(a, act, ta, json.loads(p), n, e, name, d)
+                for a, act, ta, p, n, e, name, d in self.conn.execute(query)]
+
+    def drop_pending(self, type_id: int, anchors: Sequence[str]) -> None:
+        pe = t.pending.c
+        self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(list(anchors))))
+
+    def update_pending(self, type_id: int, anchor: str, action: str, payload: dict[str, Any],
+                       target_anchor: str | None) -> None:
+        pe = t.pending.c
+        self.conn.execute(t.pending.update().where(pe.type_id == type_id, pe.source_anchor == anchor)
+                          .values(action=action, payload=dumps(payload), target_anchor=target_anchor))
 
     def all_pending(self, type_id: int, after: str | None, limit: int) -> list[PendingRow]:
         pe = t.pending.c
-        query = (sa.select(pe.source_anchor, pe.action, pe.target_anchor, pe.payload, pe.attempts, pe.last_error)
+        query = (sa.select(pe.source_anchor, pe.action, pe.target_anchor, pe.payload, pe.attempts, pe.last_error,
+                           pe.name, pe.depth)
                  .where(pe.type_id == type_id).order_by(pe.source_anchor).limit(limit))
         if after is not None:
             query = query.where(pe.source_anchor > after)
-        return [PendingRow(a, act, ta, json.loads(p), n, e) for a, act, ta, p, n, e in self.conn.execute(query)]
+        return [PendingRow(a, act, ta, json.loads(p), n, e, name, d)
+                for a, act, ta, p, n, e, name, d in self.conn.execute(query)]
 
     def pending_adds(self, type_id: int, anchors: Iterable[str], run_id: str) -> set[str]:
         """Which of ``anchors`` have an add waiting that this run has not tried yet."""
@@ -503,26 +573,6 @@ class StateStore:
         """Write one export batch's confirmations and failures, a few executemany statements in all."""
         lk, to, pe, rf, so = t.links.c, t.target_objects.c, t.pending.c, t.refs.c, t.source_objects.c
         conn = self.conn
-        if done.adds:
-            anchors = [a for a, _, _ in done.adds]
-            conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
-            conn.execute(t.target_objects.delete().where(to.type_id == type_id,
-                                                         to.target_anchor.in_([ta for _, ta, _ in done.adds])))
-            conn.execute(t.links.insert(), [dict(type_id=type_id, source_anchor=a, target_anchor=ta, live=True)
-                                            for a, ta, _ in done.adds])
-            conn.execute(t.target_objects.insert(), [dict(type_id=type_id, target_anchor=ta, data=dumps(d),
-                                                          disabled=False) for _, ta, d in done.adds])
-        renamed = [dict(k_anchor=a, k_new=new) for a, old, new, _, _ in done.updates if new != old]
-        if renamed:
-            conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
-                         .values(target_anchor=sa.bindparam("k_new")), renamed)
-        if done.updates:
-            conn.execute(t.target_objects.update()
-                         .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
-                         .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
-                                 disabled=sa.bindparam("k_disabled")),
-                         [dict(k_old=old, k_new=new, k_data=dumps(d), k_disabled=dis)
-                          for _, old, new, d, dis in done.updates])
         if done.deletes:
             conn.execute(t.links.update().where(lk.type_id == type_id,
                                                 lk.source_anchor.in_([a for a, _, _ in done.deletes]))
@@ -530,9 +580,30 @@ class StateStore:
             conn.execute(t.target_objects.delete().where(
                 to.type_id == type_id, to.target_anchor.in_([ta for _, ta, _ in done.deletes if ta is not None])))
             self.forget_source(type_id, [a for a, _, gone in done.deletes if gone])
-        finished = [a for a, _, _ in done.adds] + [a for a, *_ in done.updates] + [a for a, _, _ in done.deletes]
+        if done.adds:
+            anchors = [a for a, _, _, _ in done.adds]
+            conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
+            conn.execute(t.target_objects.delete().where(to.type_id == type_id,
+                                                         to.target_anchor.in_([ta for _, ta, _, _ in done.adds])))
+            conn.execute(t.links.insert(), [dict(type_id=type_id, source_anchor=a, target_anchor=ta, live=True)
+                                            for a, ta, _, _ in done.adds])
+            conn.execute(t.target_objects.insert(), [dict(type_id=type_id, target_anchor=ta, data=dumps(d),
+                                                          name=n, disabled=False) for _, ta, d, n in done.adds])
+        renamed = [dict(k_anchor=a, k_new=new) for a, old, new, *_ in done.updates if new != old]
+        if renamed:
+            conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
+                         .values(target_anchor=sa.bindparam("k_new")), renamed)
+        if done.updates:
+            conn.execute(t.target_objects.update()
+                         .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
+                         .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
+                                 disabled=sa.bindparam("k_disabled"), name=sa.bindparam("k_name")),
+                         [dict(k_old=old, k_new=new, k_data=dumps(d), k_disabled=dis, k_name=n)
+                          for _, old, new, d, dis, n in done.updates])
+        finished = [a for a, *_ in done.adds] + [a for a, *_ in done.updates] + [a for a, _, _ in done.deletes]
         for part in chunks(finished):
             conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
+        self.set_pending(type_id, done.followups, [])
         if done.failures:
             conn.execute(t.pending.update()
                          .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
@@ -550,7 +621,7 @@ class StateStore:
                                                rf.ref_anchor == sa.bindparam("k_ref")).values(dropped=True),
                          [dict(k_anchor=a, k_type=rt, k_ref=r) for a, rt, r in done.dropped])
         # references to what was just added (left out before) or deleted change their value
-        self.mark_referrers_dirty(type_id, [a for a, _, _ in done.adds], only_dropped=True)
+        self.mark_referrers_dirty(type_id, [a for a, *_ in done.adds], only_dropped=True)
         self.mark_referrers_dirty(type_id, [a for a, _, _ in done.deletes])
 
     def prune_tombstones(self, type_id: int) -> None:

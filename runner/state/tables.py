@@ -60,6 +60,7 @@ source_objects = sa.Table(
     "source_objects", metadata,
     sa.Column("type_id", sa.Integer, primary_key=True),
     sa.Column("anchor", S, primary_key=True),
+    sa.Column("partition", S),
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("hash", sa.String(40), nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
@@ -114,6 +115,8 @@ pending = sa.Table(
     sa.Column("source_anchor", S, primary_key=True),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("target_anchor", S),
+    sa.Column("name", sa.Text),  # the object's target name (hierarchical connectors)
+    sa.Column("depth", sa.Integer, nullable=False, default=0),  # parents first on add, children first on delete
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
