@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("connectors", help="installed connectors, their versions and capabilities")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_connectors)
+
     p = sub.add_parser("schema", help="print the manifest JSON Schema (for editors)")
     p.add_argument("--mapping", action="store_true", help="the mapping-file schema instead")
     p.set_defaults(func=cmd_schema)
@@ -213,6 +217,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not report["runs"]:
         lines.append("  none yet")
     print(secrets.redact("\n".join(lines)))
+    return EXIT_OK
+
+
+def cmd_connectors(args: argparse.Namespace) -> int:
+    from runner.connectors.describe import describe_all
+
+    rows = describe_all()
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['type']}  ({row['distribution']} {row['version']}, {row['class']})")
+        if row.get("error"):
+            print(f"    cannot load: {row['error']}")
+            continue
+        print(f"    {row['description']}")
+        print(f"    capabilities: {', '.join(row['capabilities']) or 'read only'}")
+        print(f"    operations: {', '.join(row['operations']) or 'none (source only)'}")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ part of URLs.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from urllib.parse import unquote, urlsplit
@@ -28,8 +29,9 @@ def register(value: str) -> None:
     """Remember a secret value so it is masked wherever it would be printed or stored."""
     if value and len(value) >= 3:
         with _lock:
-            _values.add(value)
-            _values.add(unquote(value))
+            # the value as it may appear: plain, URL-decoded, and escaped by repr() or json.dumps()
+            for form in (value, unquote(value), repr(value)[1:-1], json.dumps(value)[1:-1]):
+                _values.add(form)
 
 
 def register_url_password(text: str) -> None:

@@ -8,8 +8,9 @@ Modelled on ECMA 2.0 and the ConnId SPI. A connector declares *facts* about itse
   engine stores the watermark the last page returns and hands it back next run.
 * ``apply(operations)`` (required for a target) yields exactly one :class:`Result` per
   :class:`Operation`, in any order. The default implementation dispatches each operation to a
-  method named after its kind (``add``, ``update``, ``rename``, ``disable``, ``delete``,
-  ``replace``, ``set_password``); a connector that can batch overrides ``apply`` instead.
+  method ``op_<kind>`` (``op_add``, ``op_update``, ``op_rename``, ``op_disable``, ``op_delete``,
+  ``op_replace``, ``op_set_password``) returning the object's anchor; a connector that can
+  batch overrides ``apply`` instead.
 * ``discover()`` (optional) describes object types and attributes.
 
 Connectors never import the engine. They receive their block of the manifest (already

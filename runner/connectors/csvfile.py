@@ -59,7 +59,8 @@ class CsvConnector(Connector):
     }
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(full_export=False, operations=frozenset())
+        return Capabilities(full_export=False, password_in_first_pass=False, multi_valued_deltas=False,
+                            operations=frozenset())
 
     @property
     def folder(self) -> Path:

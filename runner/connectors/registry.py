@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
+from dataclasses import dataclass
+from importlib.metadata import entry_points, version
 
+from runner import __version__
 from runner.connectors.base import INTERFACE_VERSION, Connector
 
 ENTRY_POINT_GROUP = "provision.connectors"
@@ -16,9 +18,17 @@ BUILTIN: dict[str, str] = {
 
 
 class UnknownConnector(LookupError):
-    def __init__(self, name: str, known: list[str]):
+    def __init__(self, name: str, known: list[str], reason: str | None = None):
         self.name, self.known = name, known
-        super().__init__(f"unknown connector type {name!r}; installed: {', '.join(known)}")
+        super().__init__(reason or f"unknown connector type {name!r}; installed: {', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class Installed:
+    type_name: str
+    target: str  # module:Class
+    distribution: str
+    version: str
 
 
 def _load(target: str) -> type[Connector]:
@@ -26,12 +36,19 @@ def _load(target: str) -> type[Connector]:
     return getattr(importlib.import_module(module), attr)
 
 
+def installed() -> dict[str, Installed]:
+    """Every connector this installation can load, by type name (built-ins win a name clash)."""
+    found = {name: Installed(name, target, "provision", __version__) for name, target in BUILTIN.items()}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in found:
+            dist = ep.dist.name if ep.dist else "?"
+            found[ep.name] = Installed(ep.name, ep.value, dist, version(dist) if ep.dist else "?")
+    return found
+
+
 def available() -> dict[str, str]:
     """Type name -> 'module:Class' of every connector this installation can load."""
-    found = dict(BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
+    return {name: i.target for name, i in installed().items()}
 
 
 def connector_class(type_name: str) -> type[Connector]:
@@ -39,7 +56,15 @@ def connector_class(type_name: str) -> type[Connector]:
     known = available()
     if type_name not in known:
         raise UnknownConnector(type_name, sorted(known))
-    cls = _load(known[type_name])
-    if getattr(cls, "interface_version", INTERFACE_VERSION) > INTERFACE_VERSION:
-        raise UnknownConnector(type_name, sorted(known))
+    try:
+        cls = _load(known[type_name])
+    except (ImportError, AttributeError) as exc:
+        raise UnknownConnector(type_name, sorted(known),
+                               f"connector type {type_name!r} is installed but cannot be loaded "
+                               f"({known[type_name]}): {exc}") from None
+    wanted = getattr(cls, "interface_version", INTERFACE_VERSION)
+    if wanted > INTERFACE_VERSION:
+        raise UnknownConnector(type_name, sorted(known),
+                               f"connector type {type_name!r} needs connector interface {wanted}; this "
+                               f"provision has {INTERFACE_VERSION}: upgrade provision")
     return cls

@@ -49,10 +49,8 @@ def connector_problems(data: dict[str, Any], located: Located, base_dir: Any,
         try:
             cls = connector_class(block["type"])
         except UnknownConnector as exc:
-            if exc.name in exc.known:  # installed, but refused: written for a newer interface
-                found.append(located.problem((*at, "type"), f"connector type {quoted(exc.name)} is installed "
-                                             "but needs a newer provision (its connector interface version "
-                                             "is newer than this one's); upgrade provision"))
+            if exc.name in exc.known:  # installed, but refused: cannot load, or a newer interface
+                found.append(located.problem((*at, "type"), str(exc)))
                 continue
             found.append(located.problem((*at, "type"), f"unknown connector type {quoted(exc.name)}"
                                          f"{_suggest(exc.name, exc.known)}; installed: {', '.join(exc.known)} "
