@@ -2,8 +2,14 @@
 
 Expressions are compiled once per run (parsing costs ~27 µs, see PERF.md). A plain field
 reference (``email``) is turned into a dictionary lookup, which is 40x cheaper than a JMESPath
-call. :func:`check` walks the parsed tree so unknown functions and wrong argument counts are
-reported when the manifest is validated, not halfway through a run.
+call; everything else is evaluated by one shared interpreter (no per-call set-up).
+:func:`check` walks the parsed tree so unknown functions, wrong argument counts and bad literal
+arguments are reported when the manifest is validated, not halfway through a run.
+
+Two conveniences on top of standard JMESPath, so expressions read the way people write them:
+a bare number is a number literal (``left(name, 3)``, not ``left(name, `3`)``), and bare
+``true``, ``false`` and ``null`` are literals (a field with one of those names can still be
+read as ``"true"``).
 """
 
 from __future__ import annotations
@@ -12,12 +18,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jmespath
+from jmespath import ast
 from jmespath import exceptions as jexc
+from jmespath import parser as jparser
+from jmespath.visitor import TreeInterpreter
 
-from runner.mapping.functions import LIBRARY, OPTIONS
+from runner.mapping.functions import NOT_LITERAL, OPTIONS, SPECS, VOLATILE, check_literals, suggest
 
 Getter = Callable[[dict[str, Any]], Any]
+
+_KEYWORDS = {"true": True, "false": False, "null": None}
+_ARTICLE = {"string": "a string", "number": "a number", "boolean": "a boolean (true or false)",
+            "array": "a list", "object": "an object", "null": "null", "expref": "an &expression"}
+_PY_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
+             dict: "object", type(None): "null"}
+# Syntax whose JMESPath type is known before evaluation: [a, b] is a list, {k: v} an object.
+_BUILT_TYPES = {"multi_select_list": ("array", "a list [...]"), "multi_select_dict": ("object", "an object {...}")}
+REFERENCE = "docs/mapping-functions.md"
+OUTERMOST_ONLY = frozenset({"ignore_flow_if_null_or_empty"})
+SENSITIVE = frozenset({"redact"})
 
 
 class ExpressionError(ValueError):
@@ -32,6 +51,46 @@ class ExpressionError(ValueError):
 class Expression:
     text: str
     evaluate: Getter
+    functions: frozenset[str] = frozenset()
+    """Names of the functions the expression calls."""
+    ignore_flow: bool = False
+    """The expression is ``ignore_flow_if_null_or_empty(...)``: a null or empty result means
+    "leave the attribute out of the export", not "clear it"."""
+
+    @property
+    def sensitive(self) -> bool:
+        """The expression calls redact(): treat the attribute as sensitive."""
+        return not SENSITIVE.isdisjoint(self.functions)
+
+    @property
+    def volatile(self) -> bool:
+        """The result changes between evaluations (now, guid, random_string): map on create only."""
+        return not VOLATILE.isdisjoint(self.functions)
+
+
+class _Parser(jparser.Parser):
+    """JMESPath's parser with bare numbers and true/false/null as literals."""
+
+    _CACHE: dict[str, Any] = {}  # not the base class's: the same text parses differently here
+
+    def _token_nud_number(self, token: dict[str, Any]) -> dict[str, Any]:
+        return ast.literal(token["value"])
+
+    def _token_nud_lbracket(self, token: dict[str, Any]) -> dict[str, Any]:
+        if self._current_token() == "number" and self._lookahead(1) == "comma":
+            return self._parse_multi_select_list()  # [1, 2] is a list, [1] an index
+        result: dict[str, Any] = super()._token_nud_lbracket(token)
+        return result
+
+    def _token_nud_unquoted_identifier(self, token: dict[str, Any]) -> dict[str, Any]:
+        name = token["value"]
+        after_dot = self._index >= 2 and self._tokens[self._index - 2]["type"] == "dot"
+        if name in _KEYWORDS and not after_dot and self._current_token() != "lparen":
+            return ast.literal(_KEYWORDS[name])
+        return ast.field(name)
+
+
+_INTERPRETER = TreeInterpreter(OPTIONS)
 
 
 def field_getter(name: str) -> Getter:
@@ -39,10 +98,10 @@ def field_getter(name: str) -> Getter:
     return lambda record: record.get(name)
 
 
-def compile_expression(text: str) -> Expression:
-    """Parse and check ``text``; raise ExpressionError with a message a person can act on."""
+def parse(text: str) -> dict[str, Any]:
+    """The checked syntax tree of ``text``; raises ExpressionError."""
     try:
-        parsed = jmespath.compile(text)
+        parsed = _Parser().parse(text)
     except jexc.LexerError as exc:
         raise ExpressionError(f"cannot read expression {text!r}: {exc.msg}", exc.lex_position) from None
     except jexc.ParseError as exc:
@@ -51,33 +110,88 @@ def compile_expression(text: str) -> Expression:
             f"{exc.msg if hasattr(exc, 'msg') else exc}", exc.lex_position) from None
     except jexc.JMESPathError as exc:
         raise ExpressionError(f"cannot parse expression {text!r}: {exc}") from None
-    check(parsed.parsed)
-    node = parsed.parsed
+    node: dict[str, Any] = parsed.parsed
+    return node
+
+
+def compile_expression(text: str) -> Expression:
+    """Parse and check ``text``; raise ExpressionError with a message a person can act on."""
+    node = parse(text)
+    used: set[str] = set()
+    check(node, used=used)
     if node["type"] == "field":
         return Expression(text, field_getter(node["value"]))
-    search = parsed.search
-    return Expression(text, lambda record: search(record, options=OPTIONS))
+    if node["type"] == "literal":
+        constant = node["value"]
+        return Expression(text, lambda record: constant)
+    visit = _INTERPRETER.visit
+    ignore_flow = node["type"] == "function_expression" and node["value"] in OUTERMOST_ONLY
+    return Expression(text, lambda record: visit(node, record), frozenset(used), ignore_flow)
 
 
-def check(node: dict[str, Any]) -> None:
-    """Reject unknown functions and wrong argument counts anywhere in a parsed expression."""
+def _describe(types: tuple[str, ...]) -> str:
+    names = list(dict.fromkeys(_ARTICLE.get(t.partition("-")[0], t) for t in types))
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _literal_type(value: Any) -> str:
+    return _PY_TYPES.get(type(value), "object")
+
+
+def _shown(value: Any) -> str:
+    return "null" if value is None else repr(value) if isinstance(value, str) else str(value).lower() \
+        if isinstance(value, bool) else str(value)
+
+
+def check(node: dict[str, Any], used: set[str] | None = None, outermost: bool = True) -> None:
+    """Reject unknown functions, wrong argument counts and bad literal arguments anywhere in a
+    parsed expression; add the names of the functions it calls to ``used``."""
     if node.get("type") == "function_expression":
-        name = node["value"]
-        spec = LIBRARY.FUNCTION_TABLE.get(name)
-        if spec is None:
-            known = ", ".join(sorted(LIBRARY.FUNCTION_TABLE))
-            raise ExpressionError(f"unknown function {name}(); known functions: {known}")
-        signature = spec["signature"]
-        given = len(node["children"])
-        variadic = bool(signature) and signature[-1].get("variadic")
-        required = len([s for s in signature if not s.get("optional")])
-        if variadic and given < len(signature) or not variadic and not (required <= given <= len(signature)):
-            want = f"at least {len(signature)}" if variadic else (
-                str(len(signature)) if required == len(signature) else f"{required} to {len(signature)}")
-            raise ExpressionError(f"{name}() takes {want} argument{'s' if want != '1' else ''}, got {given}")
+        _check_call(node, outermost)
+        if used is not None:
+            used.add(node["value"])
     for child in node.get("children", ()):
         if isinstance(child, dict):
-            check(child)
+            check(child, used, outermost=False)
+
+
+def _check_call(node: dict[str, Any], outermost: bool) -> None:
+    name = node["value"]
+    spec = SPECS.get(name)
+    if spec is None:
+        close = suggest(name)
+        hint = f"did you mean {close}()?" if close else "known functions: " + ", ".join(sorted(SPECS))
+        raise ExpressionError(f"unknown function {name}(); {hint} (see {REFERENCE})")
+    if name in OUTERMOST_ONLY and not outermost:
+        raise ExpressionError(f"{name}() must be the outermost function of the expression, e.g. "
+                              f"{name}(switch(...)); it decides whether the attribute is exported at all")
+    args = node["children"]
+    given = len(args)
+    if given < spec.min_args or (spec.max_args is not None and given > spec.max_args):
+        raise ExpressionError(f"{name}() takes {spec.arity_text()}: {spec.usage()}; got {given}")
+    literals = []
+    for i, arg in enumerate(args):
+        node_type = arg.get("type")
+        if node_type == "literal":
+            value = arg["value"]
+            literals.append(value)
+            kind, shown = _literal_type(value), _shown(value)
+        elif node_type in _BUILT_TYPES:
+            literals.append(NOT_LITERAL)
+            kind, shown = _BUILT_TYPES[node_type]
+        else:
+            literals.append(NOT_LITERAL)
+            continue
+        param = spec.param(i)
+        if param is None or not param.types:
+            continue
+        if not any(t.partition("-")[0] == kind for t in param.types):
+            raise ExpressionError(f"{name}() argument {i + 1} must be {_describe(param.types)}, "
+                                  f"not {shown}; usage: {spec.usage()}")
+    try:
+        check_literals(spec, literals)
+    except ValueError as exc:
+        raise ExpressionError(f"{exc}; usage: {spec.usage()}") from None
 
 
 def evaluation_error(exc: Exception) -> str:
