@@ -53,3 +53,28 @@ def test_scope_change_reevaluates_every_object(quickstart_copy: Path, provision,
     out = provision("run", quickstart_copy, "--output", "json").json()
     assert out["object_types"]["user"]["disabled"] == on_leave
     assert out["object_types"]["user"]["updated"] == 0
+
+
+def test_ignore_flow_and_redact_in_expressions(quickstart_copy: Path, provision, tmp_path: Path):
+    """ignore_flow_if_null_or_empty leaves a target value alone; redact() makes an attribute sensitive."""
+    import json
+    import sqlite3
+
+    from conftest import person, write_hr
+
+    data = write_hr(tmp_path / "data", [person("E1", "Ann", "Lee", phone="+1 555 0100", title="Yak Shaver")], [])
+    mapping = quickstart_copy.parent.parent / "mappings" / "person-to-app-user.yaml"
+    edit(mapping, "  - target: phone\n    source: phone",
+         "  - target: phone\n    expression: \"ignore_flow_if_null_or_empty(phone)\"")
+    edit(mapping, "  - target: title\n    source: title", "  - target: title\n    expression: \"redact(title)\"")
+    log = tmp_path / "log.jsonl"
+    assert provision("run", quickstart_copy, "--log-file", log).code == 0
+    assert "Yak Shaver" not in log.read_text() and '"title": {"old": null, "new": "***"}' in log.read_text()
+
+    write_hr(data, [person("E1", "Ann", "Lee", phone="", title="Yak Shaver")], [])  # HR lost the phone number
+    out = provision("run", quickstart_copy, "--output", "json").json()
+    assert out["object_types"]["user"]["updated"] == 0
+    con = sqlite3.connect(tmp_path / "app.db")
+    assert con.execute("SELECT phone, title FROM users").fetchone() == ("+1 555 0100", "Yak Shaver")
+    con.close()
+    assert json.loads(provision("status", quickstart_copy, "--output", "json").out)["pipeline"] == "quickstart"

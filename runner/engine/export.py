@@ -50,6 +50,7 @@ PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("add", "replace", "update", "rename", "disable", "set_password"), False),
     (("delete",), True),
 )
+FORWARD, DELETES = PHASES[:2], PHASES[2:]
 OP_KIND = {"delete_first": "delete"}
 
 
@@ -70,10 +71,15 @@ class Waiting(Exception):
     """The export references an object of its own type whose add has not been tried yet."""
 
 
-def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts) -> None:
+def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
+                phases: tuple[tuple[tuple[str, ...], bool], ...] = PHASES) -> None:
+    """Run the given export phases for one object type. The engine runs FORWARD for every type in
+    manifest order, then DELETES in reverse order, so objects that contain or reference others
+    (users inside an OU, members of a group) are deleted before what they point at."""
     exporter = _Exporter(ctx, ot, mapper, counts)
-    exporter.pair_replacements()
-    for actions, deepest_first in PHASES:
+    if phases[0] == PHASES[0]:
+        exporter.pair_replacements()
+    for actions, deepest_first in phases:
         force = False
         while True:
             sent, waiting = exporter.sweep(actions, deepest_first, force)

@@ -7,6 +7,7 @@ stops a run before it starts (invalid manifest, lock held, unusable state store)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets as pysecrets
@@ -19,7 +20,7 @@ from runner import secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
-from runner.engine.export import export_type
+from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.importer import import_type
 from runner.engine.matching import Matcher, import_target
 from runner.errors import UsageError
@@ -123,15 +124,15 @@ def execute(path: str | Path, options: RunOptions,
 
 def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> None:
     opened: dict[str, str | None] = {}  # connector name -> error that stopped it, or None when open
+    ran: list[tuple[ObjectType, Mapper, TypeCounts]] = []
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
-        if ctx.options.full_export and not ctx.options.plan and not ctx.target(ot).capabilities().full_export:
-            raise UsageError(f"connector {ot.target.connector!r} does not take a full export "
-                             f"(object type {ot.name!r}); run without --full-export")
-        needs_target = not ctx.options.plan or bool(ot.match)
-        needed = [ot.source.connector] + ([ot.target.connector] if needs_target else [])
-        try:
-            for name in needed:
+        with _stops_the_pass(ctx, ot, counts):
+            if ctx.options.full_export and not ctx.options.plan and not ctx.target(ot).capabilities().full_export:
+                raise UsageError(f"connector {ot.target.connector!r} does not take a full export "
+                                 f"(object type {ot.name!r}); run without --full-export")
+            needs_target = not ctx.options.plan or bool(ot.match)
+            for name in [ot.source.connector] + ([ot.target.connector] if needs_target else []):
                 if name not in opened:
                     opened[name] = _open(ctx.connectors[name])
                 if opened[name]:
@@ -147,13 +148,26 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
                 matcher = Matcher(ctx, ot)
             compute_type(ctx, ot, mapper, counts, matcher)
             if not ctx.options.plan:
-                export_type(ctx, ot, mapper, counts)
-        except (ConnectionFailed, ConfigurationError) as exc:
-            ctx.store.rollback()
-            counts.error = secrets.redact(str(exc))
-            logger.error("%s: stopped: %s", ot.name, counts.error)
-            ctx.log.flush()
-        _finish_counts(ctx, ot, counts)
+                export_type(ctx, ot, mapper, counts, FORWARD)
+            ran.append((ot, mapper, counts))
+    if not ctx.options.plan:
+        for ot, mapper, counts in reversed(ran):
+            with _stops_the_pass(ctx, ot, counts):
+                export_type(ctx, ot, mapper, counts, DELETES)
+    for ot in types:
+        _finish_counts(ctx, ot, summary.object_types[ot.name])
+
+
+@contextlib.contextmanager
+def _stops_the_pass(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> Iterator[None]:
+    """A connection failure stops this object type's pass (recorded in its counts); others go on."""
+    try:
+        yield
+    except (ConnectionFailed, ConfigurationError) as exc:
+        ctx.store.rollback()
+        counts.error = secrets.redact(str(exc))
+        logger.error("%s: stopped: %s", ot.name, counts.error)
+        ctx.log.flush()
 
 
 def _open(connector: Connector) -> str | None:

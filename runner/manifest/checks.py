@@ -127,6 +127,10 @@ def _mapping_problems(ot: ObjectType, index: int, manifest: Manifest, located: L
         targets.setdefault(m.target, m.path)
         if m.expression is not None:
             yield from _expression_problems(m.expression, (*m.path, "expression"), located)
+            if m.apply != "on_create" and _volatile(m.expression):
+                yield located.problem((*m.path, "expression"), f"attribute {quoted(m.target)} changes on every "
+                                      "evaluation (now, guid or random_string): add 'apply: on_create', or it "
+                                      "is updated on every run")
         if m.reference is not None:
             if m.reference not in order:
                 yield located.problem((*m.path, "reference"), f"unknown object type {quoted(m.reference)}"
@@ -153,6 +157,13 @@ def _expression_problems(text: str, at: YamlPath, located: Located) -> Iterator[
     except ExpressionError as exc:
         # The message quotes the expression with repr(); quoted() keeps secrets maskable.
         yield located.problem(at, str(exc).replace(repr(text), quoted(text)))
+
+
+def _volatile(text: str) -> bool:
+    try:
+        return compile_expression(text).volatile
+    except ExpressionError:
+        return False
 
 
 def _find_clause(group: Group | None, path: YamlPath) -> Clause | None:

@@ -27,19 +27,22 @@ class MappingFailed(ValueError):
 class CompiledAttribute:
     spec: AttributeMapping
     get: Getter
+    ignore_flow: bool = False  # null/empty means "leave the attribute alone", not "clear it"
+    redacted: bool = False  # the expression calls redact(): treat as sensitive
 
     @property
     def name(self) -> str:
         return self.spec.target
 
 
-def _getter(spec: AttributeMapping) -> Getter:
+def _compile(spec: AttributeMapping) -> CompiledAttribute:
     if spec.source is not None:
-        return field_getter(spec.source)
+        return CompiledAttribute(spec, field_getter(spec.source))
     if spec.expression is not None:
-        return compile_expression(spec.expression).evaluate
+        expression = compile_expression(spec.expression)
+        return CompiledAttribute(spec, expression.evaluate, expression.ignore_flow, expression.sensitive)
     constant = spec.constant
-    return lambda record: constant
+    return CompiledAttribute(spec, lambda record: constant)
 
 
 def normalize(value: Any, multi_valued: bool) -> Any:
@@ -59,9 +62,9 @@ class Mapper:
 
     def __init__(self, object_type: ObjectType):
         self.object_type = object_type
-        self.attributes = [CompiledAttribute(spec, _getter(spec)) for spec in object_type.mapping]
+        self.attributes = [_compile(spec) for spec in object_type.mapping]
         self.on_create = frozenset(a.name for a in self.attributes if a.spec.apply == "on_create")
-        self.sensitive = frozenset(a.name for a in self.attributes if a.spec.sensitive)
+        self.sensitive = frozenset(a.name for a in self.attributes if a.spec.sensitive or a.redacted)
         self.references = {a.name: a.spec.reference for a in self.attributes if a.spec.reference}
         self.multi_valued = frozenset(a.name for a in self.attributes if a.spec.multi_valued)
         self.passwords = frozenset(a.name for a in self.attributes if a.spec.password)
@@ -76,5 +79,8 @@ class Mapper:
                 raise MappingFailed(attr.name, evaluation_error(exc)) from None
             if (value is None or value == "") and attr.spec.default is not None:
                 value = attr.spec.default
-            out[attr.name] = normalize(value, attr.spec.multi_valued)
+            value = normalize(value, attr.spec.multi_valued)
+            if attr.ignore_flow and value in (None, []):
+                continue
+            out[attr.name] = value
         return out
