@@ -37,23 +37,31 @@ def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, co
     changed = gone = 0
     for page in connector.read(ot.source.object, partition, watermark):
         records: list[tuple[str, dict[str, Any]]] = []
+        natives: dict[str, str] = {}
         deleted: list[str] = []
+        deleted_natives: list[str] = []
         for record in page.records:
-            anchor = _anchor(ot, record)
             if record.deleted:
-                deleted.append(anchor)
-            else:
-                records.append((anchor, dict(record.attributes)))
+                anchor = record.attributes.get(ot.source.anchor)
+                if anchor not in (None, ""):
+                    deleted.append(str(anchor))
+                elif record.anchor is not None:  # a deletion may carry only the connector's own key
+                    deleted_natives.append(str(record.anchor))
+                continue
+            anchor = _anchor(ot, record)
+            records.append((anchor, dict(record.attributes)))
+            if record.anchor is not None:
+                natives[anchor] = str(record.anchor)
         counts.imported += len(records)
         try:
-            changed += store.import_page(type_id, records, full=full, partition=partition)
+            changed += store.import_page(type_id, records, full=full, partition=partition, natives=natives)
         except DuplicateAnchor as exc:
             store.rollback()
             raise ConnectionFailed(f"{ot.name}: anchor {exc.anchor!r} appears twice in "
                                    f"{ot.source.connector}/{ot.source.object}; anchors must be unique") from None
-        if deleted and not full:
-            store.mark_deleted(type_id, deleted)
-            gone += len(deleted)
+        if (deleted or deleted_natives) and not full:
+            store.mark_deleted(type_id, deleted, deleted_natives)
+            gone += len(deleted) + len(deleted_natives)
         if page.watermark is not None and connector.capabilities().delta_read:
             store.set_watermark(type_id, "source", partition, page.watermark)
         ctx.heartbeat()
@@ -67,8 +75,6 @@ def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, co
 
 def _anchor(ot: ObjectType, record: Record) -> str:
     anchor = record.attributes.get(ot.source.anchor)
-    if anchor in (None, "") and record.deleted and record.anchor is not None:
-        anchor = record.anchor  # a deletion may carry only the connector's own anchor
     if anchor in (None, ""):
         raise ConnectionFailed(f"{ot.name}: a record from {ot.source.connector}/{ot.source.object} "
                                f"has no anchor attribute {ot.source.anchor!r}; check source.anchor")

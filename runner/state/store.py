@@ -275,7 +275,7 @@ class StateStore:
         self.conn.execute(t.import_seen.delete().where(t.import_seen.c.type_id == type_id))
 
     def import_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]], full: bool,
-                    partition: str | None = None) -> int:
+                    partition: str | None = None, natives: dict[str, str] | None = None) -> int:
         """Store a page of (anchor, data) read from ``partition``; returns how many were new or
         changed (marked dirty)."""
         so = t.source_objects.c
@@ -290,8 +290,10 @@ class StateStore:
             known[anchor] = digest
             if is_deleted:
                 deleted.add(anchor)
-        new = [dict(type_id=type_id, anchor=a, partition=partition, data=dumps(d), hash=h, deleted=False, dirty=True,
-                    exists_after=False) for a, (d, h) in hashed.items() if a not in known]
+        natives = natives or {}
+        new = [dict(type_id=type_id, anchor=a, native_anchor=natives.get(a), partition=partition, data=dumps(d),
+                    hash=h, deleted=False, dirty=True, exists_after=False)
+               for a, (d, h) in hashed.items() if a not in known]
         changed = [dict(k_anchor=a, data=dumps(d), hash=h)
                    for a, (d, h) in hashed.items() if a in known and (known[a] != h or a in deleted)]
         if new:
@@ -310,12 +312,13 @@ class StateStore:
                 raise DuplicateAnchor(self._first_seen(type_id, list(hashed))) from None
         return len(new) + len(changed)
 
-    def mark_deleted(self, type_id: int, anchors: Sequence[str]) -> None:
-        """A delta read reported these objects deleted."""
+    def mark_deleted(self, type_id: int, anchors: Sequence[str], natives: Sequence[str] = ()) -> None:
+        """A delta read reported these objects deleted, by our anchor or by the connector's own."""
         so = t.source_objects.c
-        for part in chunks(list(anchors)):
-            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part),
-                                                              so.deleted.is_(False)).values(deleted=True, dirty=True))
+        for column, values in ((so.anchor, list(anchors)), (so.native_anchor, list(natives))):
+            for part in chunks(values):
+                self.conn.execute(t.source_objects.update().where(so.type_id == type_id, column.in_(part),
+                                                                  so.deleted.is_(False)).values(deleted=True, dirty=True))
 
     def watermark(self, type_id: int, side: str, partition: str | None) -> str | None:
         w = t.watermarks.c

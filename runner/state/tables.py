@@ -60,6 +60,7 @@ source_objects = sa.Table(
     "source_objects", metadata,
     sa.Column("type_id", sa.Integer, primary_key=True),
     sa.Column("anchor", S, primary_key=True),
+    sa.Column("native_anchor", S),  # the connector's own key, when it has one (deletions may carry only it)
     sa.Column("partition", S),
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("hash", sa.String(40), nullable=False),
@@ -69,6 +70,7 @@ source_objects = sa.Table(
     sa.Column("exists_after", sa.Boolean, nullable=False, default=False),
     sa.Column("error", sa.Text),
     sa.Index("source_objects_dirty", "type_id", "dirty"),
+    sa.Index("source_objects_native", "type_id", "native_anchor"),
 )
 
 # Anchors seen by the current full import, to find the ones that vanished.
