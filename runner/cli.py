@@ -136,22 +136,32 @@ def cmd_run(args: argparse.Namespace) -> int:
                          log_file=args.log_file, full_import=args.full, full_export=args.full_export,
                          partition=args.partition)
     items: list[PlanItem] = []
-    on_item = None
-    if args.plan:
-        def on_item(item: PlanItem) -> None:
-            if args.output == "json":
-                items.append(item) if len(items) < 10000 else None
-            else:
-                print(secrets.redact(_plan_line(item)))
-    summary = execute(args.file, options, on_item)
+    more = 0
+
+    def on_item(item: PlanItem) -> None:
+        nonlocal more
+        if len(items) < PLAN_ITEMS_SHOWN:
+            items.append(item)
+        else:
+            more += 1
+
+    summary = execute(args.file, options, on_item if args.plan else None)
     if args.output == "json":
         out = summary.as_json()
         if args.plan:
             out["changes"] = [vars(i) for i in items]
+            out["changes_not_shown"] = more
         print(secrets.redact(json.dumps(out, ensure_ascii=False, default=str)))
-    else:
-        print(_summary_text(summary, args.plan))
+        return summary.exit_code
+    print(_summary_text(summary, args.plan))  # counts first, then each object, as terraform plan does
+    for item in items:
+        print(secrets.redact(_plan_line(item)))
+    if more:
+        print(f"... and {more} more (see --output json, or narrow with --object-type)")
     return summary.exit_code
+
+
+PLAN_ITEMS_SHOWN = 10000
 
 
 _SYMBOL = {"add": "+", "update": "~", "disable": "!", "delete": "-", "rename": ">", "replace": "±"}

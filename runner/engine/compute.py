@@ -24,7 +24,7 @@ from runner.engine.diff import attribute_changes, comparer, stored_form
 from runner.engine.matching import MatchConflict, Matcher
 from runner.engine.names import NameError_, depth, render
 from runner.manifest.model import ObjectType
-from runner.mapping.mapper import Mapper, MappingFailed
+from runner.mapping.mapper import Mapper, MappingFailed, with_create_defaults
 from runner.mapping.scope import compile_scope
 from runner.state.store import Pending, SourceRow
 
@@ -127,8 +127,8 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     row.target_data, _ = store.targets_data(type_id, [found]).get(found, ({}, False))
                     ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
-                page.add(row, "add", {"set": _payload_values(desired, mapper), "name": name, "partition": partition},
-                         name=name)
+                values = _payload_values(with_create_defaults(desired, mapper), mapper)
+                page.add(row, "add", {"set": values, "name": name, "partition": partition}, name=name)
                 continue
             stored = {} if ctx.options.full_export else (row.target_data or {})
             changes = attribute_changes(desired, stored, mapper, store.sensitive_digest, creating=False,

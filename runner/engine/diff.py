@@ -65,6 +65,8 @@ def attribute_changes(desired: dict[str, Any], stored: dict[str, Any], mapper: M
         if name in mapper.on_create and not creating:
             continue
         before = stored.get(name)
+        if value in (None, []) and name not in mapper.clear_on_null:
+            continue  # null does not clear unless the mapping says null: clear
         if name in mapper.multi_valued:
             now_keys = {_k(compare(name, v)): v for v in value or []}
             was_keys = {_k(compare(name, v)): v for v in before or []}

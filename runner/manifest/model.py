@@ -55,6 +55,8 @@ class AttributeMapping:
     reference: str | None = None
     multi_valued: bool = False
     password: bool = False
+    default_always: bool = False
+    null: str = "skip"  # skip: a null value leaves the target value alone; clear: removes it
     path: YamlPath = ()
 
 
@@ -163,7 +165,8 @@ def _attribute(m: dict[str, Any], at: YamlPath) -> AttributeMapping:
         has_constant="constant" in m, expression=m.get("expression"), default=m.get("default"),
         apply=m.get("apply", "always"), sensitive=m.get("sensitive", False) or m.get("password", False),
         reference=m.get("reference"), multi_valued=m.get("multi_valued", False),
-        password=m.get("password", False), path=at,
+        password=m.get("password", False), default_always=m.get("default_always", False),
+        null=m.get("null", "skip"), path=at,
     )
 
 

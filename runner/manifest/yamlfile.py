@@ -181,7 +181,8 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.loader.construct_object(key_node, deep=True)
                 if not isinstance(key, str):
-                    key = str(key)
+                    # keys are names: `null:`, `true:` or `1:` mean the word as written, not YAML's value
+                    key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
                 child = (*path, key)
                 if key in out:
                     first = self.located.key_positions[child]

@@ -57,6 +57,17 @@ def normalize(value: Any, multi_valued: bool) -> Any:
     return value
 
 
+def with_create_defaults(values: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
+    """``values`` for a create: null attributes with a (create-only) default take it."""
+    if not mapper.create_defaults:
+        return values
+    out = dict(values)
+    for name, default in mapper.create_defaults.items():
+        if out.get(name) in (None, []) and name in out:
+            out[name] = default
+    return out
+
+
 class Mapper:
     """The compiled mapping of one object type. Compile once per run, call per record."""
 
@@ -68,6 +79,10 @@ class Mapper:
         self.references = {a.name: a.spec.reference for a in self.attributes if a.spec.reference}
         self.multi_valued = frozenset(a.name for a in self.attributes if a.spec.multi_valued)
         self.passwords = frozenset(a.name for a in self.attributes if a.spec.password)
+        # a null value clears the target only where asked, and always for references (never dangle)
+        self.clear_on_null = frozenset(a.name for a in self.attributes if a.spec.null == "clear" or a.spec.reference)
+        self.create_defaults = {a.name: normalize(a.spec.default, a.spec.multi_valued) for a in self.attributes
+                                if a.spec.default is not None and not a.spec.default_always}
 
     def map(self, record: dict[str, Any]) -> dict[str, Any]:
         """Every mapped attribute of ``record``; raises MappingFailed naming the attribute."""
@@ -77,7 +92,7 @@ class Mapper:
                 value = attr.get(record)
             except Exception as exc:  # an expression error is a data error in this one record
                 raise MappingFailed(attr.name, evaluation_error(exc)) from None
-            if (value is None or value == "") and attr.spec.default is not None:
+            if (value is None or value == "") and attr.spec.default is not None and attr.spec.default_always:
                 value = attr.spec.default
             value = normalize(value, attr.spec.multi_valued)
             if attr.ignore_flow and value in (None, []):
