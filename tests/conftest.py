@@ -116,3 +116,28 @@ def quickstart_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PROVISION_TARGET", str(tmp_path / "app.db"))
     monkeypatch.setenv("PROVISION_DATA", str(tmp_path / "data"))
     return root / "manifests" / "quickstart.yaml"
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_database(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the machine's PostgreSQL or MariaDB (127.0.0.1), dropped afterwards."""
+    import secrets as pysecrets
+
+    import sqlalchemy as sa
+
+    name = f"prov_test_{pysecrets.token_hex(4)}"
+    admin_url, url = {
+        "postgresql": ("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                       f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"),
+        "mariadb": ("mysql+pymysql://root@127.0.0.1:3306/", f"mysql+pymysql://root@127.0.0.1:3306/{name}"),
+    }[request.param]
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield url
+    with admin.connect() as conn:
+        if request.param == "postgresql":
+            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        else:
+            conn.exec_driver_sql(f"DROP DATABASE {name}")
+    admin.dispose()

@@ -11,11 +11,14 @@ it is opened and refuses one written by a newer provision.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 SCHEMA_VERSION = 1
 
 metadata = sa.MetaData()
 S = sa.String(255)
+# JSON documents: TEXT, but LONGTEXT on MySQL/MariaDB, whose TEXT stops at 64 KB (a big group)
+Doc = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 meta = sa.Table(
     "provision_meta", metadata,
@@ -51,7 +54,7 @@ runs = sa.Table(
     sa.Column("started", sa.String(40), nullable=False),
     sa.Column("finished", sa.String(40)),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("summary", sa.Text),
+    sa.Column("summary", Doc),
 )
 
 # What the source held when last read. dirty: changed since last computed. exists_after: will the
@@ -62,13 +65,13 @@ source_objects = sa.Table(
     sa.Column("anchor", S, primary_key=True),
     sa.Column("native_anchor", S),  # the connector's own key, when it has one (deletions may carry only it)
     sa.Column("partition", S),
-    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("data", Doc, nullable=False),
     sa.Column("hash", sa.String(40), nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("dirty", sa.Boolean, nullable=False, default=True),
     sa.Column("in_scope", sa.Boolean),
     sa.Column("exists_after", sa.Boolean, nullable=False, default=False),
-    sa.Column("error", sa.Text),
+    sa.Column("error", Doc),
     sa.Index("source_objects_dirty", "type_id", "dirty"),
     sa.Index("source_objects_native", "type_id", "native_anchor"),
 )
@@ -97,7 +100,7 @@ target_objects = sa.Table(
     sa.Column("type_id", sa.Integer, primary_key=True),
     sa.Column("target_anchor", S, primary_key=True),
     sa.Column("name", sa.Text),
-    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("data", Doc, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
 )
 
@@ -119,9 +122,9 @@ pending = sa.Table(
     sa.Column("target_anchor", S),
     sa.Column("name", sa.Text),  # the object's target name (hierarchical connectors)
     sa.Column("depth", sa.Integer, nullable=False, default=0),  # parents first on add, children first on delete
-    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("payload", Doc, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.Text),
+    sa.Column("last_error", Doc),
     sa.Column("attempted_run", sa.String(40)),
 )
 
@@ -155,7 +158,7 @@ log = sa.Table(
     sa.Column("anchor", S, nullable=False),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("result", sa.String(16), nullable=False),
-    sa.Column("entry", sa.Text, nullable=False),
+    sa.Column("entry", Doc, nullable=False),
 )
 
 # version -> statements that bring version-1 to it. Version 1 is created whole by create_all.
