@@ -56,3 +56,39 @@ def test_on_create_values_are_never_updated(quickstart_copy: Path, provision, tm
     write_hr(data, [person("E1", "Ann", "Lee", title="CEO")], [])
     out = provision("run", quickstart_copy, "--output", "json").json()["object_types"]["user"]
     assert out["updated"] == 0 and titles(tmp_path)["ann.lee"] == "Intern"
+
+
+def test_select_unique_value_picks_a_free_name(quickstart_copy: Path, provision, tmp_path: Path):
+    """Existing target accounts and earlier picks of the same run are taken; numbering goes on."""
+    mapping = quickstart_copy.parent.parent / "mappings" / "person-to-app-user.yaml"
+    text = mapping.read_text()
+    old = "expression: \"lower(split(email, '@')[0])\""
+    assert old in text
+    mapping.write_text(text.replace(old, "expression: \"select_unique_value(lower(normalize_diacritics("
+                                         "join('', [left(first_name, 1), last_name]))))\""))
+    ddl = quickstart_copy.parent / "sql" / "quickstart-target.sql"
+    con = sqlite3.connect(tmp_path / "app.db")
+    con.executescript(ddl.read_text())
+    con.execute("INSERT INTO users (user_name, display_name) VALUES ('asmith', 'Someone already here')")
+    con.commit()
+    con.close()
+    data = tmp_path / "data"
+    write_hr(data, [person("E1", "Anna", "Smith"), person("E2", "Åke", "Smith"), person("E3", "Bo", "Lund")], [])
+
+    out = provision("run", quickstart_copy, "--output", "json")
+    assert out.code == 0, out.err
+    con = sqlite3.connect(tmp_path / "app.db")
+    names = dict(con.execute("SELECT email, user_name FROM users WHERE email IS NOT NULL"))
+    con.close()
+    assert names == {"anna.smith@example.org": "asmith2", "åke.smith@example.org": "asmith3",
+                     "bo.lund@example.org": "blund"}
+    assert provision("run", quickstart_copy, "--output", "json").json()["object_types"]["user"]["updated"] == 0
+
+    # a leaver frees the name once she is gone; a Smith hired later may take it
+    write_hr(data, [person("E2", "Åke", "Smith"), person("E3", "Bo", "Lund")], [])
+    assert provision("run", quickstart_copy, "--output", "json").json()["object_types"]["user"]["deleted"] == 1
+    write_hr(data, [person("E2", "Åke", "Smith"), person("E3", "Bo", "Lund"), person("E4", "Alva", "Smith")], [])
+    provision("run", quickstart_copy)
+    con = sqlite3.connect(tmp_path / "app.db")
+    assert con.execute("SELECT user_name FROM users WHERE email = 'alva.smith@example.org'").fetchone() == ("asmith2",)
+    con.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import attribute_changes, comparer, stored_form
-from runner.engine.matching import MatchConflict, Matcher
+from runner.engine.matching import MatchConflict, Matcher, pick_unique
 from runner.engine.names import NameError_, depth, render
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed, with_create_defaults
@@ -127,6 +127,11 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     row.target_data, _ = store.targets_data(type_id, [found]).get(found, ({}, False))
                     ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
+                try:
+                    pick_unique(ctx, type_id, row.anchor, desired, mapper)
+                except ValueError as exc:
+                    page.fail(ctx, ot, counts, row, "map", str(exc))
+                    continue
                 values = _payload_values(with_create_defaults(desired, mapper), mapper)
                 page.add(row, "add", {"set": values, "name": name, "partition": partition}, name=name)
                 continue

@@ -29,9 +29,10 @@ def fold(value: Any) -> str:
 def import_target(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> int:
     """Read the target object type and index the attributes the match rules use."""
     type_id = ctx.type_ids[ot.name]
-    wanted = {rule.target for rule in ot.match}
+    wanted = {rule.target for rule in ot.match} | set(mapper.unique)
     kept = [a.name for a in mapper.attributes if a.name not in mapper.references and a.name not in mapper.sensitive]
     count = 0
+    ctx.store.begin_target_import(type_id)
     for page in ctx.target(ot).read(ot.target.object, ot.target.partition, None):
         records, index = [], []
         for record in page.records:
@@ -50,6 +51,29 @@ def import_target(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> int:
         count += len(records)
     ctx.logger.info("%s: read %d target objects for matching", ot.name, count)
     return count
+
+
+def pick_unique(ctx: RunContext, type_id: int, anchor: str, desired: dict[str, Any], mapper: Mapper) -> None:
+    """Replace select_unique_value candidates in ``desired`` by the first value free in the target
+    (and not reserved by another new object); raise ValueError when none is."""
+    store = ctx.store
+    for attr in mapper.unique:
+        candidates = desired.get(attr)
+        if not isinstance(candidates, list) or not candidates:
+            desired[attr] = None
+            continue
+        earlier = store.reserved(type_id, attr, anchor)
+        chosen = next((c for c in candidates if fold(c) == earlier), None)
+        if chosen is None:
+            tries = list(candidates) + [f"{candidates[-1]}{n}" for n in range(2, UNIQUE_SUFFIXES + 2)]
+            chosen = next((c for c in tries if store.reserve_if_free(type_id, attr, fold(c), anchor)), None)
+        if chosen is None:
+            raise ValueError(f"attribute {attr!r}: no free value among {candidates[:3]} and "
+                             f"{UNIQUE_SUFFIXES} numbered variants")
+        desired[attr] = chosen
+
+
+UNIQUE_SUFFIXES = 999
 
 
 class Matcher:

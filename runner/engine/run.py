@@ -131,7 +131,8 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
             if ctx.options.full_export and not ctx.options.plan and not ctx.target(ot).capabilities().full_export:
                 raise UsageError(f"connector {ot.target.connector!r} does not take a full export "
                                  f"(object type {ot.name!r}); run without --full-export")
-            needs_target = not ctx.options.plan or bool(ot.match)
+            needs_target = not ctx.options.plan or bool(ot.match) or any(m.expression and "select_unique_value" in m.expression
+                                                                  for m in ot.mapping)
             for name in [ot.source.connector] + ([ot.target.connector] if needs_target else []):
                 if name not in opened:
                     opened[name] = _open(ctx.connectors[name])
@@ -143,8 +144,9 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
             if ctx.options.full_export:
                 ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
             matcher = None
-            if ot.match:
+            if ot.match or mapper.unique:
                 import_target(ctx, ot, mapper)
+            if ot.match:
                 matcher = Matcher(ctx, ot)
             compute_type(ctx, ot, mapper, counts, matcher)
             if not ctx.options.plan:

@@ -35,7 +35,7 @@ _PY_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", lis
 # Syntax whose JMESPath type is known before evaluation: [a, b] is a list, {k: v} an object.
 _BUILT_TYPES = {"multi_select_list": ("array", "a list [...]"), "multi_select_dict": ("object", "an object {...}")}
 REFERENCE = "docs/mapping-functions.md"
-OUTERMOST_ONLY = frozenset({"ignore_flow_if_null_or_empty"})
+OUTERMOST_ONLY = frozenset({"ignore_flow_if_null_or_empty", "select_unique_value"})
 SENSITIVE = frozenset({"redact"})
 
 
@@ -61,6 +61,11 @@ class Expression:
     def sensitive(self) -> bool:
         """The expression calls redact(): treat the attribute as sensitive."""
         return not SENSITIVE.isdisjoint(self.functions)
+
+    @property
+    def unique(self) -> bool:
+        """The expression is select_unique_value(...): the engine picks a value free in the target."""
+        return "select_unique_value" in self.functions
 
     @property
     def volatile(self) -> bool:
@@ -125,7 +130,7 @@ def compile_expression(text: str) -> Expression:
         constant = node["value"]
         return Expression(text, lambda record: constant)
     visit = _INTERPRETER.visit
-    ignore_flow = node["type"] == "function_expression" and node["value"] in OUTERMOST_ONLY
+    ignore_flow = node["type"] == "function_expression" and node["value"] == "ignore_flow_if_null_or_empty"
     return Expression(text, lambda record: visit(node, record), frozenset(used), ignore_flow)
 
 

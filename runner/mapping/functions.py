@@ -95,6 +95,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+class UniqueCandidates(list):
+    """What select_unique_value() returns: candidates the engine checks against the target."""
+
+
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == []
 
@@ -664,6 +668,14 @@ class Library(functions.Functions):
         Example: is_string('42') -> true
         Example: is_string(42) -> false"""
         return isinstance(value, str)
+
+    @functions.signature({"types": ANY, "variadic": True})
+    def _func_select_unique_value(self, *candidates: Any) -> UniqueCandidates:
+        """The candidate values in order; the engine keeps the first one that no object of the
+        target holds yet, and when all are taken tries the last one with 2, 3, ... appended
+        (jsmith, jsmith2, jsmith3). Create only; only allowed as the outermost function.
+        Example: select_unique_value(lower(normalize_diacritics(join('', [left(first_name, 1), last_name]))), lower(normalize_diacritics(join('.', [first_name, last_name])))) -> ['zodegard', 'zoe.odegard']"""
+        return UniqueCandidates(_text(c) for c in candidates if not _empty(c))
 
     @functions.signature({"types": ANY})
     def _func_ignore_flow_if_null_or_empty(self, value: Any) -> Any:

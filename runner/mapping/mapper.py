@@ -29,6 +29,7 @@ class CompiledAttribute:
     get: Getter
     ignore_flow: bool = False  # null/empty means "leave the attribute alone", not "clear it"
     redacted: bool = False  # the expression calls redact(): treat as sensitive
+    unique: bool = False  # select_unique_value(): the engine picks a candidate free in the target
 
     @property
     def name(self) -> str:
@@ -40,7 +41,8 @@ def _compile(spec: AttributeMapping) -> CompiledAttribute:
         return CompiledAttribute(spec, field_getter(spec.source))
     if spec.expression is not None:
         expression = compile_expression(spec.expression)
-        return CompiledAttribute(spec, expression.evaluate, expression.ignore_flow, expression.sensitive)
+        return CompiledAttribute(spec, expression.evaluate, expression.ignore_flow, expression.sensitive,
+                                 expression.unique)
     constant = spec.constant
     return CompiledAttribute(spec, lambda record: constant)
 
@@ -74,7 +76,8 @@ class Mapper:
     def __init__(self, object_type: ObjectType):
         self.object_type = object_type
         self.attributes = [_compile(spec) for spec in object_type.mapping]
-        self.on_create = frozenset(a.name for a in self.attributes if a.spec.apply == "on_create")
+        self.unique = frozenset(a.name for a in self.attributes if a.unique)
+        self.on_create = frozenset(a.name for a in self.attributes if a.spec.apply == "on_create" or a.unique)
         self.sensitive = frozenset(a.name for a in self.attributes if a.spec.sensitive or a.redacted)
         self.references = {a.name: a.spec.reference for a in self.attributes if a.spec.reference}
         self.multi_valued = frozenset(a.name for a in self.attributes if a.spec.multi_valued)

@@ -349,6 +349,11 @@ class StateStore:
         self.conn.execute(t.import_seen.delete().where(seen.type_id == type_id))
         return result.rowcount
 
+    def begin_target_import(self, type_id: int) -> None:
+        """Forget indexed target values (not reservations): the import that follows re-reads them all."""
+        ix = t.target_index.c
+        self.conn.execute(t.target_index.delete().where(ix.type_id == type_id, sa.not_(ix.target_anchor.startswith("~"))))
+
     def import_target_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]],
                            index: Sequence[tuple[str, str, str]]) -> None:
         """Remember target objects read for matching: their data (unless already known) and the
@@ -374,6 +379,24 @@ class StateStore:
         return list(self.conn.execute(sa.select(ix.target_anchor).where(
             ix.type_id == type_id, ix.attribute == attribute, ix.value == value[:255],
             ix.target_anchor.not_in(linked)).order_by(ix.target_anchor).limit(5)).scalars())
+
+    def reserved(self, type_id: int, attribute: str, anchor: str) -> str | None:
+        """The value select_unique_value reserved for ``anchor`` earlier, if any."""
+        ix = t.target_index.c
+        return self.conn.execute(sa.select(ix.value).where(ix.type_id == type_id, ix.attribute == attribute,
+                                                           ix.target_anchor == "~" + anchor)).scalar()
+
+    def reserve_if_free(self, type_id: int, attribute: str, value: str, anchor: str) -> bool:
+        """Reserve ``value`` of ``attribute`` for ``anchor`` unless a target object or another
+        reservation holds it (values as folded by the caller)."""
+        ix = t.target_index.c
+        taken = self.conn.execute(sa.select(ix.target_anchor).where(
+            ix.type_id == type_id, ix.attribute == attribute, ix.value == value[:255]).limit(1)).first()
+        if taken is not None:
+            return False
+        self.conn.execute(t.target_index.insert().values(type_id=type_id, attribute=attribute, value=value[:255],
+                                                         target_anchor="~" + anchor))
+        return True
 
     def link(self, type_id: int, anchor: str, target_anchor: str) -> None:
         lk = t.links.c
@@ -583,6 +606,9 @@ class StateStore:
             conn.execute(t.target_objects.delete().where(
                 to.type_id == type_id, to.target_anchor.in_([ta for _, ta, _ in done.deletes if ta is not None])))
             self.forget_source(type_id, [a for a, _, gone in done.deletes if gone])
+            ix = t.target_index.c  # values select_unique_value reserved are free again
+            conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(
+                ["~" + a for a, _, _ in done.deletes] + [ta for _, ta, _ in done.deletes if ta is not None])))
         if done.adds:
             anchors = [a for a, _, _, _ in done.adds]
             conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
