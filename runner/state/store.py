@@ -410,6 +410,13 @@ class StateStore:
         so = t.source_objects.c
         self.conn.execute(t.source_objects.update().where(so.type_id == type_id).values(dirty=True))
 
+    def mark_dirty(self, type_id: int, anchors: Sequence[str]) -> None:
+        """Evaluate these objects again on the next compute (``provision preview``)."""
+        so = t.source_objects.c
+        for part in chunks(list(anchors)):
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                              .values(dirty=True))
+
     def dirty_rows(self, type_id: int, after: str | None, limit: int) -> list[SourceRow]:
         """The next page of dirty source objects, with their link and what the target holds."""
         so, lk, to = t.source_objects.c, t.links.c, t.target_objects.c
@@ -514,7 +521,7 @@ class StateStore:
                         sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id))
                  .order_by(depth, pe.source_anchor).limit(limit))
         if after is not None:
-            query = query.where(sa.or_(depth > after[0], sa.and_(depth == after[0], pe.source_anchor > after[1])))
+            query = query.where(sa.tuple_(depth, pe.source_anchor) > sa.tuple_(*after))
         return [PendingRow(a, act, ta, json.loads(p), n, e, name, d)
                 for a, act, ta, p, n, e, name, d in self.conn.execute(query)]
 

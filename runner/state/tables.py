@@ -72,7 +72,7 @@ source_objects = sa.Table(
     sa.Column("in_scope", sa.Boolean),
     sa.Column("exists_after", sa.Boolean, nullable=False, default=False),
     sa.Column("error", Doc),
-    sa.Index("source_objects_dirty", "type_id", "dirty"),
+    sa.Index("source_objects_dirty", "type_id", "dirty", "anchor"),  # keyset pages over dirty objects
     sa.Index("source_objects_native", "type_id", "native_anchor"),
 )
 
@@ -126,6 +126,7 @@ pending = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", Doc),
     sa.Column("attempted_run", sa.String(40)),
+    sa.Index("pending_order", "type_id", "depth", "source_anchor"),  # keyset pages in export order
 )
 
 # Who references whom (desired values), so a change in one object re-evaluates those pointing at
