@@ -97,6 +97,21 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
         p.set_defaults(func=cmd_run, plan=name == "plan")
 
+    p = sub.add_parser("test", help="run the mapping tests kept beside a manifest; no connector is contacted")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                   help="a manifest (its tests: and *.mapping-tests.yaml beside it) or a .mapping-tests.yaml file")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("preview", help="take one source object through scope, match, mapping and diff; "
+                                       "--apply exports it")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--object-type", required=True, metavar="NAME")
+    p.add_argument("--anchor", required=True, metavar="ANCHOR", help="the object's source anchor")
+    p.add_argument("--apply", action="store_true", help="export this one object (takes the pipeline's lock)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
+    p.set_defaults(func=cmd_preview)
+
     p = sub.add_parser("status", help="last runs, object counts and failures")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--output", choices=("text", "json"), default="text")
@@ -108,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the manifest JSON Schema (for editors)")
     p.add_argument("--mapping", action="store_true", help="the mapping-file schema instead")
+    p.add_argument("--mapping-tests", action="store_true", help="the mapping-tests file schema instead")
     p.set_defaults(func=cmd_schema)
     return parser
 
@@ -205,6 +221,48 @@ def _summary_text(summary: Any, plan: bool) -> str:
     return secrets.redact("\n".join(lines))
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    from runner.mapping.testing import load_suite, run_suite
+
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            suite = load_suite(file)
+        except ManifestError as exc:
+            for problem in exc.problems:
+                print(secrets.redact(str(problem)), file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        if not suite.tests:
+            print(f"provision: {file}: no mapping tests (add tests: to the manifest, or "
+                  f"{file.stem}.mapping-tests.yaml beside it)", file=sys.stderr)
+            status = EXIT_INVALID
+            continue
+        outcomes = run_suite(suite)
+        for outcome in outcomes:
+            mark = "ok  " if outcome.passed else "FAIL"
+            lines = [f"{mark}  {outcome.test.label}  ({outcome.test.where})"]
+            lines += [f"        {d}" for d in outcome.differences]
+            print(secrets.redact("\n".join(lines)))
+        failed = sum(not o.passed for o in outcomes)
+        print(f"{file}: {len(outcomes)} tests, {len(outcomes) - failed} passed"
+              + (f", {failed} failed" if failed else ""))
+        if failed and status == EXIT_OK:
+            status = EXIT_FAILED
+    return status
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from runner.engine.preview import preview, render
+
+    result = preview(args.file, args.object_type, args.anchor, apply=args.apply)
+    if args.output == "json":
+        print(secrets.redact(json.dumps(result.as_json(), ensure_ascii=False, default=str)))
+    else:
+        print(render(result))
+    return result.exit_code
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from runner.engine.status import status
 
@@ -251,7 +309,8 @@ def cmd_connectors(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from runner.manifest import schema
 
-    print(schema.schema_text(schema.MAPPING if args.mapping else schema.MANIFEST), end="")
+    name = schema.MAPPING_TESTS if args.mapping_tests else schema.MAPPING if args.mapping else schema.MANIFEST
+    print(schema.schema_text(name), end="")
     return EXIT_OK
 
 

@@ -57,6 +57,9 @@ OBJECT_SCHEMA = {
         "key": {"type": "string", "minLength": 1, "description": "column holding the anchor"},
         "generated_key": {"type": "boolean", "default": False,
                           "description": "the database generates the key (autoincrement, identity)"},
+        "password": {"type": "string", "minLength": 1,
+                     "description": "column that receives passwords (store a hash there if the application "
+                                    "expects one: provision writes what the mapping gives)"},
         "multi_valued": {
             "type": "object",
             "additionalProperties": {
@@ -104,8 +107,10 @@ class SqlConnector(Connector):
     engine: sa.Engine | None = None
 
     def capabilities(self) -> Capabilities:
+        passwords = any(spec.get("password") for spec in self.config.get("objects", {}).values())
         return Capabilities(
-            operations=frozenset({"add", "update", "disable", "delete"}),
+            operations=frozenset({"add", "update", "disable", "delete"} | ({"set_password"} if passwords else set())),
+            password_in_first_pass=passwords,
             max_concurrency=1 if self._is_sqlite() else self.config.get("concurrency", 1),
         )
 
@@ -170,6 +175,12 @@ class SqlConnector(Connector):
 
     def read(self, object: str, partition: str | None = None,
              watermark: str | None = None) -> Iterator[Page]:
+        try:
+            yield from self._read(object)
+        except (exc.OperationalError, exc.InterfaceError, exc.ProgrammingError) as e:
+            raise ConnectionFailed(f"reading {object!r}: {_reason(e)}") from None
+
+    def _read(self, object: str) -> Iterator[Page]:
         spec = self.config["objects"][object]
         table = self.tables[object]
         key = table.c[spec["key"]]
@@ -240,15 +251,25 @@ class SqlConnector(Connector):
         except ObjectError as e:
             return Result.failed(op, e)
 
+    def _columns(self, spec: dict[str, Any], table: sa.Table, op: Operation) -> dict[str, Any]:
+        """The row's column values: scalar attributes, plus the password in its configured column."""
+        scalars = {k: v for k, v in op.attributes.items() if k not in spec.get("multi_valued", {})}
+        if op.password is not None:
+            if not spec.get("password"):
+                raise ObjectError(f"object {op.object!r} has no password column: set password: <column> "
+                                  "in its block under the sql connector's objects")
+            scalars[spec["password"]] = op.password
+        unknown = [k for k in scalars if k not in table.c]
+        if unknown:
+            raise ObjectError(f"table {table.name} has no column {', '.join(sorted(unknown))}")
+        return scalars
+
     def _insert_many(self, conn: sa.Connection, ops: Sequence[Operation]) -> list[str]:
         """Insert adds of one object and one attribute set with a single executemany."""
         spec = self.config["objects"][ops[0].object]
         table = self.tables[ops[0].object]
         children = spec.get("multi_valued", {})
-        rows = [{k: v for k, v in op.attributes.items() if k not in children} for op in ops]
-        unknown = [k for k in rows[0] if k not in table.c]
-        if unknown:
-            raise ObjectError(f"table {table.name} has no column {', '.join(sorted(unknown))}")
+        rows = [self._columns(spec, table, op) for op in ops]
         if spec.get("generated_key"):
             key = table.c[spec["key"]]
             result = conn.execute(table.insert().returning(key, sort_by_parameter_order=True), rows)
@@ -272,10 +293,9 @@ class SqlConnector(Connector):
         table = self.tables[op.object]
         key = table.c[spec["key"]]
         children = spec.get("multi_valued", {})
-        scalars = {k: v for k, v in op.attributes.items() if k not in children}
-        unknown = [k for k in scalars if k not in table.c]
-        if unknown:
-            raise ObjectError(f"table {table.name} has no column {', '.join(sorted(unknown))}")
+        if op.kind == "set_password" and op.password is None:
+            raise ObjectError("set_password without a password")
+        scalars = self._columns(spec, table, op)
         if op.kind == "add":
             result = conn.execute(table.insert().values(**scalars))
             anchor_value = result.inserted_primary_key[0] if spec.get("generated_key") else scalars.get(spec["key"])
@@ -285,7 +305,7 @@ class SqlConnector(Connector):
                 self._insert_children(conn, child, anchor_value, op.attributes.get(attr) or [])
             return str(anchor_value)
         anchor_value = _typed_key(key, op.anchor)
-        if op.kind in ("update", "disable"):
+        if op.kind in ("update", "disable", "set_password"):
             anchor = op.anchor
             if scalars:
                 result = conn.execute(table.update().where(key == sa.bindparam("_provision_key")),
@@ -305,7 +325,10 @@ class SqlConnector(Connector):
                 removed = list(op.remove_values.get(attr, ()))
                 if removed:
                     conn.execute(ctable.delete().where(owner == anchor_value, ctable.c[child["value"]].in_(removed)))
-                self._insert_children(conn, child, anchor_value, op.add_values.get(attr, ()))
+                added = list(op.add_values.get(attr, ()))
+                if added:  # adding a value that is already there (drift, a retried batch) is not an error
+                    conn.execute(ctable.delete().where(owner == anchor_value, ctable.c[child["value"]].in_(added)))
+                self._insert_children(conn, child, anchor_value, added)
             return anchor
         if op.kind == "delete":
             for child in children.values():
@@ -325,10 +348,10 @@ class SqlConnector(Connector):
 
 def _add_groups(operations: Sequence[Operation]) -> list[list[Operation]]:
     """Adds grouped by object and attribute names: each group can be one executemany."""
-    groups: dict[tuple[str, tuple[str, ...]], list[Operation]] = {}
+    groups: dict[tuple[str, tuple[str, ...], bool], list[Operation]] = {}
     for op in operations:
         if op.kind == "add":
-            groups.setdefault((op.object, tuple(sorted(op.attributes))), []).append(op)
+            groups.setdefault((op.object, tuple(sorted(op.attributes)), op.password is None), []).append(op)
     return list(groups.values())
 
 

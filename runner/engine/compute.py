@@ -17,6 +17,7 @@ the new rules reach objects whose source did not change, straight from the state
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from runner.engine.context import RunContext, TypeCounts
@@ -41,7 +42,8 @@ def exists_after(row: SourceRow, in_scope: bool | None, ot: ObjectType) -> bool:
 
 
 def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
-                 matcher: Matcher | None = None) -> None:
+                 matcher: Matcher | None = None, only: Collection[str] | None = None) -> None:
+    """``only``: compute just these anchors (``provision preview``); other dirty objects stay dirty."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     fingerprint = ot.config_hash()
     if store.config_hash(type_id) != fingerprint:
@@ -50,16 +52,18 @@ def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCo
         store.mark_all_dirty(type_id)
         store.set_config_hash(type_id, fingerprint)
         store.commit()
-    _scope_sweep(ctx, ot, type_id)
-    _map_sweep(ctx, ot, type_id, mapper, counts, matcher)
+    _scope_sweep(ctx, ot, type_id, only)
+    _map_sweep(ctx, ot, type_id, mapper, counts, matcher, only)
 
 
-def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int) -> None:
+def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[str] | None = None) -> None:
     store = ctx.store
     in_scope = compile_scope(ot.scope)
     after: str | None = None
     while rows := store.dirty_rows(type_id, after, PAGE):
         after = rows[-1].anchor
+        if only is not None and not (rows := [r for r in rows if r.anchor in only]):
+            continue
         updates, flipped = [], []
         for row in rows:
             scoped = None if row.deleted else bool(in_scope(row.data))
@@ -73,12 +77,14 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int) -> None:
 
 
 def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts,
-               matcher: Matcher | None) -> None:
+               matcher: Matcher | None, only: Collection[str] | None = None) -> None:
     store = ctx.store
     compare = comparer(ctx.target(ot).capabilities().normalizations)
     after: str | None = None
     while rows := store.dirty_rows(type_id, after, PAGE):
         after = rows[-1].anchor
+        if only is not None and not (rows := [r for r in rows if r.anchor in only]):
+            continue
         page = _Page()
         mapped: dict[str, dict[str, Any]] = {}
         for row in rows:

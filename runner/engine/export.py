@@ -23,7 +23,7 @@ lowers it); results are written to the state store round by round, each exactly 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,12 +72,15 @@ class Waiting(Exception):
 
 
 def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
-                phases: tuple[tuple[tuple[str, ...], bool], ...] = PHASES) -> None:
+                phases: tuple[tuple[tuple[str, ...], bool], ...] = PHASES,
+                only: Collection[str] | None = None) -> None:
     """Run the given export phases for one object type. The engine runs FORWARD for every type in
     manifest order, then DELETES in reverse order, so objects that contain or reference others
-    (users inside an OU, members of a group) are deleted before what they point at."""
-    exporter = _Exporter(ctx, ot, mapper, counts)
-    if phases[0] == PHASES[0]:
+    (users inside an OU, members of a group) are deleted before what they point at.
+
+    ``only``: export just the pending exports of these anchors (``provision preview --apply``)."""
+    exporter = _Exporter(ctx, ot, mapper, counts, only)
+    if phases[0] == PHASES[0] and only is None:
         exporter.pair_replacements()
     for actions, deepest_first in phases:
         force = False
@@ -95,8 +98,10 @@ def concurrency(caps: Capabilities, ot: ObjectType) -> int:
 
 
 class _Exporter:
-    def __init__(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts):
+    def __init__(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
+                 only: Collection[str] | None = None):
         self.ctx, self.ot, self.mapper, self.counts = ctx, ot, mapper, counts
+        self.only = only
         self.store = ctx.store
         self.type_id = ctx.type_ids[ot.name]
         self.connector = ctx.target(ot)
@@ -125,7 +130,7 @@ class _Exporter:
         while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first):
             last = rows[-1]
             after = (-last.depth if deepest_first else last.depth, last.source_anchor)
-            remaining = rows
+            remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
             while remaining:  # within a page, send in rounds so a manager goes before their reports
                 self.done = Confirmations()
                 ready, held = self._prepare(remaining, force)
@@ -257,37 +262,54 @@ class _Exporter:
     # ---- sending and recording ----------------------------------------------------------------
 
     def _send(self, prepared: list[Prepared]) -> None:
+        """Send a round: one depth at a time (a parent is confirmed before its children go out, even
+        in parallel), recording each result. If the connection fails, what was confirmed is
+        committed before the pass stops; operations with no result stay pending."""
         by_id = {p.op.id: p for p in prepared}
         seen: set[int] = set()
-        for result in self._apply([p.op for p in prepared]):
-            if result.op_id in seen or result.op_id not in by_id:
-                continue  # a connector must report each operation once; ignore anything else
-            seen.add(result.op_id)
-            self._record(by_id[result.op_id], result)
+        failure: ConnectionFailed | None = None
+        for level in _levels(prepared):
+            results, failure = self._apply([p.op for p in level])
+            for result in results:
+                if result.op_id in seen or result.op_id not in by_id:
+                    continue  # a connector must report each operation once; ignore anything else
+                seen.add(result.op_id)
+                self._record(by_id[result.op_id], result)
+            if failure is not None:
+                break
         for op_id, p in by_id.items():
-            if op_id not in seen:
+            if op_id not in seen and failure is None:
                 self._failed(p.row, "the connector reported no result for this operation")
+        if failure is not None:
+            self._flush()
+            raise failure
 
-    def _apply(self, ops: list[Operation]) -> list[Result]:
+    def _apply(self, ops: list[Operation]) -> tuple[list[Result], ConnectionFailed | None]:
         """Hand the operations to the connector, split over as many threads as it takes at once.
 
         Each operation is in exactly one share; the shares hold different objects, so the order
-        of one object's operations never depends on thread timing."""
-        if self.threads == 1 or len(ops) == 1:
-            return list(self.connector.apply(ops))
-        shares = [ops[i::self.threads] for i in range(self.threads)]
+        of one object's operations never depends on thread timing. Results that arrived before a
+        connection failure are kept."""
+        shares = [ops] if self.threads == 1 or len(ops) == 1 else [ops[i::self.threads] for i in range(self.threads)]
+
+        def run(share: list[Operation]) -> tuple[list[Result], ConnectionFailed | None]:
+            got: list[Result] = []
+            try:
+                for result in self.connector.apply(share):
+                    got.append(result)
+            except ConnectionFailed as exc:
+                return got, exc
+            return got, None
+
+        if len(shares) == 1:
+            return run(shares[0])
+        results: list[Result] = []
+        failure: ConnectionFailed | None = None
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="export") as pool:
-            futures = [pool.submit(lambda share: list(self.connector.apply(share)), share) for share in shares if share]
-            results: list[Result] = []
-            failure: ConnectionFailed | None = None
-            for future in futures:
-                try:
-                    results.extend(future.result())
-                except ConnectionFailed as exc:
-                    failure = exc
-        if failure is not None:
-            raise failure
-        return results
+            for got, error in pool.map(run, [share for share in shares if share]):
+                results.extend(got)
+                failure = failure or error
+        return results, failure
 
     def _flush(self) -> None:
         """Record the round's confirmations, failures and log entries in one commit."""
@@ -349,6 +371,17 @@ class _Exporter:
         self.counts.touched += not row.payload.get("gone")
         self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(row.action, row.action), "failed",
                          error=error, target_anchor=row.target_anchor)
+
+
+def _levels(prepared: list[Prepared]) -> list[list[Prepared]]:
+    """Consecutive operations of the same name depth (the page comes sorted by depth)."""
+    levels: list[list[Prepared]] = []
+    for p in prepared:
+        if levels and levels[-1][0].row.depth == p.row.depth:
+            levels[-1].append(p)
+        else:
+            levels.append([p])
+    return levels
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -98,7 +98,7 @@ def execute(path: str | Path, options: RunOptions,
             logger.warning("took over the lock of a run that is no longer alive (%s)", holder.describe())
         store.start_run(run_id, manifest.name, "plan" if options.plan else "run", summary.started)
         log = ProvisioningLog(None if options.plan else store, manifest.name, run_id,
-                              None if options.plan else _log_path(manifest, options.log_file))
+                              None if options.plan else log_path(manifest, options.log_file))
         ctx = RunContext(manifest, store, loaded.connectors, run_id, options, log)
         ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
         try:
@@ -110,7 +110,7 @@ def execute(path: str | Path, options: RunOptions,
         finally:
             log.close()
             for connector in loaded.connectors.values():
-                _close(connector)
+                close_connector(connector)
         summary.status = _status(summary)
         summary.finished = now_iso()
         store.finish_run(run_id, summary.status, summary.finished, summary.as_json())
@@ -123,19 +123,21 @@ def execute(path: str | Path, options: RunOptions,
 
 
 def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> None:
+    if ctx.options.full_export and not ctx.options.plan:
+        refusing = [ot.name for ot in types if not ctx.target(ot).capabilities().full_export]
+        if refusing:
+            raise UsageError(f"the target of {', '.join(map(repr, refusing))} does not take a full export; "
+                             "run without --full-export, or choose those object types with --object-type")
     opened: dict[str, str | None] = {}  # connector name -> error that stopped it, or None when open
     ran: list[tuple[ObjectType, Mapper, TypeCounts]] = []
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
         with _stops_the_pass(ctx, ot, counts):
-            if ctx.options.full_export and not ctx.options.plan and not ctx.target(ot).capabilities().full_export:
-                raise UsageError(f"connector {ot.target.connector!r} does not take a full export "
-                                 f"(object type {ot.name!r}); run without --full-export")
             needs_target = not ctx.options.plan or bool(ot.match) or any(m.expression and "select_unique_value" in m.expression
                                                                   for m in ot.mapping)
             for name in [ot.source.connector] + ([ot.target.connector] if needs_target else []):
                 if name not in opened:
-                    opened[name] = _open(ctx.connectors[name])
+                    opened[name] = open_connector(ctx.connectors[name])
                 if opened[name]:
                     raise ConnectionFailed(opened[name] or "")
             mapper = Mapper(ot)
@@ -172,7 +174,7 @@ def _stops_the_pass(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> Iter
         ctx.log.flush()
 
 
-def _open(connector: Connector) -> str | None:
+def open_connector(connector: Connector) -> str | None:
     try:
         connector.open()
     except (ConnectionFailed, ConfigurationError) as exc:
@@ -180,7 +182,7 @@ def _open(connector: Connector) -> str | None:
     return None
 
 
-def _close(connector: Connector) -> None:
+def close_connector(connector: Connector) -> None:
     try:
         connector.close()
     except Exception as exc:  # closing must never hide the run's outcome
@@ -204,7 +206,7 @@ def _status(summary: Summary) -> str:
     return "ok"
 
 
-def _log_path(manifest: Manifest, cli_file: str | None) -> Path | None:
+def log_path(manifest: Manifest, cli_file: str | None) -> Path | None:
     """--log-file is relative to where the command runs; the manifest's log_file to the manifest."""
     if cli_file:
         return Path(cli_file).resolve()
@@ -221,11 +223,11 @@ def plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[PlanItem]:
     while rows := ctx.store.all_pending(type_id, after, 500):
         after = rows[-1].source_anchor
         for row in rows:
-            yield PlanItem(ot.name, row.source_anchor, row.action, _plan_changes(row.payload, mapper),
+            yield PlanItem(ot.name, row.source_anchor, row.action, plan_changes(row.payload, mapper),
                            row.target_anchor, row.last_error, bool(row.payload.get("gone")))
 
 
-def _plan_changes(payload: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
+def plan_changes(payload: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
     out: dict[str, Any] = {}
     old = payload.get("old", {})
     for attr, value in payload.get("set", {}).items():

@@ -105,9 +105,31 @@ def _endpoint_problems(ot: ObjectType, located: Located, connectors: dict[str, C
             yield located.problem((*at, "object"), f"connector {quoted(spec.connector)} has no object "
                                   f"{quoted(spec.object)}{_suggest(spec.object, names)}; "
                                   f"it has: {', '.join(names) or 'none'}")
-        if side == "target" and not connector.capabilities().operations:
-            yield located.problem((*at, "connector"), f"connector {quoted(spec.connector)} (type {connector.type_name}) "
-                                  "can only be read, not written to")
+        if side == "target":
+            yield from _target_capability_problems(ot, connector, located)
+
+
+def _target_capability_problems(ot: ObjectType, connector: Connector, located: Located) -> Iterator[Problem]:
+    """What the object type asks of its target that the connector does not declare."""
+    at = (*ot.path, "target")
+    caps = connector.capabilities()
+    who = f"connector {quoted(ot.target.connector)} (type {connector.type_name})"
+    if not caps.operations:
+        yield located.problem((*at, "connector"), f"{who} can only be read, not written to")
+        return
+    if caps.hierarchical and not ot.target.name:
+        yield located.problem(at, f"{who} names objects hierarchically: add target.name, a template such as "
+                                  "'uid={uid},ou=people'")
+    if ot.target.name and "rename" not in caps.operations:
+        yield located.problem((*at, "name"), f"{who} cannot rename objects, so a name that changes could never "
+                                             "be applied; remove target.name")
+    if any(m.password for m in ot.mapping) and not (caps.password_in_first_pass or "set_password" in caps.operations):
+        yield located.problem(at, f"{who} takes no passwords (neither in the create nor as set_password); "
+                                  "check its configuration (the sql connector needs password: <column>)")
+    needed = {"delete"} if "delete" in (ot.when_deleted, ot.when_out_of_scope) else set()
+    needed |= {"disable"} if ot.target.disable and "disable" in (ot.when_deleted, ot.when_out_of_scope) else set()
+    for kind in sorted(needed - caps.operations):
+        yield located.problem(at, f"{who} cannot {kind}, which when_deleted/when_out_of_scope asks for")
 
 
 def _mapping_problems(ot: ObjectType, index: int, manifest: Manifest, located: Located) -> Iterator[Problem]:

@@ -16,6 +16,7 @@ from runner.manifest.yamlfile import Located, Path_, quoted
 
 MANIFEST = "manifest.schema.json"
 MAPPING = "mapping.schema.json"
+MAPPING_TESTS = "mapping-tests.schema.json"
 NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_-]*$"
 
 
@@ -32,7 +33,7 @@ def load_schema(name: str) -> dict[str, Any]:
 @cache
 def _registry() -> Registry:
     pairs = []
-    for name in (MANIFEST, MAPPING):
+    for name in (MANIFEST, MAPPING, MAPPING_TESTS):
         resource = Resource.from_contents(load_schema(name))
         pairs += [(name, resource), (load_schema(name)["$id"], resource)]
     return Registry().with_resources(pairs)

@@ -1,0 +1,438 @@
+"""``provision preview``: one source object through import, scope, match, mapping and diff, step
+by step (on-demand provisioning, as in Entra); with ``--apply``, export that one object.
+
+The steps are the engine's own passes restricted to one anchor (``compute_type(..., only=)``,
+``export_type(..., only=)``), so a preview shows exactly what a run would decide:
+
+1. **import**: the source is read page by page until the anchor turns up; only that record is
+   stored, compared with what the state store last saw of it.
+2. **scope**: every clause of the scoping filter with its result.
+3. **match**: the stored link to a target object, else each match rule with its hits.
+4. **mapping**: every target attribute: its rule and value (references: whether the referenced
+   object is provisioned, and its target key).
+5. **diff**: the pending export compute made against what the state store knows the target
+   holds (add, update with old -> new values, disable, delete, or nothing to do).
+
+Without ``--apply`` nothing is written: the passes run inside one state-store transaction that
+is rolled back (a pipeline that never ran gets an empty in-memory store), no lock is taken, and
+the target is read only for match rules. With ``--apply``, under the pipeline's lock, the object
+is imported, computed and exported as a run would do it (a run of kind ``preview``, the
+provisioning log), so the next run finds it unchanged. Other objects are not imported: a
+reference to an object not provisioned yet is left out, and the run that provisions that object
+fills it in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import secrets
+from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
+from runner.engine.compute import compute_type
+from runner.engine.context import RunContext, RunOptions, TypeCounts
+from runner.engine.export import PHASES, export_type
+from runner.engine.matching import Matcher, fold, import_target
+from runner.engine.run import (
+    PlanItem,
+    Summary,
+    close_connector,
+    log_path,
+    new_run_id,
+    open_connector,
+    open_store,
+    plan_changes,
+    selected_types,
+)
+from runner.errors import ProvisionError, UsageError
+from runner.manifest import load_with_connectors
+from runner.manifest.model import Manifest, ObjectType
+from runner.mapping.explain import AttributeStep, ScopeStep, explain_mapping, explain_scope, show
+from runner.mapping.mapper import Mapper
+from runner.mapping.scope import compile_scope
+from runner.provlog import MASK, ProvisioningLog
+from runner.sqlutil import sqlalchemy_url
+from runner.state.store import StateStore, default_url, dumps, now_iso
+
+
+@dataclass
+class Preview:
+    pipeline: str
+    object_type: str
+    anchor: str
+    applied: bool = False
+    run_id: str | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    read: int = 0  # source records read to find it
+    imported: str = "new"  # new | changed | unchanged, against the state store
+    changed: list[str] = field(default_factory=list)  # source attributes changed since last seen
+    scope: list[ScopeStep] = field(default_factory=list)
+    in_scope: bool = True
+    linked: str | None = None  # target anchor of the stored link, before this preview
+    matched: str | None = None  # target anchor the match rules found
+    match_rules: list[dict[str, Any]] = field(default_factory=list)
+    mapping: list[AttributeStep] = field(default_factory=list)
+    references: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    target: dict[str, Any] | None = None  # what the state store knows the target holds
+    target_disabled: bool = False
+    change: PlanItem | None = None
+    error: str | None = None  # the object could not be computed (mapping, match)
+    result: dict[str, Any] | None = None  # the export, with --apply
+    when_out_of_scope: str = "disable"
+
+    @property
+    def exit_code(self) -> int:
+        failed = self.error is not None or (self.result is not None and self.result["result"] != "ok")
+        return 1 if failed else 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.pipeline, "object_type": self.object_type, "anchor": self.anchor,
+            "applied": self.applied, "run_id": self.run_id,
+            "import": {"status": self.imported, "changed": self.changed, "records_read": self.read,
+                       "source": self.source},
+            "scope": {"in_scope": self.in_scope, "clauses": [s.as_dict() for s in self.scope]},
+            "match": {"linked": self.linked, "matched": self.matched, "rules": self.match_rules},
+            "mapping": [a.as_dict() for a in self.mapping],
+            "references": self.references,
+            "target": None if self.target is None else {"data": self.target, "disabled": self.target_disabled},
+            "diff": None if self.change is None else {"action": self.change.action, "changes": self.change.changes,
+                                                      "target_anchor": self.change.target_anchor},
+            "error": self.error,
+            "result": self.result,
+        }
+
+
+class _Log(ProvisioningLog):
+    """The provisioning log, also keeping this preview's entries to report them."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        super().add(*args, **kwargs)
+        self.entries.append(self.batch[-1])
+
+
+class _DryStore(StateStore):
+    """A state store that never commits: everything the passes write is rolled back on close."""
+
+    def commit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.conn.rollback()
+        super().close()
+
+
+def _dry_store(manifest: Manifest) -> StateStore:
+    url = manifest.state
+    if url is None:  # default_url() would create the folder: only use it when the store exists
+        file = manifest.path.parent / ".provision" / f"{manifest.name}.db"
+        url = default_url(manifest.path, manifest.name) if file.exists() else f"sqlite:///{file}"
+    parsed = sqlalchemy_url(url, manifest.base_dir)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        url = "sqlite://"  # the pipeline never ran: nothing is known, and no file is left behind
+    return _DryStore(url, manifest.base_dir)
+
+
+def preview(path: str | Path, object_type: str, anchor: str, apply: bool = False) -> Preview:
+    """Take the source object ``anchor`` of ``object_type`` through every step; export it if ``apply``."""
+    loaded = load_with_connectors(path)
+    manifest = loaded.manifest
+    ot = selected_types(manifest, (object_type,))[0]
+    out = Preview(manifest.name, ot.name, anchor, applied=apply, when_out_of_scope=ot.when_out_of_scope)
+    opened: set[str] = set()
+    try:
+        _ensure_open(loaded.connectors, ot.source.connector, opened)
+        found = _find(ot, loaded.connectors[ot.source.connector], anchor, out)
+        if found is None:
+            raise UsageError(f"no {ot.name} with {ot.source.anchor} = {anchor!r} in "
+                             f"{ot.source.connector}/{ot.source.object} ({out.read} records read)")
+        record, partition = found
+        store = open_store(manifest) if apply else _dry_store(manifest)
+        try:
+            _steps(manifest, ot, loaded.connectors, opened, store, out, record, partition)
+        finally:
+            store.close()
+    finally:
+        for name in opened:
+            close_connector(loaded.connectors[name])
+    return out
+
+
+def _ensure_open(connectors: dict[str, Connector], name: str, opened: set[str]) -> None:
+    if name in opened:
+        return
+    error = open_connector(connectors[name])
+    if error:
+        raise ProvisionError(error)
+    opened.add(name)
+
+
+def _find(ot: ObjectType, connector: Connector, anchor: str, out: Preview) -> tuple[dict[str, Any], str | None] | None:
+    """The source record with ``anchor``, read page by page; nothing else is kept."""
+    for partition in ot.source.partitions:
+        pages = connector.read(ot.source.object, partition, None)
+        try:
+            for page in _pages(pages, ot):
+                for record in page.records:
+                    if record.deleted:
+                        continue
+                    out.read += 1
+                    value = record.attributes.get(ot.source.anchor)
+                    if value not in (None, "") and str(value) == anchor:
+                        return dict(record.attributes), partition
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+    return None
+
+
+def _pages(pages: Any, ot: ObjectType) -> Iterator[Any]:
+    try:
+        yield from pages
+    except (ConnectionFailed, ConfigurationError) as exc:
+        raise ProvisionError(f"{ot.name}: reading {ot.source.connector}/{ot.source.object}: {exc}") from None
+
+
+def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector], opened: set[str],
+           store: StateStore, out: Preview, record: dict[str, Any], partition: str | None) -> None:
+    run_id = new_run_id()
+    started = now_iso()
+    if out.applied:
+        holder = store.acquire_lock(manifest.name, run_id)
+        if holder is not None:
+            logging.getLogger("provision").warning("took over the lock of a run that is no longer alive (%s)",
+                                                   holder.describe())
+        out.run_id = run_id
+        store.start_run(run_id, manifest.name, "preview", started)
+    log = _Log(store if out.applied else None, manifest.name, run_id,
+               log_path(manifest, None) if out.applied else None)
+    ctx = RunContext(manifest, store, connectors, run_id, RunOptions(plan=not out.applied), log)
+    counts = TypeCounts(imported=1)
+    finished = False
+    try:
+        ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
+        type_id = ctx.type_ids[ot.name]
+        mapper = Mapper(ot)
+
+        # 1. import: this record only, as a run stores it
+        anchor = out.anchor
+        stored = json.loads(dumps(record))
+        before = store.source_data(type_id, anchor)
+        if before is not None:
+            out.changed = sorted(k for k in set(before) | set(stored) if before.get(k) != stored.get(k))
+            out.imported = "changed" if out.changed else "unchanged"
+        out.source = _masked_source(ot, mapper, {k: stored.get(k) for k in record})
+        store.import_page(type_id, [(anchor, record)], full=False, partition=partition)
+        store.mark_dirty(type_id, [anchor])  # evaluated again even when unchanged
+        store.commit()
+
+        # 2. scope
+        out.scope = explain_scope(ot.scope, stored)
+        out.in_scope = bool(compile_scope(ot.scope)(stored))
+
+        # 3. match: the stored link, else the match rules (which need the target's objects)
+        out.linked = store.target_anchors(type_id, [anchor]).get(anchor)
+        matcher = None
+        if out.linked is None and ot.match and out.in_scope:
+            _ensure_open(connectors, ot.target.connector, opened)
+            try:
+                import_target(ctx, ot, mapper)
+            except (ConnectionFailed, ConfigurationError) as exc:
+                raise ProvisionError(f"{ot.name}: reading the target for match rules: {exc}") from None
+            matcher = Matcher(ctx, ot)
+            out.match_rules = list(_explain_rules(ctx, matcher, type_id, stored))
+
+        # 4. and 5. mapping and diff: the compute pass, for this anchor only
+        compute_type(ctx, ot, mapper, counts, matcher, only={anchor})
+        store.commit()
+        if out.linked is None:
+            out.matched = store.target_anchors(type_id, [anchor]).get(anchor)
+        target_anchor = out.linked or out.matched
+        if target_anchor is not None:
+            data, out.target_disabled = store.targets_data(type_id, [target_anchor]).get(target_anchor, ({}, False))
+            out.target = {k: MASK if k in mapper.sensitive and v is not None else v for k, v in data.items()}
+        out.mapping = explain_mapping(ot, stored)
+        out.references = _references(ctx, mapper, out.mapping)
+        failed = [e for e in log.entries if e["result"] == "failed"]
+        if failed:
+            out.error = f"{failed[-1]['action']}: {failed[-1]['error']}"
+        pending = store.all_pending_for(type_id, [anchor])
+        if pending:
+            row = pending[0]
+            out.change = PlanItem(ot.name, anchor, row.action, plan_changes(row.payload, mapper),
+                                  row.target_anchor, row.last_error)
+
+        # 6. export, with --apply
+        if out.applied:
+            if out.change is not None:
+                seen = len(log.entries)
+                try:
+                    _ensure_open(connectors, ot.target.connector, opened)
+                    export_type(ctx, ot, mapper, counts, PHASES, only={anchor})
+                except (ProvisionError, ConnectionFailed, ConfigurationError) as exc:
+                    store.rollback()
+                    counts.error = secrets.redact(str(exc))
+                    out.result = {"result": "failed", "error": counts.error}
+                else:
+                    done = [e for e in log.entries[seen:] if e["action"] != "match"]
+                    last = done[-1] if done else {"result": "failed", "error": "nothing was exported"}
+                    out.result = {"result": last["result"], "action": last.get("action"),
+                                  "target_anchor": store.target_anchors(type_id, [anchor]).get(anchor),
+                                  "error": last.get("error")}
+            log.flush()
+            _finish(store, manifest, ot, run_id, started, counts)
+            finished = True
+    finally:
+        log.close()
+        if out.applied:
+            if not finished:  # stopped by an error: the run record says so
+                store.rollback()
+                store.finish_run(run_id, "failed", now_iso(), {"pipeline": manifest.name, "run_id": run_id})
+            store.release_lock(manifest.name, run_id)
+
+
+def _finish(store: StateStore, manifest: Manifest, ot: ObjectType, run_id: str, started: str,
+            counts: TypeCounts) -> None:
+    counts.unchanged = max(0, 1 - counts.touched)
+    status = "failed" if counts.error else "partial" if counts.failed else "ok"
+    summary = Summary(manifest.name, run_id, status, started, now_iso(), {ot.name: counts})
+    store.finish_run(run_id, status, summary.finished, summary.as_json())
+
+
+def _masked_source(ot: ObjectType, mapper: Mapper, record: dict[str, Any]) -> dict[str, Any]:
+    """The source record, with attributes copied into sensitive target attributes masked."""
+    hidden = {m.source for m in ot.mapping if m.source and m.target in mapper.sensitive}
+    return {k: MASK if k in hidden and v is not None else v for k, v in record.items()}
+
+
+def _explain_rules(ctx: RunContext, matcher: Matcher, type_id: int, record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Each match rule: the value it looks for and the unlinked target objects holding it."""
+    for label, get, target_attr in matcher.rules:
+        try:
+            value = get(record)
+        except Exception as exc:  # as in Matcher.find: a rule that cannot be evaluated does not match
+            yield {"rule": f"{label} -> {target_attr}", "value": None, "hits": [], "error": str(exc)}
+            continue
+        hits = [] if value in (None, "") else ctx.store.match_candidates(type_id, target_attr, fold(value))
+        yield {"rule": f"{label} -> {target_attr}", "value": value, "hits": hits}
+
+
+def _references(ctx: RunContext, mapper: Mapper, steps: list[AttributeStep]) -> dict[str, list[dict[str, Any]]]:
+    """For each reference value: is the referenced object provisioned (after this run), and its target key."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for step in steps:
+        ref_type = mapper.references.get(step.target)
+        if ref_type is None or step.error is not None or step.value in (None, []):
+            continue
+        values = [str(v) for v in (step.value if isinstance(step.value, list) else [step.value])]
+        type_id = ctx.type_ids[ref_type]
+        exists = ctx.store.exists_after(type_id, values)
+        keys = ctx.store.target_anchors(type_id, values)
+        out[step.target] = [{"anchor": v, "provisioned": v in exists, "target_anchor": keys.get(v)} for v in values]
+    return out
+
+
+# ---- text ------------------------------------------------------------------------------------------
+
+
+_OUT_OF_SCOPE = {"disable": "disabled if provisioned", "delete": "deleted if provisioned",
+                 "ignore": "left alone if provisioned"}
+
+
+def render(p: Preview) -> str:
+    """The preview as text, one section per step."""
+    lines = [f"preview of {p.object_type} {p.anchor} ({p.pipeline})"]
+    what = {"new": "new to the state store", "changed": f"changed since last seen: {', '.join(p.changed)}",
+            "unchanged": "unchanged since last seen"}[p.imported]
+    lines.append(f"import: found after {p.read} record{'s' if p.read != 1 else ''}; {what}")
+    lines += [f"    {k}: {show(v)}" for k, v in p.source.items()]
+    if not p.scope:
+        lines.append("scope: in scope (no scoping filter)")
+    else:
+        verdict = "in scope" if p.in_scope else f"out of scope ({_OUT_OF_SCOPE[p.when_out_of_scope]})"
+        lines.append(f"scope: {verdict}")
+        lines += ["    " + s.line() for s in p.scope]
+    lines.append(f"match: {_match_text(p)}")
+    for rule in p.match_rules:
+        hits = ", ".join(rule["hits"]) or "no unlinked target object"
+        lines.append(f"    {rule['rule']}: {show(rule['value'])} -> {rule.get('error') or hits}")
+    lines.append("mapping:" if p.in_scope else "mapping (not exported: out of scope):")
+    for step in p.mapping:
+        line = f"    {step.target}: {step.rule} -> {step.shown}"
+        refs = p.references.get(step.target)
+        if refs:
+            line += "; " + ", ".join(f"{r['anchor']} " + _reference_text(r) for r in refs)
+        lines.append(line)
+    if p.target is not None:
+        lines.append(f"target (as the state store knows it){', disabled' if p.target_disabled else ''}:")
+        lines += [f"    {k}: {show(v)}" for k, v in p.target.items()]
+    lines.append(f"diff: {_diff_head(p)}")
+    if p.change is not None:
+        lines += ["    " + line for line in _change_lines(p.change)]
+    if p.applied:
+        if p.result is None:
+            lines.append("apply: nothing to export")
+        elif p.result["result"] == "ok":
+            target = f" (target {p.result['target_anchor']})" if p.result["target_anchor"] else ""
+            lines.append(f"apply: {p.result['action']} ok{target}")
+        else:
+            lines.append(f"apply: failed: {p.result['error']}")
+    else:
+        lines.append("nothing written (--apply exports this object)")
+    return secrets.redact("\n".join(lines))
+
+
+def _reference_text(ref: dict[str, Any]) -> str:
+    if ref["target_anchor"] is not None:
+        return f"is target {ref['target_anchor']}"
+    if ref["provisioned"]:
+        return "is not in the target yet: set once it is added"
+    return "is not provisioned: left out"
+
+
+def _match_text(p: Preview) -> str:
+    if p.linked is not None:
+        return f"linked to target {p.linked} (stored link)"
+    if p.matched is not None:
+        return f"matched target {p.matched} by the match rules"
+    if not p.in_scope:
+        return "not linked to a target object"
+    if p.match_rules:
+        return "no target object matches: a new one is added"
+    return "not linked to a target object: a new one is added"
+
+
+def _diff_head(p: Preview) -> str:
+    if p.error is not None:
+        return f"the object fails: {p.error}"
+    if p.change is None:
+        return "nothing to export: the target holds these values" if p.in_scope else "nothing to export"
+    head = p.change.action
+    if p.change.target_anchor:
+        head += f" target {p.change.target_anchor}"
+    if p.change.error:
+        head += f" (retrying after: {p.change.error})"
+    return head
+
+
+def _change_lines(item: PlanItem) -> list[str]:
+    lines = []
+    for attr, change in item.changes.items():
+        if "add" in change or "remove" in change:
+            parts = [f"+{show(v)}" for v in change.get("add", [])] + [f"-{show(v)}" for v in change.get("remove", [])]
+            lines.append(f"{attr}: {' '.join(parts)}")
+        elif "old" in change:
+            lines.append(f"{attr}: {show(change['old'])} -> {show(change['new'])}")
+        else:
+            lines.append(f"{attr}: {show(change['new'])}")
+    return lines
