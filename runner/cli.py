@@ -187,20 +187,9 @@ def _plan_line(item: Any) -> str:
     head = f"{_SYMBOL.get(item.action, '?')} {item.object_type} {item.anchor}: {item.action}"
     if item.error:
         head += f"  (retrying after: {item.error})"
-    lines = [head]
-    for attr, change in item.changes.items():
-        if "add" in change or "remove" in change:
-            parts = [f"+{v}" for v in change.get("add", [])] + [f"-{v}" for v in change.get("remove", [])]
-            lines.append(f"    {attr}: {' '.join(parts)}")
-        elif "old" in change:
-            lines.append(f"    {attr}: {_show(change['old'])} -> {_show(change['new'])}")
-        elif change.get("new") is not None:
-            lines.append(f"    {attr}: {_show(change['new'])}")
-    return "\n".join(lines)
+    from runner.report import change_lines
 
-
-def _show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return "\n".join([head] + [f"    {line}" for line in change_lines(item.changes)])
 
 
 def _summary_text(summary: Any, plan: bool) -> str:

@@ -55,6 +55,7 @@ from runner.mapping.explain import AttributeStep, ScopeStep, explain_mapping, ex
 from runner.mapping.mapper import Mapper
 from runner.mapping.scope import compile_scope
 from runner.provlog import MASK, ProvisioningLog
+from runner.report import change_lines
 from runner.sqlutil import sqlalchemy_url
 from runner.state.store import StateStore, default_url, dumps, now_iso
 
@@ -378,7 +379,7 @@ def render(p: Preview) -> str:
         lines += [f"    {k}: {show(v)}" for k, v in p.target.items()]
     lines.append(f"diff: {_diff_head(p)}")
     if p.change is not None:
-        lines += ["    " + line for line in _change_lines(p.change)]
+        lines += ["    " + line for line in change_lines(p.change.changes)]
     if p.applied:
         if p.result is None:
             lines.append("apply: nothing to export")
@@ -425,14 +426,3 @@ def _diff_head(p: Preview) -> str:
     return head
 
 
-def _change_lines(item: PlanItem) -> list[str]:
-    lines = []
-    for attr, change in item.changes.items():
-        if "add" in change or "remove" in change:
-            parts = [f"+{show(v)}" for v in change.get("add", [])] + [f"-{show(v)}" for v in change.get("remove", [])]
-            lines.append(f"{attr}: {' '.join(parts)}")
-        elif "old" in change:
-            lines.append(f"{attr}: {show(change['old'])} -> {show(change['new'])}")
-        else:
-            lines.append(f"{attr}: {show(change['new'])}")
-    return lines
