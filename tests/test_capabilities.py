@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +334,66 @@ def test_partitions_are_read_alone_and_by_delta(tmp_path: Path, provision):
     full = run("--full")
     assert full["imported"] == 9 and full["unchanged"] == 9
     hr.close()
+
+
+NESTED = """
+version: 1
+name: nested
+state: "sqlite:///{tmp}/state.db"
+connectors:
+  hr: {{type: csv, path: "{tmp}/hr"}}
+  dir: {{type: jsondir, root: "{tmp}/dir", objects: [orgunits], concurrency: 4}}
+object_types:
+  - name: orgunit
+    source: {{connector: hr, object: units, anchor: id}}
+    target: {{connector: dir, object: orgunits, name: "{{dn}}"}}
+    mapping:
+      - {{target: dn, source: dn}}
+"""
+
+
+def test_parents_of_one_type_go_first_even_in_parallel(tmp_path: Path, provision):
+    """A tree inside one object type, four threads: every parent is confirmed before its children."""
+    (tmp_path / "hr").mkdir()
+    units = [{"id": "1", "dn": "ou=a"}] + [{"id": f"{i}", "dn": f"ou=c{i},ou=b{i % 3},ou=a"} for i in range(10, 40)]
+    units += [{"id": f"b{j}", "dn": f"ou=b{j},ou=a"} for j in range(3)]
+    write_csv(tmp_path / "hr" / "units.csv", units)
+    manifest = tmp_path / "nested.yaml"
+    manifest.write_text(NESTED.format(tmp=tmp_path))
+    result = provision("run", manifest, "--output", "json")
+    assert result.code == 0, result.out + result.err
+    assert result.json()["object_types"]["orgunit"]["added"] == len(units)
+    write_csv(tmp_path / "hr" / "units.csv", [])
+    gone = provision("run", manifest, "--output", "json")
+    assert gone.code == 0, gone.out
+    assert gone.json()["object_types"]["orgunit"]["deleted"] == len(units)   # children before parents
+    assert not list((tmp_path / "dir").rglob("*.json"))
+
+
+def test_a_connection_lost_mid_batch_keeps_what_was_confirmed(pipeline: Pipeline, monkeypatch):
+    """Fault injection: the directory goes away after two operations. The two confirmed adds are
+    recorded; the next run finishes the rest without duplicating anything."""
+    from provision_jsondir import JsonDirConnector
+
+    from runner.connectors.base import ConnectionFailed
+
+    real_apply = JsonDirConnector.apply
+    lock, done = threading.Lock(), [0]
+
+    def flaky(self, operations):
+        for op in operations:
+            with lock:
+                done[0] += 1
+                if done[0] > 2:
+                    raise ConnectionFailed("directory went away")
+            yield from real_apply(self, [op])
+
+    monkeypatch.setattr(JsonDirConnector, "apply", flaky)
+    result = pipeline.provision("run", pipeline.manifest, "--output", "json")
+    assert result.code == 1 and result.json()["status"] == "failed"
+    assert result.json()["object_types"]["orgunit"]["added"] == 2
+    monkeypatch.setattr(JsonDirConnector, "apply", real_apply)
+    counts = pipeline.run()
+    assert counts["orgunit"]["added"] == 2 and counts["orgunit"]["failed"] == 0   # the two never confirmed
+    assert counts["user"]["added"] == 3 and counts["group"]["added"] == 1
+    assert len([n for _, n in pipeline.objects() if n.startswith("ou=")]) == 4

@@ -472,3 +472,29 @@ def test_password_in_a_sql_url_never_appears(validate, base, tmp_path, monkeypat
     assert problem.path == "object_types[0].source.connector"
     assert "unknown connector 'postgresql://u:***@h/db'" in problem.message
     assert "pw-in-url" not in result.out + result.err
+
+
+# ---- what the object type asks of its target connector ------------------------------------
+
+
+@pytest.mark.parametrize(("old", "new", "at", "message"), [
+    ("    target: {connector: app, object: users, disable: {active: false}}",
+     "    target: {connector: app, object: users, disable: {active: false}, name: \"uid={user_name}\"}",
+     "object_types[0].target.name", "cannot rename objects"),
+    ("      - {target: active, constant: true}\n  - name: group",
+     "      - {target: active, constant: true}\n      - {target: pw, constant: x, password: true}\n  - name: group",
+     "object_types[0].target", "takes no passwords"),
+])
+def test_target_must_be_able_to_do_what_the_type_asks(validate, base: str, tmp_path: Path, old, new, at, message):
+    text = edit(base, old, new)
+    problem = validate(write(tmp_path / "m.yaml", text)).only_problem()
+    assert problem.path == at and message in problem.message
+    assert problem.line == line_of(text, "target: {connector: app, object: users")
+
+
+def test_hierarchical_target_needs_a_name_template(validate, base: str, tmp_path: Path):
+    text = edit(base, "  app:\n", f"  dir: {{type: jsondir, root: {tmp_path}/dir, objects: [users]}}\n  app:\n")
+    text = edit(text, "    target: {connector: app, object: users, disable: {active: false}}",
+                "    target: {connector: dir, object: users, disable: {active: false}}")
+    problem = validate(write(tmp_path / "m.yaml", text)).only_problem()
+    assert problem.path == "object_types[0].target" and "add target.name" in problem.message
