@@ -13,7 +13,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -28,14 +27,19 @@ from runner import sampledata  # noqa: E402
 
 
 def timed_run(env: dict[str, str]) -> tuple[float, float, dict]:
+    """Seconds, peak RSS in MB (of this run's process alone) and the JSON summary of one run."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(REPO / "manifests" / "quickstart.yaml"),
-                           "--output", "json"], env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed ({proc.returncode}): {proc.stderr}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return elapsed, peak_mb, json.loads(proc.stdout)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(REPO / "manifests" / "quickstart.yaml"),
+                                 "--output", "json"], env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"run failed ({proc.returncode}): {err.read()}")
+        return elapsed, usage.ru_maxrss / 1024, json.loads(out.read())
 
 
 def floor(data: Path, db: Path) -> float:
