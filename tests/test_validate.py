@@ -498,3 +498,12 @@ def test_hierarchical_target_needs_a_name_template(validate, base: str, tmp_path
                 "    target: {connector: dir, object: users, disable: {active: false}}")
     problem = validate(write(tmp_path / "m.yaml", text)).only_problem()
     assert problem.path == "object_types[0].target" and "add target.name" in problem.message
+
+
+def test_name_template_fields_must_be_mapped(validate, base: str, tmp_path: Path):
+    text = edit(base, "  app:\n", f"  dir: {{type: jsondir, root: {tmp_path}/dir, objects: [users]}}\n  app:\n")
+    text = edit(text, "    target: {connector: app, object: users, disable: {active: false}}",
+                "    target: {connector: dir, object: users, disable: {active: false}, name: \"uid={user_nam}\"}")
+    problem = validate(write(tmp_path / "m.yaml", text)).only_problem()
+    assert problem.path == "object_types[0].target.name"
+    assert "{user_nam}" in problem.message and "did you mean 'user_name'" in problem.message

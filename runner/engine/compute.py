@@ -23,9 +23,9 @@ from typing import Any
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import attribute_changes, comparer, stored_form
 from runner.engine.matching import MatchConflict, Matcher, pick_unique
-from runner.engine.names import NameError_, depth, render
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed, with_create_defaults
+from runner.mapping.names import NameError_, depth, render
 from runner.mapping.scope import compile_scope
 from runner.state.store import Pending, SourceRow
 

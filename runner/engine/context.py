@@ -11,7 +11,6 @@ from runner.manifest.model import Manifest, ObjectType
 from runner.provlog import ProvisioningLog
 from runner.state.store import StateStore
 
-ACTIONS = ("added", "updated", "renamed", "disabled", "deleted")
 # pending action -> the count it lands in
 COUNTED_AS = {"add": "added", "update": "updated", "rename": "renamed", "disable": "disabled",
               "delete": "deleted", "delete_first": "deleted", "replace": "added", "set_password": "updated"}

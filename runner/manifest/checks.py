@@ -18,6 +18,7 @@ from runner.manifest import schema
 from runner.manifest.model import Clause, Group, Manifest, ObjectType, YamlPath
 from runner.manifest.yamlfile import Located, dotted, quoted
 from runner.mapping.expressions import ExpressionError, compile_expression
+from runner.mapping.names import template_fields
 from runner.mapping.scope import scope_problems
 
 
@@ -120,6 +121,13 @@ def _target_capability_problems(ot: ObjectType, connector: Connector, located: L
     if caps.hierarchical and not ot.target.name:
         yield located.problem(at, f"{who} names objects hierarchically: add target.name, a template such as "
                                   "'uid={uid},ou=people'")
+    mapped = {m.target for m in ot.mapping}
+    for key in ("name", "partition"):
+        template = getattr(ot.target, key)
+        for field in template_fields(template or ""):
+            if field not in mapped:
+                yield located.problem((*at, key), f"target.{key} uses {{{field}}}, which is not a mapped attribute "
+                                                  f"of {quoted(ot.name)}{_suggest(field, sorted(mapped))}")
     if ot.target.name and "rename" not in caps.operations:
         yield located.problem((*at, "name"), f"{who} cannot rename objects, so a name that changes could never "
                                              "be applied; remove target.name")

@@ -598,10 +598,6 @@ class StateStore:
                 found[anchor] = (json.loads(data), bool(disabled))
         return found
 
-    def source_deleted(self, type_id: int, anchor: str) -> bool:
-        so = t.source_objects.c
-        return bool(self.conn.execute(sa.select(so.deleted).where(so.type_id == type_id, so.anchor == anchor)).scalar())
-
     def record(self, type_id: int, run_id: str, done: Confirmations) -> None:
         """Write one export batch's confirmations and failures, a few executemany statements in all."""
         lk, to, pe, rf, so = t.links.c, t.target_objects.c, t.pending.c, t.refs.c, t.source_objects.c
@@ -669,19 +665,19 @@ class StateStore:
 
     # ---- provisioning log --------------------------------------------------------------------
 
-    def write_log(self, entries: Sequence[dict[str, Any]]) -> None:
-        if entries:
-            self.conn.execute(t.log.insert(), [
-                dict(run_id=e["run_id"], time=e["time"], pipeline=e["pipeline"], object_type=e["object_type"],
-                     anchor=e["anchor"], action=e["action"], result=e["result"], entry=dumps(e))
-                for e in entries])
-
     def read_log(self, pipeline: str, run_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         c = t.log.c
         query = sa.select(c.entry).where(c.pipeline == pipeline).order_by(c.id).limit(limit)
         if run_id:
             query = query.where(c.run_id == run_id)
         return [json.loads(e) for e in self.conn.execute(query).scalars()]
+
+    def write_log(self, entries: Sequence[dict[str, Any]]) -> None:
+        if entries:
+            self.conn.execute(t.log.insert(), [
+                dict(run_id=e["run_id"], time=e["time"], pipeline=e["pipeline"], object_type=e["object_type"],
+                     anchor=e["anchor"], action=e["action"], result=e["result"], entry=dumps(e))
+                for e in entries])
 
 
 def _alive(host: str, pid: int, heartbeat: float) -> bool:
