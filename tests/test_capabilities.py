@@ -397,3 +397,80 @@ def test_a_connection_lost_mid_batch_keeps_what_was_confirmed(pipeline: Pipeline
     assert counts["orgunit"]["added"] == 2 and counts["orgunit"]["failed"] == 0   # the two never confirmed
     assert counts["user"]["added"] == 3 and counts["group"]["added"] == 1
     assert len([n for _, n in pipeline.objects() if n.startswith("ou=")]) == 4
+
+
+def test_match_rules_fold_what_the_target_declares(tmp_path: Path, provision):
+    """The target declares mail remove_diacritics: an existing zoe.odegard@ is adopted for Zoë."""
+    from provision_jsondir import JsonDirConnector
+
+    from runner.connectors.base import ConnectorContext, Operation
+
+    pipeline = Pipeline(tmp_path, provision, normalizations="{mail: [case_insensitive, remove_diacritics]}")
+    pipeline.people = [person("E1", "Zoë", "Ødegård", email="Zoë.Ødegård@example.org")]
+    pipeline.groups = []
+    pipeline.departments = [("D1", "Engineering", "corp")]
+    pipeline.write_hr()
+    pipeline.manifest.write_text(pipeline.manifest.read_text().replace(
+        "    when_out_of_scope: delete", "    match: [{source: email, target: mail}]\n    when_out_of_scope: delete"))
+    config = {"root": str(tmp_path / "dir"), "objects": ["orgunits", "users", "groups"], "partitions": ["corp", "lab"]}
+    existing = JsonDirConnector(config, ConnectorContext("dir", tmp_path))
+    existing.open()
+    results = list(existing.apply([
+        Operation(1, "add", "orgunits", name="ou=Engineering", partition="corp", attributes={"ou": "Engineering"}),
+        Operation(2, "add", "users", name="uid=zoe,ou=Engineering", partition="corp",
+                  attributes={"uid": "zoe", "mail": "ZOE.Odegard@example.org"})]))
+    existing.close()
+    assert all(r.ok for r in results)
+
+    result = provision("run", pipeline.manifest, "--output", "json")
+    assert result.code == 1  # the orgunit exists already and has no match rule: that add fails
+    users = result.json()["object_types"]["user"]
+    assert users["added"] == 0 and users["renamed"] == 1, result.out    # adopted, then moved to its mapped name
+    adopted = pipeline.objects()["corp", "uid=zoë.ødegård,ou=Engineering"]
+    assert adopted["anchor"] == results[1].anchor
+
+
+def test_target_concurrency_lowers_the_threads(tmp_path: Path, provision, monkeypatch):
+    """Instrumented apply: how many calls overlap, with the connector's 4 and with concurrency: 1."""
+    import time
+
+    from provision_jsondir import JsonDirConnector
+
+    real_apply = JsonDirConnector.apply
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def counting(self, operations):
+        if operations[0].object != "users":  # only the object type whose concurrency is set
+            yield from real_apply(self, operations)
+            return
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        try:
+            time.sleep(0.02)
+            yield from real_apply(self, operations)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(JsonDirConnector, "apply", counting)
+    for concurrency, expected in ((None, 4), (1, 1)):
+        peak[0] = 0
+        root = tmp_path / f"c{concurrency}"
+        root.mkdir()
+        pipeline = Pipeline(root, provision, concurrency=concurrency)
+        pipeline.people = [person(f"E{i:03d}", f"P{i}", "Many") for i in range(40)]
+        pipeline.write_hr()
+        assert pipeline.run()["user"]["added"] == 40
+        assert peak[0] == expected
+
+
+def test_connectors_command_lists_plugins_with_version_and_capabilities(provision):
+    listed = {row["type"]: row for row in json.loads(provision("connectors", "--output", "json").out)}
+    assert {"csv", "sql", "jsondir"} <= set(listed)
+    jsondir = listed["jsondir"]
+    assert jsondir["distribution"] == "provision-jsondir" and jsondir["version"] == "0.1.0"
+    assert {"partitions", "hierarchical", "delta_read", "delete_add_as_replace"} <= set(jsondir["capabilities"])
+    assert "rename" in jsondir["operations"] and listed["csv"]["operations"] == []
+    text = provision("connectors").out
+    assert "jsondir  (provision-jsondir 0.1.0" in text

@@ -131,6 +131,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     store.link(type_id, row.anchor, found)
                     row.target_anchor = found
                     row.target_data, _ = store.targets_data(type_id, [found]).get(found, ({}, False))
+                    row.target_name = store.target_name(type_id, found)
                     ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
                 try:

@@ -324,7 +324,8 @@ def _explain_rules(ctx: RunContext, matcher: Matcher, type_id: int, record: dict
         except Exception as exc:  # as in Matcher.find: a rule that cannot be evaluated does not match
             yield {"rule": f"{label} -> {target_attr}", "value": None, "hits": [], "error": str(exc)}
             continue
-        hits = [] if value in (None, "") else ctx.store.match_candidates(type_id, target_attr, fold(value))
+        hits = [] if value in (None, "") else ctx.store.match_candidates(
+            type_id, target_attr, fold(value, target_attr, matcher.normalizations))
         yield {"rule": f"{label} -> {target_attr}", "value": value, "hits": hits}
 
 

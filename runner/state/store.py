@@ -354,16 +354,16 @@ class StateStore:
         ix = t.target_index.c
         self.conn.execute(t.target_index.delete().where(ix.type_id == type_id, sa.not_(ix.target_anchor.startswith("~"))))
 
-    def import_target_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]],
+    def import_target_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any], str | None]],
                            index: Sequence[tuple[str, str, str]]) -> None:
         """Remember target objects read for matching: their data (unless already known) and the
         (attribute, normalized value, target anchor) rows the match rules look up."""
         to, ix = t.target_objects.c, t.target_index.c
-        anchors = [a for a, _ in records]
+        anchors = [a for a, _, _ in records]
         known = set(self.conn.execute(sa.select(to.target_anchor).where(
             to.type_id == type_id, to.target_anchor.in_(anchors))).scalars())
-        fresh = [dict(type_id=type_id, target_anchor=a, data=dumps(d), disabled=False)
-                 for a, d in records if a not in known]
+        fresh = [dict(type_id=type_id, target_anchor=a, name=n, data=dumps(d), disabled=False)
+                 for a, d, n in records if a not in known]
         if fresh:
             self.conn.execute(t.target_objects.insert(), fresh)
         self.conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(anchors)))
@@ -397,6 +397,11 @@ class StateStore:
         self.conn.execute(t.target_index.insert().values(type_id=type_id, attribute=attribute, value=value[:255],
                                                          target_anchor="~" + anchor))
         return True
+
+    def target_name(self, type_id: int, target_anchor: str) -> str | None:
+        to = t.target_objects.c
+        return self.conn.execute(sa.select(to.name).where(to.type_id == type_id,
+                                                          to.target_anchor == target_anchor)).scalar()
 
     def link(self, type_id: int, anchor: str, target_anchor: str) -> None:
         lk = t.links.c
