@@ -133,33 +133,34 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
         with _stops_the_pass(ctx, ot, counts):
-            needs_target = not ctx.options.plan or bool(ot.match) or any(m.expression and "select_unique_value" in m.expression
-                                                                  for m in ot.mapping)
-            for name in [ot.source.connector] + ([ot.target.connector] if needs_target else []):
-                if name not in opened:
-                    opened[name] = open_connector(ctx.connectors[name])
-                if opened[name]:
-                    raise ConnectionFailed(opened[name] or "")
-            mapper = Mapper(ot)
-            if not ctx.options.no_import:
-                import_type(ctx, ot, counts)
-            if ctx.options.full_export:
-                ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
-            matcher = None
-            if ot.match or mapper.unique:
-                import_target(ctx, ot, mapper)
-            if ot.match:
-                matcher = Matcher(ctx, ot)
-            compute_type(ctx, ot, mapper, counts, matcher)
-            if not ctx.options.plan:
-                export_type(ctx, ot, mapper, counts, FORWARD)
-            ran.append((ot, mapper, counts))
+            ran.append((ot, _forward(ctx, ot, counts, opened), counts))
     if not ctx.options.plan:
         for ot, mapper, counts in reversed(ran):
             with _stops_the_pass(ctx, ot, counts):
                 export_type(ctx, ot, mapper, counts, DELETES)
     for ot in types:
         _finish_counts(ctx, ot, summary.object_types[ot.name])
+
+
+def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None]) -> Mapper:
+    """Import, compute and (unless planning) every export but deletes, for one object type."""
+    mapper = Mapper(ot)
+    reads_target = bool(ot.match or mapper.unique)  # match rules and unique values look at the target
+    for name in [ot.source.connector] + ([ot.target.connector] if reads_target or not ctx.options.plan else []):
+        if name not in opened:
+            opened[name] = open_connector(ctx.connectors[name])
+        if opened[name]:
+            raise ConnectionFailed(opened[name] or "")
+    if not ctx.options.no_import:
+        import_type(ctx, ot, counts)
+    if ctx.options.full_export:
+        ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
+    if reads_target:
+        import_target(ctx, ot, mapper)
+    compute_type(ctx, ot, mapper, counts, Matcher(ctx, ot) if ot.match else None)
+    if not ctx.options.plan:
+        export_type(ctx, ot, mapper, counts, FORWARD)
+    return mapper
 
 
 @contextlib.contextmanager

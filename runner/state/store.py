@@ -255,8 +255,7 @@ class StateStore:
                                                              so.deleted.is_(False))).scalar_one(),
             "linked": one(sa.select(sa.func.count()).where(lk.type_id == type_id, lk.live.is_(True))).scalar_one(),
             "pending": one(sa.select(sa.func.count()).where(pe.type_id == type_id)).scalar_one(),
-            "failing": one(sa.select(sa.func.count()).where(
-                sa.or_(sa.and_(so.type_id == type_id, so.error.is_not(None))))).scalar_one()
+            "failing": one(sa.select(sa.func.count()).where(so.type_id == type_id, so.error.is_not(None))).scalar_one()
             + one(sa.select(sa.func.count()).where(pe.type_id == type_id, pe.last_error.is_not(None))).scalar_one(),
         }
 
