@@ -29,7 +29,7 @@ from runner.mapping.names import NameError_, depth, render
 from runner.mapping.scope import compile_scope
 from runner.state.store import Pending, SourceRow
 
-PAGE = 500
+PAGE = 1000
 
 
 def exists_after(row: SourceRow, in_scope: bool | None, ot: ObjectType) -> bool:

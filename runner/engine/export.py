@@ -43,7 +43,7 @@ from runner.mapping.mapper import Mapper, MappingFailed
 from runner.provlog import changes_for_log
 from runner.state.store import Confirmations, Pending, PendingRow
 
-BATCH = 200
+BATCH = 500
 # (actions, children first?)
 PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("delete_first",), True),
