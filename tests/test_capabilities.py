@@ -474,3 +474,45 @@ def test_connectors_command_lists_plugins_with_version_and_capabilities(provisio
     assert "rename" in jsondir["operations"] and listed["csv"]["operations"] == []
     text = provision("connectors").out
     assert "jsondir  (provision-jsondir 0.1.0" in text
+
+
+def test_retryable_errors_are_retried_in_the_run_with_backoff(pipeline: Pipeline, monkeypatch):
+    """Fault injection: the directory throttles each object twice (retry_after 0.05 s); the run
+    still ends ok, with nothing failed; an object throttled more often fails and stays pending."""
+    import time
+
+    from provision_jsondir import JsonDirConnector
+
+    from runner.connectors.base import Result, RetryableError
+
+    real_apply = JsonDirConnector.apply
+    seen: dict[str, int] = {}
+    calls: list[float] = []
+    limit = [2]
+
+    def throttled(self, operations):
+        for op in operations:
+            key = op.name or op.anchor or str(op.id)
+            seen[key] = seen.get(key, 0) + 1
+            calls.append(time.monotonic())
+            if seen[key] <= limit[0]:
+                yield Result.failed(op, RetryableError("429 Too Many Requests", retry_after=0.05))
+            else:
+                yield from real_apply(self, [op])
+
+    monkeypatch.setattr(JsonDirConnector, "apply", throttled)
+    counts = pipeline.run()
+    assert all(c["failed"] == 0 for c in counts.values())
+    assert counts["user"]["added"] == 3 and counts["group"]["added"] == 1
+    assert calls[-1] - calls[0] >= 0.1                   # it waited between attempts
+    assert not [e for e in pipeline.log() if e["result"] == "failed"]
+
+    limit[0] = 10  # throttled for good: three retries, then the object fails and stays pending
+    seen.clear()
+    pipeline.people.append(person("E7", "Eve", "Late"))
+    pipeline.write_hr()
+    result = pipeline.provision("run", pipeline.manifest, "--output", "json")
+    assert result.code == 1 and result.json()["object_types"]["user"]["failed"] == 1
+    assert seen["uid=eve.late,ou=Engineering"] == 4      # the first try and three retries
+    monkeypatch.setattr(JsonDirConnector, "apply", real_apply)
+    assert pipeline.run()["user"]["added"] == 1

@@ -17,11 +17,15 @@ followed by an update. The second step is stored as a pending export as soon as 
 confirmed, so a run killed in between finishes the job next time.
 
 Operations go to the connector in parallel, as many at once as it declares (``concurrency:``
-lowers it); results are written to the state store round by round, each exactly once.
+lowers it); results are written to the state store round by round, each exactly once. An
+operation the connector reports as retryable (a timeout, throttling) is tried again later in the
+same run, up to MAX_RETRIES times, after a backoff (the connector's ``retry_after`` when it
+gives one); then it fails like any other and stays pending for the next run.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +39,7 @@ from runner.connectors.base import (
     NotFound,
     Operation,
     Result,
+    RetryableError,
 )
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import SENSITIVE, stored_form
@@ -89,8 +94,14 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
             if not waiting:
                 break
             force = sent == 0  # no progress: a reference cycle; send the rest without those references
+            exporter.back_off()
     ctx.store.prune_tombstones(ctx.type_ids[ot.name])
     ctx.store.commit()
+
+
+MAX_RETRIES = 3  # in-run retries of an operation the connector calls retryable (timeouts, throttling)
+FIRST_BACKOFF = 0.5  # seconds; doubles per retry unless the connector says how long (retry_after)
+MAX_BACKOFF = 60.0
 
 
 def concurrency(caps: Capabilities, ot: ObjectType) -> int:
@@ -109,6 +120,14 @@ class _Exporter:
         self.threads = concurrency(self.caps, ot)
         self.done = Confirmations()
         self.before: dict[str, tuple[dict[str, Any], bool]] = {}
+        self.retries: dict[str, int] = {}  # anchor -> retries this run (only objects that hit a retryable error)
+        self.wait = 0.0  # seconds to wait before the next sweep, for the retries it holds
+
+    def back_off(self) -> None:
+        if self.wait:
+            self.ctx.logger.info("%s: waiting %.1f s before retrying", self.ot.name, self.wait)
+            time.sleep(min(self.wait, MAX_BACKOFF))
+            self.wait = 0.0
 
     def pair_replacements(self) -> None:
         """An add that takes the name a delete frees is the same object with a new anchor."""
@@ -140,7 +159,7 @@ class _Exporter:
                 if not ready:
                     break
                 sent += len(ready)
-                waiting += len(self.done.followups)
+                waiting += len(self.done.followups) + len(self.done.retries)
                 remaining = held
             waiting += len(remaining)
         return sent, waiting
@@ -326,6 +345,8 @@ class _Exporter:
                 self._failed(row, f"{result.error}; the object is gone from the target and will be "
                                   "created again on the next run")
                 return
+            if isinstance(result.error, RetryableError) and self._retry(row, result.error):
+                return
             self._failed(row, _error_text(result.error))
             return
         digest = self.store.sensitive_digest
@@ -364,6 +385,17 @@ class _Exporter:
             self.counts.count(action, source_present=not row.payload.get("gone"))
         self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(action, action), "ok", changes=changes,
                          target_anchor=str(result.anchor or row.target_anchor or "") or None)
+
+    def _retry(self, row: PendingRow, error: RetryableError) -> bool:
+        """Keep a retryable failure for a later sweep of this run, with backoff; False once spent."""
+        tries = self.retries.get(row.source_anchor, 0) + 1
+        if tries > MAX_RETRIES:
+            return False
+        self.retries[row.source_anchor] = tries
+        self.done.retries.append((row.source_anchor, _error_text(error)))
+        pause = error.retry_after if error.retry_after is not None else FIRST_BACKOFF * 2 ** (tries - 1)
+        self.wait = max(self.wait, pause)
+        return True
 
     def _failed(self, row: PendingRow, error: str) -> None:
         self.done.failures.append((row.source_anchor, error))

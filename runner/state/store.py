@@ -76,6 +76,7 @@ class Confirmations:
     followups: list[Pending] = field(default_factory=list)  # a second step for the same object (password, update)
     deletes: list[tuple[str, str | None, bool]] = field(default_factory=list)  # anchor, target anchor, source gone
     failures: list[tuple[str, str]] = field(default_factory=list)  # anchor, error
+    retries: list[tuple[str, str]] = field(default_factory=list)  # anchor, error: to be tried again this run
     gone: list[tuple[str, str]] = field(default_factory=list)  # anchor, target anchor: vanished from the target
     dropped: list[tuple[str, int, str]] = field(default_factory=list)  # anchor, ref type id, ref anchor left out
 
@@ -645,6 +646,11 @@ class StateStore:
                          .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
                          .values(attempts=pe.attempts + 1, last_error=sa.bindparam("k_error"), attempted_run=run_id),
                          [dict(k_anchor=a, k_error=e) for a, e in done.failures])
+        if done.retries:
+            conn.execute(t.pending.update()
+                         .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
+                         .values(attempts=pe.attempts + 1, last_error=sa.bindparam("k_error")),
+                         [dict(k_anchor=a, k_error=e) for a, e in done.retries])
         if done.gone:
             for anchor, target_anchor in done.gone:
                 conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
