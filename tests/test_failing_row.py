@@ -61,3 +61,17 @@ def test_an_unreadable_source_stops_the_pass_without_deleting_anyone(quickstart_
     assert "people.csv" in out["object_types"]["user"]["error"]
     assert out["object_types"]["user"]["deleted"] == 0
     assert read_app(tmp_path / "app.db")["users"] == before["users"]
+
+
+def test_a_group_with_a_huge_member_cell_is_read(provision, tmp_path: Path, monkeypatch):
+    """A member list far beyond the csv module's default 128 KiB cell limit (found at 1M people)."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("PROVISION_DATA", str(data))
+    monkeypatch.setenv("PROVISION_TARGET", str(tmp_path / "app.db"))
+    people = [person(f"EMPLOYEE-{i:07d}", "P", f"N{i}") for i in range(9000)]
+    write_hr(data, people, [group("G1", "Everyone", [p["employee_id"] for p in people])])
+    assert len((data / "groups.csv").read_text()) > 131072
+    result = provision("run", QUICKSTART, "--output", "json")
+    assert result.code == 0, result.err
+    assert result.json()["object_types"]["group"]["added"] == 1
+    assert len(read_app(tmp_path / "app.db")["groups"][0]["members"]) == 9000

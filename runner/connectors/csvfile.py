@@ -27,6 +27,10 @@ from runner.connectors.base import (
     Record,
 )
 
+# A group's member list is one cell: at a million people a large group's cell passes the csv
+# module's default limit of 128 KiB.
+MAX_FIELD = 2**31 - 1
+
 OBJECT_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -85,6 +89,7 @@ class CsvConnector(Connector):
             handle = open(path, newline="", encoding=self.config.get("encoding", "utf-8"))  # noqa: SIM115 (closed below)
         except OSError as exc:
             raise ConnectionFailed(f"cannot open {path}: {exc.strerror}; check the connector's path") from exc
+        csv.field_size_limit(MAX_FIELD)
         with handle:
             reader = csv.DictReader(handle, delimiter=self.config.get("delimiter", ","))
             page: list[Record] = []
