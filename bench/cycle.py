@@ -76,21 +76,17 @@ def main() -> None:
         data = root / "data"
         sampledata_cli("make", "--out", str(data), "--people", str(args.people), "--groups", str(groups), "--seed", "1")
         env = dict(os.environ, PROVISION_DATA=str(data), PROVISION_TARGET=str(root / "app.db"))
-        results = []
+        print(f"{args.people} people, {groups} groups", flush=True)
+        print(f"{'phase':14} {'seconds':>8} {'people/s':>9} {'peak MB':>8}  user counts", flush=True)
         for phase in ("initial", "no-op", f"delta {args.percent}%"):
             if phase.startswith("delta"):
                 sampledata_cli("mutate", "--out", str(data), "--seed", "2", "--percent", str(args.percent))
             seconds, peak, out = timed_run(env)
-            users = out["object_types"]["user"]
-            results.append((phase, seconds, peak, users))
+            counts = {k: v for k, v in out["object_types"]["user"].items() if v and k != "imported"}
+            print(f"{phase:14} {seconds:8.2f} {args.people / seconds:9.0f} {peak:8.0f}  {counts}", flush=True)
         raw = floor(data, root / "floor.db")
-    print(f"{args.people} people, {groups} groups")
-    print(f"{'phase':14} {'seconds':>8} {'people/s':>9} {'peak MB':>8}  user counts")
-    for phase, seconds, peak, users in results:
-        counts = {k: v for k, v in users.items() if v and k != "imported"}
-        print(f"{phase:14} {seconds:8.2f} {args.people / seconds:9.0f} {peak:8.0f}  {counts}")
-    print(f"{'raw floor':14} {raw:8.2f} {args.people / raw:9.0f}           (plain Python map + sqlite3 executemany)")
-
+        print(f"{'raw floor':14} {raw:8.2f} {args.people / raw:9.0f}           "
+              "(plain Python map + sqlite3 executemany)")
 
 if __name__ == "__main__":
     main()

@@ -97,6 +97,7 @@ class Dataset:
 
     # ---- reading and writing the three forms -------------------------------------------------
     def load(self) -> "Dataset":
+        csv.field_size_limit(2**31 - 1)  # a big group's member list passes 128 KiB at 1M people
         with open(self.out / "people.csv", newline="", encoding="utf-8") as f:
             self.people = {r["employee_id"]: r for r in csv.DictReader(f)}
         with open(self.out / "groups.csv", newline="", encoding="utf-8") as f:
