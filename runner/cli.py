@@ -242,7 +242,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from runner.engine.preview import preview, render
+    from runner.engine.preview import preview
+    from runner.report import render
 
     result = preview(args.file, args.object_type, args.anchor, apply=args.apply)
     if args.output == "json":

@@ -1,13 +1,17 @@
-"""Text forms of attribute changes, shared by `provision plan` and `provision preview`."""
+"""Text forms for the terminal: attribute changes (plan, preview) and the preview report."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from runner import secrets
+from runner.mapping.explain import show
 
-def show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+if TYPE_CHECKING:
+    from runner.engine.preview import Preview
+
+_OUT_OF_SCOPE = {"disable": "disabled if provisioned", "delete": "deleted if provisioned",
+                 "ignore": "left alone if provisioned"}
 
 
 def change_lines(changes: dict[str, Any]) -> list[str]:
@@ -22,3 +26,81 @@ def change_lines(changes: dict[str, Any]) -> list[str]:
         elif change.get("new") is not None:
             lines.append(f"{attr}: {show(change['new'])}")
     return lines
+
+
+def render(p: Preview) -> str:
+    """The preview as text, one section per step."""
+    lines = [f"preview of {p.object_type} {p.anchor} ({p.pipeline})"]
+    what = {"new": "new to the state store", "changed": f"changed since last seen: {', '.join(p.changed)}",
+            "unchanged": "unchanged since last seen"}[p.imported]
+    lines.append(f"import: found after {p.read} record{'s' if p.read != 1 else ''}; {what}")
+    lines += [f"    {k}: {show(v)}" for k, v in p.source.items()]
+    if not p.scope:
+        lines.append("scope: in scope (no scoping filter)")
+    else:
+        verdict = "in scope" if p.in_scope else f"out of scope ({_OUT_OF_SCOPE[p.when_out_of_scope]})"
+        lines.append(f"scope: {verdict}")
+        lines += ["    " + s.line() for s in p.scope]
+    lines.append(f"match: {_match_text(p)}")
+    for rule in p.match_rules:
+        hits = ", ".join(rule["hits"]) or "no unlinked target object"
+        lines.append(f"    {rule['rule']}: {show(rule['value'])} -> {rule.get('error') or hits}")
+    lines.append("mapping:" if p.in_scope else "mapping (not exported: out of scope):")
+    for step in p.mapping:
+        line = f"    {step.target}: {step.rule} -> {step.shown}"
+        refs = p.references.get(step.target)
+        if refs:
+            line += "; " + ", ".join(f"{r['anchor']} " + _reference_text(r) for r in refs)
+        lines.append(line)
+    if p.target is not None:
+        lines.append(f"target (as the state store knows it){', disabled' if p.target_disabled else ''}:")
+        lines += [f"    {k}: {show(v)}" for k, v in p.target.items()]
+    lines.append(f"diff: {_diff_head(p)}")
+    if p.change is not None:
+        lines += ["    " + line for line in change_lines(p.change.changes)]
+    if p.applied:
+        if p.result is None:
+            lines.append("apply: nothing to export")
+        elif p.result["result"] == "ok":
+            target = f" (target {p.result['target_anchor']})" if p.result["target_anchor"] else ""
+            lines.append(f"apply: {p.result['action']} ok{target}")
+        else:
+            lines.append(f"apply: failed: {p.result['error']}")
+    else:
+        lines.append("nothing written (--apply exports this object)")
+    return secrets.redact("\n".join(lines))
+
+
+def _reference_text(ref: dict[str, Any]) -> str:
+    if ref["target_anchor"] is not None:
+        return f"is target {ref['target_anchor']}"
+    if ref["provisioned"]:
+        return "is not in the target yet: set once it is added"
+    return "is not provisioned: left out"
+
+
+def _match_text(p: Preview) -> str:
+    if p.linked is not None:
+        return f"linked to target {p.linked} (stored link)"
+    if p.matched is not None:
+        return f"matched target {p.matched} by the match rules"
+    if not p.in_scope:
+        return "not linked to a target object"
+    if p.match_rules:
+        return "no target object matches: a new one is added"
+    return "not linked to a target object: a new one is added"
+
+
+def _diff_head(p: Preview) -> str:
+    if p.error is not None:
+        return f"the object fails: {p.error}"
+    if p.change is None:
+        return "nothing to export: the target holds these values" if p.in_scope else "nothing to export"
+    head = p.change.action
+    if p.change.target_anchor:
+        head += f" target {p.change.target_anchor}"
+    if p.change.error:
+        head += f" (retrying after: {p.change.error})"
+    return head
+
+
