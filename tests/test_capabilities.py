@@ -516,3 +516,35 @@ def test_retryable_errors_are_retried_in_the_run_with_backoff(pipeline: Pipeline
     assert seen["uid=eve.late,ou=Engineering"] == 4      # the first try and three retries
     monkeypatch.setattr(JsonDirConnector, "apply", real_apply)
     assert pipeline.run()["user"]["added"] == 1
+
+
+def test_an_add_that_finds_the_object_already_there_is_adopted_next_run(pipeline: Pipeline, monkeypatch):
+    """Someone creates Ann's account between the target read and the export (fault injection: the
+    read misses it). The add fails with AlreadyExists; the next run matches and adopts it."""
+    from provision_jsondir import JsonDirConnector
+
+    from runner.connectors.base import Operation
+
+    pipeline.manifest.write_text(pipeline.manifest.read_text().replace(
+        "    when_out_of_scope: delete", "    match: [{source: email, target: mail}]\n    when_out_of_scope: delete"))
+    pipeline.run()
+    pipeline.people.append(person("E5", "Eva", "Nyberg"))
+    pipeline.write_hr()
+    real_read, real_apply = JsonDirConnector.read, JsonDirConnector.apply
+
+    def read_then_someone_adds(self, object, partition=None, watermark=None):
+        yield from real_read(self, object, partition, watermark)
+        if object == "users" and partition == "lab":   # after the read, before the export
+            assert all(r.ok for r in real_apply(self, [Operation(1, "add", "users", partition="corp",
+                                                                 name="uid=eva.nyberg,ou=Engineering",
+                                                                 attributes={"mail": "eva.nyberg@example.org"})]))
+
+    monkeypatch.setattr(JsonDirConnector, "read", read_then_someone_adds)
+    result = pipeline.provision("run", pipeline.manifest, "--output", "json")
+    assert result.code == 1 and result.json()["object_types"]["user"]["failed"] == 1
+    monkeypatch.setattr(JsonDirConnector, "read", real_read)
+    counts = pipeline.run()
+    assert counts["user"]["failed"] == 0 and counts["user"]["added"] == 0 and counts["user"]["updated"] == 1
+    eva = pipeline.objects()["corp", "uid=eva.nyberg,ou=Engineering"]
+    assert eva["attributes"]["cn"] == "Eva Nyberg"     # adopted and brought in line, not duplicated
+    assert all(c["unchanged"] == c["imported"] for c in pipeline.run().values())

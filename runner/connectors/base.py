@@ -66,7 +66,8 @@ class NotFound(ObjectError):
 
 
 class AlreadyExists(ObjectError):
-    """An add collided with an existing object (the engine matches and adopts it where it can)."""
+    """An add collided with an existing object. The object fails this run and is computed again
+    next run, when the object type's match rules can adopt the existing one."""
 
 
 class ConfigurationError(ConnectorError):

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.connectors.base import (
+    AlreadyExists,
     Capabilities,
     ConnectionFailed,
     ConnectorError,
@@ -341,9 +342,14 @@ class _Exporter:
         row, action, done = p.row, p.row.action, self.done
         if not result.ok and not (action in ("delete", "delete_first") and isinstance(result.error, NotFound)):
             if isinstance(result.error, NotFound) and action in ("update", "disable", "rename", "set_password"):
-                done.gone.append((row.source_anchor, row.target_anchor or ""))
+                done.recompute.append((row.source_anchor, row.target_anchor or ""))
                 self._failed(row, f"{result.error}; the object is gone from the target and will be "
                                   "created again on the next run")
+                return
+            if isinstance(result.error, AlreadyExists) and action == "add":
+                done.recompute.append((row.source_anchor, ""))
+                self._failed(row, f"{result.error}; the next run computes the object again, and its match "
+                                  "rules (match:) can adopt the existing one")
                 return
             if isinstance(result.error, RetryableError) and self._retry(row, result.error):
                 return

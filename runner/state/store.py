@@ -77,7 +77,9 @@ class Confirmations:
     deletes: list[tuple[str, str | None, bool]] = field(default_factory=list)  # anchor, target anchor, source gone
     failures: list[tuple[str, str]] = field(default_factory=list)  # anchor, error
     retries: list[tuple[str, str]] = field(default_factory=list)  # anchor, error: to be tried again this run
-    gone: list[tuple[str, str]] = field(default_factory=list)  # anchor, target anchor: vanished from the target
+    # anchor, target anchor: what we knew of the target object is wrong (it vanished, or an add found
+    # one already there): forget it and compute the object again next run, when matching can adopt it
+    recompute: list[tuple[str, str]] = field(default_factory=list)
     dropped: list[tuple[str, int, str]] = field(default_factory=list)  # anchor, ref type id, ref anchor left out
 
 
@@ -651,12 +653,12 @@ class StateStore:
                          .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
                          .values(attempts=pe.attempts + 1, last_error=sa.bindparam("k_error")),
                          [dict(k_anchor=a, k_error=e) for a, e in done.retries])
-        if done.gone:
-            for anchor, target_anchor in done.gone:
+        if done.recompute:
+            for anchor, target_anchor in done.recompute:
                 conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
                 conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
             conn.execute(t.source_objects.update().where(so.type_id == type_id,
-                                                         so.anchor.in_([a for a, _ in done.gone])).values(dirty=True))
+                                                         so.anchor.in_([a for a, _ in done.recompute])).values(dirty=True))
         if done.dropped:
             conn.execute(t.refs.update().where(rf.type_id == type_id, rf.anchor == sa.bindparam("k_anchor"),
                                                rf.ref_type_id == sa.bindparam("k_type"),
