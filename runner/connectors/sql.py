@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from runner.connectors.base import (
+    AlreadyExists,
     Capabilities,
     ConfigurationError,
     ConnectionFailed,
@@ -245,7 +246,8 @@ class SqlConnector(Connector):
                 anchor = self._apply_one(conn, op)
             return Result(op.id, True, anchor)
         except exc.IntegrityError as e:
-            return Result.failed(op, ObjectError(f"rejected by the database: {_reason(e)}"))
+            kind = AlreadyExists if op.kind == "add" and _unique_violation(e) else ObjectError
+            return Result.failed(op, kind(f"rejected by the database: {_reason(e)}"))
         except exc.DataError as e:
             return Result.failed(op, ObjectError(f"bad value: {_reason(e)}"))
         except ObjectError as e:
@@ -344,6 +346,18 @@ class SqlConnector(Connector):
         if values:
             ctable = self.tables[child["table"]]
             conn.execute(ctable.insert(), [{child["key"]: owner, child["value"]: v} for v in values])
+
+
+def _unique_violation(error: exc.IntegrityError) -> bool:
+    """A duplicate key, as each driver says it: SQLSTATE 23505 (PostgreSQL), 1062 (MySQL/MariaDB),
+    'UNIQUE constraint failed' (SQLite)."""
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] == 1062:
+        return True
+    return "UNIQUE constraint failed" in str(orig)
 
 
 def _add_groups(operations: Sequence[Operation]) -> list[list[Operation]]:
