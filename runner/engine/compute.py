@@ -24,7 +24,7 @@ from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import attribute_changes, comparer, stored_form
 from runner.engine.matching import MatchConflict, Matcher, pick_unique
 from runner.manifest.model import ObjectType
-from runner.mapping.mapper import Mapper, MappingFailed, with_create_defaults
+from runner.mapping.mapper import Mapper, MappingFailed, as_list, with_create_defaults
 from runner.mapping.names import NameError_, depth, render
 from runner.mapping.scope import compile_scope
 from runner.state.store import Pending, SourceRow
@@ -195,7 +195,7 @@ def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,
     ref_rows: list[tuple[str, int, str]] = []
     for anchor, values in mapped.items():
         for attr, ref_type in mapper.references.items():
-            for ref in _as_list(values.get(attr)):
+            for ref in as_list(values.get(attr)):
                 wanted[ref_type].add(str(ref))
                 ref_rows.append((anchor, ctx.type_ids[ref_type], str(ref)))
     existing = {ref_type: store.exists_after(ctx.type_ids[ref_type], anchors) for ref_type, anchors in wanted.items()}
@@ -207,12 +207,6 @@ def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,
             elif value is not None:
                 values[attr] = str(value) if str(value) in existing[ref_type] else None
     store.replace_refs(type_id, list(mapped), ref_rows)
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def _payload_values(desired: dict[str, Any], mapper: Mapper) -> dict[str, Any]:

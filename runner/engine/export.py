@@ -45,7 +45,7 @@ from runner.connectors.base import (
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import SENSITIVE, stored_form
 from runner.manifest.model import ObjectType
-from runner.mapping.mapper import Mapper, MappingFailed
+from runner.mapping.mapper import Mapper, MappingFailed, as_list
 from runner.provlog import changes_for_log
 from runner.state.store import Confirmations, Pending, PendingRow
 
@@ -193,7 +193,7 @@ class _Exporter:
                 for attr, value in row.payload.get(part, {}).items():
                     ref_type = self.mapper.references.get(attr)
                     if ref_type is not None:
-                        refs[ref_type].update(str(v) for v in _as_list(value))
+                        refs[ref_type].update(str(v) for v in as_list(value))
         return refs
 
     def _operation(self, index: int, row: PendingRow, targets: dict[str, dict[str, str]],
@@ -260,9 +260,9 @@ class _Exporter:
         if ref_type is None:
             return value, value
         known = targets.get(ref_type, {})
-        if ref_type == self.ot.name and any(str(v) in waiting_adds for v in _as_list(value)):
+        if ref_type == self.ot.name and any(str(v) in waiting_adds for v in as_list(value)):
             raise Waiting
-        missing = {str(v) for v in _as_list(value) if str(v) not in known}
+        missing = {str(v) for v in as_list(value) if str(v) not in known}
         if missing:
             prepared.dropped.setdefault(ref_type, set()).update(missing)
         if isinstance(value, list):
@@ -420,12 +420,6 @@ def _levels(prepared: list[Prepared]) -> list[list[Prepared]]:
         else:
             levels.append([p])
     return levels
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def _error_text(error: ConnectorError | None) -> str:

@@ -63,6 +63,8 @@ def import_target(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> int:
 def pick_unique(ctx: RunContext, type_id: int, anchor: str, desired: dict[str, Any], mapper: Mapper) -> None:
     """Replace select_unique_value candidates in ``desired`` by the first value free in the target
     (and not reserved by another new object); raise ValueError when none is."""
+    if not mapper.unique:
+        return
     store = ctx.store
     rules = ctx.target(mapper.object_type).capabilities().normalizations
     for attr in mapper.unique:

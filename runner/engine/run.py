@@ -195,7 +195,7 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
     if ctx.options.plan:
         for item in plan_items(ctx, ot):
             counts.count(item.action, source_present=not item.gone)
-    present = ctx.store.counts(ctx.type_ids[ot.name])["source_objects"]
+    present = ctx.store.count_present(ctx.type_ids[ot.name])
     counts.unchanged = max(0, present - counts.touched)
 
 

@@ -47,6 +47,13 @@ def _compile(spec: AttributeMapping) -> CompiledAttribute:
     return CompiledAttribute(spec, lambda record: constant)
 
 
+def as_list(value: Any) -> list[Any]:
+    """A single- or multi-valued value as a list (null: empty)."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def normalize(value: Any, multi_valued: bool) -> Any:
     """The comparable form of a mapped value."""
     if multi_valued:

@@ -249,11 +249,17 @@ class StateStore:
                                  .order_by(c.started.desc()).limit(limit))
         return [dict(r._mapping) | {"summary": json.loads(r.summary) if r.summary else None} for r in rows]
 
+    def count_present(self, type_id: int) -> int:
+        """Source objects of the type that the source still has."""
+        so = t.source_objects.c
+        return self.conn.execute(sa.select(sa.func.count()).where(so.type_id == type_id,
+                                                                  so.deleted.is_(False))).scalar_one()
+
     def counts(self, type_id: int) -> dict[str, int]:
         so, lk, pe = t.source_objects.c, t.links.c, t.pending.c
         one = self.conn.execute
         return {
-            "source_objects": one(sa.select(sa.func.count()).where(so.type_id == type_id, so.deleted.is_(False))).scalar_one(),
+            "source_objects": self.count_present(type_id),
             "in_scope": one(sa.select(sa.func.count()).where(so.type_id == type_id, so.in_scope.is_(True),
                                                              so.deleted.is_(False))).scalar_one(),
             "linked": one(sa.select(sa.func.count()).where(lk.type_id == type_id, lk.live.is_(True))).scalar_one(),
