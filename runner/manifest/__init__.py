@@ -6,7 +6,9 @@ problem found, each with file, line, column and JSON path.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from runner.errors import ManifestError, Problem
 from runner.manifest import schema
 from runner.manifest.checks import connector_problems, semantic_problems
 from runner.manifest.model import Manifest, build
-from runner.manifest.yamlfile import Located, read_yaml
+from runner.manifest.yamlfile import Located, one_line, read_yaml
 
 __all__ = ["Loaded", "Manifest", "load", "load_with_connectors"]
 
@@ -77,16 +79,39 @@ def _not_under(found: list[Problem], earlier: list[Problem]) -> list[Problem]:
     return [p for p in found if not any(e.path and _under(p.path, e.path) for e in earlier)]
 
 
+MAX_MESSAGE = 500  # characters: a message quoting a whole rejected block says no more than its start
+
+
 def _error(problems: list[Problem]) -> ManifestError:
     """One ManifestError; each problem one line, secrets masked, exact repeats dropped.
 
     A mapping file used by two object types would otherwise report its problems twice.
+    Secrets are masked before a long message is cut, so a cut never leaves half a secret.
     """
     unique: dict[tuple[str, int, int, str], Problem] = {}
     for p in problems:
-        message = secrets.redact(p.message).replace("\r", "\\r").replace("\n", "\\n")
-        unique.setdefault((p.file, p.line, p.column, message), replace(p, message=message))
+        message = one_line(secrets.redact(p.message))
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "..."
+        file, path = one_line(p.file), one_line(p.path)
+        unique.setdefault((file, p.line, p.column, message), replace(p, file=file, path=path, message=message))
     return ManifestError(list(unique.values()))
+
+
+def _not_a_file(file: Path) -> str | None:
+    """Why ``file`` cannot be read as a mapping file, or None when it is a file.
+
+    ``Path.is_file()`` raises for some errors (a name too long, a folder we may not enter).
+    """
+    try:
+        mode = file.stat().st_mode
+    except OSError as exc:
+        return "not found" if exc.errno in (errno.ENOENT, errno.ENOTDIR) else f"cannot be read ({exc.strerror})"
+    except ValueError:  # a NUL in the path
+        return "not found"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    return None if stat.S_ISREG(mode) else "is not a regular file"
 
 
 def _include_mapping_files(data: dict, located: Located, base_dir: Path) -> list[Problem]:
@@ -105,8 +130,8 @@ def _include_mapping_files(data: dict, located: Located, base_dir: Path) -> list
                                                 "manifest) or a list of mappings"))
             continue
         file = Path(os.path.normpath(base_dir / ref))
-        if not file.is_file():
-            why = "is a folder, not a file" if file.is_dir() else "not found"
+        why = _not_a_file(file)
+        if why:
             problems.append(located.problem(at, f"mapping file {why}: {file} (paths are relative to the "
                                                 "manifest's folder)"))
             continue
