@@ -1,7 +1,8 @@
 """Command line: parse arguments, call the engine, print, map outcomes to exit codes.
 
 Exit codes: 0 all good, 1 some objects failed, 2 invalid manifest or usage, 3 stopped (the
-pipeline's lock is held, or a safety rule tripped).
+pipeline's lock is held, or a safety rule tripped), 130 / 143 interrupted by SIGINT / SIGTERM
+(what was in flight is recorded; the next run carries on).
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--full-export", action="store_true",
                        help="re-send every in-scope object's mapped attributes (a target that lost data or drifted)")
         p.add_argument("--partition", metavar="NAME", help="import only this source partition")
+        p.add_argument("--allow-deletes", metavar="N|all", type=_allowance,
+                       help="let this run delete or disable up to N objects per type (all: any number), past "
+                            "the deletion guard (safety.max_deletes)")
         p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
         p.set_defaults(func=cmd_run, plan=name == "plan")
 
@@ -150,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     options = RunOptions(plan=args.plan, object_types=tuple(args.object_type), no_import=args.no_import,
                          log_file=args.log_file, full_import=args.full, full_export=args.full_export,
-                         partition=args.partition)
+                         partition=args.partition, stop=None if args.plan else _stop_on_signals(),
+                         allow_deletes=args.allow_deletes)
     items: list[PlanItem] = []
     more = 0
 
@@ -180,6 +185,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 PLAN_ITEMS_SHOWN = 10000
 
 
+def _allowance(text: str) -> int:
+    if text == "all":
+        return -1
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError("a number of objects, or all")
+
+
+def _stop_on_signals() -> Any:
+    """SIGINT and SIGTERM ask the run to stop at the next safe point (the round in flight is
+    recorded first); a second one stops it at once, which is still safe (see docs/reliability)."""
+    import signal
+
+    from runner.engine.context import StopFlag
+
+    flag = StopFlag()
+
+    def ask(signum: int, _frame: Any) -> None:
+        flag.set(signum)
+        print(f"provision: {signal.Signals(signum).name}: finishing what is in flight, then stopping "
+              "(again to stop at once)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, ask)
+    signal.signal(signal.SIGTERM, ask)
+    return flag
+
+
 _SYMBOL = {"add": "+", "update": "~", "disable": "!", "delete": "-", "rename": ">", "replace": "±"}
 
 
@@ -202,6 +236,10 @@ def _summary_text(summary: Any, plan: bool) -> str:
         else:
             line = (f"  {name}: {c.imported} imported, {c.added} added, {c.updated} updated, {c.renamed} renamed, "
                     f"{c.disabled} disabled, {c.deleted} deleted, {c.unchanged} unchanged, {c.failed} failed")
+        if c.recovered:
+            line += f"\n    {c.recovered} exports of an interrupted run were settled against the target first"
+        if c.guard:
+            line += f"\n    {'would be ' if plan else ''}stopped by the deletion guard: {c.guard}"
         if c.error:
             line += f"\n    stopped: {c.error}"
         lines.append(line)
@@ -266,7 +304,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines.append("object types:")
     for name, c in report["object_types"].items():
         lines.append(f"  {name}: {c['source_objects']} in source, {c['in_scope']} in scope, {c['linked']} in target, "
-                     f"{c['pending']} pending, {c['failing']} failing")
+                     f"{c['pending']} pending ({c['in_doubt']} in doubt after an interrupted run), {c['failing']} failing")
         for anchor, error in c["failures"]:
             lines.append(f"    {anchor}: {error}")
     lines.append("last runs:")

@@ -57,3 +57,14 @@ class StateError(ProvisionError):
     """The state store cannot be opened or is from an incompatible version."""
 
     exit_code = 2
+
+
+class Interrupted(ProvisionError):
+    """SIGINT or SIGTERM: the run recorded what was in flight and stopped (exit 128 + signal)."""
+
+    def __init__(self, signum: int):
+        import signal as _signal
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {_signal.Signals(signum).name}: what was sent is recorded; "
+                         "the next run carries on from here")

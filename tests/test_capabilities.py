@@ -272,7 +272,7 @@ connectors:
 object_types:
   - name: user
     source: {{connector: hr, object: people, anchor: employee_id, partitions: [emea, amer]}}
-    target: {{connector: app, object: users}}
+    target: {{connector: app, object: users, correlate: [employee_id]}}
     mapping:
       - {{target: employee_id, source: employee_id}}
       - {{target: title, source: title}}
@@ -364,7 +364,8 @@ def test_parents_of_one_type_go_first_even_in_parallel(tmp_path: Path, provision
     assert result.code == 0, result.out + result.err
     assert result.json()["object_types"]["orgunit"]["added"] == len(units)
     write_csv(tmp_path / "hr" / "units.csv", [])
-    gone = provision("run", manifest, "--output", "json")
+    assert provision("run", manifest).code == 3  # the deletion guard: an empty source looks like a broken export
+    gone = provision("run", manifest, "--output", "json", "--allow-deletes", "all")
     assert gone.code == 0, gone.out
     assert gone.json()["object_types"]["orgunit"]["deleted"] == len(units)   # children before parents
     assert not list((tmp_path / "dir").rglob("*.json"))
@@ -423,7 +424,10 @@ def test_match_rules_fold_what_the_target_declares(tmp_path: Path, provision):
     assert all(r.ok for r in results)
 
     result = provision("run", pipeline.manifest, "--output", "json")
-    assert result.code == 1  # the orgunit exists already and has no match rule: that add fails
+    # the orgunit exists already and has no match rule: its add finds it there, and it is adopted by name
+    assert result.code == 0, result.out
+    assert result.json()["object_types"]["orgunit"]["failed"] == 0
+    assert len([k for k in pipeline.objects() if k[1] == "ou=Engineering"]) == 1
     users = result.json()["object_types"]["user"]
     assert users["added"] == 0 and users["renamed"] == 1, result.out    # adopted, then moved to its mapped name
     adopted = pipeline.objects()["corp", "uid=zoë.ødegård,ou=Engineering"]
@@ -519,8 +523,9 @@ def test_retryable_errors_are_retried_in_the_run_with_backoff(pipeline: Pipeline
 
 
 def test_an_add_that_finds_the_object_already_there_is_adopted_next_run(pipeline: Pipeline, monkeypatch):
-    """Someone creates Ann's account between the target read and the export (fault injection: the
-    read misses it). The add fails with AlreadyExists; the next run matches and adopts it."""
+    """Someone creates Eva's account just after the match rules looked for it (fault injection:
+    the lookup misses it). The add meets AlreadyExists; the engine looks the object up by its
+    name, adopts it in the same run, and brings it in line on the next: never a duplicate."""
     from provision_jsondir import JsonDirConnector
 
     from runner.connectors.base import Operation
@@ -530,19 +535,22 @@ def test_an_add_that_finds_the_object_already_there_is_adopted_next_run(pipeline
     pipeline.run()
     pipeline.people.append(person("E5", "Eva", "Nyberg"))
     pipeline.write_hr()
-    real_read, real_apply = JsonDirConnector.read, JsonDirConnector.apply
+    real_lookup, real_apply = JsonDirConnector.lookup, JsonDirConnector.apply
+    raced: list[bool] = []
 
-    def read_then_someone_adds(self, object, partition=None, watermark=None):
-        yield from real_read(self, object, partition, watermark)
-        if object == "users" and partition == "lab":   # after the read, before the export
+    def lookup_then_someone_adds(self, object, values, *, partition=None):
+        found = real_lookup(self, object, values, partition=partition)
+        if object == "users" and not raced:   # after the lookup, before the export
+            raced.append(True)
             assert all(r.ok for r in real_apply(self, [Operation(1, "add", "users", partition="corp",
                                                                  name="uid=eva.nyberg,ou=Engineering",
                                                                  attributes={"mail": "eva.nyberg@example.org"})]))
+        return found
 
-    monkeypatch.setattr(JsonDirConnector, "read", read_then_someone_adds)
-    result = pipeline.provision("run", pipeline.manifest, "--output", "json")
-    assert result.code == 1 and result.json()["object_types"]["user"]["failed"] == 1
-    monkeypatch.setattr(JsonDirConnector, "read", real_read)
+    monkeypatch.setattr(JsonDirConnector, "lookup", lookup_then_someone_adds)
+    result = pipeline.provision("run", pipeline.manifest, "--output", "json", "--log-file", pipeline.tmp / "race.log")
+    assert raced and result.code == 0, result.out
+    monkeypatch.setattr(JsonDirConnector, "lookup", real_lookup)
     counts = pipeline.run()
     assert counts["user"]["failed"] == 0 and counts["user"]["added"] == 0 and counts["user"]["updated"] == 1
     eva = pipeline.objects()["corp", "uid=eva.nyberg,ou=Engineering"]

@@ -45,3 +45,33 @@ def test_existing_accounts_are_adopted_not_duplicated(quickstart_copy: Path, pro
 
     again = provision("run", quickstart_copy, "--output", "json").json()["object_types"]["user"]
     assert again["added"] == 0 and again["updated"] == 0 and again["failed"] == 1
+
+
+def test_a_few_new_hires_are_matched_by_lookups_not_by_reading_the_whole_target(quickstart_copy: Path, provision,
+                                                                                tmp_path: Path):
+    """First contact reads the target once; later runs with a handful of unlinked objects ask
+    the target for just those (PERF.md: never read a million entries to match three)."""
+    quickstart_copy.write_text(quickstart_copy.read_text().replace(
+        "    when_out_of_scope: disable     # terminated",
+        "    match: [{source: email, target: email}]\n    when_out_of_scope: disable     # terminated"))
+    people = [person(f"E{i}", "Person", f"Number{i}") for i in range(1, 30)]
+    write_hr(tmp_path / "data", people, [])
+    first = provision("run", quickstart_copy, "--output", "json", "-v")
+    assert first.code == 0, first.err
+    assert "read 0 target objects" in first.err and "matching by lookups" not in first.err
+
+    con = sqlite3.connect(tmp_path / "app.db")  # someone made two accounts by hand meanwhile
+    con.executemany("INSERT INTO users (user_name, display_name, email, active) VALUES (?, ?, ?, 1)",
+                    [("hand1", "By Hand", "new.one@example.org"), ("hand2", "By Hand", "new.two@example.org")])
+    con.commit()
+    con.close()
+    people += [person("N1", "New", "One"), person("N2", "New", "Two"), person("N3", "New", "Three")]
+    write_hr(tmp_path / "data", people, [])
+    second = provision("run", quickstart_copy, "--output", "json", "-v")
+    assert second.code == 0, second.err
+    assert "matching by lookups" in second.err and "target objects" not in second.err
+    users = second.json()["object_types"]["user"]
+    assert users["added"] == 1 and users["updated"] == 2, users
+    app = read_app(tmp_path / "app.db")
+    assert "hand1" not in app["users"] and app["users"]["new.one"]["display_name"] == "New One"
+    assert len(app["users"]) == 32

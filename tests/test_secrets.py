@@ -27,7 +27,7 @@ connectors:
 object_types:
   - name: user
     source: {{connector: hr, object: people, anchor: employee_id}}
-    target: {{connector: app, object: users}}
+    target: {{connector: app, object: users, correlate: [user_name]}}
     mapping:
       - {{target: user_name, source: employee_id}}
       - {{target: initial_password, constant: "${{env:INITIAL_PASSWORD}}", sensitive: true, apply: on_create}}

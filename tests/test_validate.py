@@ -40,7 +40,7 @@ connectors:
 object_types:
   - name: user
     source: {connector: hr, object: people, anchor: employee_id}
-    target: {connector: app, object: users, disable: {active: false}}
+    target: {connector: app, object: users, disable: {active: false}, correlate: [user_name]}
     when_deleted: delete
     mapping:
       - {target: user_name, source: email}
@@ -49,7 +49,7 @@ object_types:
       - {target: active, constant: true}
   - name: group
     source: {connector: hr, object: groups, anchor: group_id}
-    target: {connector: app, object: groups}
+    target: {connector: app, object: groups, correlate: [name]}
     mapping:
       - {target: name, source: name}
       - {target: members, source: members, reference: user, multi_valued: true}
@@ -245,17 +245,17 @@ CASES = {
         "target: user_name", "object_types[0].mapping[0]",
         "needs exactly one of source, constant or expression (has source and expression)"),
     "when_out_of_scope disable without target.disable": Case(
-        "    target: {connector: app, object: groups}\n",
-        "    target: {connector: app, object: groups}\n    scope: {all: [{attribute: name, op: ne, value: x}]}\n"
+        "    target: {connector: app, object: groups, correlate: [name]}\n",
+        "    target: {connector: app, object: groups, correlate: [name]}\n    scope: {all: [{attribute: name, op: ne, value: x}]}\n"
         "    when_out_of_scope: disable\n",
         "when_out_of_scope: disable", "object_types[1].when_out_of_scope", "needs target.disable"),
     "a scope with the default when_out_of_scope and no target.disable": Case(
-        "    target: {connector: app, object: groups}\n",
-        "    target: {connector: app, object: groups}\n    scope: {all: [{attribute: name, op: ne, value: x}]}\n",
+        "    target: {connector: app, object: groups, correlate: [name]}\n",
+        "    target: {connector: app, object: groups, correlate: [name]}\n    scope: {all: [{attribute: name, op: ne, value: x}]}\n",
         "scope:", "object_types[1].scope", "when_out_of_scope defaults to disable), which needs target.disable"),
     "when_deleted disable without target.disable": Case(
-        "    target: {connector: app, object: groups}\n",
-        "    target: {connector: app, object: groups}\n    when_deleted: disable\n",
+        "    target: {connector: app, object: groups, correlate: [name]}\n",
+        "    target: {connector: app, object: groups, correlate: [name]}\n    when_deleted: disable\n",
         "when_deleted: disable", "object_types[1].when_deleted", "when_deleted: disable needs target.disable"),
     "op in with a value that is not a list": Case(
         "    when_deleted: delete\n",
@@ -365,7 +365,7 @@ def test_every_schema_problem_in_a_file_is_reported(validate, base, tmp_path, mo
     text = edit(text, "type: csv", "type: ldapx")
     text = edit(text, "sqlite:///" + str(tmp_path), "sqlite:///${env:PROVISION_TEST_UNSET}")
     text = edit(text, "when_deleted: delete", "when_deleted: 5")
-    text = edit(text, "target: {connector: app, object: groups}", "target: {connector: app, object: groups, x: 1}")
+    text = edit(text, "target: {connector: app, object: groups, correlate: [name]}", "target: {connector: app, object: groups, x: 1}")
     result = validate(write(tmp_path / "m.yaml", text))
     assert result.code == 2
     assert [(p.line, p.path) for p in result.problems] == [
@@ -387,6 +387,8 @@ def test_every_semantic_problem_in_a_file_is_reported(validate, base, tmp_path):
     assert [(p.line, p.path) for p in result.problems] == [
         (line_of(text, "object: foo"), "object_types[0].target.object"),
         (line_of(text, "joyn"), "object_types[0].mapping[1].expression"),
+        # name is no longer mapped, so the groups cannot be found by it after a crash
+        (line_of(text, "correlate: [name]"), "object_types[1].target.correlate[0]"),
         (line_of(text, "{target: members, source: members"), "object_types[1].mapping[1].target"),
         (line_of(text, "{target: members, source: members"), "object_types[1].mapping[1].reference"),
     ], result.err
@@ -478,8 +480,8 @@ def test_password_in_a_sql_url_never_appears(validate, base, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(("old", "new", "at", "message"), [
-    ("    target: {connector: app, object: users, disable: {active: false}}",
-     "    target: {connector: app, object: users, disable: {active: false}, name: \"uid={user_name}\"}",
+    ("    target: {connector: app, object: users, disable: {active: false}, correlate: [user_name]}",
+     "    target: {connector: app, object: users, disable: {active: false}, correlate: [user_name], name: \"uid={user_name}\"}",
      "object_types[0].target.name", "cannot rename objects"),
     ("      - {target: active, constant: true}\n  - name: group",
      "      - {target: active, constant: true}\n      - {target: pw, constant: x, password: true}\n  - name: group",
@@ -494,7 +496,7 @@ def test_target_must_be_able_to_do_what_the_type_asks(validate, base: str, tmp_p
 
 def test_hierarchical_target_needs_a_name_template(validate, base: str, tmp_path: Path):
     text = edit(base, "  app:\n", f"  dir: {{type: jsondir, root: {tmp_path}/dir, objects: [users]}}\n  app:\n")
-    text = edit(text, "    target: {connector: app, object: users, disable: {active: false}}",
+    text = edit(text, "    target: {connector: app, object: users, disable: {active: false}, correlate: [user_name]}",
                 "    target: {connector: dir, object: users, disable: {active: false}}")
     problem = validate(write(tmp_path / "m.yaml", text)).only_problem()
     assert problem.path == "object_types[0].target" and "add target.name" in problem.message
@@ -502,7 +504,7 @@ def test_hierarchical_target_needs_a_name_template(validate, base: str, tmp_path
 
 def test_name_template_fields_must_be_mapped(validate, base: str, tmp_path: Path):
     text = edit(base, "  app:\n", f"  dir: {{type: jsondir, root: {tmp_path}/dir, objects: [users]}}\n  app:\n")
-    text = edit(text, "    target: {connector: app, object: users, disable: {active: false}}",
+    text = edit(text, "    target: {connector: app, object: users, disable: {active: false}, correlate: [user_name]}",
                 "    target: {connector: dir, object: users, disable: {active: false}, name: \"uid={user_nam}\"}")
     problem = validate(write(tmp_path / "m.yaml", text)).only_problem()
     assert problem.path == "object_types[0].target.name"

@@ -1,33 +1,49 @@
-"""The connector interface: what every connector (built in or plugin) declares and implements.
+"""The connector interface (version 2): what every connector, built in or plugin, declares and implements.
 
-Modelled on ECMA 2.0 and the ConnId SPI. A connector declares *facts* about itself in a frozen
-:class:`Capabilities` and *is* the operations it implements:
+Modelled on ECMA 2.0 and the ConnId SPI. A connector declares *facts* about each object type it
+serves in a frozen :class:`Capabilities` and *is* the operations it implements:
 
-* ``read(object, partition, watermark)`` (required for a source) yields :class:`Page` objects.
-  A connector that can read changes since a watermark sets ``Capabilities.delta_read``; the
-  engine stores the watermark the last page returns and hands it back next run.
-* ``apply(operations)`` (required for a target) yields exactly one :class:`Result` per
-  :class:`Operation`, in any order. The default implementation dispatches each operation to a
-  method ``op_<kind>`` (``op_add``, ``op_update``, ``op_rename``, ``op_disable``, ``op_delete``,
-  ``op_replace``, ``op_set_password``) returning the object's anchor; a connector that can
-  batch overrides ``apply`` instead.
-* ``discover()`` (optional) describes object types and attributes.
+* ``capabilities(object)`` is the static declaration, used by validation before anything is
+  opened; ``negotiate(object)`` is called after ``open`` and may narrow (or widen) it to what the
+  server really supports (SCIM's ServiceProviderConfig, LDAP's supportedControl). The engine
+  uses only the negotiated form for a run.
+* ``read(object, partition, watermark, attributes=, page_size=)`` (a source, or a target the engine
+  reconciles with) yields :class:`Page` objects. With ``Capabilities.delta_read`` the engine stores
+  the watermark the last page returns and hands it back next run; a watermark the system no
+  longer knows raises :class:`WatermarkExpired` and the engine reads everything instead.
+* ``get(object, anchor=, name=, partition=)`` and ``lookup(object, values, partition=)`` find
+  single objects: crash recovery uses them to learn whether an operation it sent before a kill
+  was applied, and match rules use them when only a few objects are unlinked. A connector
+  without them is read whole (paged) instead.
+* ``apply(operations)`` (a target) yields exactly one :class:`Result` per :class:`Operation`, in
+  any order, as each completes. The default dispatches each operation to ``op_<kind>``
+  (``op_add``, ``op_update``, ``op_rename``, ``op_disable``, ``op_delete``, ``op_replace``,
+  ``op_set_password``) returning the object's anchor or a Result; a connector that can batch
+  overrides ``apply``.
+
+Every operation must be safe to apply twice (the replay contract, ``tests/contract/test_replay.py``):
+an add of an object already there is found by ``lookup`` or reported as :class:`AlreadyExists`;
+adding a value already present or removing one already gone succeeds; a rename to the current
+name succeeds; a delete of an absent object reports :class:`NotFound`. The engine relies on this
+after a crash: it marks each operation in flight before ``apply`` and, on the next run,
+resolves the ones whose result it never recorded (``runner/engine/recovery.py``).
 
 Connectors never import the engine. They receive their block of the manifest (already
 interpolated and validated against ``config_schema``) and a :class:`ConnectorContext`.
 
-Interface version: :data:`INTERFACE_VERSION`. A plugin states the version it was written for in
-``interface_version``; the engine refuses a plugin written for a newer interface.
+A plugin states the interface it was written for in ``interface_version``; the engine refuses
+one written for another version (:data:`INTERFACE_VERSION`) with a message saying what to do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-INTERFACE_VERSION = 1
+INTERFACE_VERSION = 2
 
 OperationKind = Literal["add", "update", "rename", "disable", "delete", "replace", "set_password"]
 OPERATION_KINDS: tuple[str, ...] = (
@@ -36,6 +52,13 @@ OPERATION_KINDS: tuple[str, ...] = (
 
 # Normalizations a connector may declare per attribute; the engine compares values through them.
 NORMALIZATIONS = ("case_insensitive", "remove_diacritics", "trim", "collapse_spaces", "dn", "phone_digits")
+
+# How an object's changes reach the target: only the attributes that changed (with values added
+# and removed for multi-valued ones), every mapped attribute on each update, or the whole object.
+EXPORT_STYLES = ("delta", "attributes", "whole_object")
+# How a reference attribute names the object it points at: its target anchor (SQL key, SCIM id)
+# or its target name (an LDAP DN).
+REFERENCE_FORMS = ("anchor", "name")
 
 
 # ---- errors: named for what the engine should do ------------------------------------------
@@ -50,15 +73,27 @@ class ConnectionFailed(ConnectorError):
 
 
 class RetryableError(ConnectorError):
-    """A transient failure (timeout, throttling, deadlock): the operation stays pending and is retried."""
+    """A transient failure of one operation (timeout, deadlock): it stays pending and is retried,
+    later in the run and in later runs with a back-off."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
 
 
+class Throttled(RetryableError):
+    """The system asks the client to slow down (HTTP 429, LDAP busy): the whole pass pauses for
+    ``retry_after`` seconds (honoured even beyond a minute) before anything else is sent."""
+
+
 class ObjectError(ConnectorError):
-    """The system rejected this one object (constraint, bad value): that object fails, the run goes on."""
+    """The system rejected this one object (constraint, bad value): that object fails, the run goes on.
+    It is tried again in later runs, with a back-off."""
+
+
+class PermanentError(ObjectError):
+    """The system will keep rejecting this object until its source data changes (a schema
+    violation, a value out of range): it is not retried until the source object changes."""
 
 
 class NotFound(ObjectError):
@@ -66,8 +101,13 @@ class NotFound(ObjectError):
 
 
 class AlreadyExists(ObjectError):
-    """An add collided with an existing object. The object fails this run and is computed again
-    next run, when the object type's match rules can adopt the existing one."""
+    """An add collided with an existing object. The engine looks it up by its correlation and
+    adopts it, instead of retrying the add."""
+
+
+class WatermarkExpired(ConnectorError):
+    """``read`` was given a watermark the system no longer knows (a pruned change log): the
+    engine falls back to a full read, which finds what was deleted meanwhile."""
 
 
 class ConfigurationError(ConnectorError):
@@ -79,7 +119,7 @@ class ConfigurationError(ConnectorError):
 
 @dataclass(frozen=True)
 class Capabilities:
-    """Facts a connector declares about itself. Behaviours are methods it has or lacks.
+    """Facts a connector declares about one object type. Behaviours are methods it has or lacks.
 
     Attributes:
         partitions: the connector serves several independent partitions (naming contexts, schemas).
@@ -96,6 +136,18 @@ class Capabilities:
         operations: which operation kinds ``apply`` accepts (empty for a source-only connector).
         multi_valued_deltas: updates of multi-valued attributes may be sent as values to add and
             remove instead of the whole list.
+        export_style: one of :data:`EXPORT_STYLES`; ``whole_object`` (a REST PUT) gets every
+            mapped attribute on each update, ``attributes`` every attribute that changed in full.
+        reference_forms: per reference attribute (``"*"`` for all), :data:`REFERENCE_FORMS`: how
+            its values name other objects. Default: the target anchor.
+        correlation: attributes that find an object the engine created when its result was lost
+            (a natural unique key such as ``user_name``); the manifest's ``target.correlate``
+            replaces it. Empty: the object's name (hierarchical), else the manifest must say.
+        generated_anchor: the system assigns the anchor on add (a sequence, a UUID), so the
+            anchor alone cannot find an object whose add was lost.
+        max_values_per_operation: the most values of one multi-valued attribute one update may
+            add or remove (big group changes go in chunks); 0 means no limit.
+        versioned: results carry a version (ETag, entryCSN) the engine sends back as a precondition.
     """
 
     partitions: bool = False
@@ -108,6 +160,15 @@ class Capabilities:
     max_concurrency: int = 1
     operations: frozenset[str] = frozenset()
     multi_valued_deltas: bool = True
+    export_style: str = "delta"
+    reference_forms: Mapping[str, str] = field(default_factory=dict)
+    correlation: tuple[str, ...] = ()
+    generated_anchor: bool = False
+    max_values_per_operation: int = 0
+    versioned: bool = False
+
+    def reference_form(self, attribute: str) -> str:
+        return self.reference_forms.get(attribute, self.reference_forms.get("*", "anchor"))
 
 
 @dataclass(frozen=True)
@@ -116,7 +177,10 @@ class Record:
 
     ``anchor`` is the object's immutable key in that system when the connector knows it (a
     target's generated id); for a source, the engine takes the anchor from the attribute the
-    manifest names, so connectors may leave it None.
+    manifest names, so connectors may leave it None. ``version`` is the system's version of the
+    object (ETag, entryCSN), when it has one. ``error`` marks a record the connector could not
+    read properly (a CSV row with too few cells): that object fails with the message and keeps
+    what the state knew of it, instead of being read with wrong values.
     """
 
     attributes: Mapping[str, Any]
@@ -124,14 +188,23 @@ class Record:
     name: str | None = None
     partition: str | None = None
     deleted: bool = False
+    version: str | None = None
+    error: str | None = None
+    #: where the record was read, for messages: ``data/people.csv:17``, a DN, a row id
+    location: str | None = None
 
 
 @dataclass(frozen=True)
 class Page:
-    """A batch of records. ``watermark`` (delta reads) is where the next read should resume."""
+    """A batch of records. ``watermark`` (delta reads) is where the next read should resume.
+
+    ``source_empty`` is set on the only page of a read whose source is well formed but holds no
+    objects (a CSV header and no rows): it says why, so the engine can refuse to take it for
+    "everyone left"."""
 
     records: Sequence[Record]
     watermark: str | None = None
+    source_empty: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,18 +212,26 @@ class Operation:
     """One change to one object, as the engine asks for it.
 
     Attributes:
-        id: the engine's handle for this operation; the Result carries it back.
+        id: the engine's handle for this operation within one ``apply`` call; the Result carries it back.
         kind: add | update | rename | disable | delete | replace | set_password.
         object: the connector's object name (table, objectClass, SCIM resource type).
         anchor: the target anchor (None for add).
-        name: the object's name for hierarchical or named connectors (new name for rename).
+        name: the object's name for hierarchical or named connectors: the new name on add and
+            rename, the recorded name otherwise (also on disable and delete).
         attributes: for add/replace, every attribute; for update/disable, the attributes to set
             (a multi-valued attribute set here is replaced whole). None means clear.
         add_values / remove_values: for update, values to add to / remove from multi-valued
             attributes (only when the connector declares ``multi_valued_deltas``).
         password: for add (when ``password_in_first_pass``) and set_password.
-        partition: the partition the object lives in.
+        partition: the partition the object lives in (the new one on a move).
         old_name: for rename, the name before.
+        key: a stable identity of this change (pipeline, object type, source anchor, revision):
+            the same on every re-send of it, different for the next change. Usable as an
+            idempotency key or request id.
+        source_anchor: the source object's anchor (a SCIM ``externalId``).
+        attempt: 1 on the first send of this change, 2 on the next...
+        version: the version the engine last saw (ETag, entryCSN), a precondition for the change.
+        old_partition: for a move between partitions, where the object was.
     """
 
     id: int
@@ -164,16 +245,29 @@ class Operation:
     password: str | None = field(default=None, repr=False)
     partition: str | None = None
     old_name: str | None = None
+    key: str = ""
+    source_anchor: str | None = None
+    attempt: int = 1
+    version: str | None = None
+    old_partition: str | None = None
 
 
 @dataclass(frozen=True)
 class Result:
-    """The outcome of one Operation. ``anchor`` is the object's anchor afterwards (new on add)."""
+    """The outcome of one Operation.
+
+    ``anchor`` is the object's anchor afterwards (new on add). A connector may say what the
+    target stored: ``name`` (an assigned DN), ``version`` (a new ETag) and ``stored`` (attribute
+    values as the system normalised them); the state records them.
+    """
 
     op_id: int
     ok: bool
     anchor: str | None = None
     error: ConnectorError | None = None
+    name: str | None = None
+    version: str | None = None
+    stored: Mapping[str, Any] | None = None
 
     @classmethod
     def failed(cls, op: Operation, error: ConnectorError) -> Result:
@@ -195,15 +289,30 @@ class ObjectInfo:
     partitions: Sequence[str] = ()
 
 
-@dataclass(frozen=True)
+def _no_redaction(text: str) -> str:
+    return text
+
+
+@dataclass
 class ConnectorContext:
-    """What the engine tells a connector about where it runs.
+    """What the engine tells a connector about where and how it runs.
 
     ``base_dir`` is the manifest's folder: relative paths in the connector's block resolve there.
+    ``logger`` carries the connector's name; ``run_id`` (set before ``open``) suits request ids;
+    ``redact`` masks secrets in text the connector logs or raises; ``deadline`` (a
+    ``time.monotonic()`` value, or None) is when the run must stop: long calls should not pass it.
     """
 
     name: str
     base_dir: Path
+    run_id: str | None = None
+    deadline: float | None = None
+    redact: Callable[[str], str] = _no_redaction
+    logger: logging.Logger = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.logger is None:
+            self.logger = logging.getLogger(f"provision.connector.{self.name}")
 
 
 # ---- the base class -------------------------------------------------------------------------
@@ -226,8 +335,13 @@ class Connector:
         self.context = context
 
     # facts
-    def capabilities(self) -> Capabilities:
+    def capabilities(self, object: str | None = None) -> Capabilities:
+        """What the connector declares for ``object`` (None: what holds for every object), before open."""
         return Capabilities()
+
+    def negotiate(self, object: str) -> Capabilities:
+        """What really holds for ``object`` once open (the server may support less or more)."""
+        return self.capabilities(object)
 
     def object_names(self) -> Sequence[str] | None:
         """The object names this configuration serves, or None when any name may be valid."""
@@ -244,19 +358,40 @@ class Connector:
     def close(self) -> None:
         """Disconnect and release resources. Must be safe to call after a failed open."""
 
+    def ping(self) -> None:
+        """Raise ConnectionFailed if the connection is no longer usable (the engine then reopens
+        it). The default trusts the connection."""
+
     # reading
-    def read(self, object: str, partition: str | None = None,
-             watermark: str | None = None) -> Iterator[Page]:
-        """Yield pages of records. With a watermark (delta_read), only what changed since it."""
+    def read(self, object: str, partition: str | None = None, watermark: str | None = None, *,
+             attributes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Page]:
+        """Yield pages of records. With a watermark (delta_read), only what changed since it.
+
+        ``attributes`` limits what records carry (None: everything mapped); ``page_size`` is the
+        most records a page should hold (None: the connector's own default)."""
         raise NotImplementedError(f"connector type {self.type_name!r} cannot be read")
+
+    def get(self, object: str, anchor: str | None = None, *, name: str | None = None,
+            partition: str | None = None) -> Record | None:
+        """The object with this anchor (or, without one, this name), or None when it is not there."""
+        raise NotImplementedError(f"connector type {self.type_name!r} cannot look objects up")
+
+    def lookup(self, object: str, values: Mapping[str, Any], *,
+               partition: str | None = None) -> list[Record]:
+        """Objects whose attributes equal ``values`` (all of them; compared as the system compares)."""
+        raise NotImplementedError(f"connector type {self.type_name!r} cannot look objects up")
 
     def discover(self) -> Sequence[ObjectInfo]:
         """Describe the object types and attributes this connector serves."""
         return [ObjectInfo(name) for name in (self.object_names() or ())]
 
+    def can(self, method: str) -> bool:
+        """Whether this connector implements ``read``, ``get`` or ``lookup`` (behaviours it has or lacks)."""
+        return getattr(type(self), method) is not getattr(Connector, method)
+
     # writing
     def apply(self, operations: Sequence[Operation]) -> Iterable[Result]:
-        """Carry out operations; yield one Result per operation.
+        """Carry out operations; yield one Result per operation as each completes.
 
         Errors about one object are reported in its Result (never raised); ConnectionFailed is
         raised and stops the pass. The default dispatches to a method per kind.
@@ -267,11 +402,14 @@ class Connector:
                 yield Result.failed(op, ObjectError(f"connector type {self.type_name!r} cannot {op.kind}"))
                 continue
             try:
-                anchor = handler(op)
+                outcome = handler(op)
             except (ObjectError, RetryableError) as exc:
                 yield Result.failed(op, exc)
             else:
-                yield Result(op.id, True, anchor if anchor is not None else op.anchor)
+                if isinstance(outcome, Result):
+                    yield outcome
+                else:
+                    yield Result(op.id, True, outcome if outcome is not None else op.anchor)
 
     def __enter__(self) -> Connector:
         self.open()

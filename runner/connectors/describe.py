@@ -34,7 +34,7 @@ def describe_all() -> list[dict[str, Any]]:
                                "version": info.version}
         try:
             cls = connector_class(name)
-            caps = cls(_defaults(cls.config_schema), ConnectorContext(name, Path.cwd())).capabilities()
+            caps = cls(_defaults(cls.config_schema), ConnectorContext(name, Path.cwd())).capabilities(None)
         except (UnknownConnector, KeyError, TypeError, ValueError) as exc:
             row["error"] = str(exc)
         else:

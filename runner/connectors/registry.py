@@ -67,4 +67,9 @@ def connector_class(type_name: str) -> type[Connector]:
         raise UnknownConnector(type_name, sorted(known),
                                f"connector type {type_name!r} needs connector interface {wanted}; this "
                                f"provision has {INTERFACE_VERSION}: upgrade provision")
+    if wanted < INTERFACE_VERSION:
+        raise UnknownConnector(type_name, sorted(known),
+                               f"connector type {type_name!r} ({known[type_name]}) was written for connector "
+                               f"interface {wanted}; this provision speaks interface {INTERFACE_VERSION} "
+                               "(docs/connectors.md says what changed): upgrade the plugin")
     return cls

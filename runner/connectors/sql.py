@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from runner.connectors.base import (
     RetryableError,
 )
 from runner.sqlutil import driver_reason as _reason
-from runner.sqlutil import sqlalchemy_url, sqlite_savepoints
+from runner.sqlutil import shown_url, sqlalchemy_url, sqlite_savepoints
 
 OBJECT_SCHEMA = {
     "type": "object",
@@ -101,18 +101,26 @@ class SqlConnector(Connector):
             "init_sql": {"type": "string", "minLength": 1},
             "objects": {"type": "object", "minProperties": 1, "additionalProperties": OBJECT_SCHEMA},
             "page_size": {"type": "integer", "minimum": 1, "default": 1000},
+            "batch_size": {"type": "integer", "minimum": 1, "default": 500,
+                           "description": "operations per transaction: results are reported after each commit"},
             "concurrency": {"type": "integer", "minimum": 1, "default": 1},
         },
     }
 
     engine: sa.Engine | None = None
 
-    def capabilities(self) -> Capabilities:
-        passwords = any(spec.get("password") for spec in self.config.get("objects", {}).values())
+    def capabilities(self, object: str | None = None) -> Capabilities:
+        specs = self.config.get("objects", {})
+        chosen = [specs[object]] if object in specs else list(specs.values())
+        passwords = any(spec.get("password") for spec in chosen)
+        generated = any(spec.get("generated_key") for spec in chosen)
         return Capabilities(
             operations=frozenset({"add", "update", "disable", "delete"} | ({"set_password"} if passwords else set())),
             password_in_first_pass=passwords,
             max_concurrency=1 if self._is_sqlite() else self.config.get("concurrency", 1),
+            generated_anchor=generated,
+            # a key the mapping supplies finds the row again; a generated one does not
+            correlation=(chosen[0]["key"],) if len(chosen) == 1 and not generated else (),
         )
 
     def object_names(self) -> list[str]:
@@ -136,7 +144,7 @@ class SqlConnector(Connector):
 
     def open(self) -> None:
         url = sqlalchemy_url(self.config["url"], self.context.base_dir)
-        shown = url.render_as_string(hide_password=True)
+        shown = shown_url(url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -174,18 +182,62 @@ class SqlConnector(Connector):
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def read(self, object: str, partition: str | None = None,
-             watermark: str | None = None) -> Iterator[Page]:
+    def ping(self) -> None:
+        assert self.engine is not None
         try:
-            yield from self._read(object)
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except (exc.OperationalError, exc.InterfaceError) as e:
+            raise ConnectionFailed(f"the database does not answer: {_reason(e)}") from None
+
+    def read(self, object: str, partition: str | None = None, watermark: str | None = None, *,
+             attributes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Page]:
+        try:
+            yield from self._read(object, page_size or self.config.get("page_size", 1000))
         except (exc.OperationalError, exc.InterfaceError, exc.ProgrammingError) as e:
             raise ConnectionFailed(f"reading {object!r}: {_reason(e)}") from None
 
-    def _read(self, object: str) -> Iterator[Page]:
+    def get(self, object: str, anchor: str | None = None, *, name: str | None = None,
+            partition: str | None = None) -> Record | None:
+        """The row whose key is ``anchor`` (rows have no names)."""
+        if anchor is None:
+            return None
+        spec = self.config["objects"][object]
+        key = self.tables[object].c[spec["key"]]
+        try:
+            typed = _typed_key(key, anchor)
+        except _NoSuchKey:
+            return None
+        found = self._select(object, key == typed)
+        return found[0] if found else None
+
+    def lookup(self, object: str, values: Mapping[str, Any], *, partition: str | None = None) -> list[Record]:
+        """Rows whose columns equal ``values``, as the database compares them (its collation decides
+        whether ``JSmith`` equals ``jsmith``)."""
+        table = self.tables[object]
+        unknown = [k for k in values if k not in table.c]
+        if unknown:
+            raise ObjectError(f"table {table.name} has no column {', '.join(sorted(unknown))}")
+        return self._select(object, *[table.c[k] == v for k, v in values.items()], limit=10)
+
+    def _select(self, object: str, *where: Any, limit: int = 2) -> list[Record]:
+        spec = self.config["objects"][object]
+        table = self.tables[object]
+        assert self.engine is not None
+        try:
+            with self.engine.connect() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(sa.select(table).where(*where).limit(limit))]
+                return self._records(conn, spec, rows)
+        except (exc.OperationalError, exc.InterfaceError) as e:
+            raise ConnectionFailed(f"looking up {object!r}: {_reason(e)}") from None
+        except (exc.ProgrammingError, exc.DataError) as e:  # a value the column cannot hold matches nothing
+            self.context.logger.debug("lookup in %s: %s", object, _reason(e))
+            return []
+
+    def _read(self, object: str, page_size: int) -> Iterator[Page]:
         spec = self.config["objects"][object]
         table = self.tables[object]
         key = table.c[spec["key"]]
-        page_size = self.config.get("page_size", 1000)
         last: Any = None
         assert self.engine is not None
         with self.engine.connect() as conn:
@@ -197,15 +249,18 @@ class SqlConnector(Connector):
                 if not rows:
                     return
                 last = rows[-1][spec["key"]]
-                keys = [r[spec["key"]] for r in rows]
-                children = {attr: self._children(conn, c, keys) for attr, c in spec.get("multi_valued", {}).items()}
-                records = []
-                for row in rows:
-                    attributes = {k: plain(v) for k, v in row.items()}
-                    for attr, values in children.items():
-                        attributes[attr] = sorted(values.get(row[spec["key"]], []), key=str)
-                    records.append(Record(attributes, anchor=str(row[spec["key"]])))
-                yield Page(records)
+                yield Page(self._records(conn, spec, rows))
+
+    def _records(self, conn: sa.Connection, spec: dict[str, Any], rows: list[dict[str, Any]]) -> list[Record]:
+        keys = [r[spec["key"]] for r in rows]
+        children = {attr: self._children(conn, c, keys) for attr, c in spec.get("multi_valued", {}).items()}
+        records = []
+        for row in rows:
+            attributes = {k: plain(v) for k, v in row.items()}
+            for attr, values in children.items():
+                attributes[attr] = sorted(values.get(row[spec["key"]], []), key=str)
+            records.append(Record(attributes, anchor=str(row[spec["key"]])))
+        return records
 
     def _children(self, conn: sa.Connection, child: dict[str, str], keys: list[Any]) -> dict[Any, list[Any]]:
         table = self.tables[child["table"]]
@@ -218,8 +273,15 @@ class SqlConnector(Connector):
     # ---- writing ----------------------------------------------------------------------------
 
     def apply(self, operations: Sequence[Operation]) -> Iterable[Result]:
-        """One transaction per batch. Adds go in bulk (one executemany per shape); if the bulk insert
-        is rejected, that group is retried one savepoint per operation so only the bad rows fail."""
+        """One transaction per ``batch_size`` operations, whose results are reported once it is
+        committed: a confirmation the engine records is one the database has kept."""
+        size = self.config.get("batch_size", 500)
+        for start in range(0, len(operations), size):
+            yield from self._apply_batch(operations[start:start + size])
+
+    def _apply_batch(self, operations: Sequence[Operation]) -> list[Result]:
+        """Adds go in bulk (one executemany per shape); if the bulk insert is rejected, that group
+        is retried one savepoint per operation so only the bad rows fail."""
         assert self.engine is not None
         results: dict[int, Result] = {}
         try:
@@ -229,7 +291,8 @@ class SqlConnector(Connector):
                         with conn.begin_nested():
                             for op, anchor in zip(group, self._insert_many(conn, group), strict=True):
                                 results[op.id] = Result(op.id, True, anchor)
-                    except (exc.IntegrityError, exc.DataError, ObjectError):
+                    except (exc.IntegrityError, exc.DataError, exc.ProgrammingError, exc.StatementError,
+                            ObjectError):
                         pass  # the per-operation path below finds which rows are bad
                 for op in operations:
                     if op.id not in results:
@@ -248,7 +311,11 @@ class SqlConnector(Connector):
         except exc.IntegrityError as e:
             kind = AlreadyExists if op.kind == "add" and _unique_violation(e) else ObjectError
             return Result.failed(op, kind(f"rejected by the database: {_reason(e)}"))
-        except exc.DataError as e:
+        except (exc.DataError, exc.ProgrammingError) as e:
+            return Result.failed(op, ObjectError(f"bad value: {_reason(e)}"))
+        except exc.StatementError as e:  # a value the driver cannot bind (a list into a BOOLEAN column)
+            if isinstance(e, exc.OperationalError | exc.InterfaceError):
+                raise
             return Result.failed(op, ObjectError(f"bad value: {_reason(e)}"))
         except ObjectError as e:
             return Result.failed(op, e)
@@ -306,7 +373,10 @@ class SqlConnector(Connector):
             for attr, child in children.items():
                 self._insert_children(conn, child, anchor_value, op.attributes.get(attr) or [])
             return str(anchor_value)
-        anchor_value = _typed_key(key, op.anchor)
+        try:
+            anchor_value = _typed_key(key, op.anchor)
+        except _NoSuchKey:
+            raise NotFound(f"{table.name} {spec['key']}={op.anchor} is not there") from None
         if op.kind in ("update", "disable", "set_password"):
             anchor = op.anchor
             if scalars:
@@ -328,8 +398,11 @@ class SqlConnector(Connector):
                 if removed:
                     conn.execute(ctable.delete().where(owner == anchor_value, ctable.c[child["value"]].in_(removed)))
                 added = list(op.add_values.get(attr, ()))
-                if added:  # adding a value that is already there (drift, a retried batch) is not an error
-                    conn.execute(ctable.delete().where(owner == anchor_value, ctable.c[child["value"]].in_(added)))
+                if added:  # adding a value that is already there (drift, a replay) is not an error
+                    value = ctable.c[child["value"]]
+                    there = {plain(v) for v in conn.execute(sa.select(value).where(owner == anchor_value,
+                                                                                   value.in_(added))).scalars()}
+                    added = [v for v in dict.fromkeys(added) if plain(v) not in there]
                 self._insert_children(conn, child, anchor_value, added)
             return anchor
         if op.kind == "delete":
@@ -369,13 +442,16 @@ def _add_groups(operations: Sequence[Operation]) -> list[list[Operation]]:
     return list(groups.values())
 
 
+class _NoSuchKey(Exception):
+    """An anchor that cannot be a value of the key column (text for an integer key): no such row."""
+
+
 def _typed_key(column: sa.Column, anchor: str | None) -> Any:
-    """Anchors travel as strings; integer key columns want integers back."""
+    """Anchors travel as strings; integer key columns want integers back (exactly: '1abc' is not 1)."""
     if anchor is not None and isinstance(column.type, sa.Integer):
-        try:
-            return int(anchor)
-        except ValueError:
-            return anchor
+        if not anchor.strip().lstrip("-").isdigit():
+            raise _NoSuchKey(anchor)
+        return int(anchor)
     return anchor
 
 

@@ -21,13 +21,13 @@ from collections.abc import Collection
 from typing import Any
 
 from runner.engine.context import RunContext, TypeCounts
-from runner.engine.diff import attribute_changes, comparer, stored_form
+from runner.engine.diff import attribute_changes, comparer, same_name, stored_form
 from runner.engine.matching import MatchConflict, Matcher, pick_unique
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed, as_list, with_create_defaults
 from runner.mapping.names import NameError_, depth, render
 from runner.mapping.scope import compile_scope
-from runner.state.store import Pending, SourceRow
+from runner.state.records import Change, PendingExport, SourceRow
 
 PAGE = 1000
 
@@ -79,7 +79,8 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection
 def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts,
                matcher: Matcher | None, only: Collection[str] | None = None) -> None:
     store = ctx.store
-    compare = comparer(ctx.target(ot).capabilities().normalizations)
+    caps = ctx.caps(ot)
+    compare = comparer(caps.normalizations)
     after: str | None = None
     while rows := store.dirty_rows(type_id, after, PAGE):
         after = rows[-1].anchor
@@ -93,16 +94,16 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                 if not linked:
                     page.forget.append(row.anchor)
                 elif ot.when_deleted == "delete":
-                    page.add(row, "delete", {"gone": True}, name=row.target_name)
+                    page.add(row, "delete", Change(gone=True))
                 elif ot.when_deleted == "disable" and not row.disabled:
-                    page.add(row, "disable", _disable_payload(ot, row) | {"gone": True})
+                    page.add(row, "disable", _disable_change(ot, row, gone=True))
                 else:
                     page.cleared.append(row.anchor)
             elif not row.in_scope:
                 if linked and not row.disabled and ot.when_out_of_scope == "delete":
-                    page.add(row, "delete", {}, name=row.target_name)
+                    page.add(row, "delete", Change())
                 elif linked and not row.disabled and ot.when_out_of_scope == "disable":
-                    page.add(row, "disable", _disable_payload(ot, row))
+                    page.add(row, "disable", _disable_change(ot, row))
                 else:
                     page.cleared.append(row.anchor)
             else:
@@ -111,6 +112,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                 except MappingFailed as exc:
                     page.fail(ctx, ot, counts, row, "map", str(exc))
         _keep_existing_references(ctx, type_id, mapper, mapped)
+        _forget_vanished_references(ctx, mapper, [r for r in rows if r.anchor in mapped])
         for row in rows:
             desired = mapped.get(row.anchor)
             if desired is None:
@@ -130,7 +132,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                 if found is not None:
                     store.link(type_id, row.anchor, found)
                     row.target_anchor = found
-                    row.target_data, _ = store.targets_data(type_id, [found]).get(found, ({}, False))
+                    row.target_data, row.disabled = store.targets_data(type_id, [found]).get(found, ({}, False))
                     row.target_name = store.target_name(type_id, found)
                     ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
@@ -140,19 +142,23 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     page.fail(ctx, ot, counts, row, "map", str(exc))
                     continue
                 values = _payload_values(with_create_defaults(desired, mapper), mapper)
-                page.add(row, "add", {"set": values, "name": name, "partition": partition}, name=name)
+                page.add(row, "add", Change(set=values, name=name, partition=partition), name=name,
+                         partition=partition)
                 continue
             stored = {} if ctx.options.full_export else (row.target_data or {})
-            changes = attribute_changes(desired, stored, mapper, store.sensitive_digest, creating=False,
-                                        compare=compare)
-            if ctx.options.full_export:
-                changes = {"set": {k: v for k, v in _payload_values(desired, mapper).items()
-                                   if k not in mapper.on_create}, "full": True}
-            if name is not None and row.target_name is not None and name != row.target_name:
-                page.add(row, "rename", changes | {"name": name, "old_name": row.target_name,
-                                                   "partition": partition}, name=name)
-            elif changes:
-                page.add(row, "update", changes, name=name)
+            change = attribute_changes(desired, stored, mapper, store.sensitive_digest, creating=False,
+                                       compare=compare)
+            if ctx.options.full_export or (caps.export_style == "whole_object" and change.attribute_changes()):
+                change = Change(set={k: v for k, v in _payload_values(desired, mapper).items()
+                                     if k not in mapper.on_create}, full=ctx.options.full_export)
+            moved = partition is not None and row.target_partition is not None and partition != row.target_partition
+            renamed = name is not None and row.target_name is not None and not same_name(name, row.target_name, caps)
+            if renamed or moved:
+                change.name, change.old_name = name or row.target_name, row.target_name
+                change.partition, change.old_partition = partition or row.target_partition, row.target_partition
+                page.add(row, "rename", change, name=change.name)
+            elif change.attribute_changes():
+                page.add(row, "update", change)
             else:
                 page.cleared.append(row.anchor)
         store.set_pending(type_id, page.entries, page.cleared)
@@ -160,19 +166,26 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
         store.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
         ctx.log.flush()
         store.commit()
+        ctx.check_stop()
 
 
 class _Page:
     """What the map sweep decided for one page of dirty objects."""
 
     def __init__(self) -> None:
-        self.entries: list[Pending] = []
+        self.entries: list[PendingExport] = []
         self.cleared: list[str] = []
         self.forget: list[str] = []
         self.errors: dict[str, str] = {}
 
-    def add(self, row: SourceRow, action: str, payload: dict[str, Any], name: str | None = None) -> None:
-        self.entries.append(Pending(row.anchor, action, row.target_anchor, payload, name, depth(name)))
+    def add(self, row: SourceRow, action: str, change: Change, name: str | None = None,
+            partition: str | None = None) -> None:
+        """``name`` / ``partition``: where the object is once this export lands; the recorded ones
+        by default (a disable or delete keeps the name the object has)."""
+        name = name if name is not None else row.target_name
+        partition = partition if partition is not None else row.target_partition
+        self.entries.append(PendingExport(row.anchor, action, row.target_anchor, change, name, depth(name),
+                                          partition))
 
     def fail(self, ctx: RunContext, ot: ObjectType, counts: TypeCounts, row: SourceRow, step: str,
              error: str) -> None:
@@ -209,11 +222,33 @@ def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,
     store.replace_refs(type_id, list(mapped), ref_rows)
 
 
+def _forget_vanished_references(ctx: RunContext, mapper: Mapper, rows: list[SourceRow]) -> None:
+    """What the target holds cannot point at an object that is gone from it: a stored reference to
+    a deleted object is treated as absent (the target dropped it, e.g. ON DELETE SET NULL), so a
+    reference that becomes valid again is sent again."""
+    if not mapper.references:
+        return
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        for attr, ref_type in mapper.references.items():
+            wanted[ref_type].update(str(v) for v in as_list((row.target_data or {}).get(attr)))
+    live = {rt: set(ctx.store.target_anchors(ctx.type_ids[rt], anchors)) for rt, anchors in wanted.items() if anchors}
+    for row in rows:
+        if not row.target_data:
+            continue
+        for attr, ref_type in mapper.references.items():
+            value = row.target_data.get(attr)
+            if isinstance(value, list):
+                row.target_data[attr] = [v for v in value if str(v) in live.get(ref_type, ())]
+            elif value is not None and str(value) not in live.get(ref_type, ()):
+                row.target_data[attr] = None
+
+
 def _payload_values(desired: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
     """Values for a pending add; sensitive ones are re-derived at export, never stored."""
     return {k: stored_form(k, v, mapper, None) for k, v in desired.items()}
 
 
-def _disable_payload(ot: ObjectType, row: SourceRow) -> dict[str, Any]:
+def _disable_change(ot: ObjectType, row: SourceRow, gone: bool = False) -> Change:
     stored = row.target_data or {}
-    return {"set": dict(ot.target.disable), "old": {k: stored.get(k) for k in ot.target.disable}}
+    return Change(set=dict(ot.target.disable), old={k: stored.get(k) for k in ot.target.disable}, gone=gone)

@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.connectors.base import Connector
+from runner.connectors.base import Capabilities, Connector
 from runner.manifest.model import Manifest, ObjectType
 from runner.provlog import ProvisioningLog
 from runner.state.store import StateStore
@@ -28,6 +28,9 @@ class TypeCounts:
     deleted: int = 0
     unchanged: int = 0
     failed: int = 0
+    recovered: int = 0  # exports of an interrupted run settled against the target at the start of this one
+    held: int = 0  # deletes and disables the deletion guard held back
+    guard: str | None = None  # why the deletion guard stopped this type
     error: str | None = None  # set when the whole pass stopped (connection failed)
     touched: int = 0  # objects still in the source that got an action or failed (not reported)
 
@@ -36,6 +39,9 @@ class TypeCounts:
         del out["touched"]
         if out["error"] is None:
             del out["error"]
+        for key in ("recovered", "held", "guard"):
+            if not out[key]:
+                del out[key]
         return out
 
     def count(self, action: str, source_present: bool) -> None:
@@ -54,6 +60,22 @@ class RunOptions:
     full_export: bool = False  # re-send every in-scope object's mapped attributes
     full_import: bool = False  # ignore delta watermarks: read everything
     partition: str | None = None  # only this source partition
+    stop: StopFlag | None = None  # set by a signal handler: finish what is in flight, then stop
+    allow_deletes: int | None = None  # --allow-deletes N (-1: all): let the deletion guard pass
+
+
+class StopFlag:
+    """A request to stop (SIGINT, SIGTERM): the engine finishes and records what is in flight,
+    then raises :class:`runner.errors.Interrupted` at the next safe point."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def set(self, signum: int) -> None:
+        self.signal = signum
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
 
 
 @dataclass
@@ -66,6 +88,8 @@ class RunContext:
     log: ProvisioningLog
     type_ids: dict[str, int] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("provision"))
+    negotiated: dict[tuple[str, str], Capabilities] = field(default_factory=dict)
+    opened: set[str] = field(default_factory=set)  # connectors open for this run
 
     @property
     def pipeline(self) -> str:
@@ -77,5 +101,28 @@ class RunContext:
     def target(self, ot: ObjectType) -> Connector:
         return self.connectors[ot.target.connector]
 
+    def caps(self, ot: ObjectType) -> Capabilities:
+        """The target's capabilities for ``ot`` as negotiated once it is open (static before)."""
+        key = (ot.target.connector, ot.target.object)
+        if key not in self.negotiated:
+            connector = self.target(ot)
+            if ot.target.connector not in self.opened:
+                return connector.capabilities(ot.target.object)
+            self.negotiated[key] = connector.negotiate(ot.target.object)
+        return self.negotiated[key]
+
+    def source_caps(self, ot: ObjectType) -> Capabilities:
+        connector = self.source(ot)
+        if ot.source.connector in self.opened:
+            return connector.negotiate(ot.source.object)
+        return connector.capabilities(ot.source.object)
+
     def heartbeat(self) -> None:
+        """Renew the lock inside the transaction about to commit (fencing: raises LockLost)."""
         self.store.heartbeat(self.pipeline, self.run_id)
+
+    def check_stop(self) -> None:
+        """Stop at a safe point once a signal asked for it (everything before is recorded)."""
+        if self.options.stop:
+            from runner.errors import Interrupted
+            raise Interrupted(self.options.stop.signal or 2)

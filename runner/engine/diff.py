@@ -12,8 +12,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from runner.connectors.base import Capabilities
 from runner.mapping.functions import normalize_diacritics
 from runner.mapping.mapper import Mapper
+from runner.mapping.names import normalize_dn
+from runner.state.records import Change
 
 SENSITIVE = {"$sensitive": True}  # stands in a pending export for a value re-derived at export time
 
@@ -23,8 +26,19 @@ _NORMALIZERS: dict[str, Callable[[str], str]] = {
     "trim": str.strip,
     "collapse_spaces": lambda s: " ".join(s.split()),
     "phone_digits": lambda s: ("+" if s.strip().startswith("+") else "") + re.sub(r"\D", "", s),
-    "dn": lambda s: ",".join("=".join(p.strip() for p in rdn.split("=", 1)) for rdn in s.split(",")).casefold(),
+    "dn": normalize_dn,
 }
+
+
+def same_name(a: str, b: str, caps: Capabilities) -> bool:
+    """Whether two object names are the same under the target's rules: DNs per RFC 4514 (escapes,
+    multi-valued RDNs, case) when it is hierarchical or declares ``dn`` for names."""
+    if a == b:
+        return True
+    rules = set(caps.normalizations.get("*", ())) | set(caps.normalizations.get("__name__", ()))
+    if caps.hierarchical or "dn" in rules:
+        return normalize_dn(a) == normalize_dn(b) if "=" in a and "=" in b else a.casefold() == b.casefold()
+    return False
 
 
 def comparer(normalizations: Mapping[str, tuple[str, ...]]) -> Callable[[str, Any], Any]:
@@ -55,8 +69,10 @@ def stored_form(name: str, value: Any, mapper: Mapper, digest: Callable[[Any], s
 
 def attribute_changes(desired: dict[str, Any], stored: dict[str, Any], mapper: Mapper,
                       digest: Callable[[Any], str], creating: bool,
-                      compare: Callable[[str, Any], Any] = lambda n, v: v) -> dict[str, Any]:
-    """The update payload turning ``stored`` into ``desired``; empty when nothing differs."""
+                      compare: Callable[[str, Any], Any] = lambda n, v: v) -> Change:
+    """The change turning ``stored`` into ``desired`` (without attribute changes when nothing
+    differs). Multi-valued attributes change by values added and removed; their old lists are
+    never copied into the change."""
     set_: dict[str, Any] = {}
     old: dict[str, Any] = {}
     add: dict[str, list[Any]] = {}
@@ -76,8 +92,6 @@ def attribute_changes(desired: dict[str, Any], stored: dict[str, Any], mapper: M
                 add[name] = plus
             if minus:
                 remove[name] = minus
-            if plus or minus:
-                old[name] = before or []
             continue
         if name in mapper.sensitive:
             if value is not None and digest(value) != before or value is None and before is not None:
@@ -87,9 +101,7 @@ def attribute_changes(desired: dict[str, Any], stored: dict[str, Any], mapper: M
         if compare(name, value) != compare(name, before):
             set_[name] = value
             old[name] = before
-    if not (set_ or add or remove):
-        return {}
-    return {"set": set_, "add": add, "remove": remove, "old": old}
+    return Change(set=set_, add=add, remove=remove, old=old)
 
 
 def _k(value: Any) -> str:

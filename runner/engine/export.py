@@ -1,34 +1,47 @@
 """The export pass: send pending exports to the target and record each confirmation.
 
-Order:
+**Crash safety.** Before a round of operations goes to the connector, their pending exports are
+marked in flight (``sent_run``) and that mark is committed. Results are recorded as they stream
+back, at least every FLUSH_EVERY results or FLUSH_SECONDS, each commit clearing the marks of
+what it records. A run killed anywhere (kill -9, OOM, a cron timeout) therefore leaves every
+operation either recorded, or marked in doubt; never "applied but not recorded" looking like
+"never sent". The next run resolves the ones in doubt before anything else
+(:mod:`runner.engine.recovery`). Every commit renews the run's lock in the same transaction, so
+a run whose lock was taken over cannot record anything (fencing).
+
+**Order.**
 1. Objects whose anchor changed (a delete and an add claiming the same name): one ``replace``
    when the connector declares DeleteAddAsReplace, else their deletes go first.
 2. Adds, updates, renames and disables, parents before children (by name depth).
 3. Deletes, children before parents (a group drops a member before the member is deleted).
 
-References are resolved to target anchors just before sending. An export that points at an
-object of its own type whose add is still waiting is held back to a later round of the same run,
-so a report is created after their manager; when no round makes progress (a cycle), the rest go
-out with the unresolved references left out, recorded, and filled in once the object exists.
+References are rendered just before sending, in the form the target declares for the attribute:
+its target anchor (SQL keys, SCIM ids) or its target name (LDAP DNs). An export that points at
+an object of its own type whose add is still waiting is held back to a later round of the same
+run, so a report is created after their manager; when no round makes progress (a cycle), the
+rest go out with the unresolved references left out, recorded, and filled in once the object
+exists.
 
 Some changes take two operations: a password the connector cannot take inside the create (no
 ExportPasswordInFirstPass) follows as ``set_password``; a rename with attribute changes is
-followed by an update. The second step is stored as a pending export as soon as the first is
-confirmed, so a run killed in between finishes the job next time.
+followed by an update; a multi-valued change larger than the connector takes at once
+(``max_values_per_operation``) goes in chunks. The next step is stored as a pending export in
+the same commit that records the first, so a run killed in between finishes the job next time.
 
 Operations go to the connector in parallel, as many at once as it declares (``concurrency:``
-lowers it); results are written to the state store round by round, each exactly once. An
-operation the connector reports as retryable (a timeout, throttling) is tried again later in the
-same run, up to MAX_RETRIES times, after a backoff (the connector's ``retry_after`` when it
-gives one); then it fails like any other and stays pending for the next run.
+lowers it). An operation the connector reports as retryable is tried again later in the same
+run, up to MAX_RETRIES times, after a backoff (the connector's ``retry_after`` when it gives
+one; a :class:`Throttled` pause is honoured in full); then it fails like any other and stays
+pending for the next run.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,17 +52,32 @@ from runner.connectors.base import (
     ConnectorError,
     NotFound,
     Operation,
+    PermanentError,
     Result,
     RetryableError,
+    Throttled,
 )
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import SENSITIVE, stored_form
+from runner.engine.recovery import resolve
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed, as_list
 from runner.provlog import changes_for_log
-from runner.state.store import Confirmations, Pending, PendingRow
+from runner.state.records import (
+    Added,
+    Change,
+    Confirmations,
+    Deleted,
+    Dropped,
+    Failed,
+    PendingExport,
+    Recompute,
+    Updated,
+)
 
 BATCH = 500
+FLUSH_EVERY = 200  # results recorded at least this often...
+FLUSH_SECONDS = 1.0  # ...and at least this often
 # (actions, children first?)
 PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
     (("delete_first",), True),
@@ -59,18 +87,27 @@ PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
 FORWARD, DELETES = PHASES[:2], PHASES[2:]
 OP_KIND = {"delete_first": "delete"}
 
+MAX_RETRIES = 3  # in-run retries of an operation the connector calls retryable (timeouts, throttling)
+FIRST_BACKOFF = 0.5  # seconds; doubles per retry unless the connector says how long (retry_after)
+MAX_BACKOFF = 60.0  # cap of our own backoff; a Throttled retry_after is honoured beyond it
+
+
+def operation_key(ctx: RunContext, ot: ObjectType, row: PendingExport) -> str:
+    """The stable identity of one pending change: the same on every re-send, new for the next change."""
+    return f"{ctx.pipeline}/{ot.name}/{row.source_anchor}/{row.revision}"
+
 
 @dataclass
 class Prepared:
     """One pending export turned into an Operation, with what the state should record on success."""
 
-    row: PendingRow
+    row: PendingExport
     op: Operation
     kept_set: dict[str, Any] = field(default_factory=dict)
     kept_add: dict[str, list[Any]] = field(default_factory=dict)
     removed: dict[str, list[Any]] = field(default_factory=dict)
     dropped: dict[str, set[str]] = field(default_factory=dict)  # ref type -> anchors left out
-    followup: Pending | None = None  # the second step, stored once this one is confirmed
+    followup: PendingExport | None = None  # the next step, stored once this one is confirmed
 
 
 class Waiting(Exception):
@@ -79,16 +116,21 @@ class Waiting(Exception):
 
 def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
                 phases: tuple[tuple[tuple[str, ...], bool], ...] = PHASES,
-                only: Collection[str] | None = None) -> None:
+                only: Collection[str] | None = None, hold: Collection[str] = ()) -> None:
     """Run the given export phases for one object type. The engine runs FORWARD for every type in
     manifest order, then DELETES in reverse order, so objects that contain or reference others
     (users inside an OU, members of a group) are deleted before what they point at.
 
-    ``only``: export just the pending exports of these anchors (``provision preview --apply``)."""
+    ``only``: export just the pending exports of these anchors (``provision preview --apply``).
+    ``hold``: actions not to send this run (the deletion guard); they stay pending."""
+    ensure_alive(ctx, ot)
     exporter = _Exporter(ctx, ot, mapper, counts, only)
     if phases[0] == PHASES[0] and only is None:
         exporter.pair_replacements()
-    for actions, deepest_first in phases:
+    for all_actions, deepest_first in phases:
+        actions = tuple(a for a in all_actions if a not in hold)
+        if not actions:
+            continue
         force = False
         while True:
             sent, waiting = exporter.sweep(actions, deepest_first, force)
@@ -97,12 +139,19 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
             force = sent == 0  # no progress: a reference cycle; send the rest without those references
             exporter.back_off()
     ctx.store.prune_tombstones(ctx.type_ids[ot.name])
+    ctx.heartbeat()
     ctx.store.commit()
 
 
-MAX_RETRIES = 3  # in-run retries of an operation the connector calls retryable (timeouts, throttling)
-FIRST_BACKOFF = 0.5  # seconds; doubles per retry unless the connector says how long (retry_after)
-MAX_BACKOFF = 60.0
+def ensure_alive(ctx: RunContext, ot: ObjectType) -> None:
+    """Reopen the target connection when it died while import and compute ran."""
+    connector = ctx.target(ot)
+    try:
+        connector.ping()
+    except ConnectionFailed as exc:
+        ctx.logger.warning("%s: the target connection was lost (%s); reconnecting", ot.name, exc)
+        connector.close()
+        connector.open()
 
 
 def concurrency(caps: Capabilities, ot: ObjectType) -> int:
@@ -117,18 +166,24 @@ class _Exporter:
         self.store = ctx.store
         self.type_id = ctx.type_ids[ot.name]
         self.connector = ctx.target(ot)
-        self.caps = self.connector.capabilities()
+        self.caps = ctx.caps(ot)
         self.threads = concurrency(self.caps, ot)
         self.done = Confirmations()
+        self.flushed_at = time.monotonic()
         self.before: dict[str, tuple[dict[str, Any], bool]] = {}
         self.retries: dict[str, int] = {}  # anchor -> retries this run (only objects that hit a retryable error)
         self.wait = 0.0  # seconds to wait before the next sweep, for the retries it holds
+        self.throttled = False  # the target asked us to slow down: its pause is honoured in full
+        self.again = 0  # follow-up steps and retries made by the current round
+        self.exists: list[PendingExport] = []  # adds that found their object already there
+        self.exists_why: dict[str, str] = {}
 
     def back_off(self) -> None:
         if self.wait:
-            self.ctx.logger.info("%s: waiting %.1f s before retrying", self.ot.name, self.wait)
-            time.sleep(min(self.wait, MAX_BACKOFF))
-            self.wait = 0.0
+            pause = self.wait if self.throttled else min(self.wait, MAX_BACKOFF)
+            self.ctx.logger.info("%s: waiting %.1f s before retrying", self.ot.name, pause)
+            time.sleep(pause)
+            self.wait, self.throttled = 0.0, False
 
     def pair_replacements(self) -> None:
         """An add that takes the name a delete frees is the same object with a new anchor."""
@@ -136,11 +191,11 @@ class _Exporter:
             rows = {r.source_anchor: r for r in self.store.all_pending_for(self.type_id, [add_anchor, delete_anchor])}
             add, gone = rows[add_anchor], rows[delete_anchor]
             if self.caps.delete_add_as_replace:
-                payload = add.payload | {"replaces": delete_anchor, "replaces_gone": bool(gone.payload.get("gone"))}
-                self.store.update_pending(self.type_id, add_anchor, "replace", payload, old_target)
+                add.change.replaces, add.change.replaces_gone = delete_anchor, gone.change.gone
+                self.store.update_pending(self.type_id, add_anchor, "replace", add.change, old_target)
                 self.store.drop_pending(self.type_id, [delete_anchor])
             else:
-                self.store.update_pending(self.type_id, delete_anchor, "delete_first", gone.payload, old_target)
+                self.store.update_pending(self.type_id, delete_anchor, "delete_first", gone.change, old_target)
         self.store.commit()
 
     def sweep(self, actions: Sequence[str], deepest_first: bool, force: bool) -> tuple[int, int]:
@@ -152,31 +207,34 @@ class _Exporter:
             after = (-last.depth if deepest_first else last.depth, last.source_anchor)
             remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
             while remaining:  # within a page, send in rounds so a manager goes before their reports
-                self.done = Confirmations()
+                self.again = 0
                 ready, held = self._prepare(remaining, force)
                 if ready:
                     self._send(ready)
                 self._flush()
+                self.ctx.check_stop()
                 if not ready:
                     break
                 sent += len(ready)
-                waiting += len(self.done.followups) + len(self.done.retries)
+                waiting += self.again
                 remaining = held
             waiting += len(remaining)
         return sent, waiting
 
     # ---- preparing operations -----------------------------------------------------------------
 
-    def _prepare(self, rows: Sequence[PendingRow], force: bool) -> tuple[list[Prepared], list[PendingRow]]:
+    def _prepare(self, rows: Sequence[PendingExport], force: bool) -> tuple[list[Prepared], list[PendingExport]]:
         refs = self._referenced(rows)
-        targets = {rt: self.store.target_anchors(self.ctx.type_ids[rt], anchors) for rt, anchors in refs.items()}
+        targets = {(rt, form): self._known(rt, form, anchors, live_only=True) for (rt, form), anchors in refs.items()}
         own = self.ot.name
-        waiting_adds = set() if force or own not in refs else self.store.pending_adds(
-            self.type_id, refs[own] - targets.get(own, {}).keys(), self.ctx.run_id)
+        own_refs = set().union(*(a for (rt, _), a in refs.items() if rt == own))
+        own_known = set().union(*(targets[k].keys() for k in targets if k[0] == own))
+        waiting_adds = set() if force or not own_refs else self.store.pending_adds(
+            self.type_id, own_refs - own_known, self.ctx.run_id)
         anchors = [r.target_anchor for r in rows if r.target_anchor]
         self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
         ready: list[Prepared] = []
-        held: list[PendingRow] = []
+        held: list[PendingExport] = []
         for i, row in enumerate(rows):
             try:
                 ready.append(self._operation(i, row, targets, waiting_adds))
@@ -186,35 +244,47 @@ class _Exporter:
                 self._failed(row, f"cannot derive sensitive value: {exc}")
         return ready, held
 
-    def _referenced(self, rows: Sequence[PendingRow]) -> dict[str, set[str]]:
-        refs: dict[str, set[str]] = defaultdict(set)
+    def _known(self, ref_type: str, form: str, anchors: Collection[str], live_only: bool) -> dict[str, str]:
+        """source anchor -> how the target names it (its anchor, or its name)."""
+        type_id = self.ctx.type_ids[ref_type]
+        if form == "name":
+            return self.store.target_names(type_id, anchors, live_only=live_only)
+        return self.store.target_anchors(type_id, anchors, live_only=live_only)
+
+    def _referenced(self, rows: Sequence[PendingExport]) -> dict[tuple[str, str], set[str]]:
+        refs: dict[tuple[str, str], set[str]] = defaultdict(set)
         for row in rows:
-            for part in ("set", "add", "remove"):
-                for attr, value in row.payload.get(part, {}).items():
+            for part in (row.change.set, row.change.add, row.change.remove):
+                for attr, value in part.items():
                     ref_type = self.mapper.references.get(attr)
                     if ref_type is not None:
-                        refs[ref_type].update(str(v) for v in as_list(value))
+                        refs[(ref_type, self.caps.reference_form(attr))].update(str(v) for v in as_list(value))
         return refs
 
-    def _operation(self, index: int, row: PendingRow, targets: dict[str, dict[str, str]],
+    def _operation(self, index: int, row: PendingExport, targets: dict[tuple[str, str], dict[str, str]],
                    waiting_adds: set[str]) -> Prepared:
-        payload, action = row.payload, row.action
+        change, action = row.change, row.action
         prepared = Prepared(row, Operation(index, action, self.ot.target.object))
+        chunked = self._chunk(row)
+        set_values = dict(change.set)
+        if chunked is not None:  # a first chunk now; the rest follows once it is confirmed
+            set_values.update(chunked[0])
         attributes: dict[str, Any] = {}
         clear: dict[str, Any] | None = None
-        for attr, value in payload.get("set", {}).items():
+        for attr, value in set_values.items():
             if value == SENSITIVE:
                 clear = clear or self._clear_values(row.source_anchor)
                 value = clear.get(attr)
             attributes[attr], prepared.kept_set[attr] = self._resolve(attr, value, targets, waiting_adds, prepared)
         add_values: dict[str, list[Any]] = {}
-        for attr, values in payload.get("add", {}).items():
+        for attr, values in (chunked[1] if chunked else change.add).items():
             add_values[attr], prepared.kept_add[attr] = self._resolve(attr, values, targets, waiting_adds, prepared)
         remove_values: dict[str, list[Any]] = {}
-        for attr, values in payload.get("remove", {}).items():
+        for attr, values in (chunked[2] if chunked else change.remove).items():
             prepared.removed[attr] = list(values)
             remove_values[attr] = self._resolve_removed(attr, values)
-        if not self.caps.multi_valued_deltas and (add_values or remove_values):
+        whole_lists = not self.caps.multi_valued_deltas or self.caps.export_style != "delta"
+        if whole_lists and (add_values or remove_values):
             before = self.before.get(row.target_anchor or "", ({}, False))[0]
             for attr in set(add_values) | set(remove_values):
                 full = (set(before.get(attr, [])) | set(prepared.kept_add.get(attr, []))) - set(prepared.removed.get(attr, []))
@@ -223,10 +293,10 @@ class _Exporter:
         kind, password = OP_KIND.get(action, action), None
         passwords = {a: attributes.pop(a) for a in list(attributes) if a in self.mapper.passwords}
         if action == "rename":
-            changes = {k: payload[k] for k in ("set", "add", "remove", "old") if payload.get(k)}
-            if changes:
-                prepared.followup = Pending(row.source_anchor, "update", row.target_anchor, changes | {"followup": True},
-                                            row.name, row.depth)
+            if change.attribute_changes():
+                prepared.followup = self._next(row, "update", Change(set=change.set, add=change.add,
+                                                                     remove=change.remove, old=change.old,
+                                                                     followup=True))
             attributes, add_values, remove_values, prepared.kept_set, prepared.kept_add, prepared.removed = \
                 {}, {}, {}, {}, {}, {}
         elif passwords:
@@ -238,28 +308,64 @@ class _Exporter:
             elif not first_pass:
                 for attr in passwords:  # the object is created without it; the state learns it with the second step
                     prepared.kept_set.pop(attr, None)
-                prepared.followup = Pending(row.source_anchor, "set_password", row.target_anchor,
-                                            {"set": {a: SENSITIVE for a in passwords}, "followup": True},
-                                            row.name, row.depth)
+                prepared.followup = self._next(row, "set_password",
+                                               Change(set={a: SENSITIVE for a in passwords}, followup=True))
                 password = None
-        prepared.op = Operation(index, kind, self.ot.target.object, anchor=row.target_anchor,
-                                name=payload.get("name", row.name), attributes=attributes, add_values=add_values,
-                                remove_values=remove_values, password=password,
-                                partition=payload.get("partition"), old_name=payload.get("old_name"))
+        if chunked is not None and prepared.followup is None:
+            prepared.followup = self._next(row, "update", chunked[3])
+        prepared.op = Operation(
+            index, kind, self.ot.target.object, anchor=row.target_anchor,
+            name=change.name or row.name, attributes=attributes, add_values=add_values,
+            remove_values=remove_values, password=password, partition=change.partition or row.partition,
+            old_name=change.old_name, key=operation_key(self.ctx, self.ot, row), source_anchor=row.source_anchor,
+            attempt=row.attempts + 1, old_partition=change.old_partition)
         return prepared
+
+    def _next(self, row: PendingExport, action: str, change: Change) -> PendingExport:
+        return PendingExport(row.source_anchor, action, row.target_anchor, change, row.change.name or row.name,
+                             row.depth, row.change.partition or row.partition)
+
+    def _chunk(self, row: PendingExport) -> tuple[dict[str, list[Any]], dict[str, list[Any]],
+                                                  dict[str, list[Any]], Change] | None:
+        """Split a multi-valued change bigger than the connector takes in one operation:
+        (lists to set now, values to add now, values to remove now, the rest as a follow-up)."""
+        limit = self.caps.max_values_per_operation
+        if not limit or row.action not in ("add", "update") or self._needs_password_step(row):
+            return None
+        sets = {a: v for a, v in row.change.set.items() if a in self.mapper.multi_valued and isinstance(v, list)}
+        total = sum(map(len, sets.values())) + sum(map(len, row.change.add.values())) + \
+            sum(map(len, row.change.remove.values()))
+        if total <= limit:
+            return None
+        budget = limit
+        now_set, now_add, now_remove, rest = {}, {}, {}, Change(followup=True)
+        for source, now, later in ((row.change.remove, now_remove, rest.remove), (sets, now_set, rest.add),
+                                   (row.change.add, now_add, rest.add)):
+            for attr, values in source.items():
+                take = values[:budget]
+                budget -= len(take)
+                now[attr] = take
+                if values[len(take):]:
+                    later.setdefault(attr, []).extend(values[len(take):])
+        return now_set, now_add, now_remove, rest
+
+    def _needs_password_step(self, row: PendingExport) -> bool:
+        return row.action in ("add", "replace") and not self.caps.password_in_first_pass and \
+            any(a in self.mapper.passwords for a in row.change.set)
 
     def _clear_values(self, anchor: str) -> dict[str, Any]:
         """Sensitive values are never stored: map the source object again to get them."""
         data = self.store.source_data(self.type_id, anchor)
         return self.mapper.map(data) if data is not None else {}
 
-    def _resolve(self, attr: str, value: Any, targets: dict[str, dict[str, str]], waiting_adds: set[str],
-                 prepared: Prepared) -> tuple[Any, Any]:
-        """(value to send, value to record): references become target anchors; missing ones are left out."""
+    def _resolve(self, attr: str, value: Any, targets: dict[tuple[str, str], dict[str, str]],
+                 waiting_adds: set[str], prepared: Prepared) -> tuple[Any, Any]:
+        """(value to send, value to record): references become target anchors or names; missing
+        ones are left out."""
         ref_type = self.mapper.references.get(attr)
         if ref_type is None:
             return value, value
-        known = targets.get(ref_type, {})
+        known = targets.get((ref_type, self.caps.reference_form(attr)), {})
         if ref_type == self.ot.name and any(str(v) in waiting_adds for v in as_list(value)):
             raise Waiting
         missing = {str(v) for v in as_list(value) if str(v) not in known}
@@ -276,96 +382,128 @@ class _Exporter:
         ref_type = self.mapper.references.get(attr)
         if ref_type is None:
             return list(values)
-        known = self.store.target_anchors(self.ctx.type_ids[ref_type], [str(v) for v in values], live_only=False)
+        known = self._known(ref_type, self.caps.reference_form(attr), [str(v) for v in values], live_only=False)
         return [known[str(v)] for v in values if str(v) in known]
 
     # ---- sending and recording ----------------------------------------------------------------
 
     def _send(self, prepared: list[Prepared]) -> None:
-        """Send a round: one depth at a time (a parent is confirmed before its children go out, even
-        in parallel), recording each result. If the connection fails, what was confirmed is
-        committed before the pass stops; operations with no result stay pending."""
+        """Mark the round in flight (committed), then send it one depth at a time (a parent is
+        confirmed before its children go out, even in parallel), recording results as they come.
+        If the connection fails, what was confirmed is committed before the pass stops; what was
+        sent without a result stays in doubt for the next run, what was never sent is not."""
+        self.store.mark_sent(self.type_id, self.ctx.run_id, [p.row.source_anchor for p in prepared])
+        self._flush()
         by_id = {p.op.id: p for p in prepared}
         seen: set[int] = set()
         failure: ConnectionFailed | None = None
-        for level in _levels(prepared):
-            results, failure = self._apply([p.op for p in level])
-            for result in results:
-                if result.op_id in seen or result.op_id not in by_id:
+        levels = _levels(prepared)
+        for number, level in enumerate(levels):
+            sent_ids = {p.op.id for p in level}
+            for result in self._stream([p.op for p in level]):
+                if isinstance(result, ConnectionFailed):
+                    failure = result
+                    break
+                if result.op_id in seen or result.op_id not in sent_ids:
                     continue  # a connector must report each operation once; ignore anything else
                 seen.add(result.op_id)
                 self._record(by_id[result.op_id], result)
-            if failure is not None:
+                self._maybe_flush()
+            if failure is not None or (self.ctx.options.stop and number < len(levels) - 1):
+                self.done.resend += [p.row.source_anchor for later in levels[number + 1:] for p in later]
                 break
-        for op_id, p in by_id.items():
-            if op_id not in seen and failure is None:
-                self._failed(p.row, "the connector reported no result for this operation")
+        if failure is None:
+            for op_id, p in by_id.items():
+                if op_id not in seen and p.row.source_anchor not in self.done.resend:
+                    self._failed(p.row, "the connector reported no result for this operation")
+        self._flush()
+        if self.exists:
+            self.again += resolve(self.ctx, self.ot, self.mapper, self.exists, self.counts, self.exists_why)
+            self.exists, self.exists_why = [], {}
         if failure is not None:
-            self._flush()
             raise failure
 
-    def _apply(self, ops: list[Operation]) -> tuple[list[Result], ConnectionFailed | None]:
-        """Hand the operations to the connector, split over as many threads as it takes at once.
+    def _stream(self, ops: list[Operation]) -> Iterator[Result | ConnectionFailed]:
+        """Results as the connector produces them, from as many threads as it takes at once.
 
         Each operation is in exactly one share; the shares hold different objects, so the order
-        of one object's operations never depends on thread timing. Results that arrived before a
-        connection failure are kept."""
-        shares = [ops] if self.threads == 1 or len(ops) == 1 else [ops[i::self.threads] for i in range(self.threads)]
+        of one object's operations never depends on thread timing. Results arrive in the main
+        thread (which alone owns the state store); a connection failure comes last, after every
+        result that arrived before it."""
+        if self.threads == 1 or len(ops) == 1:
+            try:
+                yield from self.connector.apply(ops)
+            except ConnectionFailed as exc:
+                yield exc
+            return
+        shares = [s for s in (ops[i::self.threads] for i in range(self.threads)) if s]
+        inbox: queue.Queue[Any] = queue.Queue(maxsize=1000)
+        done_marker = object()
 
-        def run(share: list[Operation]) -> tuple[list[Result], ConnectionFailed | None]:
-            got: list[Result] = []
+        def run(share: list[Operation]) -> None:
             try:
                 for result in self.connector.apply(share):
-                    got.append(result)
-            except ConnectionFailed as exc:
-                return got, exc
-            return got, None
+                    inbox.put(result)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
+                inbox.put(exc)
+            finally:
+                inbox.put(done_marker)
 
-        if len(shares) == 1:
-            return run(shares[0])
-        results: list[Result] = []
-        failure: ConnectionFailed | None = None
-        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="export") as pool:
-            for got, error in pool.map(run, [share for share in shares if share]):
-                results.extend(got)
-                failure = failure or error
-        return results, failure
+        workers = [threading.Thread(target=run, args=(s,), name=f"export-{i}", daemon=True)
+                   for i, s in enumerate(shares)]
+        for w in workers:
+            w.start()
+        running, failure, crash = len(workers), None, None
+        while running:
+            item = inbox.get()
+            if item is done_marker:
+                running -= 1
+            elif isinstance(item, ConnectionFailed):
+                failure = failure or item
+            elif isinstance(item, BaseException):
+                crash = crash or item
+            else:
+                yield item
+        for w in workers:
+            w.join()
+        if crash is not None:
+            raise crash
+        if failure is not None:
+            yield failure
+
+    def _maybe_flush(self) -> None:
+        if len(self.done) >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
+            self._flush()
 
     def _flush(self) -> None:
-        """Record the round's confirmations, failures and log entries in one commit."""
+        """Record the confirmations, failures and log entries gathered so far in one commit,
+        fenced by the run's lock."""
         self.store.record(self.type_id, self.ctx.run_id, self.done)
         self.ctx.log.flush()
         self.ctx.heartbeat()
         self.store.commit()
+        self.done = Confirmations()
+        self.flushed_at = time.monotonic()
 
     def _record(self, p: Prepared, result: Result) -> None:
         row, action, done = p.row, p.row.action, self.done
         if not result.ok and not (action in ("delete", "delete_first") and isinstance(result.error, NotFound)):
-            if isinstance(result.error, NotFound) and action in ("update", "disable", "rename", "set_password"):
-                done.recompute.append((row.source_anchor, row.target_anchor or ""))
-                self._failed(row, f"{result.error}; the object is gone from the target and will be "
-                                  "created again on the next run")
-                return
-            if isinstance(result.error, AlreadyExists) and action == "add":
-                done.recompute.append((row.source_anchor, ""))
-                self._failed(row, f"{result.error}; the next run computes the object again, and its match "
-                                  "rules (match:) can adopt the existing one")
-                return
-            if isinstance(result.error, RetryableError) and self._retry(row, result.error):
-                return
-            self._failed(row, _error_text(result.error))
+            self._record_failure(row, action, result.error)
             return
         digest = self.store.sensitive_digest
-        name = p.op.name
+        name = result.name or p.op.name
+        partition = p.op.partition
+        target_anchor = str(result.anchor or row.target_anchor or "")
         if action in ("add", "replace"):
             data = {k: stored_form(k, v, self.mapper, digest) for k, v in p.kept_set.items()}
+            data.update(self._stored(result))
             if action == "replace":
-                done.deletes.append((row.payload["replaces"], row.target_anchor, row.payload["replaces_gone"]))
-                self.counts.count("delete", source_present=not row.payload["replaces_gone"])
-            done.adds.append((row.source_anchor, str(result.anchor), data, name))
+                done.deletes.append(Deleted(row.change.replaces or "", row.target_anchor, row.change.replaces_gone))
+                self.counts.count("delete", source_present=not row.change.replaces_gone)
+            done.adds.append(Added(row.source_anchor, target_anchor, data, name, partition, result.version))
             changes = changes_for_log(p.kept_set, None, self.mapper.sensitive)
         elif action in ("delete", "delete_first"):
-            done.deletes.append((row.source_anchor, row.target_anchor, bool(row.payload.get("gone"))))
+            done.deletes.append(Deleted(row.source_anchor, row.target_anchor, row.change.gone))
             changes = {}
         else:
             before = self.before.get(row.target_anchor or "", ({}, False))[0]
@@ -376,37 +514,86 @@ class _Exporter:
                 data[attr] = sorted({*data.get(attr, []), *values}, key=str)
             for attr, values in p.removed.items():
                 data[attr] = sorted(set(data.get(attr, [])) - set(values), key=str)
-            new_anchor = str(result.anchor or row.target_anchor)
-            done.updates.append((row.source_anchor, row.target_anchor or "", new_anchor, data,
-                                 action == "disable", name))
-            changes = changes_for_log(data, {k: before.get(k) for k in data}, self.mapper.sensitive)
+            data.update(self._stored(result))
+            done.updates.append(Updated(row.source_anchor, row.target_anchor or "", target_anchor, data,
+                                        action == "disable", name, partition, result.version))
+            changes = self._log_changes(p, before)
             if action == "rename":
-                changes["__name__"] = {"old": row.payload.get("old_name"), "new": name}
+                changes["__name__"] = {"old": row.change.old_name, "new": name}
         if p.followup is not None:
-            p.followup.target_anchor = str(result.anchor or row.target_anchor)
+            p.followup.target_anchor = target_anchor
             done.followups.append(p.followup)
+            self.again += 1
         for ref_type, anchors in p.dropped.items():
-            done.dropped += [(row.source_anchor, self.ctx.type_ids[ref_type], a) for a in anchors]
-        if not row.payload.get("followup"):
-            self.counts.count(action, source_present=not row.payload.get("gone"))
+            done.dropped += [Dropped(row.source_anchor, self.ctx.type_ids[ref_type], a) for a in anchors]
+        if not row.change.followup:
+            self.counts.count(action, source_present=not row.change.gone)
         self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(action, action), "ok", changes=changes,
-                         target_anchor=str(result.anchor or row.target_anchor or "") or None)
+                         target_anchor=target_anchor or None)
 
-    def _retry(self, row: PendingRow, error: RetryableError) -> bool:
+    def _record_failure(self, row: PendingExport, action: str, error: ConnectorError | None) -> None:
+        done = self.done
+        if isinstance(error, NotFound) and action in ("update", "disable", "rename", "set_password"):
+            done.recompute.append(Recompute(row.source_anchor, row.target_anchor or ""))
+            done.settled.append(row.source_anchor)
+            self._failed(row, f"{error}; the object is gone from the target and will be created again "
+                              "on the next run", record=False)
+            return
+        if isinstance(error, NotFound) and action == "replace":
+            # the object it replaces is gone already: an add of the new one is all that is left
+            row.change.replaces = None
+            done.followups.append(PendingExport(row.source_anchor, "add", None, row.change, row.name, row.depth,
+                                                row.partition))
+            done.settled.append(row.source_anchor)
+            self.again += 1
+            return
+        if isinstance(error, AlreadyExists) and action == "add":
+            # an object made by someone else, or by a run whose result was lost: it is looked up
+            # by its correlation and adopted once this round is recorded (it stays in flight
+            # until then, so a kill meanwhile leaves it to the next run's recovery)
+            self.exists.append(row)
+            self.exists_why[row.source_anchor] = _error_text(error)
+            return
+        if isinstance(error, RetryableError) and self._retry(row, error):
+            return
+        self._failed(row, _error_text(error), permanent=isinstance(error, PermanentError))
+
+    def _stored(self, result: Result) -> dict[str, Any]:
+        """Values the target says it stored (normalised), for attributes that are not references."""
+        if not result.stored:
+            return {}
+        return {k: v for k, v in result.stored.items()
+                if k in self.mapper.names and k not in self.mapper.references and k not in self.mapper.sensitive}
+
+    def _log_changes(self, p: Prepared, before: dict[str, Any]) -> dict[str, Any]:
+        """Single values as old/new; multi-valued ones as the values added and removed, never whole lists."""
+        changes = changes_for_log(p.kept_set, {k: before.get(k) for k in p.kept_set}, self.mapper.sensitive)
+        for attr, values in p.kept_add.items():
+            if values:
+                changes.setdefault(attr, {})["add"] = values
+        for attr, values in p.removed.items():
+            if values:
+                changes.setdefault(attr, {})["remove"] = values
+        return changes
+
+    def _retry(self, row: PendingExport, error: RetryableError) -> bool:
         """Keep a retryable failure for a later sweep of this run, with backoff; False once spent."""
         tries = self.retries.get(row.source_anchor, 0) + 1
         if tries > MAX_RETRIES:
             return False
         self.retries[row.source_anchor] = tries
-        self.done.retries.append((row.source_anchor, _error_text(error)))
+        self.done.retries.append(Failed(row.source_anchor, _error_text(error)))
+        self.again += 1
         pause = error.retry_after if error.retry_after is not None else FIRST_BACKOFF * 2 ** (tries - 1)
+        self.throttled = self.throttled or isinstance(error, Throttled)
         self.wait = max(self.wait, pause)
         return True
 
-    def _failed(self, row: PendingRow, error: str) -> None:
-        self.done.failures.append((row.source_anchor, error))
+    def _failed(self, row: PendingExport, error: str, permanent: bool = False, record: bool = True) -> None:
+        if record:
+            self.done.failures.append(Failed(row.source_anchor, error, permanent))
         self.counts.failed += 1
-        self.counts.touched += not row.payload.get("gone")
+        self.counts.touched += not row.change.gone
         self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(row.action, row.action), "failed",
                          error=error, target_anchor=row.target_anchor)
 

@@ -11,9 +11,11 @@ everyone left.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
-from runner.connectors.base import ConnectionFailed, Record
+from runner.connectors.base import ConnectionFailed, Record, WatermarkExpired
+from runner.engine import safety
 from runner.engine.context import RunContext, TypeCounts
 from runner.manifest.model import ObjectType
 from runner.state.store import DuplicateAnchor
@@ -28,19 +30,40 @@ def import_type(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
 
 def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, counts: TypeCounts) -> None:
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    connector = ctx.source(ot)
-    delta = connector.capabilities().delta_read and not ctx.options.full_import
+    delta = ctx.source_caps(ot).delta_read and not ctx.options.full_import
     watermark = store.watermark(type_id, "source", partition) if delta else None
+    try:
+        _read_partition(ctx, ot, partition, counts, watermark)
+    except WatermarkExpired as exc:
+        store.rollback()
+        ctx.logger.warning("%s%s: %s; reading everything instead", ot.name, f" [{partition}]" if partition else "",
+                           exc)
+        store.clear_watermark(type_id, "source", partition)
+        store.commit()
+        _read_partition(ctx, ot, partition, counts, None)
+
+
+def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, counts: TypeCounts,
+                    watermark: str | None) -> None:
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    connector = ctx.source(ot)
+    delta_read = ctx.source_caps(ot).delta_read
     full = watermark is None
     if full:
         store.begin_full_import(type_id)
-    changed = gone = 0
+    changed = gone = read_here = 0
+    empty: str | None = None
     for page in connector.read(ot.source.object, partition, watermark):
+        empty = page.source_empty or empty
         records: list[tuple[str, dict[str, Any]]] = []
         natives: dict[str, str] = {}
         deleted: list[str] = []
         deleted_natives: list[str] = []
+        unreadable: list[tuple[str | None, str]] = []
         for record in page.records:
+            if record.error is not None:
+                unreadable.append(_unreadable(ot, record))
+                continue
             if record.deleted:
                 anchor = record.attributes.get(ot.source.anchor)
                 if anchor not in (None, ""):
@@ -53,6 +76,7 @@ def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, co
             if record.anchor is not None:
                 natives[anchor] = str(record.anchor)
         counts.imported += len(records)
+        read_here += len(records) + len(unreadable)
         try:
             changed += store.import_page(type_id, records, full=full, partition=partition, natives=natives)
         except DuplicateAnchor as exc:
@@ -62,20 +86,51 @@ def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, co
         if (deleted or deleted_natives) and not full:
             store.mark_deleted(type_id, deleted, deleted_natives)
             gone += len(deleted) + len(deleted_natives)
-        if page.watermark is not None and connector.capabilities().delta_read:
+        if unreadable:
+            counts.failed += len(unreadable)
+            counts.touched += len(unreadable)
+            keep = [a for a, _ in unreadable if a is not None]
+            store.keep_unreadable(type_id, keep, full)
+            for anchor, error in unreadable:
+                ctx.log.add(ot.name, anchor or "?", "import", "failed", error=error)
+            ctx.log.flush()
+        if page.watermark is not None and delta_read:
             store.set_watermark(type_id, "source", partition, page.watermark)
         ctx.heartbeat()
         store.commit()
+        ctx.check_stop()
     if full:
-        gone += store.finish_full_import(type_id, partition)
+        present = store.count_present(type_id, partition) if read_here == 0 else 0
+        if present and safety.refuse_empty_read(ctx, ot, counts, present, empty):
+            store.begin_full_import(type_id)  # forget what was seen: nothing is marked deleted
+        else:
+            gone += store.finish_full_import(type_id, partition)
         store.commit()
     ctx.logger.info("%s%s: %s import: %d read, %d new or changed, %d gone", ot.name,
                     f" [{partition}]" if partition else "", "full" if full else "delta", counts.imported, changed, gone)
 
 
+def _unreadable(ot: ObjectType, record: Record) -> tuple[str | None, str]:
+    """A record the connector could not read properly: it fails alone, and keeps what the state
+    knew of it (a full import must not take it for deleted)."""
+    anchor = record.attributes.get(ot.source.anchor) if record.attributes else None
+    return (str(anchor) if anchor not in (None, "") else None), str(record.error)
+
+
 def _anchor(ot: ObjectType, record: Record) -> str:
-    anchor = record.attributes.get(ot.source.anchor)
-    if anchor in (None, ""):
-        raise ConnectionFailed(f"{ot.name}: a record from {ot.source.connector}/{ot.source.object} "
-                               f"has no anchor attribute {ot.source.anchor!r}; check source.anchor")
-    return str(anchor)
+    """The record's anchor; a missing column and an empty cell get different messages, each
+    saying where and what to do. The pass stops before anything is marked deleted."""
+    where = record.location or f"{ot.source.connector}/{ot.source.object}"
+    attr = ot.source.anchor
+    if attr not in record.attributes:
+        columns = list(record.attributes)
+        close = difflib.get_close_matches(attr, columns, n=1)
+        raise ConnectionFailed(f"{where}: no column {attr!r} (source.anchor of {ot.name}); the source has "
+                               f"{', '.join(columns[:12])}{'...' if len(columns) > 12 else ''}"
+                               + (f"; did you mean {close[0]!r}?" if close else "")
+                               + "; fix source.anchor or the export's header (nothing is marked deleted)")
+    value = record.attributes[attr]
+    if value in (None, ""):
+        raise ConnectionFailed(f"{where}: empty {attr!r}, the anchor of {ot.name}: every record needs one; "
+                               "fix it in the source (nothing is marked deleted)")
+    return str(value)

@@ -10,10 +10,9 @@ normalizations the target connector declares for the attribute.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from runner.connectors.base import ConnectionFailed, Page
 from runner.engine.context import RunContext
 from runner.engine.diff import comparer
 from runner.manifest.model import ObjectType
@@ -32,41 +31,13 @@ def fold(value: Any, attribute: str = "", normalizations: Mapping[str, tuple[str
     return comparer(normalizations)(attribute, text) if normalizations else text
 
 
-def import_target(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> int:
-    """Read the target object type and index the attributes the match rules use."""
-    type_id = ctx.type_ids[ot.name]
-    wanted = {rule.target for rule in ot.match} | set(mapper.unique)
-    kept = [a.name for a in mapper.attributes if a.name not in mapper.references and a.name not in mapper.sensitive]
-    count = 0
-    rules = ctx.target(ot).capabilities().normalizations
-    ctx.store.begin_target_import(type_id)
-    for page in _read_all_partitions(ctx, ot):
-        records, index = [], []
-        for record in page.records:
-            if record.anchor is None:
-                raise ConnectionFailed(f"{ot.name}: the target connector returned an object without an anchor; "
-                                       "it cannot be used with match rules")
-            anchor = str(record.anchor)
-            records.append((anchor, {k: record.attributes.get(k) for k in kept}, record.name))
-            for attr in wanted:
-                value = record.attributes.get(attr)
-                for v in value if isinstance(value, list) else [value]:
-                    if v not in (None, ""):
-                        index.append((attr, fold(v, attr, rules), anchor))
-        ctx.store.import_target_page(type_id, records, index)
-        ctx.store.commit()
-        count += len(records)
-    ctx.logger.info("%s: read %d target objects for matching", ot.name, count)
-    return count
-
-
 def pick_unique(ctx: RunContext, type_id: int, anchor: str, desired: dict[str, Any], mapper: Mapper) -> None:
     """Replace select_unique_value candidates in ``desired`` by the first value free in the target
     (and not reserved by another new object); raise ValueError when none is."""
     if not mapper.unique:
         return
     store = ctx.store
-    rules = ctx.target(mapper.object_type).capabilities().normalizations
+    rules = ctx.caps(mapper.object_type).normalizations
     for attr in mapper.unique:
         candidates = desired.get(attr)
         if not isinstance(candidates, list) or not candidates:
@@ -86,26 +57,20 @@ def pick_unique(ctx: RunContext, type_id: int, anchor: str, desired: dict[str, A
 UNIQUE_SUFFIXES = 999
 
 
-def _read_all_partitions(ctx: RunContext, ot: ObjectType) -> Iterator[Page]:
-    """A fixed target partition is read alone; a template (``{site}``) means every partition the
-    connector reports for the object."""
-    connector = ctx.target(ot)
-    partition = ot.target.partition
-    if partition and "{" not in partition:
-        partitions: list[str | None] = [partition]
-    else:
-        found = [p for info in connector.discover() if info.name == ot.target.object for p in info.partitions]
-        partitions = list(found) or [None]
-    for name in partitions:
-        yield from connector.read(ot.target.object, name, None)
+LOOKUP_LIMIT = 100  # at most this many unlinked objects: ask the target per object instead of reading it all
 
 
 class Matcher:
-    """The compiled match rules of one object type."""
+    """The compiled match rules of one object type.
 
-    def __init__(self, ctx: RunContext, ot: ObjectType):
-        self.ctx, self.type_id = ctx, ctx.type_ids[ot.name]
-        self.normalizations = ctx.target(ot).capabilities().normalizations
+    Two ways to find candidates: in the index a target read filled (first contact, many
+    unlinked objects: one paged read), or by asking the target (``lookups=True``: a handful of
+    new hires, when reading a million entries to match three would be absurd)."""
+
+    def __init__(self, ctx: RunContext, ot: ObjectType, lookups: bool = False):
+        self.ctx, self.ot, self.type_id = ctx, ot, ctx.type_ids[ot.name]
+        self.lookups = lookups
+        self.normalizations = ctx.caps(ot).normalizations
         self.rules: list[tuple[str, Getter, str]] = []
         for rule in ot.match:
             getter = field_getter(rule.source) if rule.source else compile_expression(rule.expression or "").evaluate
@@ -120,11 +85,40 @@ class Matcher:
                 continue
             if value in (None, ""):
                 continue
-            hits = self.ctx.store.match_candidates(self.type_id, target_attr,
-                                                   fold(value, target_attr, self.normalizations))
+            if self.lookups:
+                hits = self._ask(target_attr, value)
+            else:
+                hits = self.ctx.store.match_candidates(self.type_id, target_attr,
+                                                       fold(value, target_attr, self.normalizations))
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
                 raise MatchConflict(f"{label} = {value!r} matches {len(hits)} target objects by {target_attr} "
                                     f"({', '.join(hits)}); nothing exported until one remains")
         return None
+
+    def _ask(self, attribute: str, value: Any) -> list[str]:
+        """Unlinked target objects holding ``value``, asked of the target; what they hold is
+        recorded so compute can diff against it."""
+        from runner.engine.reconcile import state_form
+
+        records = [r for r in self.ctx.target(self.ot).lookup(self.ot.target.object, {attribute: value})
+                   if r.anchor is not None]
+        linked = self.ctx.store.linked_anchors(self.type_id, [str(r.anchor) for r in records])
+        records = [r for r in records if str(r.anchor) not in linked]
+        if len(records) == 1:
+            self.ctx.store.store_targets(self.type_id, state_form(self.ctx, self.ot, Mapper(self.ot), records),
+                                         overwrite=False)
+        return sorted(str(r.anchor) for r in records)
+
+
+def few_unlinked(ctx: RunContext, ot: ObjectType) -> bool:
+    """Whether the target was read before (first contact is over) and so few source objects lack
+    a target object now that lookups beat reading the target again. Lookups compare values as
+    the target does (its collation), a full read as match rules fold them (trimmed, case-folded)."""
+    type_id = ctx.type_ids[ot.name]
+    if ctx.store.watermark(type_id, "target", None) is None:
+        return False
+    if ctx.store.count_unlinked(type_id, 1, failing=True):
+        return False  # an unresolved match (a conflict) is judged again the way it was first judged
+    return ctx.store.count_unlinked(type_id, LOOKUP_LIMIT + 1) <= LOOKUP_LIMIT

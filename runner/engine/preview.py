@@ -36,16 +36,16 @@ from runner.connectors.base import ConfigurationError, ConnectionFailed, Connect
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import PHASES, export_type
-from runner.engine.matching import Matcher, fold, import_target
+from runner.engine.matching import Matcher, fold
+from runner.engine.plan import PlanItem, plan_changes
+from runner.engine.reconcile import import_target
 from runner.engine.run import (
-    PlanItem,
     Summary,
     close_connector,
     log_path,
     new_run_id,
     open_connector,
     open_store,
-    plan_changes,
     selected_types,
 )
 from runner.errors import ProvisionError, UsageError
@@ -217,6 +217,7 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
     log = _Log(store if out.applied else None, manifest.name, run_id,
                log_path(manifest, None) if out.applied else None)
     ctx = RunContext(manifest, store, connectors, run_id, RunOptions(plan=not out.applied), log)
+    ctx.opened = opened  # the same set: connectors opened by the steps below count for capabilities
     counts = TypeCounts(imported=1)
     finished = False
     try:
@@ -269,7 +270,7 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         pending = store.all_pending_for(type_id, [anchor])
         if pending:
             row = pending[0]
-            out.change = PlanItem(ot.name, anchor, row.action, plan_changes(row.payload, mapper),
+            out.change = PlanItem(ot.name, anchor, row.action, plan_changes(row.change, mapper),
                                   row.target_anchor, row.last_error)
 
         # 6. export, with --apply

@@ -18,30 +18,23 @@ from typing import Any
 
 from runner import secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
+from runner.engine import safety
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.importer import import_type
-from runner.engine.matching import Matcher, import_target
-from runner.errors import UsageError
+from runner.engine.matching import Matcher, few_unlinked
+from runner.engine.plan import PlanItem, plan_items
+from runner.engine.reconcile import import_target
+from runner.engine.recovery import recover
+from runner.errors import Interrupted, UsageError
 from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
 from runner.mapping.mapper import Mapper
-from runner.provlog import MASK, ProvisioningLog
+from runner.provlog import ProvisioningLog
 from runner.state.store import StateStore, default_url, now_iso
 
 logger = logging.getLogger("provision")
-
-
-@dataclass(frozen=True)
-class PlanItem:
-    object_type: str
-    anchor: str
-    action: str
-    changes: dict[str, Any]
-    target_anchor: str | None = None
-    error: str | None = None
-    gone: bool = False  # the source object no longer exists
 
 
 @dataclass
@@ -59,8 +52,12 @@ class Summary:
                 "started": self.started, "finished": self.finished,
                 "object_types": {name: c.as_dict() for name, c in self.object_types.items()}}
 
+    signal: int | None = None  # the signal that interrupted the run
+
     @property
     def exit_code(self) -> int:
+        if self.status == "interrupted":
+            return 128 + (self.signal or 2)
         return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3}[self.status]
 
 
@@ -99,6 +96,9 @@ def execute(path: str | Path, options: RunOptions,
         store.start_run(run_id, manifest.name, "plan" if options.plan else "run", summary.started)
         log = ProvisioningLog(None if options.plan else store, manifest.name, run_id,
                               None if options.plan else log_path(manifest, options.log_file))
+        for connector in loaded.connectors.values():
+            connector.context.run_id = run_id
+            connector.context.redact = secrets.redact
         ctx = RunContext(manifest, store, loaded.connectors, run_id, options, log)
         ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
         try:
@@ -107,11 +107,17 @@ def execute(path: str | Path, options: RunOptions,
                 for ot in types:
                     for item in plan_items(ctx, ot):
                         on_plan_item(item)
+        except Interrupted as stop:
+            store.rollback()
+            log.flush()
+            summary.status, summary.signal = "interrupted", stop.signum
+            logger.warning("%s", stop)
         finally:
             log.close()
             for connector in loaded.connectors.values():
                 close_connector(connector)
-        summary.status = _status(summary)
+        if summary.status != "interrupted":
+            summary.status = _status(summary)
         summary.finished = now_iso()
         store.finish_run(run_id, summary.status, summary.finished, summary.as_json())
         return summary
@@ -124,20 +130,28 @@ def execute(path: str | Path, options: RunOptions,
 
 def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> None:
     if ctx.options.full_export and not ctx.options.plan:
-        refusing = [ot.name for ot in types if not ctx.target(ot).capabilities().full_export]
+        refusing = [ot.name for ot in types if not ctx.caps(ot).full_export]
         if refusing:
             raise UsageError(f"the target of {', '.join(map(repr, refusing))} does not take a full export; "
                              "run without --full-export, or choose those object types with --object-type")
     opened: dict[str, str | None] = {}  # connector name -> error that stopped it, or None when open
     ran: list[tuple[ObjectType, Mapper, TypeCounts]] = []
+    if not ctx.options.plan:  # what an interrupted run left in doubt is settled before anything else
+        for ot in types:
+            counts = summary.object_types.setdefault(ot.name, TypeCounts())
+            with _stops_the_pass(ctx, ot, counts):
+                _open(ctx, [ot.target.connector], opened)
+                recover(ctx, ot, Mapper(ot), counts)
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
+        if counts.error:
+            continue
         with _stops_the_pass(ctx, ot, counts):
             ran.append((ot, _forward(ctx, ot, counts, opened), counts))
     if not ctx.options.plan:
         for ot, mapper, counts in reversed(ran):
             with _stops_the_pass(ctx, ot, counts):
-                export_type(ctx, ot, mapper, counts, DELETES)
+                export_type(ctx, ot, mapper, counts, DELETES, hold=safety.GUARDED if counts.held else ())
     for ot in types:
         _finish_counts(ctx, ot, summary.object_types[ot.name])
 
@@ -145,22 +159,38 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> No
 def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None]) -> Mapper:
     """Import, compute and (unless planning) every export but deletes, for one object type."""
     mapper = Mapper(ot)
-    reads_target = bool(ot.match or mapper.unique)  # match rules and unique values look at the target
-    for name in [ot.source.connector] + ([ot.target.connector] if reads_target or not ctx.options.plan else []):
-        if name not in opened:
-            opened[name] = open_connector(ctx.connectors[name])
-        if opened[name]:
-            raise ConnectionFailed(opened[name] or "")
+    # match rules and unique values look at the target; --full also reconciles with it
+    reads_target = bool(ot.match or mapper.unique) or (ctx.options.full_import and not ctx.options.plan
+                                                       and ctx.target(ot).can("read"))
+    _open(ctx, [ot.source.connector] + ([ot.target.connector] if reads_target or not ctx.options.plan else []),
+          opened)
     if not ctx.options.no_import:
         import_type(ctx, ot, counts)
     if ctx.options.full_export:
         ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
-    if reads_target:
+    matcher = Matcher(ctx, ot) if ot.match else None
+    if ot.match and not mapper.unique and not ctx.options.full_import and ctx.target(ot).can("lookup") \
+            and few_unlinked(ctx, ot):
+        matcher = Matcher(ctx, ot, lookups=True)  # a handful of new objects: ask, don't read everything
+        ctx.logger.info("%s: matching by lookups in the target", ot.name)
+    elif reads_target:
         import_target(ctx, ot, mapper)
-    compute_type(ctx, ot, mapper, counts, Matcher(ctx, ot) if ot.match else None)
+    compute_type(ctx, ot, mapper, counts, matcher)
+    held = safety.check(ctx, ot, counts)
     if not ctx.options.plan:
-        export_type(ctx, ot, mapper, counts, FORWARD)
+        export_type(ctx, ot, mapper, counts, FORWARD, hold=safety.GUARDED if held else ())
     return mapper
+
+
+def _open(ctx: RunContext, names: list[str], opened: dict[str, str | None]) -> None:
+    """Open each connector once per run; one that failed to open stops every pass that needs it."""
+    for name in names:
+        if name not in opened:
+            opened[name] = open_connector(ctx.connectors[name])
+            if opened[name] is None:
+                ctx.opened.add(name)
+        if opened[name]:
+            raise ConnectionFailed(opened[name] or "")
 
 
 @contextlib.contextmanager
@@ -202,6 +232,8 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
 def _status(summary: Summary) -> str:
     if any(c.error for c in summary.object_types.values()):
         return "failed"
+    if any(c.guard for c in summary.object_types.values()):
+        return "stopped"
     if any(c.failed for c in summary.object_types.values()):
         return "partial"
     return "ok"
@@ -214,29 +246,3 @@ def log_path(manifest: Manifest, cli_file: str | None) -> Path | None:
     if manifest.log_file:
         return manifest.base_dir / manifest.log_file
     return None
-
-
-def plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[PlanItem]:
-    """What the export pass would send for ``ot``, from the pending exports."""
-    mapper = Mapper(ot)
-    type_id = ctx.type_ids[ot.name]
-    after: str | None = None
-    while rows := ctx.store.all_pending(type_id, after, 500):
-        after = rows[-1].source_anchor
-        for row in rows:
-            yield PlanItem(ot.name, row.source_anchor, row.action, plan_changes(row.payload, mapper),
-                           row.target_anchor, row.last_error, bool(row.payload.get("gone")))
-
-
-def plan_changes(payload: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    old = payload.get("old", {})
-    for attr, value in payload.get("set", {}).items():
-        shown = MASK if attr in mapper.sensitive and value is not None else value
-        before = MASK if attr in mapper.sensitive and old.get(attr) is not None else old.get(attr)
-        out[attr] = {"old": before, "new": shown} if attr in old else {"new": shown}
-    for attr, values in payload.get("add", {}).items():
-        out.setdefault(attr, {})["add"] = values
-    for attr, values in payload.get("remove", {}).items():
-        out.setdefault(attr, {})["remove"] = values
-    return out

@@ -11,15 +11,15 @@ import difflib
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
-from runner.connectors.base import ConfigurationError, Connector, ConnectorContext
+from runner.connectors.base import Capabilities, ConfigurationError, Connector, ConnectorContext
 from runner.connectors.registry import UnknownConnector, connector_class
 from runner.errors import Problem
 from runner.manifest import schema
 from runner.manifest.model import Clause, Group, Manifest, ObjectType, YamlPath
 from runner.manifest.yamlfile import Located, dotted, quoted
-from runner.mapping.expressions import ExpressionError, compile_expression
+from runner.mapping.expressions import Expression, ExpressionError, compile_expression
 from runner.mapping.names import template_fields
-from runner.mapping.scope import scope_problems
+from runner.mapping.scope import DATE_OPS, scope_problems
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -84,8 +84,7 @@ def semantic_problems(manifest: Manifest, located: Located, connectors: dict[str
         seen.setdefault(ot.name, index)
         found += list(_endpoint_problems(ot, located, connectors))
         found += list(_mapping_problems(ot, index, manifest, located))
-        found += [located.problem(_scope_error_path(ot.scope, e.path, located), str(e))
-                  for e in scope_problems(ot.scope)]
+        found += list(_scope_problems(ot.scope, located))
         found += list(_match_problems(ot, located))
         found += list(_disable_problems(ot, located))
     return found
@@ -113,7 +112,7 @@ def _endpoint_problems(ot: ObjectType, located: Located, connectors: dict[str, C
 def _target_capability_problems(ot: ObjectType, connector: Connector, located: Located) -> Iterator[Problem]:
     """What the object type asks of its target that the connector does not declare."""
     at = (*ot.path, "target")
-    caps = connector.capabilities()
+    caps = connector.capabilities(ot.target.object)
     who = f"connector {quoted(ot.target.connector)} (type {connector.type_name})"
     if not caps.operations:
         yield located.problem((*at, "connector"), f"{who} can only be read, not written to")
@@ -134,6 +133,7 @@ def _target_capability_problems(ot: ObjectType, connector: Connector, located: L
     if any(m.password for m in ot.mapping) and not (caps.password_in_first_pass or "set_password" in caps.operations):
         yield located.problem(at, f"{who} takes no passwords (neither in the create nor as set_password); "
                                   "check its configuration (the sql connector needs password: <column>)")
+    yield from _correlation_problems(ot, caps, who, mapped, located)
     needed = {"delete"} if "delete" in (ot.when_deleted, ot.when_out_of_scope) else set()
     needed |= {"disable"} if ot.target.disable and "disable" in (ot.when_deleted, ot.when_out_of_scope) else set()
     for kind in sorted(needed - caps.operations):
@@ -181,9 +181,21 @@ def _match_problems(ot: ObjectType, located: Located) -> Iterator[Problem]:
             yield from _expression_problems(rule.expression, (*rule.path, "expression"), located)
 
 
+def _compile(text: str) -> Expression:
+    """compile_expression, with nesting too deep for JMESPath's recursive parser as an ExpressionError.
+
+    ``((((...))))`` a few hundred levels deep exhausts Python's stack inside jmespath; that is a
+    problem with the expression, to report where it is written, not a crash of ``validate``.
+    """
+    try:
+        return compile_expression(text)
+    except RecursionError:
+        raise ExpressionError(f"cannot parse expression {text!r}: nested too deeply") from None
+
+
 def _expression_problems(text: str, at: YamlPath, located: Located) -> Iterator[Problem]:
     try:
-        compile_expression(text)
+        _compile(text)
     except ExpressionError as exc:
         # The message quotes the expression with repr(); quoted() keeps secrets maskable.
         yield located.problem(at, str(exc).replace(repr(text), quoted(text)))
@@ -191,7 +203,7 @@ def _expression_problems(text: str, at: YamlPath, located: Located) -> Iterator[
 
 def _volatile(text: str) -> bool:
     try:
-        return compile_expression(text).volatile
+        return _compile(text).volatile
     except ExpressionError:
         return False
 
@@ -215,6 +227,59 @@ def _scope_error_path(scope: Group | None, path: YamlPath, located: Located) -> 
     return path
 
 
+def _clauses(group: Group | None) -> Iterator[Clause]:
+    for item in group.items if group else ():
+        if isinstance(item, Group):
+            yield from _clauses(item)
+        else:
+            yield item
+
+
+def _scope_problems(scope: Group | None, located: Located) -> Iterator[Problem]:
+    """The scope filter's problems, clause by clause.
+
+    Building a clause's test can fail on values the scope module does not expect: days such as
+    "²" or 10**90 (int() and timedelta refuse them), a regular expression nested a thousand
+    deep or repeating a{99999999999}. Each is a problem at that clause's value, and the other
+    clauses are still checked.
+    """
+    for clause in _clauses(scope):
+        try:
+            errors = scope_problems(Group("all", (clause,), clause.path))
+        except (ValueError, OverflowError, RecursionError) as exc:
+            yield located.problem(_scope_error_path(scope, clause.path, located), _unusable_value(clause, exc))
+            continue
+        yield from (located.problem(_scope_error_path(scope, e.path, located), str(e)) for e in errors)
+        days = _days(clause.value) if clause.op in DATE_OPS and not errors else None
+        if days is not None and days > MAX_DAYS:
+            yield located.problem(_scope_error_path(scope, clause.path, located), _unusable_value(clause, None))
+
+
+MAX_DAYS = 100_000  # ~270 years: today plus or minus that is a date the calendar has, for millennia
+
+
+def _days(value: Any) -> int | None:
+    """The whole number of days a date operator reads from ``value`` (as runner.mapping.scope does)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 20:
+        return int(value)
+    return None
+
+
+def _unusable_value(clause: Clause, exc: Exception | None) -> str:
+    value = quoted(clause.value)
+    if clause.op in DATE_OPS:
+        return (f"op {clause.op} needs a whole number of days from 0 to {MAX_DAYS:,} (about 270 years), "
+                f"got {value}")
+    if clause.op in ("regex_match", "not_regex_match"):
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return f"invalid regular expression {value}: {why}"
+    return f"op {clause.op} cannot use the value {value}: {exc}"
+
+
 def _disable_problems(ot: ObjectType, located: Located) -> Iterator[Problem]:
     if not ot.target.disable:
         needs = ("target.disable: the attributes written to disable an object, e.g. "
@@ -232,3 +297,25 @@ def _disable_problems(ot: ObjectType, located: Located) -> Iterator[Problem]:
         if ot.attribute(name) is None:
             yield located.problem((*ot.path, "target", "disable", name), f"disable attribute {quoted(name)} must also "
                                   "be mapped, so an object that comes back in scope is enabled again")
+
+
+def _correlation_problems(ot: ObjectType, caps: Capabilities, who: str, mapped: set[str],
+                          located: Located) -> Iterator[Problem]:
+    """After a crash, an add whose result was lost must be findable in the target, or it would be
+    created twice: by target.correlate, the connector's natural key, or the object's name."""
+    at = (*ot.path, "target")
+    sensitive = {m.target for m in ot.mapping if m.sensitive or m.password}
+    references = {m.target for m in ot.mapping if m.reference}
+    for i, attr in enumerate(ot.target.correlate):
+        if attr not in mapped:
+            yield located.problem((*at, "correlate", i), f"{quoted(attr)} is not a mapped attribute of "
+                                  f"{quoted(ot.name)}{_suggest(attr, sorted(mapped))}")
+        elif attr in sensitive or attr in references:
+            yield located.problem((*at, "correlate", i), f"{quoted(attr)} is sensitive or a reference; correlate "
+                                  "on plain attributes that are unique in the target")
+    if caps.generated_anchor and not (ot.target.correlate or caps.correlation or ot.target.name or caps.hierarchical):
+        candidates = [m.target for m in ot.mapping if not (m.sensitive or m.password or m.reference)][:3]
+        yield located.problem(at, f"{who} generates the keys of {quoted(ot.target.object)} and knows no natural "
+                                  "key for it, so an add interrupted by a crash could be created twice: add "
+                                  "target.correlate with the mapped attributes that are unique in the target "
+                                  f"(e.g. correlate: [{', '.join(candidates[:1]) or 'name'}])")

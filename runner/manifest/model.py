@@ -40,6 +40,7 @@ class TargetSpec:
     disable: dict[str, Any] = field(default_factory=dict)
     name: str | None = None  # template over mapped attributes; hierarchical connectors need it
     concurrency: int | None = None
+    correlate: tuple[str, ...] = ()  # attributes that find an object whose add result was lost
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class ObjectType:
     match: tuple[MatchRule, ...] = ()
     when_out_of_scope: str = "disable"
     when_deleted: str = "delete"
+    max_deletes: int | str | None = None  # safety.max_deletes: a count or "N%"; None: the default
     path: YamlPath = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -134,12 +136,14 @@ def build(data: dict[str, Any], path: Path) -> Manifest:
         name: ConnectorSpec(name, block["type"], {k: v for k, v in block.items()}, ("connectors", name))
         for name, block in data["connectors"].items()
     }
-    types = tuple(_object_type(raw, ("object_types", i)) for i, raw in enumerate(data["object_types"]))
+    default_max_deletes = (data.get("safety") or {}).get("max_deletes")
+    types = tuple(_object_type(raw, ("object_types", i), default_max_deletes)
+                  for i, raw in enumerate(data["object_types"]))
     return Manifest(path=path, name=data["name"], connectors=connectors, object_types=types,
                     state=data.get("state"), log_file=data.get("log_file"))
 
 
-def _object_type(raw: dict[str, Any], at: YamlPath) -> ObjectType:
+def _object_type(raw: dict[str, Any], at: YamlPath, default_max_deletes: int | str | None = None) -> ObjectType:
     src, tgt = raw["source"], raw["target"]
     mapping_path = raw.get("_mapping_path", (*at, "mapping"))
     return ObjectType(
@@ -147,13 +151,14 @@ def _object_type(raw: dict[str, Any], at: YamlPath) -> ObjectType:
         source=SourceSpec(src["connector"], src["object"], src["anchor"],
                           tuple(src.get("partitions") or [src.get("partition")])),
         target=TargetSpec(tgt["connector"], tgt["object"], tgt.get("partition"), dict(tgt.get("disable", {})),
-                          tgt.get("name"), tgt.get("concurrency")),
+                          tgt.get("name"), tgt.get("concurrency"), tuple(tgt.get("correlate") or ())),
         mapping=tuple(_attribute(m, (*mapping_path, i)) for i, m in enumerate(raw["mapping"])),
         scope=_group(raw["scope"], (*at, "scope")) if raw.get("scope") else None,
         match=tuple(MatchRule(m["target"], m.get("source"), m.get("expression"), (*at, "match", i))
                     for i, m in enumerate(raw.get("match", []))),
         when_out_of_scope=raw.get("when_out_of_scope", "disable"),
         when_deleted=raw.get("when_deleted", "delete"),
+        max_deletes=(raw.get("safety") or {}).get("max_deletes", default_max_deletes),
         path=at,
         raw={k: v for k, v in raw.items() if not k.startswith("_")},
     )

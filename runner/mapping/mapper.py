@@ -83,6 +83,7 @@ class Mapper:
     def __init__(self, object_type: ObjectType):
         self.object_type = object_type
         self.attributes = [_compile(spec) for spec in object_type.mapping]
+        self.names = frozenset(a.name for a in self.attributes)
         self.unique = frozenset(a.name for a in self.attributes if a.unique)
         self.on_create = frozenset(a.name for a in self.attributes if a.spec.apply == "on_create" or a.unique)
         self.sensitive = frozenset(a.name for a in self.attributes if a.spec.sensitive or a.redacted)

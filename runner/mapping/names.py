@@ -53,3 +53,77 @@ def depth(name: str | None) -> int:
     if "=" in name:
         return len(_UNESCAPED_COMMA.split(name))
     return len([p for p in name.split("/") if p])
+
+
+class BadDN(ValueError):
+    """Text that is not a distinguished name per RFC 4514."""
+
+
+_HEX = "0123456789abcdefABCDEF"
+
+
+def parse_dn(dn: str) -> list[list[tuple[str, str]]]:
+    """RFC 4514 §3: a DN as RDNs, each a list of (type, value) with escapes undone.
+
+    Handles ``\\,``-style escapes, ``\\XX`` hex pairs (UTF-8 bytes), multi-valued RDNs joined by
+    ``+`` and spaces around separators. A ``#`` hex-string value is kept as written."""
+    rdns: list[list[tuple[str, str]]] = []
+    i, n = 0, len(dn)
+    if not dn.strip():
+        return rdns
+    rdn: list[tuple[str, str]] = []
+    while i <= n:
+        eq = dn.find("=", i)
+        if eq < 0:
+            raise BadDN(f"{dn!r}: an RDN without '=' at position {i}")
+        attr = dn[i:eq].strip()
+        if not attr:
+            raise BadDN(f"{dn!r}: an RDN without an attribute type at position {i}")
+        i = eq + 1
+        while i < n and dn[i] == " ":
+            i += 1
+        raw = bytearray()
+        trailing = 0  # unescaped spaces at the end of the value (not part of it)
+        while i < n and dn[i] not in ",+;":
+            c = dn[i]
+            if c == "\\":
+                pair = dn[i + 1:i + 3]
+                if len(pair) == 2 and all(ch in _HEX for ch in pair):
+                    raw.append(int(pair, 16))
+                    i += 3
+                elif i + 1 < n:
+                    raw.extend(dn[i + 1].encode())
+                    i += 2
+                else:
+                    raise BadDN(f"{dn!r}: a backslash at the end")
+                trailing = 0
+                continue
+            trailing = trailing + 1 if c == " " else 0
+            raw.extend(c.encode())
+            i += 1
+        value = raw.decode("utf-8", errors="replace")
+        if trailing:
+            value = value[:-trailing]
+        rdn.append((attr, value))
+        if i >= n:
+            rdns.append(rdn)
+            break
+        if dn[i] == "+":
+            i += 1
+            continue
+        rdns.append(rdn)
+        rdn = []
+        i += 1
+    return rdns
+
+
+def normalize_dn(dn: str) -> str:
+    """The comparable form of a DN: types and values case-folded, escapes in one canonical form,
+    the AVAs of a multi-valued RDN in sorted order, no spaces around separators. Text that is
+    not a DN is only case-folded."""
+    try:
+        rdns = parse_dn(dn)
+    except BadDN:
+        return dn.casefold()
+    return ",".join("+".join(sorted(f"{a.casefold()}={escape_rdn_value(v.casefold())}" for a, v in rdn))
+                    for rdn in rdns)

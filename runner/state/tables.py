@@ -10,10 +10,12 @@ it is opened and refuses one written by a newer provision.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -51,6 +53,7 @@ runs = sa.Table(
     sa.Column("run_id", sa.String(40), primary_key=True),
     sa.Column("pipeline", S, nullable=False, index=True),
     sa.Column("kind", sa.String(16), nullable=False),  # run | plan
+    # running | ok | partial | failed | stopped | interrupted | abandoned (killed; its lock was taken over)
     sa.Column("started", sa.String(40), nullable=False),
     sa.Column("finished", sa.String(40)),
     sa.Column("status", sa.String(16), nullable=False),
@@ -91,7 +94,12 @@ links = sa.Table(
     sa.Column("source_anchor", S, primary_key=True),
     sa.Column("target_anchor", S, nullable=False),
     sa.Column("live", sa.Boolean, nullable=False, default=True),
+    # the object's name in the target (an LDAP DN), kept after a delete for removing references by
+    # name; name_key is its comparable form (runner.mapping.names.normalize_dn), cut to 255
+    sa.Column("target_name", sa.Text),
+    sa.Column("name_key", S),
     sa.Index("links_target", "type_id", "target_anchor"),
+    sa.Index("links_name", "type_id", "name_key"),
 )
 
 # What the target is known to hold, in mapped form (references as source anchors).
@@ -102,6 +110,8 @@ target_objects = sa.Table(
     sa.Column("name", sa.Text),
     sa.Column("data", Doc, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("partition", S),
+    sa.Column("version", S),  # the target's version of the object (ETag, entryCSN) when it has one
 )
 
 # Values of target objects read from the target, for the match rules (first contact only).
@@ -113,7 +123,9 @@ target_index = sa.Table(
     sa.Column("target_anchor", S, primary_key=True),
 )
 
-# One pending export per object, kept until the target confirms it.
+# One pending export per object, kept until the target confirms it. sent_run is set (and committed)
+# before the operation goes to the target and cleared with its result: a row that still has it
+# after its run ended is in doubt, and the next run resolves it first (runner/engine/recovery.py).
 pending = sa.Table(
     "pending_exports", metadata,
     sa.Column("type_id", sa.Integer, primary_key=True),
@@ -126,7 +138,11 @@ pending = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", Doc),
     sa.Column("attempted_run", sa.String(40)),
+    sa.Column("revision", sa.String(16), nullable=False, default=""),  # new each time compute rewrites it
+    sa.Column("sent_run", sa.String(40)),  # in flight: sent by this run, result not yet recorded
+    sa.Column("partition", S),  # where the object lives now
     sa.Index("pending_order", "type_id", "depth", "source_anchor"),  # keyset pages in export order
+    sa.Index("pending_in_flight", "type_id", "sent_run"),
 )
 
 # Who references whom (desired values), so a change in one object re-evaluates those pointing at
@@ -162,8 +178,23 @@ log = sa.Table(
     sa.Column("entry", Doc, nullable=False),
 )
 
-# version -> statements that bring version-1 to it. Version 1 is created whole by create_all.
-MIGRATIONS: dict[int, list[str]] = {}
+def _to_v2(conn: sa.Connection) -> None:
+    """Spine v2: in-flight marks, revisions, recorded partitions and versions."""
+    q = conn.dialect.identifier_preparer.quote  # "partition" is a reserved word on MariaDB
+    for table, column, kind in (("pending_exports", "revision", "VARCHAR(16) NOT NULL DEFAULT ''"),
+                                ("pending_exports", "sent_run", "VARCHAR(40)"),
+                                ("pending_exports", "partition", "VARCHAR(255)"),
+                                ("target_objects", "partition", "VARCHAR(255)"),
+                                ("target_objects", "version", "VARCHAR(255)"),
+                                ("links", "target_name", "TEXT"),
+                                ("links", "name_key", "VARCHAR(255)")):
+        conn.exec_driver_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {kind}")
+    conn.exec_driver_sql("CREATE INDEX pending_in_flight ON pending_exports (type_id, sent_run)")
+    conn.exec_driver_sql("CREATE INDEX links_name ON links (type_id, name_key)")
+
+
+# version -> the step that brings version-1 to it. The newest version is created whole by create_all.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2}
 
 
 class IncompatibleStore(RuntimeError):
@@ -183,6 +214,5 @@ def migrate(engine: sa.Engine) -> None:
             raise IncompatibleStore(f"the state store has schema version {found}, newer than this provision "
                                     f"understands ({SCHEMA_VERSION}); upgrade provision")
         for version in range(found + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS.get(version, []):
-                conn.exec_driver_sql(statement)
+            MIGRATIONS[version](conn)
             conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))

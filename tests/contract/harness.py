@@ -2,26 +2,30 @@
 
 A :class:`Harness` says how to build one connector against a real system in a temporary folder
 (or a server a fixture starts), what a sample object of it looks like, and how names look. The
-suite asks the connector itself what it can do (its :class:`Capabilities` and whether it
-implements ``read``), and generates for it only the tests of what it declares: a connector that
+suite asks the connector itself what it can do (its :class:`Capabilities` for the object the
+tests use, and which of ``read``, ``get``, ``lookup``, ``ping`` it implements:
+``Connector.can``), and generates for it only the tests of what it declares: a connector that
 lacks a capability gets no test for it, rather than a skipped one.
 
 Test functions state what they need with the ``contract`` marker::
 
-    @pytest.mark.contract(ops=("add", "update"), read=True, caps=("multi_valued_deltas",), needs=("multi",))
+    @pytest.mark.contract(ops=("add", "update"), read=True, can="get", caps=("multi_valued_deltas",),
+                          needs=("multi",))
 
 * ``ops``: operation kinds the connector must list in ``Capabilities.operations``;
-* ``read``: the connector implements ``read``;
-* ``caps``: Capabilities flags that must be true (``!flag``: false); ``concurrent`` means
-  ``max_concurrency > 1``;
+* ``read``: the connector implements ``read`` (the same as ``can="read"``);
+* ``can``: methods the connector implements (``get``, ``lookup``, ``ping``);
+* ``caps``: Capabilities fields that must be true (``!field``: false; a tuple such as
+  ``correlation`` is true when not empty); ``concurrent`` means ``max_concurrency > 1``;
 * ``needs``: harness fields that must be set (``multi``, ``container``, ``other_partition``,
-  ``break_source``, ``verify_password``, ``page_size``).
+  ``break_source``, ``verify_password``, ``page_size``, ``drop_connections``).
 
 Markers on the module and on the function add up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -77,6 +81,8 @@ class Harness:
             the system would accept that password for that object (a bind, a hash compare).
         values: per attribute, a value for normalization tests (already in normalized form).
         page_size: whether ``make`` honours ``page_size``.
+        drop_connections: ``drop_connections(made, server)`` makes the server end every
+            connection the connector holds (a restart, an idle timeout), for the ping test.
     """
 
     name: str
@@ -98,6 +104,7 @@ class Harness:
     verify_password: Callable[[Made, Path, str, str], bool] | None = None
     values: Mapping[str, str] = field(default_factory=dict)
     page_size: bool = True
+    drop_connections: Callable[[Made, Any], None] | None = None
 
     def __repr__(self) -> str:
         return f"Harness({self.name})"
@@ -110,11 +117,16 @@ class Harness:
 
     @property
     def capabilities(self) -> Capabilities:
-        return self.probe.connector.capabilities()
+        """What the connector declares, before open, for the object the tests use."""
+        return self.probe.connector.capabilities(self.probe.object)
+
+    def can(self, method: str) -> bool:
+        assert callable(getattr(Connector, method, None)), f"Connector has no method {method!r}"
+        return self.probe.connector.can(method)
 
     @property
     def readable(self) -> bool:
-        return type(self.probe.connector).read is not Connector.read
+        return self.can("read")
 
     def qualifies(self, spec: Mapping[str, Any]) -> bool:
         """Whether this connector declares everything a test needs (see the module docstring)."""
@@ -122,6 +134,8 @@ class Harness:
         if not set(spec.get("ops", ())) <= caps.operations:
             return False
         if spec.get("read") and not self.readable:
+            return False
+        if not all(self.can(method) for method in spec.get("can", ())):
             return False
         for flag in spec.get("caps", ()):
             negate = flag.startswith("!")
@@ -138,14 +152,14 @@ class Harness:
         return True
 
 
-MARKER_KEYS = ("ops", "read", "caps", "needs")
+MARKER_KEYS = ("ops", "read", "can", "caps", "needs")
 
 
 def requirements(markers: Iterable[Any]) -> dict[str, Any]:
-    """The union of the ``contract`` markers' requirements: tuples for ops/caps/needs, a bool for read."""
-    spec: dict[str, Any] = {"ops": (), "read": False, "caps": (), "needs": ()}
+    """The union of the ``contract`` markers' requirements: tuples for ops/can/caps/needs, a bool for read."""
+    spec: dict[str, Any] = {"ops": (), "read": False, "can": (), "caps": (), "needs": ()}
     for marker in markers:
-        assert not marker.args, "write @pytest.mark.contract(ops=..., read=..., caps=..., needs=...)"
+        assert not marker.args, "write @pytest.mark.contract(ops=..., read=..., can=..., caps=..., needs=...)"
         for key, value in marker.kwargs.items():
             assert key in MARKER_KEYS, f"unknown contract marker key {key!r}; known: {', '.join(MARKER_KEYS)}"
             if key == "read":
@@ -167,10 +181,10 @@ class Driver:
     Operation, carrying that operation's id, and an error only when not ok.
     """
 
-    def __init__(self, harness: Harness, made: Made, tmp_path: Path):
-        self.harness, self.made, self.tmp_path = harness, made, tmp_path
+    def __init__(self, harness: Harness, made: Made, tmp_path: Path, server: Any = None):
+        self.harness, self.made, self.tmp_path, self.server = harness, made, tmp_path, server
         self.connector, self.object, self.partition = made
-        self.caps = self.connector.capabilities()
+        self.caps = self.connector.negotiate(self.object)  # what the engine uses for a run
         self._ids = itertools.count(101, 7)  # not 0, 1, 2...: a connector must echo the ids, not count
 
     def next_id(self) -> int:
@@ -187,9 +201,16 @@ class Driver:
         return self.harness.name_of(attributes, parent)
 
     def op(self, kind: str, **fields: Any) -> Operation:
+        """An operation as the engine builds it: its partition, and a key that stays the same on a re-send."""
         fields.setdefault("object", self.object)
         fields.setdefault("partition", self.partition)
-        return Operation(self.next_id(), kind, **fields)
+        op_id = self.next_id()
+        fields.setdefault("key", f"contract/{self.harness.name}/{op_id}")
+        return Operation(op_id, kind, **fields)
+
+    def replay(self, op: Operation) -> Operation:
+        """``op`` sent again, as the engine does when a crash lost its result: same key, next attempt."""
+        return dataclasses.replace(op, id=self.next_id(), attempt=op.attempt + 1)
 
     def add_op(self, attributes: Mapping[str, Any], *, name: Any = _AUTO, parent: str | None = None,
                **fields: Any) -> Operation:
@@ -272,7 +293,35 @@ class Driver:
         return {str(r.anchor): r for r in records}
 
     def get(self, anchor: str, **kw: Any) -> Record | None:
+        """The object with ``anchor`` as a whole read finds it (every connector that reads has this)."""
         return self.by_anchor(**kw).get(anchor)
+
+    # ---- finding single objects: the connector's get and lookup ---------------------------------
+
+    def fetch(self, anchor: str | None = None, *, name: str | None = None, partition: Any = _AUTO) -> Record | None:
+        """``connector.get``, checked: a Record carrying its anchor, or None."""
+        partition = self.partition if partition is _AUTO else partition
+        found = self.connector.get(self.object, anchor, name=name, partition=partition)
+        assert found is None or isinstance(found, Record), f"get returns a Record or None, not {found!r}"
+        if found is not None:
+            assert isinstance(found.anchor, str) and found.anchor, f"get returned a record without its anchor: {found}"
+            assert not found.deleted, "get returns what is there: never a deleted record"
+        return found
+
+    def lookup(self, values: Mapping[str, Any], *, partition: Any = _AUTO) -> list[Record]:
+        """``connector.lookup``, checked: a list of Records, each with its anchor, none twice."""
+        partition = self.partition if partition is _AUTO else partition
+        found = self.connector.lookup(self.object, dict(values), partition=partition)
+        assert isinstance(found, list) and all(isinstance(r, Record) for r in found), f"lookup returns a list: {found!r}"
+        anchors = [r.anchor for r in found]
+        assert all(isinstance(a, str) and a for a in anchors), f"lookup returned records without anchors: {found}"
+        assert len(set(anchors)) == len(anchors), f"lookup returned an object twice: {anchors}"
+        return found
+
+    def correlation(self) -> tuple[str, ...]:
+        """The attributes that find an object: the declared correlation, else the harness key (what a
+        manifest's ``target.correlate`` would name)."""
+        return tuple(self.caps.correlation) or (self.harness.key,)
 
     def by_key(self, records: Iterable[Record]) -> dict[Any, Record]:
         found: dict[Any, Record] = {}

@@ -6,10 +6,13 @@ import jsonschema
 import pytest
 
 from runner.connectors.base import (
+    EXPORT_STYLES,
     INTERFACE_VERSION,
     NORMALIZATIONS,
     OPERATION_KINDS,
+    REFERENCE_FORMS,
     Capabilities,
+    ConnectionFailed,
     Connector,
     ObjectError,
     ObjectInfo,
@@ -17,14 +20,34 @@ from runner.connectors.base import (
 from runner.connectors.registry import connector_class
 
 
-def test_capabilities_are_a_capabilities_of_known_values(driver):
-    caps = driver.connector.capabilities()
+def assert_known_values(caps: Capabilities) -> None:
+    """Every field holds a value the engine knows what to do with."""
     assert type(caps) is Capabilities
     assert isinstance(caps.operations, frozenset) and caps.operations <= set(OPERATION_KINDS)
     assert isinstance(caps.max_concurrency, int) and caps.max_concurrency >= 1
     for attribute, steps in caps.normalizations.items():
         assert isinstance(attribute, str) and isinstance(steps, tuple) and set(steps) <= set(NORMALIZATIONS)
+    assert caps.export_style in EXPORT_STYLES
+    assert all(isinstance(a, str) and form in REFERENCE_FORMS for a, form in caps.reference_forms.items())
+    assert isinstance(caps.correlation, tuple) and all(isinstance(a, str) and a for a in caps.correlation)
+    assert isinstance(caps.max_values_per_operation, int) and caps.max_values_per_operation >= 0
+    for flag in ("partitions", "hierarchical", "delta_read", "full_export", "delete_add_as_replace",
+                 "password_in_first_pass", "multi_valued_deltas", "generated_anchor", "versioned"):
+        assert isinstance(getattr(caps, flag), bool), flag
+
+
+def test_capabilities_are_a_capabilities_of_known_values(driver):
+    caps = driver.connector.capabilities(driver.object)
+    assert_known_values(caps)
     assert caps == driver.harness.capabilities, "the same before open (validation, provision connectors) and after"
+    assert_known_values(driver.connector.capabilities(None))  # what provision connectors shows
+
+
+def test_the_negotiated_capabilities_are_of_known_values_too(driver):
+    """What the engine runs with once the connector is open."""
+    negotiated = driver.connector.negotiate(driver.object)
+    assert_known_values(negotiated)
+    assert negotiated == driver.caps, "negotiate gives the same answer each time it is asked"
 
 
 def test_the_configuration_satisfies_the_connectors_own_schema(driver):
@@ -36,10 +59,11 @@ def test_the_configuration_satisfies_the_connectors_own_schema(driver):
 
 
 def test_the_connector_is_installed_under_its_type_name(harness):
+    """The registry loads only connectors written for this interface version."""
     cls = type(harness.probe.connector)
     assert issubclass(cls, Connector) and cls.type_name
     assert connector_class(cls.type_name) is cls
-    assert 1 <= cls.interface_version <= INTERFACE_VERSION
+    assert cls.interface_version == INTERFACE_VERSION
 
 
 def test_close_is_safe_without_open_and_twice(harness, connect, tmp_path):
@@ -47,6 +71,27 @@ def test_close_is_safe_without_open_and_twice(harness, connect, tmp_path):
     driver = connect()
     driver.connector.close()
     driver.connector.close()  # and once more by the fixture
+
+
+@pytest.mark.contract(can="ping")
+def test_ping_passes_on_an_open_connection(driver):
+    driver.connector.ping()
+    driver.connector.ping()
+
+
+@pytest.mark.contract(ops="add", read=True, can="ping", needs="drop_connections")
+def test_after_the_server_drops_its_connections_ping_says_so_or_the_connector_goes_on(driver):
+    """What a server restart does to a long run: the engine pings, reopens on ConnectionFailed, goes on."""
+    anchor = driver.add(driver.sample(0))
+    assert list(driver.by_anchor()) == [anchor]  # the connector holds a connection now
+    driver.harness.drop_connections(driver.made, driver.server)
+    try:
+        driver.connector.ping()
+    except ConnectionFailed:
+        driver.connector.close()
+        driver.connector.open()
+    assert list(driver.by_anchor()) == [anchor]
+    assert driver.add(driver.sample(1))
 
 
 def test_discover_describes_the_objects_it_serves(driver):

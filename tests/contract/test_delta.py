@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runner.connectors.base import WatermarkExpired
+
 pytestmark = pytest.mark.contract(ops=("add", "update", "delete"), read=True, caps="delta_read")
 
 
@@ -66,3 +68,14 @@ def test_a_paged_delta_read_returns_each_change_once(connect):
     assert len(pages) >= 3
     changes = [(r.anchor, r.deleted) for p in pages for r in p.records]
     assert sorted(changes) == sorted([(a, False) for a in anchors[:5]] + [(anchors[5], True)])
+
+
+def test_a_watermark_the_connector_never_returned_is_expired(driver):
+    """WatermarkExpired (a pruned change log, a reset journal) makes the engine read everything
+    instead; any other error would stop the import every run until someone runs --full."""
+    driver.add(driver.sample(0))
+    _, watermark = driver.read()
+    for unknown in (watermark + "0000", "not-a-watermark"):
+        with pytest.raises(WatermarkExpired):
+            driver.read(unknown)
+    assert len(driver.records()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import uuid
 from importlib.metadata import entry_points
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 from runner.connectors.base import (
+    INTERFACE_VERSION,
     AlreadyExists,
     ConfigurationError,
     ConnectionFailed,
@@ -20,9 +22,12 @@ from runner.connectors.base import (
     NotFound,
     ObjectError,
     Operation,
+    PermanentError,
     Record,
     Result,
+    WatermarkExpired,
 )
+from runner.connectors.registry import connector_class
 
 from provision_jsondir import JsonDirConnector
 
@@ -98,6 +103,12 @@ def test_registered_under_the_provision_connectors_entry_point_group():
     assert ep.load() is JsonDirConnector
 
 
+def test_written_for_connector_interface_2_which_provision_loads():
+    """The registry refuses a plugin written for another interface version."""
+    assert JsonDirConnector.interface_version == INTERFACE_VERSION == 2
+    assert connector_class("jsondir") is JsonDirConnector
+
+
 def test_capabilities_follow_the_configuration(tmp_path):
     context = ConnectorContext("d", tmp_path)
     caps = JsonDirConnector({"root": "t", "objects": ["users"]}, context).capabilities()
@@ -106,6 +117,9 @@ def test_capabilities_follow_the_configuration(tmp_path):
     assert caps.max_concurrency == 4
     assert dict(caps.normalizations) == {"mail": ("case_insensitive",)}
     assert caps.operations == {"add", "update", "rename", "disable", "delete", "replace", "set_password"}
+    # names find objects (no correlation attributes), anchors are made up on add, references are anchors
+    assert (caps.correlation, caps.generated_anchor, caps.reference_form("members")) == ((), True, "anchor")
+    assert (caps.export_style, caps.versioned, caps.max_values_per_operation) == ("delta", False, 0)
 
     caps = JsonDirConnector({"root": "t", "objects": ["users"], "delete_add_as_replace": False,
                              "password_in_first_pass": False, "concurrency": 2,
@@ -113,6 +127,11 @@ def test_capabilities_follow_the_configuration(tmp_path):
     assert not caps.delete_add_as_replace and not caps.password_in_first_pass
     assert "replace" not in caps.operations and caps.max_concurrency == 2
     assert dict(caps.normalizations) == {"*": ("trim",)}
+
+
+def test_capabilities_are_the_same_for_every_object_type_and_after_open(make):
+    conn = make()
+    assert conn.capabilities("users") == conn.capabilities("groups") == conn.capabilities() == conn.negotiate("users")
 
 
 def test_config_schema_rejects_unknown_normalizations_and_bad_partitions():
@@ -180,7 +199,9 @@ def test_add_under_a_parent_that_does_not_exist_fails(conn, tmp_path):
 
 def test_add_needs_a_valid_name(conn):
     assert "needs a name" in fails(conn, "add", ObjectError, attributes={})
-    assert "type=value" in fails(conn, "add", ObjectError, name="jsmith", attributes={})
+    # a name that is no name stays refused until the source data changes: not retried meanwhile
+    assert "type=value" in fails(conn, "add", PermanentError, name="jsmith", attributes={})
+    assert "does not fit" in fails(conn, "add", PermanentError, name="cn=" + "x" * 300, attributes={})
 
 
 def test_names_with_escaped_commas_and_unsafe_characters_round_trip(conn, tmp_path):
@@ -195,7 +216,7 @@ def test_names_with_escaped_commas_and_unsafe_characters_round_trip(conn, tmp_pa
 def test_a_value_json_cannot_hold_fails_that_object_only(conn, tmp_path):
     result = list(conn.apply([Operation(1, "add", "users", name="uid=a", attributes={"x": object()}),
                               Operation(2, "add", "users", name="uid=b", attributes={})]))
-    assert [r.ok for r in result] == [False, True] and isinstance(result[0].error, ObjectError)
+    assert [r.ok for r in result] == [False, True] and isinstance(result[0].error, PermanentError)
     assert not (tmp_path / "tree" / "default" / "uid=a.json").exists()
     ok(conn, "add", name="uid=a", attributes={})  # the name was not kept reserved
 
@@ -361,7 +382,7 @@ def test_replace_under_a_new_name_moves_the_object(conn, tmp_path):
     base = tmp_path / "tree" / "default"
     assert not (base / "uid=a.json").exists()
     assert doc(base / "uid=b.json") == {"anchor": new, "name": "uid=b", "object": "users", "attributes": {"y": 2},
-                                        "password_hash": hashlib.sha256(b"pw").hexdigest()}
+                                        "password_hash": hashlib.sha256(b"pw").hexdigest(), "replaces": old}
 
 
 def test_without_delete_add_as_replace_a_replace_is_refused(make):
@@ -466,11 +487,12 @@ def test_the_journal_has_one_line_per_write(conn, tmp_path):
     assert lines[3]["name"] == "uid=b" and lines[6]["anchor"] == new
 
 
-def test_watermarks_the_journal_never_returned_are_refused(conn):
-    with pytest.raises(ConnectionFailed, match="full import"):
-        read(conn, watermark="99")
-    with pytest.raises(ConfigurationError):
-        read(conn, watermark="yesterday")
+def test_watermarks_the_journal_never_returned_are_expired_so_the_engine_reads_everything(conn):
+    ok(conn, "add", name="uid=a", attributes={})
+    for watermark in ("99", "yesterday", "-1"):
+        with pytest.raises(WatermarkExpired, match="full import"):
+            read(conn, watermark=watermark)
+    assert [r.name for r in read(conn)[0]] == ["uid=a"]
 
 
 # ---- reopening, discover ------------------------------------------------------------------------
@@ -622,3 +644,279 @@ def test_renames_of_a_parent_while_its_children_are_updated_lose_nothing(make, t
     assert sorted(p.name for p in base.iterdir()) == [".journal.jsonl", "ou=a", "ou=a.json"]  # no stray folder
     records, _ = read(conn)
     assert {(r.name, r.attributes["n"]) for r in records} == {(f"uid=u{i},ou=a", 25) for i in range(4)}
+
+
+# ---- interface 2: get, lookup, read keywords, ping, results -----------------------------------------
+
+
+def test_get_by_anchor_finds_the_object_wherever_it_is_unless_a_partition_says_otherwise(make):
+    conn = make(partitions=["sales", "research"])
+    anchor = ok(conn, "add", name="uid=a", attributes={"uid": "a"}, partition="research")
+    record = conn.get("users", anchor)
+    assert (record.anchor, record.name, record.partition, record.attributes) == (anchor, "uid=a", "research",
+                                                                                 {"uid": "a"})
+    assert conn.get("users", anchor, partition="research").anchor == anchor
+    assert conn.get("users", anchor, partition="sales") is None
+    assert conn.get("groups", anchor) is None  # another object type
+    assert conn.get("users", str(uuid.uuid4())) is None
+    ok(conn, "delete", anchor=anchor, partition="research")
+    assert conn.get("users", anchor) is None
+
+
+def test_get_by_name_compares_names_the_way_the_tree_does(conn):
+    people(conn)
+    anchor = ok(conn, "add", name="uid=JSmith,ou=people", attributes={})
+    for spelling in ("uid=JSmith,ou=people", "UID=jsmith , OU=People", "uid=jsmith,ou=PEOPLE"):
+        record = conn.get("users", name=spelling)
+        assert record is not None and (record.anchor, record.name) == (anchor, "uid=JSmith,ou=people"), spelling
+    assert conn.get("users", name="uid=other,ou=people") is None
+    assert conn.get("users", name="not a name") is None  # no object can have it
+    assert conn.get("orgunits", name="uid=jsmith,ou=people") is None  # the name is a user's
+
+
+def test_get_by_name_looks_in_the_partition_given_else_the_first(make):
+    conn = make(partitions=["sales", "research"])
+    in_sales = ok(conn, "add", name="uid=a", attributes={}, partition="sales")
+    in_research = ok(conn, "add", name="uid=a", attributes={}, partition="research")
+    assert conn.get("users", name="uid=a").anchor == in_sales
+    assert conn.get("users", name="uid=a", partition="research").anchor == in_research
+
+
+def test_get_and_lookup_refuse_what_the_configuration_does_not_serve(conn):
+    with pytest.raises(ConfigurationError, match="not served"):
+        conn.get("printers", name="cn=p")
+    with pytest.raises(ConfigurationError, match="unknown partition"):
+        conn.lookup("users", {"uid": "a"}, partition="hr")
+    with pytest.raises(TypeError):
+        conn.get("users")
+    with pytest.raises(TypeError):
+        conn.lookup("users", {})
+
+
+def test_lookup_compares_values_through_the_normalizations(make):
+    conn = make(normalizations={"mail": ["case_insensitive"], "phone": ["phone_digits"]})
+    a = ok(conn, "add", name="uid=a", attributes={"uid": "a", "mail": "A@Example.org", "phone": "+1 555 0100"})
+    ok(conn, "add", name="uid=b", attributes={"uid": "b", "mail": "b@example.org", "phone": "+15550100"})
+    assert [r.anchor for r in conn.lookup("users", {"mail": "a@EXAMPLE.org"})] == [a]
+    assert [r.anchor for r in conn.lookup("users", {"uid": "a", "phone": "+1 (555) 01-00"})] == [a]
+    assert len(conn.lookup("users", {"phone": "+15550100"})) == 2
+    assert conn.lookup("users", {"uid": "A"}) == []  # uid is not normalized: compared exactly
+    assert conn.lookup("users", {"uid": "a", "mail": "b@example.org"}) == []  # every value must match
+    assert [r.attributes for r in conn.lookup("users", {"uid": "a"})] == [conn.get("users", a).attributes]
+
+
+def test_lookup_of_multi_valued_and_absent_attributes(conn):
+    group = ok(conn, "add", "groups", name="cn=g", attributes={"members": ["u1", "u2"], "cn": "g"})
+    assert [r.anchor for r in conn.lookup("groups", {"members": "u2"})] == [group]  # one of its values
+    assert [r.anchor for r in conn.lookup("groups", {"members": ["u2", "u1"]})] == [group]  # all, any order
+    assert conn.lookup("groups", {"members": ["u1"]}) == []
+    assert [r.anchor for r in conn.lookup("groups", {"cn": "g", "description": None})] == [group]
+    assert conn.lookup("groups", {"cn": 1}) == []
+
+
+def test_lookup_follows_every_write_and_survives_a_reopen(make):
+    conn = make(partitions=["sales", "research"])
+    anchor = ok(conn, "add", name="uid=a", attributes={"uid": "a"}, partition="sales")
+    ok(conn, "add", name="uid=a", attributes={"uid": "a"}, partition="research")
+    assert [r.anchor for r in conn.lookup("users", {"uid": "a"})] == [anchor]  # the first partition
+    ok(conn, "update", anchor=anchor, attributes={"uid": "renamed"}, partition="sales")
+    assert conn.lookup("users", {"uid": "a"}) == []
+    assert [r.partition for r in conn.lookup("users", {"uid": "a"}, partition="research")] == ["research"]
+    conn.close()
+    again = make(partitions=["sales", "research"])
+    assert [r.anchor for r in again.lookup("users", {"uid": "renamed"})] == [anchor]
+    new = ok(again, "replace", anchor=anchor, name="uid=b", attributes={"uid": "b"}, partition="sales")
+    assert again.lookup("users", {"uid": "renamed"}) == []
+    assert [r.anchor for r in again.lookup("users", {"uid": "b"})] == [new]
+
+
+def test_read_takes_a_page_size_and_the_attributes_to_carry(make):
+    conn = make(page_size=100)
+    anchors = [ok(conn, "add", name=f"uid=u{i}", attributes={"uid": f"u{i}", "mail": f"u{i}@x.org", "n": i})
+               for i in range(5)]
+    pages = list(conn.read("users", page_size=2))
+    assert [len(p.records) for p in pages] == [2, 2, 1] and pages[-1].watermark == "5"
+    records = [r for p in conn.read("users", attributes=["uid", "title"]) for r in p.records]
+    assert [r.attributes for r in records] == [{"uid": f"u{i}"} for i in range(5)]
+    ok(conn, "update", anchor=anchors[0], attributes={"n": 9})
+    [record] = [r for p in conn.read("users", "default", "5", attributes=["n"]) for r in p.records]
+    assert (record.anchor, record.attributes) == (anchors[0], {"n": 9})
+    with pytest.raises(ConfigurationError):
+        list(conn.read("users", page_size=0))
+
+
+def test_ping_says_when_the_tree_is_gone(make, tmp_path):
+    conn = make()
+    conn.ping()
+    (tmp_path / "tree" / "default" / ".journal.jsonl").unlink()
+    (tmp_path / "tree" / "default").rmdir()
+    with pytest.raises(ConnectionFailed, match="default"):
+        conn.ping()
+    conn.close()
+    with pytest.raises(ConnectionFailed, match="not open"):
+        conn.ping()
+
+
+def test_results_say_the_name_and_values_as_stored(conn):
+    people(conn)
+    [added] = list(conn.apply([Operation(7, "add", "users", name="UID=a , OU=People",
+                                         attributes={"mail": "A@Example.org"})]))
+    assert (added.op_id, added.name, added.stored) == (7, "UID=a,ou=people", {"mail": "a@example.org"})
+    [updated] = list(conn.apply([Operation(8, "update", "users", anchor=added.anchor, name=added.name,
+                                           add_values={"mail": ["B@example.org"]})]))
+    assert (updated.anchor, updated.stored) == (added.anchor, {"mail": ["a@example.org", "b@example.org"]})
+    [deleted] = list(conn.apply([Operation(9, "delete", "users", anchor=added.anchor, name=added.name)]))
+    assert deleted.ok and deleted.anchor == added.anchor
+
+
+def test_the_partition_an_operation_carries_is_used_and_a_move_between_partitions_refused(make):
+    conn = make(partitions=["sales", "research"])
+    anchor = ok(conn, "add", name="uid=a", attributes={}, partition="research")
+    fails(conn, "update", NotFound, anchor=anchor, partition="sales", attributes={"x": 1})
+    ok(conn, "update", anchor=anchor, partition="research", attributes={"x": 1})
+    ok(conn, "update", anchor=anchor, attributes={"x": 2})  # without one: where the anchor lives
+    message = fails(conn, "rename", PermanentError, anchor=anchor, name="uid=b", partition="sales",
+                    old_partition="research")
+    assert "between partitions" in message
+    assert conn.get("users", anchor).name == "uid=a"
+    ok(conn, "rename", anchor=anchor, name="uid=b", partition="research", old_partition="research")
+
+
+# ---- replay: every operation is safe to apply twice -----------------------------------------------
+
+
+def twice(connector: JsonDirConnector, kind: str, object: str = "users", **fields: Any) -> tuple[Result, Result]:
+    """The same operation sent again, as the engine does after a crash left its outcome in doubt."""
+    op = Operation(1, kind, object, key="pipeline/user/42/r1", **fields)
+    [first] = list(connector.apply([op]))
+    [second] = list(connector.apply([Operation(2, kind, object, key=op.key, attempt=2, **fields)]))
+    return first, second
+
+
+def test_a_replayed_add_is_already_exists_and_its_object_is_found_by_name(conn):
+    first, second = twice(conn, "add", name="uid=a", attributes={"uid": "a"})
+    assert first.ok and not second.ok and isinstance(second.error, AlreadyExists)
+    assert first.anchor in str(second.error)
+    assert conn.get("users", name="uid=a").anchor == first.anchor
+    assert len(read(conn)[0]) == 1
+
+
+def test_replayed_value_changes_leave_one_copy_and_removals_of_gone_values_succeed(conn):
+    group = ok(conn, "add", "groups", name="cn=g", attributes={"members": ["u1"]})
+    added = twice(conn, "update", "groups", anchor=group, add_values={"members": ["u2"]})
+    removed = twice(conn, "update", "groups", anchor=group, remove_values={"members": ["u1", "never"]})
+    assert all(r.ok for r in added + removed), [r.error for r in added + removed]
+    assert conn.get("groups", group).attributes == {"members": ["u2"]}
+
+
+def test_replayed_update_disable_and_set_password_end_in_the_same_state(conn, tmp_path):
+    anchor = ok(conn, "add", name="uid=a", attributes={"title": "Dev", "phone": "1"})
+    path = tmp_path / "tree" / "default" / "uid=a.json"
+    for kind, fields in (("update", {"attributes": {"title": "Lead", "phone": None}}),
+                         ("disable", {"attributes": {"active": False}}),
+                         ("set_password", {"password": "pw-1"})):
+        first, second = twice(conn, kind, anchor=anchor, **fields)
+        after_first = doc(path)
+        assert first.ok and second.ok, (kind, second.error)
+        assert doc(path) == after_first, kind
+    assert doc(path)["attributes"] == {"title": "Lead", "active": False, "disabled": True}
+
+
+def test_a_replayed_rename_changes_nothing_and_journals_nothing(conn, tmp_path):
+    anchor = ok(conn, "add", name="uid=a", attributes={})
+    first, second = twice(conn, "rename", anchor=anchor, name="uid=b", old_name="uid=a")
+    assert first.ok and second.ok and second.anchor == anchor and second.name == "uid=b"
+    assert [e["kind"] for e in journal(tmp_path / "tree")] == ["add", "rename"]
+    ok(conn, "rename", anchor=anchor, name="uid=B")  # a change of case is a rename, though
+    assert conn.get("users", anchor).name == "uid=B"
+
+
+def test_a_replayed_delete_or_replace_is_not_found(conn):
+    gone = ok(conn, "add", name="uid=a", attributes={})
+    first, second = twice(conn, "delete", anchor=gone, name="uid=a")
+    assert first.ok and isinstance(second.error, NotFound)
+    old = ok(conn, "add", name="uid=b", attributes={"v": 1})
+    first, second = twice(conn, "replace", anchor=old, name="uid=c", attributes={"v": 2})
+    assert first.ok and isinstance(second.error, NotFound)
+    assert [(r.anchor, r.name) for r in read(conn)[0]] == [(first.anchor, "uid=c")]
+
+
+# ---- a crash between the files of one operation: finished by the replay or the next open ------------------
+
+
+class Crash(BaseException):
+    """The process dies here: no handler of the connector runs (it catches Exception subclasses only)."""
+
+
+def test_a_rename_cut_short_by_a_crash_is_finished_by_its_replay(make, tmp_path, monkeypatch):
+    """The crash comes after the first of the two moves (children's folder, object's file)."""
+    conn = make()
+    ou = ok(conn, "add", "orgunits", name="ou=sales", attributes={})
+    child = ok(conn, "add", name="uid=a,ou=sales", attributes={"x": 1})
+    real, moves = os.replace, []
+
+    def first_move_only(src: Any, dst: Any) -> None:
+        if moves:
+            raise Crash
+        moves.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", first_move_only)
+    rename = Operation(1, "rename", "orgunits", anchor=ou, name="ou=revenue", old_name="ou=sales")
+    with pytest.raises(Crash):
+        list(conn.apply([rename]))
+    monkeypatch.undo()
+    conn.close()
+
+    again = make()
+    ok(again, "rename", "orgunits", anchor=ou, name="ou=revenue", old_name="ou=sales")  # the replay
+    base = tmp_path / "tree" / "default"
+    assert sorted(p.name for p in base.iterdir()) == [".journal.jsonl", "ou=revenue", "ou=revenue.json"]
+    assert doc(base / "ou=revenue" / "uid=a.json")["name"] == "uid=a,ou=revenue"
+    assert again.get("users", child).name == "uid=a,ou=revenue"
+    ok(again, "add", name="uid=b,ou=revenue", attributes={})
+    fails(again, "delete", ObjectError, "orgunits", anchor=ou)  # its children are counted
+
+
+def test_a_replace_cut_short_by_a_crash_is_finished_by_the_next_open(make, tmp_path, monkeypatch):
+    """The crash comes after the new object's file is written, before the old one is removed."""
+    conn = make()
+    old = ok(conn, "add", name="uid=a", attributes={"v": 1})
+
+    def crash(self: Path, missing_ok: bool = False) -> None:
+        raise Crash
+
+    monkeypatch.setattr(Path, "unlink", crash)
+    with pytest.raises(Crash):
+        list(conn.apply([Operation(1, "replace", "users", anchor=old, name="uid=b", attributes={"v": 2})]))
+    monkeypatch.undo()
+    conn.close()
+    base = tmp_path / "tree" / "default"
+    assert sorted(p.name for p in base.glob("*.json")) == ["uid=a.json", "uid=b.json"]  # what the crash left
+
+    again = make()
+    [record] = read(again)[0]
+    assert (record.name, record.attributes) == ("uid=b", {"v": 2})
+    assert not (base / "uid=a.json").exists()
+    assert [(e["kind"], e["anchor"]) for e in journal(tmp_path / "tree")][-2:] == [("delete", old),
+                                                                                   ("replace", record.anchor)]
+    fails(again, "replace", NotFound, anchor=old, name="uid=b", attributes={"v": 2})  # its replay
+    again.close()
+    make()  # and a later open has nothing left to finish
+    assert len(journal(tmp_path / "tree")) == 3
+
+
+def test_a_replace_whose_old_file_cannot_be_removed_fails_and_leaves_the_old_object(conn, tmp_path, monkeypatch):
+    old = ok(conn, "add", name="uid=a", attributes={"v": 1})
+    real = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "uid=a.json":
+            raise PermissionError(13, "Permission denied", str(self))
+        real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    fails(conn, "replace", ObjectError, anchor=old, name="uid=b", attributes={"v": 2})
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "tree" / "default").glob("*.json")) == ["uid=a.json"]
+    assert [r.anchor for r in read(conn)[0]] == [old]

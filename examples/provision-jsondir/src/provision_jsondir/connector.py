@@ -16,15 +16,18 @@ Configuration (a connector block of a provision manifest)::
 
 Names are DN-style paths relative to their partition (see :mod:`provision_jsondir.names`);
 anchors are generated UUIDs that survive renames. Reads with a watermark return what the
-partition's change journal says changed since (see :mod:`provision_jsondir.journal`).
+partition's change journal says changed since (see :mod:`provision_jsondir.journal`). ``get``
+and ``lookup`` answer from the tree's in-memory index. Every operation is safe to apply twice
+(the replay contract of connector interface 2; see :mod:`provision_jsondir.tree`).
 
-It depends only on ``runner.connectors.base``, the public connector interface of provision.
+It depends only on ``runner.connectors.base``, the public connector interface of provision
+(version 2).
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +42,17 @@ from runner.connectors.base import (
     ObjectInfo,
     Operation,
     Page,
+    PermanentError,
     Record,
     Result,
     RetryableError,
+    WatermarkExpired,
 )
 
 from provision_jsondir import names
 from provision_jsondir.journal import DamagedJournal
-from provision_jsondir.tree import DISABLED, Entry, Tree, password_hash
+from provision_jsondir.tree import DISABLED, Entry, Tree, Written, password_hash
+from provision_jsondir.values import matches
 
 DEFAULT_NORMALIZATIONS = {"mail": ["case_insensitive"]}
 _FOLDER_NAME = r'^[^./\\:*?"<>|][^/\\:*?"<>|]*$'
@@ -58,6 +64,7 @@ class JsonDirConnector(Connector):
     """Objects as JSON files in a folder tree: hierarchical names, partitions, delta reads."""
 
     type_name = "jsondir"
+    interface_version = 2
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -104,7 +111,13 @@ class JsonDirConnector(Connector):
         declared = self.config.get("normalizations", DEFAULT_NORMALIZATIONS)
         return {attribute: tuple(steps) for attribute, steps in declared.items()}
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self, object: str | None = None) -> Capabilities:
+        """The same for every object type: one tree, one set of rules.
+
+        Names identify objects (``correlation`` empty: the engine finds an object whose add was
+        lost by its name, with ``get``), because anchors are UUIDs the connector makes up on add
+        (``generated_anchor``). References are stored as given: the target anchors the engine sends.
+        """
         replace = self.config.get("delete_add_as_replace", True)
         operations = {"add", "update", "rename", "disable", "delete", "set_password"} | ({"replace"} if replace else set())
         return Capabilities(
@@ -118,6 +131,10 @@ class JsonDirConnector(Connector):
             max_concurrency=self.config.get("concurrency", 4),
             operations=frozenset(operations),
             multi_valued_deltas=True,
+            export_style="delta",
+            reference_forms={"*": "anchor"},
+            correlation=(),
+            generated_anchor=True,
         )
 
     def object_names(self) -> list[str]:
@@ -146,7 +163,8 @@ class JsonDirConnector(Connector):
         except OSError as exc:
             raise ConnectionFailed(f"cannot create the root folder {self.root}: {exc.strerror}; "
                                    "check the connector's root") from None
-        tree = Tree(self.root, self.partitions, self.normalizations, self.config.get("fsync", True))
+        tree = Tree(self.root, self.partitions, self.normalizations, self.config.get("fsync", True),
+                    self.context.logger)
         tree.load()
         self.tree = tree
 
@@ -154,6 +172,15 @@ class JsonDirConnector(Connector):
         if self.tree is not None:
             self.tree.close()
             self.tree = None
+
+    def ping(self) -> None:
+        """ConnectionFailed when the tree went from under the open connector (a removed root, an
+        unmounted share): writes would recreate its folders empty, and a read would find nothing."""
+        self._tree()
+        missing = [p for p in self.partitions if not (self.root / p).is_dir()]
+        if missing:
+            raise ConnectionFailed(f"the folder of partition {missing[0]!r} ({self.root / missing[0]}) is gone; "
+                                   "check the connector's root")
 
     def _tree(self) -> Tree:
         if self.tree is None:
@@ -167,39 +194,50 @@ class JsonDirConnector(Connector):
             raise ObjectError(f"unknown partition {partition!r}; this connector serves {', '.join(self.partitions)}")
         return partition
 
+    def _asked(self, object: str, partition: str | None) -> str:
+        """The partition a read, get or lookup names (None: the first); a wrong object or partition
+        is the manifest's mistake, so ConfigurationError."""
+        if object not in self.config["objects"]:
+            raise ConfigurationError(f"object {object!r} is not served; objects: {', '.join(self.config['objects'])}")
+        try:
+            return self._partition(partition)
+        except ObjectError as exc:
+            raise ConfigurationError(str(exc)) from None
+
     # ---- reading ----------------------------------------------------------------------------------
 
-    def read(self, object: str, partition: str | None = None,
-             watermark: str | None = None) -> Iterator[Page]:
+    def read(self, object: str, partition: str | None = None, watermark: str | None = None, *,
+             attributes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Page]:
         """Full read (``watermark`` None) or what changed since ``watermark`` in one partition.
 
         ``partition`` None means the first configured partition. The last page carries the
         watermark to resume from (the journal's last sequence number, as text); a delta read
-        reports deleted objects as records with ``deleted=True``.
+        reports deleted objects as records with ``deleted=True``. A watermark the journal never
+        returned raises WatermarkExpired, and the engine reads everything instead. ``attributes``
+        limits what records carry; ``page_size`` overrides the configured one.
         """
         tree = self._tree()
-        if object not in self.config["objects"]:
-            raise ConfigurationError(f"object {object!r} is not served; objects: {', '.join(self.config['objects'])}")
-        try:
-            partition = self._partition(partition)
-        except ObjectError as exc:
-            raise ConfigurationError(str(exc)) from None
+        partition = self._asked(object, partition)
+        if page_size is not None and page_size < 1:
+            raise ConfigurationError(f"page_size must be at least 1, not {page_size}")
         journal = tree.journals[partition]
         mark = journal.mark()
         if watermark is None:
-            records: Iterable[Record] = self._everything(tree, object, partition)
+            records: Iterable[Record] = self._everything(tree, object, partition, attributes)
         else:
-            records = self._changes(tree, object, partition, _seq(watermark, mark[0], journal.path), mark)
-        yield from _paged(records, self.config.get("page_size", 500), str(mark[0]))
+            since = _seq(watermark, mark[0], journal.path)
+            records = self._changes(tree, object, partition, since, mark, attributes)
+        yield from _paged(records, page_size or self.config.get("page_size", 500), str(mark[0]))
 
-    def _everything(self, tree: Tree, object: str, partition: str) -> Iterator[Record]:
+    def _everything(self, tree: Tree, object: str, partition: str,
+                    attributes: Sequence[str] | None) -> Iterator[Record]:
         for entry in tree.entries(object, partition):
             found = tree.document(entry.anchor, partition)
             if found is not None:
-                yield _record(*found)
+                yield _record(*found, attributes)
 
     def _changes(self, tree: Tree, object: str, partition: str, since: int,
-                 mark: tuple[int, int]) -> Iterator[Record]:
+                 mark: tuple[int, int], attributes: Sequence[str] | None) -> Iterator[Record]:
         latest: dict[str, dict[str, Any]] = {}
         try:
             for change in tree.journals[partition].since(since, mark):
@@ -214,7 +252,49 @@ class JsonDirConnector(Connector):
             if found is None:
                 yield Record({}, anchor=anchor, name=change.get("name"), partition=partition, deleted=True)
             else:
-                yield _record(*found)
+                yield _record(*found, attributes)
+
+    def get(self, object: str, anchor: str | None = None, *, name: str | None = None,
+            partition: str | None = None) -> Record | None:
+        """The object with this anchor (in ``partition`` when given, else wherever it is: anchors
+        are unique in the tree), or without an anchor the one with this name in ``partition``
+        (None: the first), names compared as the tree compares them. None when it is not there."""
+        tree = self._tree()
+        where = self._asked(object, partition)
+        if anchor is not None:
+            entry = tree.by_anchor(anchor)
+            if entry is None or (partition is not None and entry.partition != where):
+                return None
+        elif name is not None:
+            try:
+                rdns = names.parse(name)
+            except names.InvalidName:
+                return None  # no object can have a name the connector refuses
+            entry = tree.by_name(where, rdns)
+        else:
+            raise TypeError("get needs an anchor or a name")
+        if entry is None or entry.object != object:
+            return None
+        found = tree.document(entry.anchor, entry.partition)
+        return _record(*found) if found is not None else None
+
+    def lookup(self, object: str, values: Mapping[str, Any], *,
+               partition: str | None = None) -> list[Record]:
+        """Objects of one type in ``partition`` (None: the first) whose attributes equal ``values``,
+        compared through the connector's normalizations, parents first.
+
+        Found in the index; only the objects found are read from disk, and each is compared
+        again as read, so an object changed meanwhile is not returned with values that no longer match."""
+        if not values:
+            raise TypeError("lookup needs at least one attribute value: with none, every object would match")
+        tree = self._tree()
+        where = self._asked(object, partition)
+        found = []
+        for entry in sorted(tree.matching(object, where, values), key=lambda e: (len(e.key), e.key[::-1])):
+            read = tree.document(entry.anchor, where)
+            if read is not None and matches(read[1]["attributes"], values, self.normalizations):
+                found.append(_record(*read))
+        return found
 
     def discover(self) -> Sequence[ObjectInfo]:
         """Each served object type with the attributes its stored objects have."""
@@ -234,37 +314,43 @@ class JsonDirConnector(Connector):
     # ---- writing ----------------------------------------------------------------------------------
 
     def apply(self, operations: Sequence[Operation]) -> Iterable[Result]:
-        """One Result per operation, in order. Safe to call from several threads at once."""
+        """One Result per operation, in order. Safe to call from several threads at once.
+
+        A Result says what the tree holds afterwards: the anchor, the name as stored (its parent
+        part spelled the way the parent spells its own) and the attributes as stored (normalized)."""
         tree = self._tree()
         for op in operations:
-            handler = getattr(self, f"op_{op.kind}", None)
-            if handler is None:
-                yield Result.failed(op, ObjectError(f"the jsondir connector cannot {op.kind}"))
-                continue
-            try:
-                if op.object not in self.config["objects"]:
-                    raise ObjectError(f"object {op.object!r} is not served; objects: {', '.join(self.config['objects'])}")
-                anchor = handler(tree, op)
-            except (ObjectError, RetryableError) as exc:
-                yield Result.failed(op, exc)
-            except OSError as exc:
-                yield Result.failed(op, _os_error(op, exc))
-            except (ValueError, TypeError) as exc:  # a bad name, a damaged file, a value JSON cannot hold
-                yield Result.failed(op, ObjectError(f"{op.kind} {op.name or op.anchor}: {exc}"))
-            else:
-                yield Result(op.id, True, anchor)
+            yield self._apply_one(tree, op)
 
-    def op_add(self, tree: Tree, op: Operation) -> str:
+    def _apply_one(self, tree: Tree, op: Operation) -> Result:
+        handler = getattr(self, f"op_{op.kind}", None)
+        if handler is None:
+            return Result.failed(op, ObjectError(f"the jsondir connector cannot {op.kind}"))
+        try:
+            if op.object not in self.config["objects"]:
+                raise ObjectError(f"object {op.object!r} is not served; objects: {', '.join(self.config['objects'])}")
+            written: Written = handler(tree, op)
+        except (ObjectError, RetryableError) as exc:
+            return Result.failed(op, exc)
+        except OSError as exc:
+            return Result.failed(op, _os_error(op, exc))
+        except (names.InvalidName, TypeError) as exc:  # a name that is no name, a value JSON cannot hold
+            return Result.failed(op, PermanentError(f"{op.kind} {op.name or op.anchor}: {exc}"))
+        except ValueError as exc:  # a damaged object file
+            return Result.failed(op, ObjectError(f"{op.kind} {op.name or op.anchor}: {exc}"))
+        return Result(op.id, True, written.anchor, name=written.name, stored=written.attributes)
+
+    def op_add(self, tree: Tree, op: Operation) -> Written:
         self._password_allowed(op)
         return tree.add(op, self._partition(op.partition), self._name(op))
 
-    def op_update(self, tree: Tree, op: Operation) -> str:
+    def op_update(self, tree: Tree, op: Operation) -> Written:
         return tree.modify(op, self._located(tree, op), tree.update_attributes(op), "update")
 
-    def op_disable(self, tree: Tree, op: Operation) -> str:
+    def op_disable(self, tree: Tree, op: Operation) -> Written:
         return tree.modify(op, self._located(tree, op), tree.update_attributes(op, {DISABLED: True}), "disable")
 
-    def op_set_password(self, tree: Tree, op: Operation) -> str:
+    def op_set_password(self, tree: Tree, op: Operation) -> Written:
         if op.password is None:
             raise ObjectError("set_password without a password")
         digest = password_hash(op.password)
@@ -274,13 +360,13 @@ class JsonDirConnector(Connector):
 
         return tree.modify(op, self._located(tree, op), change, "set_password")
 
-    def op_rename(self, tree: Tree, op: Operation) -> str:
+    def op_rename(self, tree: Tree, op: Operation) -> Written:
         return tree.rename(op, self._located(tree, op), self._name(op))
 
-    def op_delete(self, tree: Tree, op: Operation) -> str:
+    def op_delete(self, tree: Tree, op: Operation) -> Written:
         return tree.delete(op, self._located(tree, op))
 
-    def op_replace(self, tree: Tree, op: Operation) -> str:
+    def op_replace(self, tree: Tree, op: Operation) -> Written:
         if not self.config.get("delete_add_as_replace", True):
             raise ObjectError("this connector is configured with delete_add_as_replace: false; "
                               "send delete, then add")
@@ -294,9 +380,20 @@ class JsonDirConnector(Connector):
         return names.parse(op.name)
 
     def _located(self, tree: Tree, op: Operation) -> str:
-        """The partition of the object an operation names (the given one, else where its anchor is)."""
+        """The partition of the object an operation names.
+
+        The engine sends the partition it recorded for the object, and that one is used: an
+        anchor in another partition is NotFound there. Without one (an engine or a caller that
+        does not say), the object is taken where its anchor lives. A move between partitions is
+        refused until the source puts the object back: the folder tree cannot carry it across."""
+        if op.old_partition is not None and op.partition is not None and op.old_partition != op.partition:
+            raise PermanentError(f"{op.object} {op.name or op.anchor}: cannot move from partition "
+                                 f"{op.old_partition!r} to {op.partition!r}; this connector does not move "
+                                 "objects between partitions (delete it and add it there)")
         if op.partition is not None:
             return self._partition(op.partition)
+        if op.old_partition is not None:
+            return self._partition(op.old_partition)
         return tree.partition_of(op.anchor, self.partitions[0])
 
     def _password_allowed(self, op: Operation) -> None:
@@ -305,8 +402,11 @@ class JsonDirConnector(Connector):
                               "send the password in a set_password after the add")
 
 
-def _record(entry: Entry, doc: dict[str, Any]) -> Record:
-    return Record(dict(doc["attributes"]), anchor=entry.anchor, name=entry.name, partition=entry.partition)
+def _record(entry: Entry, doc: dict[str, Any], attributes: Sequence[str] | None = None) -> Record:
+    """A record of a stored object; with ``attributes``, only those of them it has."""
+    stored = doc["attributes"]
+    carried = dict(stored) if attributes is None else {a: stored[a] for a in attributes if a in stored}
+    return Record(carried, anchor=entry.anchor, name=entry.name, partition=entry.partition)
 
 
 def _paged(records: Iterable[Record], size: int, watermark: str) -> Iterator[Page]:
@@ -321,14 +421,18 @@ def _paged(records: Iterable[Record], size: int, watermark: str) -> Iterator[Pag
 
 
 def _seq(watermark: str, last: int, journal: Path) -> int:
+    """The journal sequence number of a watermark; WatermarkExpired (the engine reads everything
+    instead) for one this journal cannot have returned."""
     try:
         seq = int(watermark)
     except ValueError:
-        raise ConfigurationError(f"watermark {watermark!r} is not one this connector returned "
-                                 "(a journal sequence number); run a full import") from None
+        raise WatermarkExpired(f"watermark {watermark!r} is not one this connector returned "
+                               "(a journal sequence number); a full import recovers") from None
+    if seq < 0:
+        raise WatermarkExpired(f"watermark {seq} is not a journal sequence number; a full import recovers")
     if seq > last:
-        raise ConnectionFailed(f"watermark {seq} is past the end of {journal} (last {last}): the journal "
-                               "was reset or replaced; run a full import")
+        raise WatermarkExpired(f"watermark {seq} is past the end of {journal} (last {last}): the journal "
+                               "was reset or replaced; a full import recovers")
     return seq
 
 

@@ -9,6 +9,7 @@ difference to re-send.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -78,6 +79,37 @@ def remove_values(stored: dict[str, Any], removals: Mapping[str, Sequence[Any]],
             continue
         gone = normalize(attribute, [_plain(v) for v in values], normalizations)
         stored[attribute] = [v for v in _as_list(stored[attribute]) if v not in gone]
+
+
+def matches(stored: Mapping[str, Any], wanted: Mapping[str, Any], normalizations: Normalizations) -> bool:
+    """Whether an object's stored attributes equal ``wanted``, both sides compared through the
+    normalizations (a value stored before a normalization was configured still matches).
+
+    The way directory and SCIM filters compare: a single value looked for in a multi-valued
+    attribute matches when it is one of its values; a list matches the same values in any order;
+    None matches an attribute that is absent or empty.
+    """
+    for attribute, value in wanted.items():
+        have = normalize(attribute, _plain(stored.get(attribute)), normalizations)
+        want = normalize(attribute, _plain(value), normalizations)
+        if not _equal(have, want):
+            return False
+    return True
+
+
+def _equal(have: Any, want: Any) -> bool:
+    if want is None or want == []:
+        return have is None or have == []
+    if isinstance(want, list):
+        return isinstance(have, list) and sorted(map(_text, have)) == sorted(map(_text, want))
+    if isinstance(have, list):
+        return any(_text(v) == _text(want) for v in have)
+    return _text(have) == _text(want)
+
+
+def _text(value: Any) -> str:
+    """A value as JSON: 1, True and "1" stay different, as they are in the object file."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def _as_list(value: Any) -> list[Any]:

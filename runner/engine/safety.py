@@ -1,0 +1,70 @@
+"""The deletion guard: a run that would delete or disable a large share of a target stops first.
+
+A failed HR export (an empty file, a file cut short, a stray quote swallowing half the rows)
+looks exactly like everyone leaving. So, per object type, when the deletes and disables a run
+would send pass ``safety.max_deletes`` (a count, or a share of the type's provisioned objects;
+by default the larger of 10% and 5 objects), none of them is sent: the rest of the run goes on,
+the held objects are listed, and the run ends ``stopped`` (exit 3) until a person looks.
+``provision run --allow-deletes N`` (or ``all``) lets one run through. A full read that returns
+nothing where the state holds objects is refused whatever the threshold: nothing is marked
+deleted at all. For comparison, Entra's accidental-deletions threshold is a count per job
+(default 500) and MIM's is a share of the connector space.
+"""
+
+from __future__ import annotations
+
+import math
+
+from runner.engine.context import RunContext, TypeCounts
+from runner.manifest.model import ObjectType
+
+DEFAULT_SHARE = 0.10
+DEFAULT_MINIMUM = 5
+GUARDED = ("delete", "delete_first", "disable")
+ALL = -1  # --allow-deletes all
+
+
+def threshold(spec: int | str | None, provisioned: int) -> int:
+    """How many deletes and disables one run may send for a type with ``provisioned`` objects."""
+    if spec is None:
+        return max(DEFAULT_MINIMUM, math.floor(provisioned * DEFAULT_SHARE))
+    if isinstance(spec, str) and spec.endswith("%"):
+        return math.floor(provisioned * float(spec[:-1]) / 100)
+    return int(spec)
+
+
+def allowed(ctx: RunContext, count: int) -> bool:
+    allow = ctx.options.allow_deletes
+    return allow is not None and (allow == ALL or count <= allow)
+
+
+def check(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> bool:
+    """After compute: hold this type's deletes and disables if there are too many. Returns
+    whether they are held."""
+    type_id = ctx.type_ids[ot.name]
+    pending = ctx.store.count_pending(type_id, GUARDED)
+    if not pending:
+        return False
+    provisioned = ctx.store.count_linked(type_id)
+    limit = threshold(ot.max_deletes, provisioned)
+    if pending <= limit or allowed(ctx, pending):
+        return False
+    counts.held = pending
+    counts.guard = (f"would delete or disable {pending} of {provisioned} provisioned objects, more than "
+                    f"safety.max_deletes allows ({limit}); none of them was sent. Check the source; if this is "
+                    f"right, run again with --allow-deletes {pending} (or all)")
+    ctx.logger.error("%s: stopped by the deletion guard: %s", ot.name, counts.guard)
+    return True
+
+
+def refuse_empty_read(ctx: RunContext, ot: ObjectType, counts: TypeCounts, present: int,
+                      why: str | None = None) -> bool:
+    """A full read that returned nothing while the state holds objects: a broken export, not an
+    empty company. True means: mark nothing deleted."""
+    if ctx.options.allow_deletes == ALL:
+        return False
+    counts.guard = (f"{why + ': ' if why else ''}the source returned no objects, but {present} were there before: "
+                    "a failed export? "
+                    "Nothing was marked deleted. If they really are all gone, run again with --allow-deletes all")
+    ctx.logger.error("%s: stopped by the deletion guard: %s", ot.name, counts.guard)
+    return True

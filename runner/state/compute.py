@@ -1,0 +1,132 @@
+"""Compute: dirty source objects, scope, references, and the pending exports compute decides."""
+
+from __future__ import annotations
+
+import json
+import secrets as pysecrets
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from runner.state import tables as t
+from runner.state.base import Base, chunks
+from runner.state.records import PendingExport, SourceRow
+
+
+def new_revision() -> str:
+    return pysecrets.token_hex(6)
+
+
+class ComputeMixin(Base):
+    def mark_all_dirty(self, type_id: int) -> None:
+        so = t.source_objects.c
+        self.conn.execute(t.source_objects.update().where(so.type_id == type_id).values(dirty=True))
+
+    def mark_dirty(self, type_id: int, anchors: Sequence[str]) -> None:
+        """Evaluate these objects again on the next compute."""
+        so = t.source_objects.c
+        for part in chunks(list(anchors)):
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                              .values(dirty=True))
+
+    def dirty_rows(self, type_id: int, after: str | None, limit: int) -> list[SourceRow]:
+        """The next page of dirty source objects, with their link and what the target holds."""
+        so, lk, to = t.source_objects.c, t.links.c, t.target_objects.c
+        query = (
+            sa.select(so.anchor, so.data, so.deleted, so.in_scope, so.exists_after, so.partition,
+                      lk.target_anchor, lk.live, to.data.label("target_data"), to.disabled, to.name,
+                      to.partition.label("target_partition"))
+            .select_from(t.source_objects
+                         .outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
+                         .outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
+                                                              to.target_anchor == lk.target_anchor)))
+            .where(so.type_id == type_id, so.dirty.is_(True))
+            .order_by(so.anchor).limit(limit))
+        if after is not None:
+            query = query.where(so.anchor > after)
+        return [SourceRow(r.anchor, json.loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
+                          r.target_anchor if r.live else None, bool(r.live),
+                          json.loads(r.target_data) if r.target_data and r.live else None,
+                          bool(r.disabled), r.name if r.live else None,
+                          r.target_partition if r.live else None, r.partition)
+                for r in self.conn.execute(query)]
+
+    def set_scope(self, type_id: int, updates: Sequence[tuple[str, bool | None, bool]]) -> None:
+        """Store (anchor, in_scope, exists_after) for a page."""
+        if not updates:
+            return
+        so = t.source_objects.c
+        self.conn.execute(
+            t.source_objects.update()
+            .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor"))
+            .values(in_scope=sa.bindparam("in_scope"), exists_after=sa.bindparam("exists_after")),
+            [dict(k_anchor=a, in_scope=s, exists_after=e) for a, s, e in updates])
+
+    def exists_after(self, type_id: int, anchors: Iterable[str]) -> set[str]:
+        """Which of ``anchors`` will exist in the target once this run's exports land."""
+        so = t.source_objects.c
+        found: set[str] = set()
+        wanted = sorted(set(anchors))
+        for part in chunks(wanted):
+            found.update(self.conn.execute(sa.select(so.anchor).where(
+                so.type_id == type_id, so.anchor.in_(part), so.exists_after.is_(True))).scalars())
+        return found
+
+    def mark_referrers_dirty(self, ref_type_id: int, anchors: Sequence[str], only_dropped: bool = False) -> None:
+        """Re-evaluate objects whose references point at ``anchors`` (their value may change)."""
+        so, rf = t.source_objects.c, t.refs.c
+        for part in chunks(list(anchors)):
+            cond = [rf.ref_type_id == ref_type_id, rf.ref_anchor.in_(part)]
+            if only_dropped:
+                cond.append(rf.dropped.is_(True))
+            referrers = sa.select(rf.type_id, rf.anchor).where(*cond)
+            self.conn.execute(t.source_objects.update()
+                              .where(sa.tuple_(so.type_id, so.anchor).in_(referrers)).values(dirty=True))
+
+    def replace_refs(self, type_id: int, anchors: Sequence[str], rows: Sequence[tuple[str, int, str]]) -> None:
+        """Set the references held by ``anchors`` to ``rows`` of (anchor, ref_type_id, ref_anchor)."""
+        rf = t.refs.c
+        self.conn.execute(t.refs.delete().where(rf.type_id == type_id, rf.anchor.in_(list(anchors))))
+        if rows:
+            self.conn.execute(t.refs.insert(), [dict(type_id=type_id, anchor=a, ref_type_id=rt, ref_anchor=ra,
+                                                     dropped=False) for a, rt, ra in set(rows)])
+
+    def clean(self, type_id: int, anchors: Sequence[str], errors: dict[str, str]) -> None:
+        """Mark computed objects clean; keep failed ones dirty, with their error."""
+        if not anchors:
+            return
+        so = t.source_objects.c
+        self.conn.execute(
+            t.source_objects.update()
+            .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor"))
+            .values(dirty=sa.bindparam("dirty"), error=sa.bindparam("error")),
+            [dict(k_anchor=a, dirty=a in errors, error=errors.get(a)) for a in anchors])
+
+    def forget_source(self, type_id: int, anchors: Sequence[str]) -> None:
+        """Drop source objects that are gone and have nothing left in the target."""
+        if not anchors:
+            return
+        so, rf, pe = t.source_objects.c, t.refs.c, t.pending.c
+        self.conn.execute(t.source_objects.delete().where(so.type_id == type_id, so.anchor.in_(list(anchors))))
+        self.conn.execute(t.refs.delete().where(rf.type_id == type_id, rf.anchor.in_(list(anchors))))
+        self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(list(anchors))))
+
+    def set_pending(self, type_id: int, entries: Sequence[PendingExport], cleared: Sequence[str]) -> None:
+        """Replace the pending exports of a page; ``cleared`` anchors have nothing to export any more.
+
+        An export still in flight (sent by a run that died before its result was recorded) is
+        never replaced: recovery must resolve it first, or the new export could repeat it."""
+        pe = t.pending.c
+        anchors = [e.source_anchor for e in entries] + list(cleared)
+        in_flight: set[str] = set()
+        for part in chunks(anchors):
+            in_flight.update(self.conn.execute(sa.select(pe.source_anchor).where(
+                pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run.is_not(None))).scalars())
+            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part),
+                                                       pe.sent_run.is_(None)))
+        fresh = [e for e in entries if e.source_anchor not in in_flight]
+        if fresh:
+            self.conn.execute(t.pending.insert(), [
+                dict(type_id=type_id, source_anchor=e.source_anchor, action=e.action, target_anchor=e.target_anchor,
+                     name=e.name, depth=e.depth, payload=e.change.to_json(), attempts=0, partition=e.partition,
+                     revision=e.revision or new_revision()) for e in fresh])

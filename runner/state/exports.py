@@ -1,0 +1,256 @@
+"""Export: pending exports in export order, in-flight marks, and recording what the target confirmed.
+
+The protocol (``runner/engine/export.py`` drives it, ``runner/engine/recovery.py`` finishes it
+after a crash): :meth:`ExportMixin.mark_sent` sets ``sent_run`` on the exports about to go out,
+committed before the target sees them; :meth:`ExportMixin.record` writes results as they stream
+back and clears the mark in the same commit. A mark that outlives its run is an operation in
+doubt: applied or not, nobody knows until the target is asked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from runner.mapping.names import normalize_dn
+from runner.state import tables as t
+from runner.state.base import chunks, dumps
+from runner.state.compute import ComputeMixin
+from runner.state.records import Change, Confirmations, Failed, PendingExport
+
+
+def name_key(name: str | None) -> str | None:
+    """The comparable form of a target name, as the links table indexes it."""
+    return normalize_dn(name)[:255] if name else None
+
+_COLUMNS = ("source_anchor", "action", "target_anchor", "payload", "name", "depth", "partition", "attempts",
+            "last_error", "revision", "sent_run")
+
+
+def _select() -> sa.Select:
+    pe = t.pending.c
+    return sa.select(*(pe[c] for c in _COLUMNS))
+
+
+def _rows(result: Iterable[Any]) -> list[PendingExport]:
+    return [PendingExport(r.source_anchor, r.action, r.target_anchor, Change.from_json(r.payload), r.name, r.depth,
+                          r.partition, r.attempts, r.last_error, r.revision or "", r.sent_run) for r in result]
+
+
+class ExportMixin(ComputeMixin):
+    def pending_page(self, type_id: int, run_id: str, actions: Sequence[str], after: tuple[int, str] | None,
+                     limit: int, deepest_first: bool = False) -> list[PendingExport]:
+        """Pending exports not yet attempted by this run and not in doubt: parents before children
+        (or children first, for deletes), then in anchor order. ``after`` is the last row's
+        (depth, anchor)."""
+        pe = t.pending.c
+        depth = -pe.depth if deepest_first else pe.depth
+        query = (_select()
+                 .where(pe.type_id == type_id, pe.action.in_(list(actions)), pe.sent_run.is_(None),
+                        sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id))
+                 .order_by(depth, pe.source_anchor).limit(limit))
+        if after is not None:
+            # written out instead of a row-value comparison: MariaDB range-scans only this form
+            query = query.where(sa.or_(depth > after[0], sa.and_(depth == after[0], pe.source_anchor > after[1])))
+        return _rows(self.conn.execute(query))
+
+    def mark_sent(self, type_id: int, run_id: str, anchors: Sequence[str]) -> None:
+        """These exports are about to go to the target (the caller commits before sending)."""
+        pe = t.pending.c
+        for part in chunks(list(anchors)):
+            self.conn.execute(t.pending.update().where(pe.type_id == type_id, pe.source_anchor.in_(part))
+                              .values(sent_run=run_id, attempted_run=run_id, attempts=pe.attempts + 1))
+
+    def in_doubt(self, type_id: int, run_id: str, after: str | None, limit: int) -> list[PendingExport]:
+        """Exports sent by an earlier run whose result was never recorded."""
+        pe = t.pending.c
+        query = (_select().where(pe.type_id == type_id, pe.sent_run.is_not(None), pe.sent_run != run_id)
+                 .order_by(pe.source_anchor).limit(limit))
+        if after is not None:
+            query = query.where(pe.source_anchor > after)
+        return _rows(self.conn.execute(query))
+
+    def has_in_doubt(self, type_id: int, run_id: str) -> bool:
+        pe = t.pending.c
+        return self.conn.execute(sa.select(pe.source_anchor).where(
+            pe.type_id == type_id, pe.sent_run.is_not(None), pe.sent_run != run_id).limit(1)).first() is not None
+
+    def name_collisions(self, type_id: int) -> list[tuple[str, str, str | None]]:
+        """(adding anchor, deleting anchor, deleted target anchor) where an add takes the name that a
+        delete frees: the same object leaving and coming back (its anchor changed)."""
+        add, gone = t.pending.alias("a"), t.pending.alias("d")
+        query = (sa.select(add.c.source_anchor, gone.c.source_anchor, gone.c.target_anchor)
+                 .select_from(add.join(gone, sa.and_(gone.c.type_id == add.c.type_id, gone.c.name == add.c.name)))
+                 .where(add.c.type_id == type_id, add.c.action == "add", gone.c.action == "delete",
+                        add.c.name.is_not(None), add.c.sent_run.is_(None), gone.c.sent_run.is_(None)))
+        return [(a, d, ta) for a, d, ta in self.conn.execute(query)]
+
+    def all_pending_for(self, type_id: int, anchors: Sequence[str]) -> list[PendingExport]:
+        pe = t.pending.c
+        return _rows(self.conn.execute(_select().where(pe.type_id == type_id, pe.source_anchor.in_(list(anchors)))))
+
+    def drop_pending(self, type_id: int, anchors: Sequence[str]) -> None:
+        pe = t.pending.c
+        for part in chunks(list(anchors)):
+            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
+
+    def update_pending(self, type_id: int, anchor: str, action: str, change: Change,
+                       target_anchor: str | None) -> None:
+        pe = t.pending.c
+        self.conn.execute(t.pending.update().where(pe.type_id == type_id, pe.source_anchor == anchor)
+                          .values(action=action, payload=change.to_json(), target_anchor=target_anchor))
+
+    def all_pending(self, type_id: int, after: str | None, limit: int) -> list[PendingExport]:
+        pe = t.pending.c
+        query = _select().where(pe.type_id == type_id).order_by(pe.source_anchor).limit(limit)
+        if after is not None:
+            query = query.where(pe.source_anchor > after)
+        return _rows(self.conn.execute(query))
+
+    def pending_adds(self, type_id: int, anchors: Iterable[str], run_id: str) -> set[str]:
+        """Which of ``anchors`` have an add waiting that this run has not tried yet."""
+        pe = t.pending.c
+        found: set[str] = set()
+        for part in chunks(sorted(set(anchors))):
+            found.update(self.conn.execute(sa.select(pe.source_anchor).where(
+                pe.type_id == type_id, pe.source_anchor.in_(part), pe.action == "add",
+                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id))).scalars())
+        return found
+
+    def target_anchors(self, type_id: int, anchors: Iterable[str], live_only: bool = True) -> dict[str, str]:
+        lk = t.links.c
+        found: dict[str, str] = {}
+        for part in chunks(sorted(set(anchors))):
+            cond = [lk.type_id == type_id, lk.source_anchor.in_(part)]
+            if live_only:
+                cond.append(lk.live.is_(True))
+            for source_anchor, target_anchor in self.conn.execute(sa.select(lk.source_anchor, lk.target_anchor).where(*cond)):
+                found[source_anchor] = target_anchor
+        return found
+
+    def target_names(self, type_id: int, anchors: Iterable[str], live_only: bool = True) -> dict[str, str]:
+        """source anchor -> target name (references rendered by name, e.g. an LDAP DN); with
+        ``live_only=False`` also the names of deleted objects, for removing references to them."""
+        lk = t.links.c
+        found: dict[str, str] = {}
+        for part in chunks(sorted(set(anchors))):
+            cond = [lk.type_id == type_id, lk.source_anchor.in_(part), lk.target_name.is_not(None)]
+            if live_only:
+                cond.append(lk.live.is_(True))
+            for source_anchor, name in self.conn.execute(sa.select(lk.source_anchor, lk.target_name).where(*cond)):
+                found[source_anchor] = name
+        return found
+
+    def source_data(self, type_id: int, anchor: str) -> dict[str, Any] | None:
+        so = t.source_objects.c
+        data = self.conn.execute(sa.select(so.data).where(so.type_id == type_id, so.anchor == anchor)).scalar()
+        return json.loads(data) if data is not None else None
+
+    def targets_data(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, tuple[dict[str, Any], bool]]:
+        """What the target holds for each of ``target_anchors``: (data, disabled)."""
+        to = t.target_objects.c
+        found: dict[str, tuple[dict[str, Any], bool]] = {}
+        for part in chunks(sorted(set(target_anchors))):
+            for anchor, data, disabled in self.conn.execute(sa.select(to.target_anchor, to.data, to.disabled).where(
+                    to.type_id == type_id, to.target_anchor.in_(part))):
+                found[anchor] = (json.loads(data), bool(disabled))
+        return found
+
+    def record(self, type_id: int, run_id: str, done: Confirmations) -> None:
+        """Write what a stretch of results confirmed, a few executemany statements in all. Every
+        pending export it settles loses its in-flight mark in the same transaction."""
+        lk, to, pe, rf, so = t.links.c, t.target_objects.c, t.pending.c, t.refs.c, t.source_objects.c
+        conn = self.conn
+        if done.deletes:
+            conn.execute(t.links.update().where(lk.type_id == type_id,
+                                                lk.source_anchor.in_([d.source_anchor for d in done.deletes]))
+                         .values(live=False))
+            conn.execute(t.target_objects.delete().where(
+                to.type_id == type_id,
+                to.target_anchor.in_([d.target_anchor for d in done.deletes if d.target_anchor is not None])))
+            self.forget_source(type_id, [d.source_anchor for d in done.deletes if d.source_gone])
+            ix = t.target_index.c  # values select_unique_value reserved are free again
+            conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(
+                ["~" + d.source_anchor for d in done.deletes]
+                + [d.target_anchor for d in done.deletes if d.target_anchor is not None])))
+        if done.adds:
+            anchors = [a.source_anchor for a in done.adds]
+            conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
+            conn.execute(t.target_objects.delete().where(to.type_id == type_id,
+                                                         to.target_anchor.in_([a.target_anchor for a in done.adds])))
+            conn.execute(t.links.insert(), [dict(type_id=type_id, source_anchor=a.source_anchor,
+                                                  target_anchor=a.target_anchor, live=True, target_name=a.name,
+                                                  name_key=name_key(a.name)) for a in done.adds])
+            conn.execute(t.target_objects.insert(), [
+                dict(type_id=type_id, target_anchor=a.target_anchor, data=dumps(a.data), name=a.name,
+                     disabled=False, partition=a.partition, version=a.version) for a in done.adds])
+        if done.updates:
+            conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
+                         .values(target_anchor=sa.bindparam("k_new"), target_name=sa.bindparam("k_name"),
+                                 name_key=sa.bindparam("k_key")),
+                         [dict(k_anchor=u.source_anchor, k_new=u.target_anchor, k_name=u.name, k_key=name_key(u.name))
+                          for u in done.updates])
+        if done.updates:
+            conn.execute(t.target_objects.update()
+                         .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
+                         .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
+                                 disabled=sa.bindparam("k_disabled"), name=sa.bindparam("k_name"),
+                                 partition=sa.bindparam("k_partition"), version=sa.bindparam("k_version")),
+                         [dict(k_old=u.old_target_anchor, k_new=u.target_anchor, k_data=dumps(u.data),
+                               k_disabled=u.disabled, k_name=u.name, k_partition=u.partition, k_version=u.version)
+                          for u in done.updates])
+        finished = ([a.source_anchor for a in done.adds] + [u.source_anchor for u in done.updates]
+                    + [d.source_anchor for d in done.deletes] + list(done.settled))
+        self.drop_pending(type_id, finished)
+        if done.followups:
+            self.set_pending(type_id, done.followups, [])
+        if done.failures:
+            conn.execute(t.pending.update()
+                         .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
+                         .values(last_error=sa.bindparam("k_error"), sent_run=None),
+                         [dict(k_anchor=f.source_anchor, k_error=f.error) for f in done.failures])
+        if done.retries:  # tried again later in this run: not marked attempted by it
+            conn.execute(t.pending.update()
+                         .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
+                         .values(last_error=sa.bindparam("k_error"), sent_run=None, attempted_run=None),
+                         [dict(k_anchor=f.source_anchor, k_error=f.error) for f in done.retries])
+        for part in chunks(list(done.resend)):
+            conn.execute(t.pending.update().where(pe.type_id == type_id, pe.source_anchor.in_(part))
+                         .values(sent_run=None, attempted_run=None))
+        if done.recompute:
+            for anchor, target_anchor in done.recompute:
+                conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
+                conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
+            for part in chunks([r.source_anchor for r in done.recompute]):
+                conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                             .values(dirty=True))
+        if done.dirty:
+            self.mark_dirty(type_id, done.dirty)
+        if done.dropped:
+            conn.execute(t.refs.update().where(rf.type_id == type_id, rf.anchor == sa.bindparam("k_anchor"),
+                                               rf.ref_type_id == sa.bindparam("k_type"),
+                                               rf.ref_anchor == sa.bindparam("k_ref")).values(dropped=True),
+                         [dict(k_anchor=d.source_anchor, k_type=d.ref_type_id, k_ref=d.ref_anchor)
+                          for d in done.dropped])
+        # references to what was just added (left out before) or deleted change their value
+        self.mark_referrers_dirty(type_id, [a.source_anchor for a in done.adds], only_dropped=True)
+        self.mark_referrers_dirty(type_id, [d.source_anchor for d in done.deletes])
+
+    def keep_in_doubt(self, type_id: int, failures: Sequence[Failed]) -> None:
+        """Record why these in-doubt exports could not be settled; they stay in flight, so nothing
+        repeats them until they can be."""
+        pe = t.pending.c
+        if failures:
+            self.conn.execute(t.pending.update()
+                              .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
+                              .values(last_error=sa.bindparam("k_error")),
+                              [dict(k_anchor=f.source_anchor, k_error=f.error) for f in failures])
+
+    def prune_tombstones(self, type_id: int) -> None:
+        """Forget target anchors of deleted objects that nothing references any more."""
+        lk, rf = t.links.c, t.refs.c
+        still_needed = sa.select(rf.ref_anchor).where(rf.ref_type_id == type_id, rf.ref_anchor == lk.source_anchor)
+        self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.live.is_(False), ~sa.exists(still_needed)))

@@ -1,0 +1,179 @@
+"""Runs and locks: who is running a pipeline, since when, and what each run did.
+
+The lock is also a fence: every commit an export makes first renews the heartbeat of its own
+lock row, in the same transaction. A run whose lock was taken over (it stalled past the stale
+limit and another run started) finds its row gone, rolls back and stops: it can never record
+results over the newer run's.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from runner.errors import StoppedError
+from runner.state import tables as t
+from runner.state.base import Base, dumps, now_iso
+
+STALE_LOCK_SECONDS = 900  # a lock from another host with no heartbeat for this long is taken over
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    run_id: str
+    host: str
+    pid: int
+    user: str
+    acquired: str
+
+    def describe(self) -> str:
+        return f"run {self.run_id} by {self.user} on {self.host}, pid {self.pid}, since {self.acquired}"
+
+
+class LockLost(StoppedError):
+    """Another run took this run's lock over: this one must not write anything more."""
+
+
+class RunsMixin(Base):
+    def acquire_lock(self, pipeline: str, run_id: str) -> LockHolder | None:
+        """Take the pipeline's lock. Returns the holder it took over from, if any (its run is
+        marked abandoned); raises StoppedError if held by a live run."""
+        me = dict(pipeline=pipeline, run_id=run_id, host=socket.gethostname(), pid=os.getpid(),
+                  user=getpass.getuser(), acquired=now_iso(), heartbeat=time.time())
+        c = t.locks.c
+        for _ in range(3):
+            row = self.conn.execute(sa.select(t.locks).where(c.pipeline == pipeline)).first()
+            taken_over = None
+            if row is not None:
+                holder = LockHolder(row.run_id, row.host, row.pid, row.user, row.acquired)
+                if _alive(row.host, row.pid, row.heartbeat):
+                    self.conn.rollback()
+                    raise StoppedError(f"pipeline {pipeline!r} is already running ({holder.describe()}); "
+                                       "wait for it to finish")
+                self.conn.execute(t.locks.delete().where(c.pipeline == pipeline, c.run_id == row.run_id))
+                self.conn.execute(t.runs.update().where(t.runs.c.run_id == row.run_id, t.runs.c.status == "running")
+                                  .values(status="abandoned", finished=now_iso()))
+                taken_over = holder
+            try:
+                self.conn.execute(t.locks.insert().values(**me))
+                self.commit()
+                return taken_over
+            except exc.IntegrityError:
+                self.conn.rollback()  # someone else took it between our read and insert: look again
+        raise StoppedError(f"pipeline {pipeline!r}: could not take the lock; another run is starting")
+
+    def heartbeat(self, pipeline: str, run_id: str) -> None:
+        """Renew the lock, inside the transaction about to be committed; LockLost if it is not ours."""
+        c = t.locks.c
+        result = self.conn.execute(t.locks.update().where(c.pipeline == pipeline, c.run_id == run_id)
+                                   .values(heartbeat=time.time()))
+        if result.rowcount == 0:
+            self.conn.rollback()
+            raise LockLost(f"pipeline {pipeline!r}: another run took the lock over while run {run_id} "
+                           "had stalled; this run stops without recording anything more")
+
+    def release_lock(self, pipeline: str, run_id: str) -> None:
+        c = t.locks.c
+        self.conn.rollback()
+        self.conn.execute(t.locks.delete().where(c.pipeline == pipeline, c.run_id == run_id))
+        self.commit()
+
+    # ---- runs ------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, pipeline: str, kind: str, started: str) -> None:
+        self.conn.execute(t.runs.insert().values(run_id=run_id, pipeline=pipeline, kind=kind,
+                                                 started=started, status="running"))
+        self.commit()
+
+    def finish_run(self, run_id: str, status: str, finished: str, summary: dict[str, Any]) -> None:
+        self.conn.execute(t.runs.update().where(t.runs.c.run_id == run_id)
+                          .values(status=status, finished=finished, summary=dumps(summary)))
+        self.commit()
+
+    def recent_runs(self, pipeline: str, limit: int = 10) -> list[dict[str, Any]]:
+        c = t.runs.c
+        rows = self.conn.execute(sa.select(t.runs).where(c.pipeline == pipeline)
+                                 .order_by(c.started.desc()).limit(limit))
+        return [dict(r._mapping) | {"summary": json.loads(r.summary) if r.summary else None} for r in rows]
+
+    def count_present(self, type_id: int, partition: str | None | bool = False) -> int:
+        """Source objects of the type that the source still has (in ``partition``, when given)."""
+        so = t.source_objects.c
+        cond = [so.type_id == type_id, so.deleted.is_(False)]
+        if partition is not False:
+            cond.append(so.partition.is_(None) if partition is None else so.partition == partition)
+        return self.conn.execute(sa.select(sa.func.count()).where(*cond)).scalar_one()
+
+    def count_pending(self, type_id: int, actions: tuple[str, ...]) -> int:
+        pe = t.pending.c
+        return self.conn.execute(sa.select(sa.func.count()).where(pe.type_id == type_id,
+                                                                  pe.action.in_(actions))).scalar_one()
+
+    def count_linked(self, type_id: int) -> int:
+        lk = t.links.c
+        return self.conn.execute(sa.select(sa.func.count()).where(lk.type_id == type_id,
+                                                                  lk.live.is_(True))).scalar_one()
+
+    def count_unlinked(self, type_id: int, limit: int, failing: bool = False) -> int:
+        """Source objects present and in scope with no live link, counted up to ``limit``
+        (``failing``: only those whose last compute failed, e.g. a match conflict)."""
+        so, lk = t.source_objects.c, t.links.c
+        linked = sa.select(lk.source_anchor).where(lk.type_id == so.type_id, lk.source_anchor == so.anchor,
+                                                   lk.live.is_(True))
+        cond = [so.type_id == type_id, so.deleted.is_(False), so.in_scope.is_not(False), ~sa.exists(linked)]
+        if failing:
+            cond.append(so.error.is_not(None))
+        return len(self.conn.execute(sa.select(so.anchor).where(*cond).limit(limit)).all())
+
+    def counts(self, type_id: int) -> dict[str, int]:
+        so, lk, pe = t.source_objects.c, t.links.c, t.pending.c
+        one = self.conn.execute
+        return {
+            "source_objects": self.count_present(type_id),
+            "in_scope": one(sa.select(sa.func.count()).where(so.type_id == type_id, so.in_scope.is_(True),
+                                                             so.deleted.is_(False))).scalar_one(),
+            "linked": one(sa.select(sa.func.count()).where(lk.type_id == type_id, lk.live.is_(True))).scalar_one(),
+            "pending": one(sa.select(sa.func.count()).where(pe.type_id == type_id)).scalar_one(),
+            "in_doubt": one(sa.select(sa.func.count()).where(pe.type_id == type_id,
+                                                             pe.sent_run.is_not(None))).scalar_one(),
+            "failing": one(sa.select(sa.func.count()).where(so.type_id == type_id, so.error.is_not(None))).scalar_one()
+            + one(sa.select(sa.func.count()).where(pe.type_id == type_id, pe.last_error.is_not(None))).scalar_one(),
+        }
+
+    def failures(self, type_id: int, limit: int = 20) -> list[tuple[str, str]]:
+        so, pe = t.source_objects.c, t.pending.c
+        rows = list(self.conn.execute(sa.select(so.anchor, so.error).where(so.type_id == type_id, so.error.is_not(None))
+                                      .order_by(so.anchor).limit(limit)))
+        rows += list(self.conn.execute(sa.select(pe.source_anchor, pe.last_error)
+                                       .where(pe.type_id == type_id, pe.last_error.is_not(None))
+                                       .order_by(pe.source_anchor).limit(limit)))
+        return [(a, e) for a, e in rows][:limit]
+
+
+def _alive(host: str, pid: int, heartbeat: float) -> bool:
+    """Is the lock holder still running? Same host: ask the OS. Other host: trust a recent heartbeat."""
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _not_zombie(pid)
+    return time.time() - heartbeat < STALE_LOCK_SECONDS
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,82 @@
+"""Run ``provision`` with a fault injected after the target's Nth commit (tests only).
+
+    python tests/faults/killpoint.py N SIGNAL provision-args...
+
+Counts the target's commits: each transaction the sql connector commits (``_apply_batch``) and
+each object file the jsondir connector writes. Right after commit N it sends itself SIGNAL
+(KILL, TERM or INT), or with ``TAKEOVER`` steals the pipeline's lock in the state store, as a
+run would that decided this one was dead. N = 0 injects nothing and prints ``commits: K`` on
+stderr at exit, so a test can spread its kill points over a whole run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import signal
+import sys
+
+from runner import cli
+
+commits = 0
+
+
+def main(argv: list[str]) -> int:
+    point, what, args = int(argv[0]), argv[1], argv[2:]
+
+    def after_commit() -> None:
+        global commits
+        commits += 1
+        if commits != point:
+            return
+        if what == "TAKEOVER":
+            _steal_lock(args)
+        else:
+            os.kill(os.getpid(), getattr(signal, f"SIG{what}"))
+
+    _patch_sql(after_commit)
+    _patch_jsondir(after_commit)
+    if point == 0:
+        atexit.register(lambda: print(f"commits: {commits}", file=sys.stderr))
+    return cli.main(args)
+
+
+def _counting(method, after):  # type: ignore[no-untyped-def]
+    @functools.wraps(method)
+    def wrapper(*a, **kw):  # type: ignore[no-untyped-def]
+        result = method(*a, **kw)
+        after()
+        return result
+    return wrapper
+
+
+def _patch_sql(after) -> None:  # type: ignore[no-untyped-def]
+    from runner.connectors.sql import SqlConnector
+    SqlConnector._apply_batch = _counting(SqlConnector._apply_batch, after)  # type: ignore[method-assign]
+
+
+def _patch_jsondir(after) -> None:  # type: ignore[no-untyped-def]
+    try:
+        from provision_jsondir import files
+    except ImportError:
+        return
+    files.write_doc = _counting(files.write_doc, after)  # type: ignore[attr-defined]
+
+
+def _steal_lock(args: list[str]) -> None:
+    """Rewrite the lock row as if another run had taken it over."""
+    import sqlalchemy as sa
+
+    from runner.engine.run import open_store
+    from runner.manifest import load
+
+    manifest = load(args[1])
+    store = open_store(manifest)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE locks SET run_id = 'thief', pid = 1 WHERE pipeline = :p"), {"p": manifest.name})
+    store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
