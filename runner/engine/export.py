@@ -74,9 +74,10 @@ from runner.state.records import (
     Recompute,
     Updated,
 )
+from runner.state.values import as_rows
 
 BATCH = 500
-FLUSH_EVERY = 200  # results recorded at least this often...
+FLUSH_EVERY = 500  # results recorded at least this often...
 FLUSH_SECONDS = 1.0  # ...and at least this often
 # (actions, children first?)
 PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
@@ -210,8 +211,9 @@ class _Exporter:
                 self.again = 0
                 ready, held = self._prepare(remaining, force)
                 if ready:
-                    self._send(ready)
-                self._flush()
+                    self._send(ready)  # marks, sends and records: flushed when it returns
+                else:
+                    self._flush()
                 self.ctx.check_stop()
                 if not ready:
                     break
@@ -507,16 +509,18 @@ class _Exporter:
             changes = {}
         else:
             before = self.before.get(row.target_anchor or "", ({}, False))[0]
-            data = dict(before)
+            # multi-valued attributes kept as value rows change by difference, never rewritten whole
+            data = {k: v for k, v in before.items() if not as_rows(v)}
+            added, removed = dict(p.kept_add), dict(p.removed)
+            for attr in set(added) | set(removed):
+                if attr in data:  # a list kept inside the object's data (values too long for rows)
+                    data[attr] = sorted((set(data[attr]) | set(added.pop(attr, []))) - set(removed.pop(attr, [])),
+                                        key=str)
             for attr, value in p.kept_set.items():
                 data[attr] = stored_form(attr, value, self.mapper, digest)
-            for attr, values in p.kept_add.items():
-                data[attr] = sorted({*data.get(attr, []), *values}, key=str)
-            for attr, values in p.removed.items():
-                data[attr] = sorted(set(data.get(attr, [])) - set(values), key=str)
             data.update(self._stored(result))
             done.updates.append(Updated(row.source_anchor, row.target_anchor or "", target_anchor, data,
-                                        action == "disable", name, partition, result.version))
+                                        action == "disable", name, partition, result.version, added, removed))
             changes = self._log_changes(p, before)
             if action == "rename":
                 changes["__name__"] = {"old": row.change.old_name, "new": name}

@@ -9,15 +9,16 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 
 from runner.state import tables as t
-from runner.state.base import Base, chunks
+from runner.state.base import chunks
 from runner.state.records import PendingExport, SourceRow
+from runner.state.values import ValuesMixin
 
 
 def new_revision() -> str:
     return pysecrets.token_hex(6)
 
 
-class ComputeMixin(Base):
+class ComputeMixin(ValuesMixin):
     def mark_all_dirty(self, type_id: int) -> None:
         so = t.source_objects.c
         self.conn.execute(t.source_objects.update().where(so.type_id == type_id).values(dirty=True))
@@ -44,12 +45,15 @@ class ComputeMixin(Base):
             .order_by(so.anchor).limit(limit))
         if after is not None:
             query = query.where(so.anchor > after)
-        return [SourceRow(r.anchor, json.loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
+        rows = [SourceRow(r.anchor, json.loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
                           r.target_anchor if r.live else None, bool(r.live),
                           json.loads(r.target_data) if r.target_data and r.live else None,
                           bool(r.disabled), r.name if r.live else None,
                           r.target_partition if r.live else None, r.partition)
                 for r in self.conn.execute(query)]
+        known = {r.target_anchor: r.target_data for r in rows if r.target_anchor and r.target_data is not None}
+        self.with_values(type_id, known)  # type: ignore[arg-type]
+        return rows
 
     def set_scope(self, type_id: int, updates: Sequence[tuple[str, bool | None, bool]]) -> None:
         """Store (anchor, in_scope, exists_after) for a page."""
@@ -119,14 +123,16 @@ class ComputeMixin(Base):
         pe = t.pending.c
         anchors = [e.source_anchor for e in entries] + list(cleared)
         in_flight: set[str] = set()
+        some_in_flight = self.conn.execute(sa.select(pe.source_anchor).where(
+            pe.type_id == type_id, pe.sent_run.is_not(None)).limit(1)).first() is not None
         for part in chunks(anchors):
-            in_flight.update(self.conn.execute(sa.select(pe.source_anchor).where(
-                pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run.is_not(None))).scalars())
+            if some_in_flight:
+                in_flight.update(self.conn.execute(sa.select(pe.source_anchor).where(
+                    pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run.is_not(None))).scalars())
             self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part),
                                                        pe.sent_run.is_(None)))
         fresh = [e for e in entries if e.source_anchor not in in_flight]
-        if fresh:
-            self.conn.execute(t.pending.insert(), [
-                dict(type_id=type_id, source_anchor=e.source_anchor, action=e.action, target_anchor=e.target_anchor,
-                     name=e.name, depth=e.depth, payload=e.change.to_json(), attempts=0, partition=e.partition,
-                     revision=e.revision or new_revision()) for e in fresh])
+        self.bulk_insert(t.pending, ("type_id", "source_anchor", "action", "target_anchor", "name", "depth", "payload",
+                                     "attempts", "partition", "revision"),
+                         [(type_id, e.source_anchor, e.action, e.target_anchor, e.name, e.depth, e.change.to_json(), 0,
+                           e.partition, e.revision or new_revision()) for e in fresh])

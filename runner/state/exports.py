@@ -20,6 +20,7 @@ from runner.state import tables as t
 from runner.state.base import chunks, dumps
 from runner.state.compute import ComputeMixin
 from runner.state.records import Change, Confirmations, Failed, PendingExport
+from runner.state.values import split
 
 
 def name_key(name: str | None) -> str | None:
@@ -157,6 +158,7 @@ class ExportMixin(ComputeMixin):
             for anchor, data, disabled in self.conn.execute(sa.select(to.target_anchor, to.data, to.disabled).where(
                     to.type_id == type_id, to.target_anchor.in_(part))):
                 found[anchor] = (json.loads(data), bool(disabled))
+        self.with_values(type_id, {a: d for a, (d, _) in found.items()})
         return found
 
     def record(self, type_id: int, run_id: str, done: Confirmations) -> None:
@@ -168,9 +170,9 @@ class ExportMixin(ComputeMixin):
             conn.execute(t.links.update().where(lk.type_id == type_id,
                                                 lk.source_anchor.in_([d.source_anchor for d in done.deletes]))
                          .values(live=False))
-            conn.execute(t.target_objects.delete().where(
-                to.type_id == type_id,
-                to.target_anchor.in_([d.target_anchor for d in done.deletes if d.target_anchor is not None])))
+            gone = [d.target_anchor for d in done.deletes if d.target_anchor is not None]
+            conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(gone)))
+            self.drop_values(type_id, gone)
             self.forget_source(type_id, [d.source_anchor for d in done.deletes if d.source_gone])
             ix = t.target_index.c  # values select_unique_value reserved are free again
             conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(
@@ -181,25 +183,36 @@ class ExportMixin(ComputeMixin):
             conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
             conn.execute(t.target_objects.delete().where(to.type_id == type_id,
                                                          to.target_anchor.in_([a.target_anchor for a in done.adds])))
-            conn.execute(t.links.insert(), [dict(type_id=type_id, source_anchor=a.source_anchor,
-                                                  target_anchor=a.target_anchor, live=True, target_name=a.name,
-                                                  name_key=name_key(a.name)) for a in done.adds])
-            conn.execute(t.target_objects.insert(), [
-                dict(type_id=type_id, target_anchor=a.target_anchor, data=dumps(a.data), name=a.name,
-                     disabled=False, partition=a.partition, version=a.version) for a in done.adds])
+            self.bulk_insert(t.links, ("type_id", "source_anchor", "target_anchor", "live", "target_name", "name_key"),
+                             [(type_id, a.source_anchor, a.target_anchor, True, a.name, name_key(a.name))
+                              for a in done.adds])
+            parts = {a.target_anchor: split(a.data) for a in done.adds}
+            if any(lists for _, lists in parts.values()):
+                self.drop_values(type_id, list(parts))
+            self.bulk_insert(t.target_objects, ("type_id", "target_anchor", "data", "name", "disabled", "partition",
+                                                "version"),
+                             [(type_id, a.target_anchor, dumps(parts[a.target_anchor][0]), a.name, False, a.partition,
+                               a.version) for a in done.adds])
+            self.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()})
         if done.updates:
             conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
                          .values(target_anchor=sa.bindparam("k_new"), target_name=sa.bindparam("k_name"),
                                  name_key=sa.bindparam("k_key")),
                          [dict(k_anchor=u.source_anchor, k_new=u.target_anchor, k_name=u.name, k_key=name_key(u.name))
                           for u in done.updates])
+        for u in done.updates:  # multi-valued attributes: set whole, or changed by difference
+            if u.target_anchor != u.old_target_anchor:
+                self.move_values(type_id, u.old_target_anchor, u.target_anchor)
+            self.replace_values(type_id, {u.target_anchor: split(u.data)[1]})
+            if u.added or u.removed:
+                self.change_values(type_id, u.target_anchor, u.added or {}, u.removed or {})
         if done.updates:
             conn.execute(t.target_objects.update()
                          .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
                          .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
                                  disabled=sa.bindparam("k_disabled"), name=sa.bindparam("k_name"),
                                  partition=sa.bindparam("k_partition"), version=sa.bindparam("k_version")),
-                         [dict(k_old=u.old_target_anchor, k_new=u.target_anchor, k_data=dumps(u.data),
+                         [dict(k_old=u.old_target_anchor, k_new=u.target_anchor, k_data=dumps(split(u.data)[0]),
                                k_disabled=u.disabled, k_name=u.name, k_partition=u.partition, k_version=u.version)
                           for u in done.updates])
         finished = ([a.source_anchor for a in done.adds] + [u.source_anchor for u in done.updates]
@@ -224,6 +237,7 @@ class ExportMixin(ComputeMixin):
             for anchor, target_anchor in done.recompute:
                 conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
                 conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
+                self.drop_values(type_id, [target_anchor])
             for part in chunks([r.source_anchor for r in done.recompute]):
                 conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
                              .values(dirty=True))

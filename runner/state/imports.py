@@ -16,7 +16,8 @@ from sqlalchemy import exc
 
 from runner.mapping.names import normalize_dn
 from runner.state import tables as t
-from runner.state.base import Base, DuplicateAnchor, chunks, dumps, record_hash
+from runner.state.base import DuplicateAnchor, chunks, dumps, record_hash
+from runner.state.values import ValuesMixin, split
 
 
 class TargetObject(NamedTuple):
@@ -30,7 +31,7 @@ class TargetObject(NamedTuple):
     version: str | None = None
 
 
-class ImportMixin(Base):
+class ImportMixin(ValuesMixin):
     def begin_full_import(self, type_id: int) -> None:
         self.conn.execute(t.import_seen.delete().where(t.import_seen.c.type_id == type_id))
 
@@ -50,14 +51,13 @@ class ImportMixin(Base):
                 .where(so.type_id == type_id, so.anchor.in_(list(hashed)))):
             known[anchor] = (digest, bool(is_deleted), was_in)
         natives = natives or {}
-        new = [dict(type_id=type_id, anchor=a, native_anchor=natives.get(a), partition=partition, data=dumps(d),
-                    hash=h, deleted=False, dirty=True, exists_after=False)
+        new = [(type_id, a, natives.get(a), partition, dumps(d), h, False, True, False)
                for a, (d, h) in hashed.items() if a not in known]
         changed = [dict(k_anchor=a, data=dumps(d), hash=h, k_partition=partition)
                    for a, (d, h) in hashed.items()
                    if a in known and (known[a][0] != h or known[a][1] or known[a][2] != partition)]
-        if new:
-            self.conn.execute(t.source_objects.insert(), new)
+        self.bulk_insert(t.source_objects, ("type_id", "anchor", "native_anchor", "partition", "data", "hash", "deleted",
+                                            "dirty", "exists_after"), new)
         if changed:
             self.conn.execute(
                 t.source_objects.update()
@@ -142,15 +142,18 @@ class ImportMixin(Base):
             return
         if overwrite:
             self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(anchors)))
+            self.drop_values(type_id, anchors)
             fresh = list(objects)
         else:
             known = set(self.conn.execute(sa.select(to.target_anchor).where(
                 to.type_id == type_id, to.target_anchor.in_(anchors))).scalars())
             fresh = [o for o in objects if o.target_anchor not in known]
         if fresh:
+            parts = {o.target_anchor: split(o.data) for o in fresh}
             self.conn.execute(t.target_objects.insert(), [
-                dict(type_id=type_id, target_anchor=o.target_anchor, name=o.name, data=dumps(o.data),
+                dict(type_id=type_id, target_anchor=o.target_anchor, name=o.name, data=dumps(parts[o.target_anchor][0]),
                      disabled=o.disabled, partition=o.partition, version=o.version) for o in fresh])
+            self.replace_values(type_id, {a: lists for a, (_, lists) in parts.items()})
 
     def index_targets(self, type_id: int, anchors: Sequence[str], index: Sequence[tuple[str, str, str]]) -> None:
         """The (attribute, normalized value, target anchor) rows the match rules look up."""

@@ -22,7 +22,6 @@ class LogMixin(Base):
 
     def write_log(self, entries: Sequence[dict[str, Any]]) -> None:
         if entries:
-            self.conn.execute(t.log.insert(), [
-                dict(run_id=e["run_id"], time=e["time"], pipeline=e["pipeline"], object_type=e["object_type"],
-                     anchor=e["anchor"], action=e["action"], result=e["result"], entry=dumps(e))
-                for e in entries])
+            self.bulk_insert(t.log, ("run_id", "time", "pipeline", "object_type", "anchor", "action", "result", "entry"),
+                             [(e["run_id"], e["time"], e["pipeline"], e["object_type"], e["anchor"], e["action"],
+                               e["result"], dumps(e)) for e in entries])

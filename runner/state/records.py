@@ -51,7 +51,7 @@ class Change:
     replaces_gone: bool = False
 
     def to_json(self) -> str:
-        return dumps({f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)})
+        return dumps({name: value for name in _CHANGE_FIELDS if (value := getattr(self, name))})
 
     @classmethod
     def from_json(cls, text: str) -> Change:
@@ -59,6 +59,9 @@ class Change:
 
     def attribute_changes(self) -> bool:
         return bool(self.set or self.add or self.remove)
+
+
+_CHANGE_FIELDS = tuple(f.name for f in fields(Change))
 
 
 @dataclass
@@ -115,6 +118,10 @@ class Added(NamedTuple):
 
 
 class Updated(NamedTuple):
+    """What an update (or a re-read) leaves in the target. ``data``: single values, and any
+    multi-valued attribute set whole; ``added`` / ``removed``: values a multi-valued attribute
+    gained and lost (recorded as value rows, never as a rewritten list)."""
+
     source_anchor: str
     old_target_anchor: str
     target_anchor: str
@@ -123,6 +130,8 @@ class Updated(NamedTuple):
     name: str | None
     partition: str | None = None
     version: str | None = None
+    added: dict[str, list[Any]] | None = None
+    removed: dict[str, list[Any]] | None = None
 
 
 class Deleted(NamedTuple):
@@ -169,4 +178,6 @@ class Confirmations:
     resend: list[str] = field(default_factory=list)  # in-doubt exports found not applied: send again
 
     def __len__(self) -> int:
-        return sum(len(getattr(self, f.name)) for f in fields(self))
+        return (len(self.adds) + len(self.updates) + len(self.followups) + len(self.deletes) + len(self.failures)
+                + len(self.retries) + len(self.recompute) + len(self.dropped) + len(self.dirty) + len(self.settled)
+                + len(self.resend))

@@ -114,6 +114,16 @@ target_objects = sa.Table(
     sa.Column("version", S),  # the target's version of the object (ETag, entryCSN) when it has one
 )
 
+# Multi-valued attributes of target objects, a row per value (mapped form: references as source
+# anchors; value as JSON text), so a big group changes by difference (runner/state/values.py).
+target_values = sa.Table(
+    "target_values", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("target_anchor", S, primary_key=True),
+    sa.Column("attribute", S, primary_key=True),
+    sa.Column("value", S, primary_key=True),
+)
+
 # Values of target objects read from the target, for the match rules (first contact only).
 target_index = sa.Table(
     "target_index", metadata,
@@ -191,6 +201,29 @@ def _to_v2(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {kind}")
     conn.exec_driver_sql("CREATE INDEX pending_in_flight ON pending_exports (type_id, sent_run)")
     conn.exec_driver_sql("CREATE INDEX links_name ON links (type_id, name_key)")
+    target_values.create(conn)
+    _lists_to_rows(conn)
+
+
+def _lists_to_rows(conn: sa.Connection) -> None:
+    """Version 1 kept multi-valued attributes as lists inside target_objects.data: move them to rows."""
+    import json
+
+    to = target_objects.c
+    for type_id, anchor, data in list(conn.execute(sa.select(to.type_id, to.target_anchor, to.data))):
+        doc = json.loads(data)
+        lists = {k: v for k, v in doc.items() if isinstance(v, list)}
+        if not lists:
+            continue
+        rows = {(k, json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str))
+                for k, vs in lists.items() for v in vs}
+        if rows:
+            conn.execute(target_values.insert(), [dict(type_id=type_id, target_anchor=anchor, attribute=a, value=v)
+                                                  for a, v in rows])
+        singles = {k: v for k, v in doc.items() if not isinstance(v, list)}
+        conn.execute(target_objects.update().where(to.type_id == type_id, to.target_anchor == anchor)
+                     .values(data=json.dumps(singles, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                             default=str)))
 
 
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
