@@ -46,3 +46,59 @@ def test_one_member_more_in_a_big_group_is_a_small_change_everywhere(provision, 
     assert len(app["groups"][0]["members"]) == MEMBERS and "p.n0" not in app["groups"][0]["members"]
     again = provision("run", QUICKSTART, "--output", "json").json()["object_types"]["group"]
     assert again["updated"] == 0 and again["unchanged"] == 1
+
+
+CHUNKED = """
+version: 1
+name: chunks
+connectors:
+  hr: {{type: csv, path: "{tmp}/hr", objects: {{groups: {{multi_valued: {{members: ";"}}}}}}}}
+  dir:
+    type: jsondir
+    root: "{tmp}/dir"
+    objects: [users, groups]
+    partitions: [corp]
+    max_values_per_operation: 10
+object_types:
+  - name: user
+    source: {{connector: hr, object: people, anchor: employee_id}}
+    target: {{connector: dir, object: users, name: "uid={{uid}}", partition: corp}}
+    mapping:
+      - {{target: uid, expression: "lower(employee_id)"}}
+  - name: group
+    source: {{connector: hr, object: groups, anchor: group_id}}
+    target: {{connector: dir, object: groups, name: "cn={{cn}}", partition: corp}}
+    mapping:
+      - {{target: cn, source: name}}
+      - {{target: member, source: members, reference: user, multi_valued: true}}
+"""
+
+
+def test_a_target_that_takes_few_values_at_once_gets_membership_changes_in_chunks(provision, tmp_path: Path):
+    """A SaaS API caps one group change (Miro: 8,000 members a PATCH): the engine sends chunks,
+    records each one, and the group ends complete; a change later goes by difference, chunked too."""
+    people = [person(f"E{i:03d}", "P", f"N{i}") for i in range(35)]
+    ids = [p["employee_id"] for p in people]
+    write_hr(tmp_path / "hr", people, [group("G1", "Everyone", ids[:25])])
+    manifest = tmp_path / "chunks.yaml"
+    manifest.write_text(CHUNKED.format(tmp=tmp_path))
+    log = tmp_path / "log.jsonl"
+    first = provision("run", manifest, "--output", "json", "--log-file", log)
+    assert first.code == 0, first.out
+    assert first.json()["object_types"]["group"]["added"] == 1
+    steps = [json.loads(line) for line in log.read_text().splitlines() if '"G1"' in line]
+    assert [s["action"] for s in steps] == ["add", "update", "update"]   # 10 + 10 + 5 members
+
+    def members() -> list[str]:
+        docs = [json.loads(f.read_text()) for f in (tmp_path / "dir").rglob("*.json")]
+        names = {d["anchor"]: d["name"] for d in docs}
+        g = next(d for d in docs if d["object"] == "groups")
+        return sorted(names[m] for m in g["attributes"]["member"])
+
+    assert members() == sorted(f"uid={i.lower()}" for i in ids[:25])
+    write_hr(tmp_path / "hr", people, [group("G1", "Everyone", ids[12:])])  # 12 leave, 10 join
+    second = provision("run", manifest, "--output", "json")
+    assert second.code == 0 and second.json()["object_types"]["group"]["updated"] == 1, second.out
+    assert members() == sorted(f"uid={i.lower()}" for i in ids[12:])
+    again = provision("run", manifest, "--output", "json").json()["object_types"]["group"]
+    assert again["updated"] == 0 and again["unchanged"] == 1

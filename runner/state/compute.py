@@ -123,16 +123,15 @@ class ComputeMixin(ValuesMixin):
         pe = t.pending.c
         anchors = [e.source_anchor for e in entries] + list(cleared)
         in_flight: set[str] = set()
-        some_in_flight = self.conn.execute(sa.select(pe.source_anchor).where(
-            pe.type_id == type_id, pe.sent_run.is_not(None)).limit(1)).first() is not None
-        for part in chunks(anchors):
-            if some_in_flight:
-                in_flight.update(self.conn.execute(sa.select(pe.source_anchor).where(
-                    pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run.is_not(None))).scalars())
-            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part),
-                                                       pe.sent_run.is_(None)))
+        for part in chunks(anchors):  # found by primary key
+            in_flight.update(self.conn.execute(sa.select(pe.source_anchor).where(
+                pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run.is_not(None))).scalars())
+        # by primary key only: a condition on sent_run could make the database scan by that index
+        for part in chunks([a for a in anchors if a not in in_flight]):
+            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
         fresh = [e for e in entries if e.source_anchor not in in_flight]
+        prefix = new_revision()[:8]  # new for this page; with a counter, unique per export
         self.bulk_insert(t.pending, ("type_id", "source_anchor", "action", "target_anchor", "name", "depth", "payload",
                                      "attempts", "partition", "revision"),
                          [(type_id, e.source_anchor, e.action, e.target_anchor, e.name, e.depth, e.change.to_json(), 0,
-                           e.partition, e.revision or new_revision()) for e in fresh])
+                           e.partition, e.revision or f"{prefix}{i:x}") for i, e in enumerate(fresh)])

@@ -53,7 +53,7 @@ class ImportMixin(ValuesMixin):
         natives = natives or {}
         new = [(type_id, a, natives.get(a), partition, dumps(d), h, False, True, False)
                for a, (d, h) in hashed.items() if a not in known]
-        changed = [dict(k_anchor=a, data=dumps(d), hash=h, k_partition=partition)
+        changed = [dict(k_anchor=a, data=dumps(d), hash=h, k_partition=partition, k_native=natives.get(a))
                    for a, (d, h) in hashed.items()
                    if a in known and (known[a][0] != h or known[a][1] or known[a][2] != partition)]
         self.bulk_insert(t.source_objects, ("type_id", "anchor", "native_anchor", "partition", "data", "hash", "deleted",
@@ -63,7 +63,8 @@ class ImportMixin(ValuesMixin):
                 t.source_objects.update()
                 .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor"))
                 .values(data=sa.bindparam("data"), hash=sa.bindparam("hash"), deleted=False, dirty=True,
-                        partition=sa.bindparam("k_partition")),
+                        partition=sa.bindparam("k_partition"),
+                        native_anchor=sa.func.coalesce(sa.bindparam("k_native"), so.native_anchor)),
                 changed)
         if full and hashed:
             try:

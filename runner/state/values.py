@@ -56,11 +56,12 @@ class ValuesMixin(Base):
                 data.setdefault(attr, [])
             data.update(lists.get(anchor, {}))
 
-    def replace_values(self, type_id: int, lists: Mapping[str, Lists]) -> None:
-        """Set the named attributes of each target anchor to exactly these values."""
+    def replace_values(self, type_id: int, lists: Mapping[str, Lists], fresh: bool = False) -> None:
+        """Set the named attributes of each target anchor to exactly these values (``fresh``: the
+        objects have no stored values yet, nothing to delete first)."""
         tv = t.target_values.c
         for anchor, attrs in lists.items():
-            if attrs:
+            if attrs and not fresh:
                 self.conn.execute(t.target_values.delete().where(tv.type_id == type_id, tv.target_anchor == anchor,
                                                                  tv.attribute.in_(list(attrs))))
         self._insert_values(type_id, [(a, attr, v) for a, attrs in lists.items() for attr, vs in attrs.items()
@@ -94,6 +95,5 @@ class ValuesMixin(Base):
 
     def _insert_values(self, type_id: int, rows: Sequence[tuple[str, str, Any]]) -> None:
         unique = {(a, attr, dumps(v)) for a, attr, v in rows}
-        if unique:
-            self.conn.execute(t.target_values.insert(), [dict(type_id=type_id, target_anchor=a, attribute=attr,
-                                                              value=v) for a, attr, v in unique])
+        self.bulk_insert(t.target_values, ("type_id", "target_anchor", "attribute", "value"),
+                         [(type_id, a, attr, v) for a, attr, v in unique])

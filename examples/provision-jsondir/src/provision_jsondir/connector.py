@@ -91,6 +91,10 @@ class JsonDirConnector(Connector):
             },
             "page_size": {"type": "integer", "minimum": 1, "default": 500},
             "fsync": {"type": "boolean", "default": True},
+            "max_values_per_operation": {
+                "type": "integer", "minimum": 0, "default": 0,
+                "description": "the most values of one multi-valued attribute an operation may carry (0: no "
+                               "limit); like a SaaS API that caps a group change, bigger changes come in chunks"},
         },
     }
 
@@ -135,6 +139,7 @@ class JsonDirConnector(Connector):
             reference_forms={"*": "anchor"},
             correlation=(),
             generated_anchor=True,
+            max_values_per_operation=self.config.get("max_values_per_operation", 0),
         )
 
     def object_names(self) -> list[str]:
@@ -322,6 +327,16 @@ class JsonDirConnector(Connector):
         for op in operations:
             yield self._apply_one(tree, op)
 
+    def _within_limit(self, op: Operation) -> None:
+        """Refuse an operation carrying more values than declared (as an API answers 413)."""
+        limit = self.config.get("max_values_per_operation", 0)
+        if not limit:
+            return
+        carried = sum(len(v) for v in op.attributes.values() if isinstance(v, list))
+        carried += sum(map(len, op.add_values.values())) + sum(map(len, op.remove_values.values()))
+        if carried > limit:
+            raise ObjectError(f"{carried} values in one operation; this tree takes at most {limit}")
+
     def _apply_one(self, tree: Tree, op: Operation) -> Result:
         handler = getattr(self, f"op_{op.kind}", None)
         if handler is None:
@@ -329,6 +344,7 @@ class JsonDirConnector(Connector):
         try:
             if op.object not in self.config["objects"]:
                 raise ObjectError(f"object {op.object!r} is not served; objects: {', '.join(self.config['objects'])}")
+            self._within_limit(op)
             written: Written = handler(tree, op)
         except (ObjectError, RetryableError) as exc:
             return Result.failed(op, exc)
