@@ -1,13 +1,28 @@
 """Command line: parse arguments, call the engine, print, map outcomes to exit codes.
 
-Exit codes: 0 all good, 1 some objects failed, 2 invalid manifest or usage, 3 stopped (the
-pipeline's lock is held, or a safety rule tripped), 130 / 143 interrupted by SIGINT / SIGTERM
-(what was in flight is recorded; the next run carries on).
+Exit codes (docs/reliability.md, "Environment problems and exit codes"):
+
+- 0 all good;
+- 1 some objects failed, or a pass stopped (a source or target could not be read or opened);
+- 2 invalid manifest or usage: nothing ran;
+- 3 stopped: the pipeline's lock is held, or a safety rule tripped;
+- 4 environment or state problem: the state store is locked by another process past the busy
+  timeout, read-only, unreadable, damaged or from a newer provision; a disk is full; a file
+  cannot be written. Fix the machine and run again: what was committed is kept;
+- 130 / 143 interrupted by SIGINT / SIGTERM (what was in flight is recorded; the next run
+  carries on);
+- 141 the output pipe was closed early (``provision plan | head``): quietly, like other tools
+  killed by SIGPIPE; the command itself had finished its work.
+
+Never a traceback for these; "internal error" (exit 1) is kept for bugs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import io
 import json
 import logging
 import os
@@ -21,6 +36,8 @@ from runner import __version__, secrets
 from runner.errors import ManifestError, ProvisionError, StoppedError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
+EXIT_ENVIRONMENT = 4  # runner.errors.StateError, a full disk, a file that cannot be written
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as the shell reports a tool killed by it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", False))
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is reported below, not by the interpreter
+        return code
+    except BrokenPipeError:  # EPIPE: the reader went away (provision plan | head)
+        return _broken_pipe()
     except ManifestError as exc:
         for problem in exc.problems:
             print(secrets.redact(str(problem)), file=sys.stderr)
@@ -45,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("provision: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine, not provision: a full disk, a file that cannot be written
+        print(f"provision: {secrets.redact(_os_problem(exc))}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except Exception as exc:  # a bug: say so plainly, traceback only on request
         print(f"provision: internal error: {type(exc).__name__}: {secrets.redact(str(exc))}", file=sys.stderr)
         if os.environ.get("PROVISION_DEBUG"):
@@ -52,6 +76,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("provision: set PROVISION_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _broken_pipe() -> int:
+    """Stop writing to the closed pipe: what is still buffered goes to /dev/null, so the
+    interpreter's last flush does not print "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # not a real file descriptor (tests capture stdout): nothing is flushed at exit
+    return EXIT_BROKEN_PIPE
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _os_problem(exc: OSError) -> str:
+    """An OSError as a sentence naming the file and what to do."""
+    file = exc.filename or _file_being_written(exc)
+    if isinstance(file, io.IOBase):  # closed now, so nothing tries to write to it again at exit
+        with contextlib.suppress(OSError):
+            file.close()
+        file = file.name
+    where = f" ({file})" if file else ""
+    if exc.errno in _FULL:
+        what = "the disk is full" if exc.errno == errno.ENOSPC else "the disk quota is exhausted"
+        return (f"no space left: {what}{where}. Free some space there (or raise the quota) and run again; "
+                "what was committed before is kept and the next run carries on")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in _DENIED:
+        return (f"cannot write{where}: {reason}. Give the user running provision access to it, or choose "
+                "another place; nothing after the last commit was kept")
+    return f"{reason}{where}: a problem of the machine, not of the manifest; fix it and run again"
+
+
+def _file_being_written(exc: BaseException) -> io.IOBase | str | None:
+    """The open file the failing code was writing, looked up in its frames (a failed write()
+    does not say which file it was): the innermost frame with a file among its locals, or among
+    the attributes of its ``self`` (such as the provisioning log's handle); standard output when
+    the error came straight from the command's own print()."""
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        values = list(frame.f_locals.values())
+        owner = frame.f_locals.get("self")
+        values += list(getattr(owner, "__dict__", {}).values())
+        for value in values:
+            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str) \
+                    and not value.closed and value.writable():
+                return "standard output" if value.name == "<stdout>" else value
+    if frames and frames[-1].f_code.co_filename == __file__:  # print() leaves no frame: ours print to stdout
+        _broken_pipe()  # what is still buffered must not be tried again at exit
+        return "standard output"
+    return None
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -98,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--allow-deletes", metavar="N|all", type=_allowance,
                        help="let this run delete or disable up to N objects per type (all: any number), past "
                             "the deletion guard (safety.max_deletes)")
+        p.add_argument("--retry-now", action="store_true",
+                       help="send exports that failed in earlier runs now: those waiting for their next attempt "
+                            "(back-off) and those held after a permanent error")
         p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
         p.set_defaults(func=cmd_run, plan=name == "plan")
 
@@ -119,7 +205,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="last runs, object counts and failures")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--failures", metavar="N|all", type=_failures_shown, default=20,
+                   help="failures listed per object type (default 20; all: every one)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("release", help="lift a pipeline's quarantine: the next run goes ahead without a probe")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("connectors", help="installed connectors, their versions and capabilities")
     p.add_argument("--output", choices=("text", "json"), default="text")
@@ -155,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(plan=args.plan, object_types=tuple(args.object_type), no_import=args.no_import,
                          log_file=args.log_file, full_import=args.full, full_export=args.full_export,
                          partition=args.partition, stop=None if args.plan else _stop_on_signals(),
-                         allow_deletes=args.allow_deletes)
+                         allow_deletes=args.allow_deletes, retry_now=args.retry_now)
     items: list[PlanItem] = []
     more = 0
 
@@ -294,25 +386,101 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from runner.engine.status import status
 
-    report = status(args.file)
+    report = status(args.file, failures=args.failures)
     if args.output == "json":
         print(secrets.redact(json.dumps(report, ensure_ascii=False, default=str)))
         return EXIT_OK
+    print(secrets.redact(_status_text(report)))
+    return EXIT_OK
+
+
+def _failures_shown(text: str) -> int | None:
+    if text == "all":
+        return None
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError("a number of failures per object type, or all")
+
+
+def _status_text(report: dict[str, Any]) -> str:
     lines = [f"pipeline {report['pipeline']} (state: {report['state']})"]
     if report["lock"]:
         lines.append(f"  running now: {report['lock']}")
+    if report.get("quarantine"):
+        lines.append(f"  QUARANTINED: {report['quarantine']} (provision release FILE lifts it)")
     lines.append("object types:")
     for name, c in report["object_types"].items():
         lines.append(f"  {name}: {c['source_objects']} in source, {c['in_scope']} in scope, {c['linked']} in target, "
                      f"{c['pending']} pending ({c['in_doubt']} in doubt after an interrupted run), {c['failing']} failing")
         for anchor, error in c["failures"]:
             lines.append(f"    {anchor}: {error}")
+        if c["failures_not_shown"]:
+            lines.append(f"    ... and {c['failures_not_shown']} more (--failures all lists every one)")
+    lines.append(f"failures: {report['failing']} in all" if report["failing"] else "failures: none")
     lines.append("last runs:")
     for run in report["runs"]:
-        lines.append(f"  {run['started']}  {run['kind']:4}  {run['status']:8} {run['run_id']}")
+        lines += _run_lines(run, list(report["object_types"]))
     if not report["runs"]:
         lines.append("  none yet")
-    print(secrets.redact("\n".join(lines)))
+    return "\n".join(lines)
+
+
+def _run_lines(run: dict[str, Any], order: list[str]) -> list[str]:
+    """One recent run: when, kind, status, id and duration; then its counts and errors per type
+    (in the manifest's ``order``)."""
+    took = run.get("duration_seconds")
+    head = f"  {run['started']}  {run['kind']:4}  {run['status']:8} {run['run_id']}"
+    if took is not None:
+        head += f"  {_duration_text(took)}"
+    elif run["status"] == "running":
+        head += "  (still running, or killed: the next run takes its lock over)"
+    elif run["status"] == "abandoned":
+        head += "  (killed or crashed; the next run settled what it left in doubt)"
+    lines = [head]
+    summary = run.get("summary") or {}
+    plan = run["kind"] == "plan"
+    counts = summary.get("object_types") or {}
+    for name in sorted(counts, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        get = counts[name].get
+        if plan:
+            line = (f"      {name}: {get('imported', 0)} imported; would add {get('added', 0)}, update "
+                    f"{get('updated', 0)}, disable {get('disabled', 0)}, delete {get('deleted', 0)}; "
+                    f"{get('unchanged', 0)} unchanged, {get('failed', 0)} failed")
+        else:
+            line = (f"      {name}: {get('imported', 0)} imported, {get('added', 0)} added, {get('updated', 0)} "
+                    f"updated, {get('renamed', 0)} renamed, {get('disabled', 0)} disabled, {get('deleted', 0)} "
+                    f"deleted, {get('unchanged', 0)} unchanged, {get('failed', 0)} failed")
+        if get("recovered"):
+            line += f", {get('recovered')} recovered"
+        lines.append(line)
+        if get("guard"):
+            lines.append(f"        stopped by the deletion guard: {get('guard')}")
+        if get("error"):
+            lines.append(f"        error: {get('error')}")
+    if summary.get("error"):
+        lines.append(f"      error: {summary['error']}")
+    return lines
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from runner.engine.quarantine import release
+
+    pipeline, lifted = release(args.file)
+    if lifted is None:
+        print(f"pipeline {pipeline} is not quarantined; nothing to release")
+    else:
+        print(secrets.redact(f"pipeline {pipeline} released: it was {lifted.describe()}. "
+                             "The next run goes ahead without a probe"))
     return EXIT_OK
 
 

@@ -54,9 +54,58 @@ class StoppedError(ProvisionError):
 
 
 class StateError(ProvisionError):
-    """The state store cannot be opened or is from an incompatible version."""
+    """An environment or state problem (exit 4): the state store cannot be opened, is locked by
+    another process, read-only, damaged or from an incompatible version, or a disk is full.
+    Nothing is wrong with the manifest: fix the machine and run again; what was committed is kept."""
 
-    exit_code = 2
+    exit_code = 4
+
+
+# SQLite result codes (``sqlite3.Error.sqlite_errorname``, primary part) that mean the machine,
+# not provision or the manifest, is in the way; each with what to do about it.
+_SQLITE_PROBLEMS = {
+    "SQLITE_BUSY": "is locked by another process; provision waited {wait:g} s for it. Another provision "
+                   "command on the same state store, or a tool holding it open (a sqlite3 shell, a backup), "
+                   "has a write transaction on it: let that finish or stop it, and run again "
+                   "(PROVISION_STATE_BUSY_TIMEOUT sets how many seconds to wait)",
+    "SQLITE_FULL": "cannot grow: the disk (or the quota) is full. Free some space there, or raise the "
+                   "quota, and run again; what was committed before is kept and the next run carries on",
+    "SQLITE_READONLY": "is read-only for the user running provision: give that user write access to the "
+                       "file, its -wal and -shm files and its folder (or point state: at a writable place)",
+    "SQLITE_CANTOPEN": "cannot be opened: check that its folder exists and that the user running provision "
+                       "may read and write the file and the folder",
+    "SQLITE_PERM": "cannot be opened: permission denied; give the user running provision read and write "
+                   "access to the file and its folder",
+    "SQLITE_IOERR": "cannot be read or written (a disk I/O error): check the disk and the file system (full, "
+                    "read-only, failing, a network share gone) and run again",
+    "SQLITE_NOTADB": "is not a SQLite database (or it is encrypted): check that state: points at the right "
+                     "file; restore the state store from a backup if it was overwritten",
+    "SQLITE_CORRUPT": "is damaged (database disk image is malformed): restore it from a backup "
+                      "(sqlite3's .recover may save what is left)",
+}
+_SQLITE_PROBLEMS["SQLITE_LOCKED"] = _SQLITE_PROBLEMS["SQLITE_BUSY"]
+_SQLITE_PROBLEMS["SQLITE_AUTH"] = _SQLITE_PROBLEMS["SQLITE_PERM"]
+
+
+def state_problem(original: BaseException, where: str, reason: str, wait: float,
+                  operational: bool) -> StateError | None:
+    """The :class:`StateError` a driver error of the state store stands for, or None when it is
+    not an environment problem (a constraint, a query that is wrong: a bug, reported as such).
+
+    ``where`` names the store (the file of a SQLite store), ``reason`` is the driver's message
+    without statement or values, ``wait`` the busy timeout in seconds, ``operational`` whether
+    the driver classed the error as operational (lost connection, server gone, disk full...)."""
+    name = getattr(original, "sqlite_errorname", None)
+    if isinstance(name, str):
+        primary = "_".join(name.split("_")[:2])  # SQLITE_BUSY_SNAPSHOT -> SQLITE_BUSY
+        advice = _SQLITE_PROBLEMS.get(primary)
+        if advice is None:
+            return None
+        return StateError(f"the state store {where} {advice.format(wait=wait)} ({reason})")
+    if operational:  # a server state store: the connection, the server or its disk
+        return StateError(f"the state store {where} failed: {reason}; check that the server is up and has "
+                          "space, and run again (what was committed is kept; the next run carries on)")
+    return None
 
 
 class Interrupted(ProvisionError):

@@ -268,6 +268,7 @@ connectors:
     type: sql
     url: "sqlite:///{tmp}/app.db"
     init_sql: app.sql
+    create: true
     objects: {{users: {{table: users, key: id, generated_key: true}}}}
 object_types:
   - name: user

@@ -43,3 +43,25 @@ def test_object_type_option_runs_one_type(quickstart_env, provision):
     assert list(only["object_types"]) == ["user"]
     unknown = provision("run", QUICKSTART, "--object-type", "nope")
     assert unknown.code == 2 and "no object type 'nope'" in unknown.err and "user, group" in unknown.err
+
+
+def test_a_value_the_driver_cannot_bind_fails_that_object_only(quickstart_copy: Path, provision, tmp_path: Path):
+    """A list mapped into a BOOLEAN column used to abort the whole run ("internal error:
+    unhashable type"), the groups never processed and the run left 'running'."""
+    mapping = quickstart_copy.parent.parent / "mappings" / "person-to-app-user.yaml"
+    mapping.write_text(mapping.read_text().replace(
+        "  - target: active\n    constant: true",
+        "  - target: active\n    expression: \"employee_id == 'E2' && [`1`, `2`] || `true`\""))
+    write_hr(tmp_path / "data", [person("E1", "Ann", "Lee"), person("E2", "Bo", "Park"), person("E3", "Cy", "Dee")],
+             [group("G1", "All", ["E1", "E2", "E3"])])
+    result = provision("run", quickstart_copy, "--output", "json")
+    assert result.code == 1, result.err
+    summary = result.json()
+    assert summary["status"] == "partial"
+    assert summary["object_types"]["user"]["added"] == 2 and summary["object_types"]["user"]["failed"] == 1
+    assert summary["object_types"]["group"]["added"] == 1  # the run went on
+    assert "internal error" not in result.err
+    app = read_app(tmp_path / "app.db")
+    assert sorted(app["users"]) == ["ann.lee", "cy.dee"]
+    status = provision("status", quickstart_copy)
+    assert "E2" in status.out and "bad value" in status.out

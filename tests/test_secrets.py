@@ -22,6 +22,7 @@ connectors:
     type: sql
     url: "sqlite:///{target}"
     init_sql: target.sql
+    create: true
     objects:
       users: {{table: users, key: id, generated_key: true}}
 object_types:

@@ -88,6 +88,7 @@ connectors:
   app:
     type: sql
     url: "sqlite:///{tmp}/app.db?sslpassword={conn_pw}&API_KEY={conn_key}"
+    create: true
     objects:
       users: {{table: users, key: user_name}}
 object_types:

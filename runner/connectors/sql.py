@@ -99,6 +99,9 @@ class SqlConnector(Connector):
             "type": {"const": "sql"},
             "url": {"type": "string", "minLength": 1, "description": "SQLAlchemy database URL"},
             "init_sql": {"type": "string", "minLength": 1},
+            "create": {"type": "boolean", "default": False,
+                       "description": "a SQLite file that does not exist may be created (with its folders); "
+                                      "otherwise opening it fails, so a mistyped path provisions nobody"},
             "objects": {"type": "object", "minProperties": 1, "additionalProperties": OBJECT_SCHEMA},
             "page_size": {"type": "integer", "minimum": 1, "default": 1000},
             "batch_size": {"type": "integer", "minimum": 1, "default": 500,
@@ -145,8 +148,18 @@ class SqlConnector(Connector):
     def open(self) -> None:
         url = sqlalchemy_url(self.config["url"], self.context.base_dir)
         shown = shown_url(url)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+                and not url.database.startswith("file:"):
+            file = Path(url.database)
+            if not file.exists():
+                if not self.config.get("create", False):
+                    raise ConnectionFailed(
+                        f"{shown}: the database file {file} does not exist: check the path, or set create: true "
+                        f"on connector {self.context.name!r} if provision should create it")
+                try:
+                    file.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise ConnectionFailed(f"{shown}: cannot create the folder {file.parent}: {e.strerror}") from None
         try:
             self.engine = sa.create_engine(url)
             sqlite_savepoints(self.engine)

@@ -30,16 +30,19 @@ class TypeCounts:
     failed: int = 0
     recovered: int = 0  # exports of an interrupted run settled against the target at the start of this one
     held: int = 0  # deletes and disables the deletion guard held back
+    waiting: int = 0  # exports that failed in earlier runs, not sent by this one: next attempt later
+    blocked: int = 0  # exports held after a permanent error until their source object changes
     guard: str | None = None  # why the deletion guard stopped this type
     error: str | None = None  # set when the whole pass stopped (connection failed)
     touched: int = 0  # objects still in the source that got an action or failed (not reported)
+    present: int = 0  # objects in the source at the end of the run (not reported)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        del out["touched"]
+        del out["touched"], out["present"]
         if out["error"] is None:
             del out["error"]
-        for key in ("recovered", "held", "guard"):
+        for key in ("recovered", "held", "waiting", "blocked", "guard"):
             if not out[key]:
                 del out[key]
         return out
@@ -62,6 +65,7 @@ class RunOptions:
     partition: str | None = None  # only this source partition
     stop: StopFlag | None = None  # set by a signal handler: finish what is in flight, then stop
     allow_deletes: int | None = None  # --allow-deletes N (-1: all): let the deletion guard pass
+    retry_now: bool = False  # --retry-now: send exports that failed before now, ignoring their back-off
 
 
 class StopFlag:
@@ -90,6 +94,9 @@ class RunContext:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("provision"))
     negotiated: dict[tuple[str, str], Capabilities] = field(default_factory=dict)
     opened: set[str] = field(default_factory=set)  # connectors open for this run
+    # exports whose next attempt (after failures) is later than this are not sent; None: all are
+    # (provision preview --apply, run --retry-now). runner/engine/retries.py
+    due: str | None = None
 
     @property
     def pipeline(self) -> str:

@@ -32,7 +32,9 @@ Operations go to the connector in parallel, as many at once as it declares (``co
 lowers it). An operation the connector reports as retryable is tried again later in the same
 run, up to MAX_RETRIES times, after a backoff (the connector's ``retry_after`` when it gives
 one; a :class:`Throttled` pause is honoured in full); then it fails like any other and stays
-pending for the next run.
+pending. Failed exports are retried by later runs on a back-off, and one that failed with a
+:class:`PermanentError` is held until its source changes (:mod:`runner.engine.retries`): a sweep
+sends only the exports that are due.
 """
 
 from __future__ import annotations
@@ -203,7 +205,8 @@ class _Exporter:
         """One pass over the pending exports not yet tried this run. Returns (sent, still waiting)."""
         sent = waiting = 0
         after: tuple[int, str] | None = None
-        while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first):
+        while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first,
+                                              due=self.ctx.due):
             last = rows[-1]
             after = (-last.depth if deepest_first else last.depth, last.source_anchor)
             remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
@@ -232,7 +235,7 @@ class _Exporter:
         own_refs = set().union(*(a for (rt, _), a in refs.items() if rt == own))
         own_known = set().union(*(targets[k].keys() for k in targets if k[0] == own))
         waiting_adds = set() if force or not own_refs else self.store.pending_adds(
-            self.type_id, own_refs - own_known, self.ctx.run_id)
+            self.type_id, own_refs - own_known, self.ctx.run_id, due=self.ctx.due)
         anchors = [r.target_anchor for r in rows if r.target_anchor]
         self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
         ready: list[Prepared] = []

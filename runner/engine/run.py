@@ -18,13 +18,13 @@ from typing import Any
 
 from runner import secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
-from runner.engine import safety
+from runner.engine import quarantine, retries, safety
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.importer import import_type
 from runner.engine.matching import Matcher, few_unlinked
-from runner.engine.plan import PlanItem, plan_items
+from runner.engine.plan import PlanItem, plan_changes
 from runner.engine.reconcile import import_target
 from runner.engine.recovery import recover
 from runner.errors import Interrupted, UsageError
@@ -46,11 +46,16 @@ class Summary:
     finished: str = ""
     object_types: dict[str, TypeCounts] = field(default_factory=dict)
     taken_over: str | None = None
+    # set when the pipeline is quarantined: this run stopped at the probe, or quarantined it
+    quarantine: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
-                "started": self.started, "finished": self.finished,
-                "object_types": {name: c.as_dict() for name, c in self.object_types.items()}}
+        out = {"pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
+               "started": self.started, "finished": self.finished,
+               "object_types": {name: c.as_dict() for name, c in self.object_types.items()}}
+        if self.quarantine is not None:
+            out["quarantine"] = self.quarantine
+        return out
 
     signal: int | None = None  # the signal that interrupted the run
 
@@ -58,7 +63,7 @@ class Summary:
     def exit_code(self) -> int:
         if self.status == "interrupted":
             return 128 + (self.signal or 2)
-        return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3}[self.status]
+        return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3, "quarantined": 3}[self.status]
 
 
 def new_run_id() -> str:
@@ -101,11 +106,14 @@ def execute(path: str | Path, options: RunOptions,
             connector.context.redact = secrets.redact
         ctx = RunContext(manifest, store, loaded.connectors, run_id, options, log)
         ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
+        ctx.due = None if options.retry_now else retries.due()
+        opened: dict[str, str | None] = {}
         try:
-            _run_types(ctx, types, summary)
+            if _probe_if_quarantined(ctx, types, summary, opened):
+                _run_types(ctx, types, summary, opened)
             if options.plan and on_plan_item is not None:
                 for ot in types:
-                    for item in plan_items(ctx, ot):
+                    for item, _ in _plan_items(ctx, ot):
                         on_plan_item(item)
         except Interrupted as stop:
             store.rollback()
@@ -116,8 +124,15 @@ def execute(path: str | Path, options: RunOptions,
             log.close()
             for connector in loaded.connectors.values():
                 close_connector(connector)
-        if summary.status != "interrupted":
+        if summary.status not in ("interrupted", "quarantined"):
             summary.status = _status(summary)
+        if not options.plan:
+            _count_for_quarantine(ctx, summary)
+            pruned = store.prune_log(manifest.name, retries.stamp(
+                retries.now() - dt.timedelta(days=manifest.safety.log_retention)))
+            if pruned:
+                logger.info("provisioning log: %d entries older than %d days pruned", pruned,
+                            manifest.safety.log_retention)
         summary.finished = now_iso()
         store.finish_run(run_id, summary.status, summary.finished, summary.as_json())
         return summary
@@ -128,13 +143,56 @@ def execute(path: str | Path, options: RunOptions,
             store.close()
 
 
-def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary) -> None:
+def _probe_if_quarantined(ctx: RunContext, types: list[ObjectType], summary: Summary,
+                          opened: dict[str, str | None]) -> bool:
+    """A quarantined pipeline's run probes its targets first: False (stop here) while the probe
+    fails; once it passes the quarantine lifts and the run goes on. Plans only say so."""
+    held = ctx.store.quarantine(ctx.pipeline)
+    if held is None:
+        return True
+    if ctx.options.plan:
+        logger.warning("pipeline %r is %s; a run probes its targets first", ctx.pipeline, held.describe())
+        return True
+    failure = quarantine.probe(ctx.connectors, types, opened)
+    ctx.opened.update(name for name, error in opened.items() if error is None)
+    if failure is None:
+        ctx.store.release_quarantine(ctx.pipeline)
+        logger.warning("the probe of the targets passed: the quarantine is lifted (the pipeline was %s)",
+                       held.describe())
+        return True
+    summary.status = "quarantined"
+    summary.quarantine = {"since": held.since, "failed_runs": held.failed_runs, "reason": held.reason,
+                          "probe": failure}
+    logger.error("%s", quarantine.stopped_message(ctx.pipeline, held, failure))
+    return False
+
+
+def _count_for_quarantine(ctx: RunContext, summary: Summary) -> None:
+    """A run that failed wholesale counts towards quarantine; any other finished run resets the count."""
+    if summary.status in ("interrupted", "quarantined", "stopped"):
+        return
+    safety_ = ctx.manifest.safety
+    reason = quarantine.assess(ctx.manifest, summary.object_types)
+    started = ctx.store.note_run(ctx.pipeline, ctx.run_id, reason, safety_.quarantine_after_runs)
+    if started is not None:
+        summary.quarantine = {"since": started.since, "failed_runs": started.failed_runs, "reason": started.reason}
+        logger.error("pipeline %r is now quarantined after %d runs in a row that failed wholesale (%s). Later runs "
+                     "probe its targets first and stop (exit 3) until the probe passes; `provision release FILE` "
+                     "lifts the quarantine", ctx.pipeline, started.failed_runs, started.reason)
+    elif reason is not None:
+        logger.warning("this run failed wholesale (%s): %d of safety.quarantine.after_runs (%d) in a row",
+                       reason, ctx.store.failed_runs(ctx.pipeline), safety_.quarantine_after_runs)
+
+
+def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
+               opened: dict[str, str | None] | None = None) -> None:
     if ctx.options.full_export and not ctx.options.plan:
         refusing = [ot.name for ot in types if not ctx.caps(ot).full_export]
         if refusing:
             raise UsageError(f"the target of {', '.join(map(repr, refusing))} does not take a full export; "
                              "run without --full-export, or choose those object types with --object-type")
-    opened: dict[str, str | None] = {}  # connector name -> error that stopped it, or None when open
+    if opened is None:
+        opened = {}  # connector name -> error that stopped it, or None when open
     ran: list[tuple[ObjectType, Mapper, TypeCounts]] = []
     if not ctx.options.plan:  # what an interrupted run left in doubt is settled before anything else
         for ot in types:
@@ -221,12 +279,49 @@ def close_connector(connector: Connector) -> None:
 
 
 def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
-    """Unchanged = objects present in the source that no action touched and that did not fail."""
+    """Unchanged = objects present in the source that no action touched, that did not fail and
+    that are not waiting to be retried after failing in earlier runs."""
+    type_id = ctx.type_ids[ot.name]
     if ctx.options.plan:
-        for item in plan_items(ctx, ot):
-            counts.count(item.action, source_present=not item.gone)
-    present = ctx.store.count_present(ctx.type_ids[ot.name])
-    counts.unchanged = max(0, present - counts.touched)
+        for item, state in _plan_items(ctx, ot):
+            if state is None:
+                counts.count(item.action, source_present=not item.gone)
+            else:
+                setattr(counts, state, getattr(counts, state) + 1)
+                counts.touched += not item.gone
+    else:
+        waiting = ctx.store.waiting(type_id, ctx.run_id, ctx.due)
+        counts.waiting, counts.blocked = waiting.waiting, waiting.blocked
+        counts.touched += waiting.present
+        if waiting.waiting:
+            logger.warning("%s: %d exports that failed in earlier runs wait for their next attempt (the first "
+                           "at %s); `provision run --retry-now` sends them now", ot.name, waiting.waiting,
+                           waiting.first)
+        if waiting.blocked:
+            logger.warning("%s: %d exports that failed with a permanent error are held until their source "
+                           "objects change; `provision run --retry-now` sends them anyway", ot.name, waiting.blocked)
+    counts.present = ctx.store.count_present(type_id)
+    counts.unchanged = max(0, counts.present - counts.touched)
+
+
+def _plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[tuple[PlanItem, str | None]]:
+    """What the export pass would send for ``ot``, from the pending exports, each with why the
+    run would not send it yet: "waiting" (its next attempt is later), "blocked" (held after a
+    permanent error) or None."""
+    mapper = Mapper(ot)
+    type_id = ctx.type_ids[ot.name]
+    after: str | None = None
+    while rows := ctx.store.all_pending(type_id, after, 500):
+        after = rows[-1].source_anchor
+        for row in rows:
+            state = row.waiting(ctx.due)
+            error = row.last_error
+            if state == "waiting":
+                error = f"{error}; waiting: next attempt at {row.next_attempt} (--retry-now sends it now)"
+            elif state == "blocked":
+                error = f"{error}; blocked until the source object changes (--retry-now sends it anyway)"
+            yield PlanItem(ot.name, row.source_anchor, row.action, plan_changes(row.change, mapper),
+                           row.target_anchor, error, row.change.gone, row.sent_run is not None), state
 
 
 def _status(summary: Summary) -> str:
@@ -234,8 +329,8 @@ def _status(summary: Summary) -> str:
         return "failed"
     if any(c.guard for c in summary.object_types.values()):
         return "stopped"
-    if any(c.failed for c in summary.object_types.values()):
-        return "partial"
+    if any(c.failed or c.waiting or c.blocked for c in summary.object_types.values()):
+        return "partial"  # some objects failed, in this run or in earlier ones and wait to be retried
     return "ok"
 
 

@@ -114,6 +114,15 @@ class ObjectType:
 
 
 @dataclass(frozen=True)
+class Safety:
+    """The pipeline-wide part of ``safety:`` (``max_deletes`` is per object type)."""
+
+    quarantine_after_runs: int = 3  # runs in a row failing wholesale before quarantine; 0: never
+    quarantine_failure_share: float = 0.5  # a run with more than this share of its objects failing fails wholesale
+    log_retention: int = 30  # days the provisioning log in the state store keeps entries
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: Path
     name: str
@@ -121,6 +130,7 @@ class Manifest:
     object_types: tuple[ObjectType, ...]
     state: str | None = None
     log_file: str | None = None
+    safety: Safety = field(default_factory=Safety)
 
     @property
     def base_dir(self) -> Path:
@@ -136,11 +146,22 @@ def build(data: dict[str, Any], path: Path) -> Manifest:
         name: ConnectorSpec(name, block["type"], {k: v for k, v in block.items()}, ("connectors", name))
         for name, block in data["connectors"].items()
     }
-    default_max_deletes = (data.get("safety") or {}).get("max_deletes")
+    safety = data.get("safety") or {}
+    default_max_deletes = safety.get("max_deletes")
     types = tuple(_object_type(raw, ("object_types", i), default_max_deletes)
                   for i, raw in enumerate(data["object_types"]))
     return Manifest(path=path, name=data["name"], connectors=connectors, object_types=types,
-                    state=data.get("state"), log_file=data.get("log_file"))
+                    state=data.get("state"), log_file=data.get("log_file"), safety=_safety(safety))
+
+
+def _safety(raw: dict[str, Any]) -> Safety:
+    quarantine = raw.get("quarantine") or {}
+    default = Safety()
+    return Safety(
+        quarantine_after_runs=quarantine.get("after_runs", default.quarantine_after_runs),
+        quarantine_failure_share=float(quarantine.get("failure_share", default.quarantine_failure_share)),
+        log_retention=raw.get("log_retention", default.log_retention),
+    )
 
 
 def _object_type(raw: dict[str, Any], at: YamlPath, default_max_deletes: int | str | None = None) -> ObjectType:

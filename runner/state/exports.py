@@ -10,11 +10,13 @@ doubt: applied or not, nobody knows until the target is asked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from runner.engine import retries  # the back-off schedule: a module of plain functions, no engine state
 from runner.mapping.names import normalize_dn
 from runner.state import tables as t
 from runner.state.base import chunks, dumps
@@ -28,7 +30,17 @@ def name_key(name: str | None) -> str | None:
     return normalize_dn(name)[:255] if name else None
 
 _COLUMNS = ("source_anchor", "action", "target_anchor", "payload", "name", "depth", "partition", "attempts",
-            "last_error", "revision", "sent_run")
+            "last_error", "revision", "sent_run", "next_attempt", "held", "failed_runs")
+
+
+@dataclass
+class Waiting:
+    """Pending exports a run left alone because of earlier failures."""
+
+    waiting: int = 0  # backing off: their next attempt is later
+    blocked: int = 0  # held after a permanent error, until their source object changes
+    present: int = 0  # of both, those whose source object is still in the source
+    first: str | None = None  # the earliest next attempt of those waiting
 
 
 def _select() -> sa.Select:
@@ -38,20 +50,31 @@ def _select() -> sa.Select:
 
 def _rows(result: Iterable[Any]) -> list[PendingExport]:
     return [PendingExport(r.source_anchor, r.action, r.target_anchor, Change.from_json(r.payload), r.name, r.depth,
-                          r.partition, r.attempts, r.last_error, r.revision or "", r.sent_run) for r in result]
+                          r.partition, r.attempts, r.last_error, r.revision or "", r.sent_run, r.next_attempt or "",
+                          bool(r.held), r.failed_runs or 0) for r in result]
+
+
+def _due(due: str | None) -> list[sa.ColumnElement[bool]]:
+    """Exports a run sends when its exports are due up to ``due`` (None: all, ``--retry-now``):
+    not held, next attempt reached. Plain comparisons on the row, so the keyset pages keep
+    walking the pending_order index (no function of a column, no sort)."""
+    if due is None:
+        return []
+    pe = t.pending.c
+    return [pe.held == sa.false(), pe.next_attempt <= due]
 
 
 class ExportMixin(ComputeMixin):
     def pending_page(self, type_id: int, run_id: str, actions: Sequence[str], after: tuple[int, str] | None,
-                     limit: int, deepest_first: bool = False) -> list[PendingExport]:
-        """Pending exports not yet attempted by this run and not in doubt: parents before children
-        (or children first, for deletes), then in anchor order. ``after`` is the last row's
-        (depth, anchor)."""
+                     limit: int, deepest_first: bool = False, due: str | None = None) -> list[PendingExport]:
+        """Pending exports not yet attempted by this run, not in doubt and due (``due``: the time
+        up to which next attempts are due; None: every one): parents before children (or children
+        first, for deletes), then in anchor order. ``after`` is the last row's (depth, anchor)."""
         pe = t.pending.c
         depth = -pe.depth if deepest_first else pe.depth
         query = (_select()
                  .where(pe.type_id == type_id, pe.action.in_(list(actions)), pe.sent_run.is_(None),
-                        sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id))
+                        sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))
                  .order_by(depth, pe.source_anchor).limit(limit))
         if after is not None:
             # written out instead of a row-value comparison: MariaDB range-scans only this form
@@ -111,14 +134,37 @@ class ExportMixin(ComputeMixin):
             query = query.where(pe.source_anchor > after)
         return _rows(self.conn.execute(query))
 
-    def pending_adds(self, type_id: int, anchors: Iterable[str], run_id: str) -> set[str]:
-        """Which of ``anchors`` have an add waiting that this run has not tried yet."""
+    def pending_adds(self, type_id: int, anchors: Iterable[str], run_id: str, due: str | None = None) -> set[str]:
+        """Which of ``anchors`` have an add waiting that this run has not tried yet and will try
+        (due up to ``due``; one backing off after failures is not waited for)."""
         pe = t.pending.c
         found: set[str] = set()
         for part in chunks(sorted(set(anchors))):
             found.update(self.conn.execute(sa.select(pe.source_anchor).where(
                 pe.type_id == type_id, pe.source_anchor.in_(part), pe.action == "add",
-                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id))).scalars())
+                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))).scalars())
+        return found
+
+    def waiting(self, type_id: int, run_id: str, due: str | None) -> Waiting:
+        """The pending exports this run left alone because of earlier failures: backing off
+        (next attempt after ``due``) or held after a permanent error."""
+        pe, so = t.pending.c, t.source_objects.c
+        found = Waiting()
+        if due is None:
+            return found
+        present = sa.case((so.deleted.is_(False), 1), else_=0)
+        query = (sa.select(pe.held, sa.func.count(), sa.func.coalesce(sa.func.sum(present), 0),
+                           sa.func.min(pe.next_attempt))
+                 .select_from(t.pending.outerjoin(t.source_objects, sa.and_(so.type_id == pe.type_id,
+                                                                            so.anchor == pe.source_anchor)))
+                 .where(pe.type_id == type_id, sa.or_(pe.held == sa.true(), pe.next_attempt > due),
+                        pe.sent_run.is_(None), sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id))
+                 .group_by(pe.held))
+        for held, count, present_count, first in self.conn.execute(query):
+            if held:
+                found.blocked, found.present = count, found.present + int(present_count)
+            else:
+                found.waiting, found.present, found.first = count, found.present + int(present_count), first
         return found
 
     def target_anchors(self, type_id: int, anchors: Iterable[str], live_only: bool = True) -> dict[str, str]:
@@ -161,9 +207,13 @@ class ExportMixin(ComputeMixin):
         self.with_values(type_id, {a: d for a, (d, _) in found.items()})
         return found
 
-    def record(self, type_id: int, run_id: str, done: Confirmations) -> None:
+    def record(self, type_id: int, run_id: str, done: Confirmations,
+               retry_at: Callable[[int], str] = retries.next_attempt) -> None:
         """Write what a stretch of results confirmed, a few executemany statements in all. Every
-        pending export it settles loses its in-flight mark in the same transaction."""
+        pending export it settles loses its in-flight mark in the same transaction.
+
+        ``retry_at``: when a failed export is due again, given the number of runs in a row it has
+        failed in (the back-off schedule of ``runner.engine.retries``)."""
         lk, to, pe, rf, so = t.links.c, t.target_objects.c, t.pending.c, t.refs.c, t.source_objects.c
         conn = self.conn
         if done.deletes:
@@ -193,7 +243,7 @@ class ExportMixin(ComputeMixin):
                                                 "version"),
                              [(type_id, a.target_anchor, dumps(parts[a.target_anchor][0]), a.name, False, a.partition,
                                a.version) for a in done.adds])
-            self.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()})
+            self.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()}, fresh=True)
         if done.updates:
             conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
                          .values(target_anchor=sa.bindparam("k_new"), target_name=sa.bindparam("k_name"),
@@ -221,10 +271,7 @@ class ExportMixin(ComputeMixin):
         if done.followups:
             self.set_pending(type_id, done.followups, [])
         if done.failures:
-            conn.execute(t.pending.update()
-                         .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
-                         .values(last_error=sa.bindparam("k_error"), sent_run=None),
-                         [dict(k_anchor=f.source_anchor, k_error=f.error) for f in done.failures])
+            self._record_failures(type_id, done.failures, retry_at)
         if done.retries:  # tried again later in this run: not marked attempted by it
             conn.execute(t.pending.update()
                          .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
@@ -252,6 +299,25 @@ class ExportMixin(ComputeMixin):
         # references to what was just added (left out before) or deleted change their value
         self.mark_referrers_dirty(type_id, [a.source_anchor for a in done.adds], only_dropped=True)
         self.mark_referrers_dirty(type_id, [d.source_anchor for d in done.deletes])
+
+    def _record_failures(self, type_id: int, failures: Sequence[Failed], retry_at: Callable[[int], str]) -> None:
+        """Failed exports stay pending with their error, one more failed run and the time of their
+        next attempt; one that failed permanently is held until compute rewrites it."""
+        pe = t.pending.c
+        runs: dict[str, int] = {}
+        for part in chunks(sorted({f.source_anchor for f in failures})):
+            runs.update(self.conn.execute(sa.select(pe.source_anchor, pe.failed_runs).where(
+                pe.type_id == type_id, pe.source_anchor.in_(part))).all())
+        rows = []
+        for f in failures:
+            failed_runs = (runs.get(f.source_anchor) or 0) + 1
+            runs[f.source_anchor] = failed_runs - 1  # the same export twice in one stretch: one run
+            rows.append(dict(k_anchor=f.source_anchor, k_error=f.error, k_held=f.permanent, k_runs=failed_runs,
+                             k_next=retry_at(failed_runs)))
+        self.conn.execute(t.pending.update()
+                          .where(pe.type_id == type_id, pe.source_anchor == sa.bindparam("k_anchor"))
+                          .values(last_error=sa.bindparam("k_error"), sent_run=None, held=sa.bindparam("k_held"),
+                                  failed_runs=sa.bindparam("k_runs"), next_attempt=sa.bindparam("k_next")), rows)
 
     def keep_in_doubt(self, type_id: int, failures: Sequence[Failed]) -> None:
         """Record why these in-doubt exports could not be settled; they stay in flight, so nothing

@@ -1,4 +1,5 @@
-"""The provisioning log kept in the state store: one JSON entry per object action."""
+"""The provisioning log kept in the state store: one JSON entry per object action, kept for
+``safety.log_retention`` days (pruned at the end of every run)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,10 @@ class LogMixin(Base):
             self.bulk_insert(t.log, ("run_id", "time", "pipeline", "object_type", "anchor", "action", "result", "entry"),
                              [(e["run_id"], e["time"], e["pipeline"], e["object_type"], e["anchor"], e["action"],
                                e["result"], dumps(e)) for e in entries])
+
+    def prune_log(self, pipeline: str, before: str) -> int:
+        """Delete the pipeline's log entries written before ``before`` (an ISO time, as entries
+        carry it): one range delete on the (pipeline, time) index. Returns how many went."""
+        c = t.log.c
+        result = self.conn.execute(t.log.delete().where(c.pipeline == pipeline, c.time < before))
+        return max(0, result.rowcount or 0)

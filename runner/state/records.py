@@ -72,7 +72,8 @@ class PendingExport:
     say it; ``change.name`` / ``change.partition`` are where it should be. ``revision`` changes
     each time compute rewrites the export; with the source anchor it makes the operation's key.
     ``sent_run`` is set while the export is in flight: a run that dies before recording the result
-    leaves it set, and the next run resolves it before anything else.
+    leaves it set, and the next run resolves it before anything else. ``next_attempt``, ``held``
+    and ``failed_runs`` are its retry state after failures (``runner/engine/retries.py``).
     """
 
     source_anchor: str
@@ -86,6 +87,19 @@ class PendingExport:
     last_error: str | None = None
     revision: str = ""
     sent_run: str | None = None
+    next_attempt: str = ""  # not sent before this time ('': due now)
+    held: bool = False  # failed with a permanent error: not sent until the source object changes
+    failed_runs: int = 0  # runs in a row in which it failed
+
+    def waiting(self, due: str | None) -> str | None:
+        """Why a run whose exports are due up to ``due`` does not send this one: "blocked" (held
+        after a permanent error), "waiting" (its next attempt is later), or None (it is sent).
+        ``due`` None: everything is due (``--retry-now``)."""
+        if due is None or self.sent_run is not None:
+            return None
+        if self.held:
+            return "blocked"
+        return "waiting" if self.next_attempt > due else None
 
 
 @dataclass
@@ -141,6 +155,9 @@ class Deleted(NamedTuple):
 
 
 class Failed(NamedTuple):
+    """An export that failed. ``permanent``: the target will reject it until the source changes
+    (it is held, not retried on a schedule)."""
+
     source_anchor: str
     error: str
     permanent: bool = False

@@ -38,6 +38,21 @@ class LockHolder:
         return f"run {self.run_id} by {self.user} on {self.host}, pid {self.pid}, since {self.acquired}"
 
 
+@dataclass(frozen=True)
+class Quarantine:
+    """A pipeline quarantined after ``failed_runs`` runs in a row that failed wholesale."""
+
+    pipeline: str
+    since: str
+    reason: str  # why the last of those runs failed
+    failed_runs: int
+    run_id: str | None  # the last of those runs
+
+    def describe(self) -> str:
+        return (f"quarantined since {self.since}, after {self.failed_runs} runs in a row that failed wholesale "
+                f"(the last, run {self.run_id}: {self.reason})")
+
+
 class LockLost(StoppedError):
     """Another run took this run's lock over: this one must not write anything more."""
 
@@ -97,6 +112,51 @@ class RunsMixin(Base):
         self.conn.execute(t.runs.update().where(t.runs.c.run_id == run_id)
                           .values(status=status, finished=finished, summary=dumps(summary)))
         self.commit()
+
+    # ---- quarantine (runner/engine/quarantine.py) ----------------------------------------------
+
+    def quarantine(self, pipeline: str) -> Quarantine | None:
+        """The pipeline's quarantine, or None when it is not quarantined."""
+        q = t.quarantine.c
+        row = self.conn.execute(sa.select(t.quarantine).where(q.pipeline == pipeline)).first()
+        if row is None or row.since is None:
+            return None
+        return Quarantine(pipeline, row.since, row.reason, row.failed_runs, row.run_id)
+
+    def failed_runs(self, pipeline: str) -> int:
+        """How many runs in a row failed wholesale (quarantined or not)."""
+        q = t.quarantine.c
+        return self.conn.execute(sa.select(q.failed_runs).where(q.pipeline == pipeline)).scalar() or 0
+
+    def note_run(self, pipeline: str, run_id: str, reason: str | None, after_runs: int) -> Quarantine | None:
+        """Count a run that failed wholesale (``reason``), or end the count (None: it did not).
+        Quarantines the pipeline at ``after_runs`` in a row (0: never); returns the quarantine
+        when this run started it. Committed."""
+        q = t.quarantine.c
+        row = self.conn.execute(sa.select(t.quarantine).where(q.pipeline == pipeline)).first()
+        started = None
+        if reason is None:
+            self.conn.execute(t.quarantine.delete().where(q.pipeline == pipeline))
+        else:
+            count = (row.failed_runs if row is not None else 0) + 1
+            since = row.since if row is not None else None
+            if since is None and after_runs and count >= after_runs:
+                since = now_iso()
+                started = Quarantine(pipeline, since, reason, count, run_id)
+            values = dict(failed_runs=count, reason=reason, since=since, run_id=run_id)
+            if row is None:
+                self.conn.execute(t.quarantine.insert().values(pipeline=pipeline, **values))
+            else:
+                self.conn.execute(t.quarantine.update().where(q.pipeline == pipeline).values(**values))
+        self.commit()
+        return started
+
+    def release_quarantine(self, pipeline: str) -> Quarantine | None:
+        """Lift the quarantine and forget the count of failed runs; returns what was lifted. Committed."""
+        lifted = self.quarantine(pipeline)
+        self.conn.execute(t.quarantine.delete().where(t.quarantine.c.pipeline == pipeline))
+        self.commit()
+        return lifted
 
     def recent_runs(self, pipeline: str, limit: int = 10) -> list[dict[str, Any]]:
         c = t.runs.c

@@ -18,9 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from runner.errors import StateError
+from runner.errors import StateError, state_problem
 from runner.sqlutil import driver_reason as _reason
-from runner.sqlutil import shown_url, sqlalchemy_url, sqlite_savepoints
+from runner.sqlutil import shown_url, sqlalchemy_url
 from runner.state import tables as t
 from runner.state.base import CHUNK, DuplicateAnchor, chunks, dumps, now_iso, record_hash
 from runner.state.exports import ExportMixin
@@ -59,16 +59,52 @@ def default_url(manifest_path: Path, pipeline: str) -> str:
 class StateStore(RunsMixin, ImportMixin, ExportMixin, LogMixin):
     """One open state store. Not thread-safe: the engine's main thread owns it."""
 
-    def __init__(self, url: str, base_dir: Path):
+    def __init__(self, url: str, base_dir: Path, *, read_only: bool = False):
+        """Open (creating or migrating) the store at ``url``.
+
+        On SQLite (WAL, see :func:`_sqlite_pragmas`) every transaction of a store that writes
+        begins ``IMMEDIATE``: it takes the write lock first, waiting up to the busy timeout for it.
+        A deferred transaction that reads and then writes fails at once with "database is locked"
+        when another connection holds the lock (SQLite cannot wait there without risking a
+        deadlock), so waiting only works this way. ``read_only`` stores (``status``) begin deferred
+        and never take the write lock while they only read: they never make a run wait.
+
+        Driver errors that are the machine's doing (locked, full, read-only, unreadable, damaged,
+        a server gone) become :class:`StateError` naming the store and what to do (exit 4)."""
         parsed = sqlalchemy_url(url, base_dir)
         self.url_shown = shown_url(parsed)
+        where = self.url_shown
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            where = parsed.database  # a person looks for the file
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StateError(f"cannot create the folder of the state store {parsed.database}: {e.strerror}; "
+                                 "create it, or give the user running provision write access") from None
+        wait = busy_timeout_seconds()
+
+        def translate(context: Any) -> None:
+            sql_error = context.sqlalchemy_exception
+            problem = state_problem(context.original_exception, where,
+                                    _reason(sql_error) if sql_error is not None else str(context.original_exception),
+                                    wait, isinstance(sql_error, exc.OperationalError))
+            if problem is not None:
+                raise problem from None
+
         try:
             self.engine = sa.create_engine(parsed)
+            event.listen(self.engine, "handle_error", translate)
             if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-                sqlite_savepoints(self.engine)
+                begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+                @event.listens_for(self.engine, "connect")
+                def _connect(dbapi_connection: Any, _record: Any) -> None:
+                    dbapi_connection.isolation_level = None  # SQLAlchemy's savepoint recipe: we say BEGIN
+                    _sqlite_pragmas(dbapi_connection, _record)
+
+                @event.listens_for(self.engine, "begin")
+                def _begin(conn: sa.Connection) -> None:
+                    conn.exec_driver_sql(begin)
             migrate(self.engine)
             self.conn = self.engine.connect()
         except IncompatibleStore as e:
@@ -112,9 +148,26 @@ class StateStore(RunsMixin, ImportMixin, ExportMixin, LogMixin):
         return "sha256:" + hashlib.sha256((self._salt + dumps(value)).encode()).hexdigest()[:32]
 
 
+BUSY_TIMEOUT_SECONDS = 30.0  # default wait for a SQLite state store another process holds locked
+
+
+def busy_timeout_seconds() -> float:
+    """Seconds to wait for a locked SQLite state store: PROVISION_STATE_BUSY_TIMEOUT, else 30."""
+    import os
+
+    try:
+        value = float(os.environ.get("PROVISION_STATE_BUSY_TIMEOUT", BUSY_TIMEOUT_SECONDS))
+    except ValueError:
+        return BUSY_TIMEOUT_SECONDS
+    return value if value >= 0 else BUSY_TIMEOUT_SECONDS
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL: readers (status) never block the run, and the run never blocks them; a writer that
+    finds the write lock taken waits up to the busy timeout (transactions begin IMMEDIATE, see
+    :meth:`StateStore.__init__`)."""
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds() * 1000)}")  # first: the next pragma may wait
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

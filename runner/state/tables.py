@@ -151,8 +151,15 @@ pending = sa.Table(
     sa.Column("revision", sa.String(16), nullable=False, default=""),  # new each time compute rewrites it
     sa.Column("sent_run", sa.String(40)),  # in flight: sent by this run, result not yet recorded
     sa.Column("partition", S),  # where the object lives now
+    # retries across runs (runner/engine/retries.py): not sent before next_attempt ('' : due now);
+    # held: failed with a permanent error, not sent until compute rewrites it (the source changed);
+    # failed_runs: runs in a row in which it failed (the back-off step). A rewrite resets all three.
+    # No index of their own: pages keep walking pending_order, and these are plain comparisons on
+    # the row (an index led by them would make the database sort every first page).
+    sa.Column("next_attempt", sa.String(40), nullable=False, server_default=""),
+    sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("failed_runs", sa.Integer, nullable=False, server_default="0"),
     sa.Index("pending_order", "type_id", "depth", "source_anchor"),  # keyset pages in export order
-    sa.Index("pending_in_flight", "type_id", "sent_run"),
 )
 
 # Who references whom (desired values), so a change in one object re-evaluates those pointing at
@@ -186,22 +193,39 @@ log = sa.Table(
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("result", sa.String(16), nullable=False),
     sa.Column("entry", Doc, nullable=False),
+    sa.Index("provisioning_log_time", "pipeline", "time"),  # retention: prune what is older than N days
+)
+
+# A pipeline whose runs fail wholesale (runner/engine/quarantine.py): failed_runs counts such runs
+# in a row; since is set once it is quarantined (later runs probe the targets first).
+quarantine = sa.Table(
+    "quarantine", metadata,
+    sa.Column("pipeline", S, primary_key=True),
+    sa.Column("failed_runs", sa.Integer, nullable=False, default=0),
+    sa.Column("reason", Doc, nullable=False),  # why the last of those runs failed
+    sa.Column("since", sa.String(40)),  # quarantined since; None: counting, not quarantined
+    sa.Column("run_id", sa.String(40)),  # the last run that failed wholesale
 )
 
 def _to_v2(conn: sa.Connection) -> None:
-    """Spine v2: in-flight marks, revisions, recorded partitions and versions."""
+    """Spine v2: in-flight marks, revisions, recorded partitions and versions; retries across runs,
+    quarantine and log retention."""
     q = conn.dialect.identifier_preparer.quote  # "partition" is a reserved word on MariaDB
     for table, column, kind in (("pending_exports", "revision", "VARCHAR(16) NOT NULL DEFAULT ''"),
                                 ("pending_exports", "sent_run", "VARCHAR(40)"),
                                 ("pending_exports", "partition", "VARCHAR(255)"),
+                                ("pending_exports", "next_attempt", "VARCHAR(40) NOT NULL DEFAULT ''"),
+                                ("pending_exports", "held", "BOOLEAN NOT NULL DEFAULT false"),
+                                ("pending_exports", "failed_runs", "INTEGER NOT NULL DEFAULT 0"),
                                 ("target_objects", "partition", "VARCHAR(255)"),
                                 ("target_objects", "version", "VARCHAR(255)"),
                                 ("links", "target_name", "TEXT"),
                                 ("links", "name_key", "VARCHAR(255)")):
         conn.exec_driver_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {kind}")
-    conn.exec_driver_sql("CREATE INDEX pending_in_flight ON pending_exports (type_id, sent_run)")
     conn.exec_driver_sql("CREATE INDEX links_name ON links (type_id, name_key)")
+    conn.exec_driver_sql(f"CREATE INDEX provisioning_log_time ON provisioning_log (pipeline, {q('time')})")
     target_values.create(conn)
+    quarantine.create(conn)
     _lists_to_rows(conn)
 
 

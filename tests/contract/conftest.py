@@ -301,6 +301,8 @@ def sql_maker(dialect: str, concurrency: int = 1) -> Callable[..., Made]:
                                   "multi_valued": {"roles": {"table": "user_roles", "key": "user_id",
                                                              "value": "role"}}}},
         }
+        if dialect == "sqlite":
+            config["create"] = True  # the test's own fresh file
         if concurrency > 1:
             config["concurrency"] = concurrency
         if page_size:
