@@ -174,6 +174,7 @@ class _Exporter:
         self.done = Confirmations()
         self.flushed_at = time.monotonic()
         self.before: dict[str, tuple[dict[str, Any], bool]] = {}
+        self.versions: dict[str, str] = {}  # target anchor -> recorded version, sent as a precondition
         self.retries: dict[str, int] = {}  # anchor -> retries this run (only objects that hit a retryable error)
         self.wait = 0.0  # seconds to wait before the next sweep, for the retries it holds
         self.throttled = False  # the target asked us to slow down: its pause is honoured in full
@@ -238,6 +239,7 @@ class _Exporter:
             self.type_id, own_refs - own_known, self.ctx.run_id, due=self.ctx.due)
         anchors = [r.target_anchor for r in rows if r.target_anchor]
         self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
+        self.versions = self.store.target_versions(self.type_id, anchors) if anchors and self.caps.versioned else {}
         ready: list[Prepared] = []
         held: list[PendingExport] = []
         for i, row in enumerate(rows):
@@ -323,7 +325,8 @@ class _Exporter:
             name=change.name or row.name, attributes=attributes, add_values=add_values,
             remove_values=remove_values, password=password, partition=change.partition or row.partition,
             old_name=change.old_name, key=operation_key(self.ctx, self.ot, row), source_anchor=row.source_anchor,
-            attempt=row.attempts + 1, old_partition=change.old_partition)
+            attempt=row.attempts + 1, old_partition=change.old_partition,
+            version=self.versions.get(row.target_anchor or "") if row.action != "add" else None)
         return prepared
 
     def _next(self, row: PendingExport, action: str, change: Change) -> PendingExport:

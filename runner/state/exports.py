@@ -196,6 +196,15 @@ class ExportMixin(ComputeMixin):
         data = self.conn.execute(sa.select(so.data).where(so.type_id == type_id, so.anchor == anchor)).scalar()
         return json.loads(data) if data is not None else None
 
+    def target_versions(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, str]:
+        """The version last recorded for each target object that has one (ETag, entryCSN)."""
+        to = t.target_objects.c
+        found: dict[str, str] = {}
+        for part in chunks(sorted(set(target_anchors))):
+            found.update((a, v) for a, v in self.conn.execute(sa.select(to.target_anchor, to.version).where(
+                to.type_id == type_id, to.target_anchor.in_(part), to.version.is_not(None))))
+        return found
+
     def targets_data(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, tuple[dict[str, Any], bool]]:
         """What the target holds for each of ``target_anchors``: (data, disabled)."""
         to = t.target_objects.c
