@@ -189,11 +189,19 @@ def _attribute(m: dict[str, Any], at: YamlPath) -> AttributeMapping:
     return AttributeMapping(
         target=m["target"], source=m.get("source"), constant=m.get("constant"),
         has_constant="constant" in m, expression=m.get("expression"), default=m.get("default"),
-        apply=m.get("apply", "always"), sensitive=m.get("sensitive", False) or m.get("password", False),
+        apply=m.get("apply", "always"),
+        sensitive=m.get("sensitive", False) or m.get("password", False) or _from_outside(m),
         reference=m.get("reference"), multi_valued=m.get("multi_valued", False),
         password=m.get("password", False), default_always=m.get("default_always", False),
         null=m.get("null", "skip"), path=at,
     )
+
+
+def _from_outside(m: dict[str, Any]) -> bool:
+    """A constant, default or expression that holds a ${env:...} / ${file:...} value."""
+    from runner.manifest.yamlfile import FromOutside
+
+    return any(isinstance(m.get(k), FromOutside) for k in ("constant", "default", "expression"))
 
 
 def _group(raw: dict[str, Any], at: YamlPath) -> Group:

@@ -51,6 +51,15 @@ MAX_INT_DIGITS = 100  # no identity attribute needs more; repr() refuses ints of
 _CONSTRUCT_ERRORS = (ValueError, TypeError, OverflowError, LookupError, AttributeError)
 
 
+_REFERENCE = re.compile(r"(?<!\$)\$\{(?:env|file):")
+
+
+class FromOutside(str):
+    """A manifest value that came from ``${env:...}`` or ``${file:...}``: whatever the variable's
+    name, it may be a secret, so a mapping that sends it to the target treats it as sensitive
+    (a digest in the state store, ``***`` in every log)."""
+
+
 @dataclass
 class Located:
     """Data read from one or more YAML files, with where each piece came from."""
@@ -314,7 +323,8 @@ class _Builder:
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         value = self.scalar(node, path)
         if isinstance(value, str) and "${" in value:
-            value = self.interpolate(value, path, node)
+            interpolated = self.interpolate(value, path, node)
+            value = FromOutside(interpolated) if _REFERENCE.search(value) else interpolated
         if isinstance(value, str):
             secrets.register_url_password(value)
         return value

@@ -100,16 +100,26 @@ class AttributeStep:
         return out
 
 
+MASK_TEXT = "***"
+
+
 def rule_text(spec: AttributeMapping) -> str:
+    """How an attribute is mapped, for people; values of sensitive attributes (and expressions
+    holding a ${env:}/${file:} value) are not shown."""
+    from runner.manifest.yamlfile import FromOutside
+
+    hide = spec.sensitive
     if spec.source is not None:
         text = f"source {spec.source}"
     elif spec.expression is not None:
-        text = f"expression {spec.expression}"
+        text = ("expression *** (it holds a ${env:}/${file:} value)" if isinstance(spec.expression, FromOutside)
+                else f"expression {spec.expression}")
     else:
-        text = f"constant {show(spec.constant)}"
+        text = f"constant {MASK_TEXT if hide else show(spec.constant)}"
     extras = []
     if spec.default is not None:
-        extras.append(f"default {show(spec.default)}" + ("" if spec.default_always else " on create"))
+        extras.append(f"default {MASK_TEXT if hide else show(spec.default)}"
+                      + ("" if spec.default_always else " on create"))
     if spec.null == "clear" and not spec.reference:
         extras.append("null clears")
     if spec.reference:
