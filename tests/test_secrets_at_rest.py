@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import person, write_hr
 
 SENTINELS = {"env": "Sentinel-Env-7f3a", "file": "Sentinel-File-92bc", "url": "Sentinel-Url-41de",
