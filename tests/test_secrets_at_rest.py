@@ -2,7 +2,7 @@
 
 Secrets come in through environment variables with harmless names, a ``${file:...}``, a URL's
 query string and a password mapping; the run is forced to fail one object. Then stdout and
-stderr of run, plan, preview and status, the --log-file, and a dump of every state-store table
+stderr of run, plan, preview, status and test (a failing mapping test), the --log-file, and a dump of every state-store table
 are searched: every sentinel reaches the target where it belongs, and appears nowhere else.
 """
 
@@ -58,16 +58,22 @@ def test_planted_secrets_appear_nowhere_but_the_target(provision, tmp_path: Path
     (tmp_path / "target.sql").write_text(DDL)
     manifest = tmp_path / "m.yaml"
     manifest.write_text(MANIFEST.format(tmp=tmp_path))
+    # a mapping test that fails (a wrong expectation) and so prints what the mapping gave
+    (tmp_path / "m.mapping-tests.yaml").write_text(
+        "version: 1\ntests:\n  - name: everything shown\n    object_type: user\n"
+        "    input: {employee_id: E9, last_name: Lee}\n"
+        "    expect: {user_name: not-lee, cost_center: wrong, api_note: wrong, pw: wrong}\n")
     # two people with one last name: the second add is refused (a forced failure with its error text)
     write_hr(tmp_path / "data", [person("E1", "Ann", "Lee"), person("E2", "Bo", "Lee"), person("E3", "Cy", "Park")], [])
 
     outputs = []
     for args in (("run", manifest), ("run", manifest, "--output", "json"), ("plan", manifest),
                  ("plan", manifest, "--output", "json"), ("status", manifest), ("status", manifest, "--output", "json"),
-                 ("preview", manifest, "--object-type", "user", "--anchor", "E2")):
+                 ("preview", manifest, "--object-type", "user", "--anchor", "E2"), ("test", manifest)):
         result = provision(*args)
         outputs += [result.out, result.err]
     assert "UNIQUE constraint failed" in "".join(outputs), "the forced failure happened"
+    assert "FAIL" in "".join(outputs), "the mapping test failed and showed its diff"
 
     with sqlite3.connect(tmp_path / "app.db") as con:
         rows = con.execute("SELECT cost_center, api_note, pw FROM users").fetchall()
