@@ -8,6 +8,7 @@ engine; this module imports them so callers have one place to look.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 
@@ -112,8 +113,7 @@ class Interrupted(ProvisionError):
     """SIGINT or SIGTERM: the run recorded what was in flight and stopped (exit 128 + signal)."""
 
     def __init__(self, signum: int):
-        import signal as _signal
         self.signum = signum
         self.exit_code = 128 + signum
-        super().__init__(f"stopped by {_signal.Signals(signum).name}: what was sent is recorded; "
+        super().__init__(f"stopped by {signal.Signals(signum).name}: what was sent is recorded; "
                          "the next run carries on from here")

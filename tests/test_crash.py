@@ -79,8 +79,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             "delta_commits": commits_of(second)}
 
 
-def converges(world: dict, target: Path, data: Path, expected: dict) -> dict:
-    rerun = run(world["manifest"], data, target)
+def converges(world: dict, target: Path, data: Path, expected: dict, manifest: Path | None = None) -> dict:
+    manifest = manifest or world["manifest"]
+    rerun = run(manifest, data, target)
     assert rerun.returncode == 0, rerun.stderr + rerun.stdout
     summary = json.loads(rerun.stdout)
     assert all(c["failed"] == 0 for c in summary["object_types"].values()), summary
@@ -88,7 +89,7 @@ def converges(world: dict, target: Path, data: Path, expected: dict) -> dict:
     names = [g["name"] for g in got["groups"]]
     assert len(names) == len(set(names)), f"duplicate groups: {sorted(n for n in names if names.count(n) > 1)}"
     assert got == expected
-    again = run(world["manifest"], data, target)  # and stays put: a third run changes nothing
+    again = run(manifest, data, target)  # and stays put: a third run changes nothing
     counts = json.loads(again.stdout)["object_types"]
     assert all(c["added"] + c["updated"] + c["deleted"] + c["disabled"] == 0 for c in counts.values()), counts
     return summary
@@ -169,3 +170,22 @@ def test_a_change_applied_by_a_killed_run_and_then_reverted_in_the_source_is_und
     rerun must see what the target really holds (re-read), not what the state last recorded."""
     target = killed_during_the_change(world, f"revert-{nth}", spread(world["delta_commits"], 3)[nth])
     converges(world, target, world["before"], world["clean_before"])
+
+
+@pytest.mark.parametrize("phase", ["first contact", "changes"])
+def test_killed_with_the_state_store_on_a_server_converges(world, server_database: str, tmp_path: Path, phase: str):
+    """The same protocol with the state store on PostgreSQL and MariaDB (in-flight marks, fenced
+    commits and the bulk inserts go through their drivers)."""
+    manifest = world["manifest"].with_name("quickstart-server-state.yaml")
+    manifest.write_text(world["manifest"].read_text().replace(
+        'state: "sqlite:///${env:PROVISION_TARGET:-out/app.db}.state"', f'state: "{server_database}"'))
+    target = tmp_path / "app.db"
+    if phase == "first contact":
+        data, expected, point = world["before"], world["clean_before"], spread(world["initial_commits"], 3)[1]
+    else:
+        assert run(manifest, world["before"], target).returncode == 0
+        data, expected, point = world["after"], world["clean_after"], spread(world["delta_commits"], 3)[1]
+    killed = run(manifest, data, target, point)
+    assert killed.returncode == -9, killed.stderr
+    converges(world, target, data, expected, manifest)
+    assert server_database in manifest.read_text() and not Path(f"{target}.state").exists()

@@ -234,14 +234,14 @@ def _without_file_powers() -> tuple[str, ...]:
     setpriv = shutil.which("setpriv")
     prefix = (setpriv, "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--") if setpriv else ()
     if not prefix:
-        pytest.skip("cannot start a process that obeys file permissions here (no setpriv)")
+        pytest.fail("cannot start a process that obeys file permissions here: install util-linux (setpriv)")
     with tempfile.TemporaryDirectory() as folder:
         probe = Path(folder) / "read-only"
         probe.write_text("")
         probe.chmod(0o444)
         tried = subprocess.run([*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'a')"], capture_output=True)
     if tried.returncode == 0:
-        pytest.skip("cannot start a process that obeys file permissions here")
+        pytest.fail("cannot start a process that obeys file permissions here (setpriv could not drop them)")
     return prefix
 
 

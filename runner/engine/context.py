@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.connectors.base import Capabilities, Connector
+from runner.errors import Interrupted
 from runner.manifest.model import Manifest, ObjectType
 from runner.provlog import ProvisioningLog
 from runner.state.store import StateStore
@@ -110,19 +111,18 @@ class RunContext:
 
     def caps(self, ot: ObjectType) -> Capabilities:
         """The target's capabilities for ``ot`` as negotiated once it is open (static before)."""
-        key = (ot.target.connector, ot.target.object)
-        if key not in self.negotiated:
-            connector = self.target(ot)
-            if ot.target.connector not in self.opened:
-                return connector.capabilities(ot.target.object)
-            self.negotiated[key] = connector.negotiate(ot.target.object)
-        return self.negotiated[key]
+        return self._capabilities(ot.target.connector, ot.target.object)
 
     def source_caps(self, ot: ObjectType) -> Capabilities:
-        connector = self.source(ot)
-        if ot.source.connector in self.opened:
-            return connector.negotiate(ot.source.object)
-        return connector.capabilities(ot.source.object)
+        return self._capabilities(ot.source.connector, ot.source.object)
+
+    def _capabilities(self, connector: str, object: str) -> Capabilities:
+        """Negotiated once per run and connector object, after open; the static declaration before."""
+        if connector not in self.opened:
+            return self.connectors[connector].capabilities(object)
+        if (connector, object) not in self.negotiated:
+            self.negotiated[(connector, object)] = self.connectors[connector].negotiate(object)
+        return self.negotiated[(connector, object)]
 
     def heartbeat(self) -> None:
         """Renew the lock inside the transaction about to commit (fencing: raises LockLost)."""
@@ -131,5 +131,4 @@ class RunContext:
     def check_stop(self) -> None:
         """Stop at a safe point once a signal asked for it (everything before is recorded)."""
         if self.options.stop:
-            from runner.errors import Interrupted
             raise Interrupted(self.options.stop.signal or 2)

@@ -32,11 +32,10 @@ _NORMALIZERS: dict[str, Callable[[str], str]] = {
 
 def same_name(a: str, b: str, caps: Capabilities) -> bool:
     """Whether two object names are the same under the target's rules: DNs per RFC 4514 (escapes,
-    multi-valued RDNs, case) when it is hierarchical or declares ``dn`` for names."""
+    multi-valued RDNs, case) when it is hierarchical or declares ``dn`` for every attribute."""
     if a == b:
         return True
-    rules = set(caps.normalizations.get("*", ())) | set(caps.normalizations.get("__name__", ()))
-    if caps.hierarchical or "dn" in rules:
+    if caps.hierarchical or "dn" in caps.normalizations.get("*", ()):
         return normalize_dn(a) == normalize_dn(b) if "=" in a and "=" in b else a.casefold() == b.casefold()
     return False
 

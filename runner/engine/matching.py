@@ -100,7 +100,7 @@ class Matcher:
     def _ask(self, attribute: str, value: Any) -> list[str]:
         """Unlinked target objects holding ``value``, asked of the target; what they hold is
         recorded so compute can diff against it."""
-        from runner.engine.reconcile import state_form
+        from runner.engine.reconcile import state_form  # reconcile imports fold from here
 
         records = [r for r in self.ctx.target(self.ot).lookup(self.ot.target.object, {attribute: value})
                    if r.anchor is not None]

@@ -29,16 +29,24 @@ class PlanItem:
     in_doubt: bool = False  # sent by an interrupted run; settled against the target first
 
 
-def plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[PlanItem]:
-    """What the export pass would send for ``ot``, from the pending exports."""
+def plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[tuple[PlanItem, str | None]]:
+    """What the export pass would send for ``ot``, from the pending exports, each with why the
+    run would not send it yet: "waiting" (its next attempt is later), "blocked" (held after a
+    permanent error) or None."""
     mapper = Mapper(ot)
     type_id = ctx.type_ids[ot.name]
     after: str | None = None
     while rows := ctx.store.all_pending(type_id, after, 500):
         after = rows[-1].source_anchor
         for row in rows:
+            state = row.waiting(ctx.due)
+            error = row.last_error
+            if state == "waiting":
+                error = f"{error}; waiting: next attempt at {row.next_attempt} (--retry-now sends it now)"
+            elif state == "blocked":
+                error = f"{error}; blocked until the source object changes (--retry-now sends it anyway)"
             yield PlanItem(ot.name, row.source_anchor, row.action, plan_changes(row.change, mapper),
-                           row.target_anchor, row.last_error, row.change.gone, row.sent_run is not None)
+                           row.target_anchor, error, row.change.gone, row.sent_run is not None), state
 
 
 def plan_changes(change: Change, mapper: Mapper) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.importer import import_type
 from runner.engine.matching import Matcher, few_unlinked
-from runner.engine.plan import PlanItem, plan_changes
+from runner.engine.plan import PlanItem, plan_items
 from runner.engine.reconcile import import_target
 from runner.engine.recovery import recover
 from runner.errors import Interrupted, UsageError
@@ -113,7 +113,7 @@ def execute(path: str | Path, options: RunOptions,
                 _run_types(ctx, types, summary, opened)
             if options.plan and on_plan_item is not None:
                 for ot in types:
-                    for item, _ in _plan_items(ctx, ot):
+                    for item, _ in plan_items(ctx, ot):
                         on_plan_item(item)
         except Interrupted as stop:
             store.rollback()
@@ -283,7 +283,7 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
     that are not waiting to be retried after failing in earlier runs."""
     type_id = ctx.type_ids[ot.name]
     if ctx.options.plan:
-        for item, state in _plan_items(ctx, ot):
+        for item, state in plan_items(ctx, ot):
             if state is None:
                 counts.count(item.action, source_present=not item.gone)
             else:
@@ -302,26 +302,6 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
                            "objects change; `provision run --retry-now` sends them anyway", ot.name, waiting.blocked)
     counts.present = ctx.store.count_present(type_id)
     counts.unchanged = max(0, counts.present - counts.touched)
-
-
-def _plan_items(ctx: RunContext, ot: ObjectType) -> Iterator[tuple[PlanItem, str | None]]:
-    """What the export pass would send for ``ot``, from the pending exports, each with why the
-    run would not send it yet: "waiting" (its next attempt is later), "blocked" (held after a
-    permanent error) or None."""
-    mapper = Mapper(ot)
-    type_id = ctx.type_ids[ot.name]
-    after: str | None = None
-    while rows := ctx.store.all_pending(type_id, after, 500):
-        after = rows[-1].source_anchor
-        for row in rows:
-            state = row.waiting(ctx.due)
-            error = row.last_error
-            if state == "waiting":
-                error = f"{error}; waiting: next attempt at {row.next_attempt} (--retry-now sends it now)"
-            elif state == "blocked":
-                error = f"{error}; blocked until the source object changes (--retry-now sends it anyway)"
-            yield PlanItem(ot.name, row.source_anchor, row.action, plan_changes(row.change, mapper),
-                           row.target_anchor, error, row.change.gone, row.sent_run is not None), state
 
 
 def _status(summary: Summary) -> str:

@@ -233,21 +233,21 @@ def _lists_to_rows(conn: sa.Connection) -> None:
     """Version 1 kept multi-valued attributes as lists inside target_objects.data: move them to rows."""
     import json
 
+    from runner.state.records import dumps
+
     to = target_objects.c
     for type_id, anchor, data in list(conn.execute(sa.select(to.type_id, to.target_anchor, to.data))):
         doc = json.loads(data)
         lists = {k: v for k, v in doc.items() if isinstance(v, list)}
         if not lists:
             continue
-        rows = {(k, json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str))
-                for k, vs in lists.items() for v in vs}
+        rows = {(k, dumps(v)) for k, vs in lists.items() for v in vs}
         if rows:
             conn.execute(target_values.insert(), [dict(type_id=type_id, target_anchor=anchor, attribute=a, value=v)
                                                   for a, v in rows])
         singles = {k: v for k, v in doc.items() if not isinstance(v, list)}
         conn.execute(target_objects.update().where(to.type_id == type_id, to.target_anchor == anchor)
-                     .values(data=json.dumps(singles, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                                             default=str)))
+                     .values(data=dumps(singles)))
 
 
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
