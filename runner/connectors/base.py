@@ -276,17 +276,31 @@ class Result:
 
 @dataclass(frozen=True)
 class AttributeInfo:
+    """One attribute as the system describes it (``provision discover``, ``validate --online``).
+
+    ``syntax`` is the system's own type name (an LDAP syntax OID's name, a SQL column type);
+    ``normalizations`` what the system applies when it compares values (its matching rules)."""
+
     name: str
     type: str = "string"
     multi_valued: bool = False
     required: bool = False
+    syntax: str | None = None
+    normalizations: tuple[str, ...] = ()
+    read_only: bool = False
+    description: str | None = None
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """One object type as the system describes it. ``complete`` says ``attributes`` lists every
+    attribute the object may hold, so ``validate --online`` may reject a mapping to any other."""
+
     name: str
     attributes: Sequence[AttributeInfo] = ()
     partitions: Sequence[str] = ()
+    complete: bool = False
+    description: str | None = None
 
 
 def _no_redaction(text: str) -> str:
@@ -382,8 +396,15 @@ class Connector:
         raise NotImplementedError(f"connector type {self.type_name!r} cannot look objects up")
 
     def discover(self) -> Sequence[ObjectInfo]:
-        """Describe the object types and attributes this connector serves."""
+        """Describe the object types and attributes this connector serves (after ``open`` when it
+        asks the system: a subschema, /Schemas, the database catalogue)."""
         return [ObjectInfo(name) for name in (self.object_names() or ())]
+
+    def server_info(self) -> Mapping[str, Any]:
+        """Facts about the system an operator writing a mapping wants to know, after ``open``
+        (protocol version, supported controls or features, limits), as plain printable values.
+        ``provision discover`` prints them; the default knows none."""
+        return {}
 
     def can(self, method: str) -> bool:
         """Whether this connector implements ``read``, ``get`` or ``lookup`` (behaviours it has or lacks)."""

@@ -4,14 +4,19 @@ A connector that reads deltas (``Capabilities.delta_read``) gets the watermark s
 partition and returns only what changed, deletions included; the watermark its last page
 returns is stored with the page's records, in the same commit. Without a watermark (first run,
 ``--full``, or a connector that cannot read deltas) the import is full, and anchors of that
-partition that were not seen are marked deleted. A source that cannot be read raises
+partition that were not seen are marked deleted. ``source.full_import_every`` (a number of runs
+or a duration) forces such a full read now and then: a change log or a timestamp column does not
+show rows deleted without a trace, a full read does. A source that cannot be read raises
 ConnectionFailed before anything is marked, so an unreachable HR system never looks like
 everyone left.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
+import json
+import re
 from typing import Any
 
 from runner.connectors.base import ConnectionFailed, Record, WatermarkExpired
@@ -32,6 +37,11 @@ def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, co
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     delta = ctx.source_caps(ot).delta_read and not ctx.options.full_import
     watermark = store.watermark(type_id, "source", partition) if delta else None
+    if watermark is not None:
+        due = _full_import_due(ot.source.full_import_every, store.watermark(type_id, "full", partition))
+        if due:
+            ctx.logger.info("%s%s: full import (%s)", ot.name, f" [{partition}]" if partition else "", due)
+            watermark = None
     try:
         _read_partition(ctx, ot, partition, counts, watermark)
     except WatermarkExpired as exc:
@@ -99,15 +109,49 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
         ctx.heartbeat()
         store.commit()
         ctx.check_stop()
+    refused = False
     if full:
         present = store.count_present(type_id, partition) if read_here == 0 else 0
-        if present and safety.refuse_empty_read(ctx, ot, counts, present, empty):
+        refused = bool(present) and safety.refuse_empty_read(ctx, ot, counts, present, empty)
+        if refused:
             store.begin_full_import(type_id)  # forget what was seen: nothing is marked deleted
         else:
             gone += store.finish_full_import(type_id, partition)
+    if delta_read and not refused:
+        mark = store.watermark(type_id, "full", partition)
+        store.set_watermark(type_id, "full", partition, _full_import_mark(full, mark))
+    if full or delta_read:
         store.commit()
     ctx.logger.info("%s%s: %s import: %d read, %d new or changed, %d gone", ot.name,
                     f" [{partition}]" if partition else "", "full" if full else "delta", counts.imported, changed, gone)
+
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _full_import_due(every: int | str | None, mark: str | None) -> str | None:
+    """Why this delta source must be read whole now (``source.full_import_every``), or None."""
+    if every is None:
+        return None
+    last = json.loads(mark) if mark else None
+    if last is None:
+        return f"full_import_every: {every}; no full import recorded yet"
+    if isinstance(every, int):
+        return f"full_import_every: {every} runs" if last["deltas"] + 1 >= every else None
+    amount, unit = re.fullmatch(r"([0-9]+) ?([mhdw])", every).groups()  # type: ignore[union-attr]
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last["at"])
+    if age.total_seconds() >= int(amount) * _UNITS[unit]:
+        return f"full_import_every: {every}; the last one was at {last['at']}"
+    return None
+
+
+def _full_import_mark(full: bool, mark: str | None) -> str:
+    """What the state keeps about full imports of a delta source: when the last one finished and
+    how many delta imports ran since."""
+    last = json.loads(mark) if mark else None
+    if full or last is None:
+        return json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "deltas": 0})
+    return json.dumps({"at": last["at"], "deltas": last["deltas"] + 1})
 
 
 def _unreadable(ot: ObjectType, record: Record) -> tuple[str | None, str]:

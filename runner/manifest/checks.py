@@ -107,6 +107,10 @@ def _endpoint_problems(ot: ObjectType, located: Located, connectors: dict[str, C
                                   f"it has: {', '.join(names) or 'none'}")
         if side == "target":
             yield from _target_capability_problems(ot, connector, located)
+        elif ot.source.full_import_every is not None and not connector.capabilities(spec.object).delta_read:
+            yield located.problem((*at, "full_import_every"), f"connector {quoted(spec.connector)} reads "
+                                  f"{quoted(spec.object)} whole on every run (it has no delta reads), so "
+                                  "full_import_every changes nothing; remove it")
 
 
 def _target_capability_problems(ot: ObjectType, connector: Connector, located: Located) -> Iterator[Problem]:

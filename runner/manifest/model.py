@@ -30,6 +30,7 @@ class SourceSpec:
     object: str
     anchor: str
     partitions: tuple[str | None, ...] = (None,)  # (None,): the connector's one, unnamed partition
+    full_import_every: int | str | None = None  # a number of runs, or a duration such as "7d"
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def _object_type(raw: dict[str, Any], at: YamlPath, default_max_deletes: int | s
     return ObjectType(
         name=raw["name"],
         source=SourceSpec(src["connector"], src["object"], src["anchor"],
-                          tuple(src.get("partitions") or [src.get("partition")])),
+                          tuple(src.get("partitions") or [src.get("partition")]), src.get("full_import_every")),
         target=TargetSpec(tgt["connector"], tgt["object"], tgt.get("partition"), dict(tgt.get("disable", {})),
                           tgt.get("name"), tgt.get("concurrency"), tuple(tgt.get("correlate") or ())),
         mapping=tuple(_attribute(m, (*mapping_path, i)) for i, m in enumerate(raw["mapping"])),
