@@ -162,7 +162,17 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check manifests; one line per problem")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--online", action="store_true",
+                   help="also open the connectors and check mappings against the systems' own schemas")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("discover", help="open a manifest's connectors and print what each system holds: "
+                                        "object types, attributes, server features (for writing mappings)")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--connector", action="append", default=[], metavar="NAME",
+                   help="only this connector (repeatable; default: all)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_discover)
 
     for name, helptext in (("run", "import, compute and export"),
                            ("plan", "import and compute; print what run would export, change nothing in targets")):
@@ -225,19 +235,53 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from runner.engine.online import Unreachable, online_problems
     from runner.manifest import load
 
     status = EXIT_OK
     for file in args.files:
         try:
-            load(file)
+            problems = online_problems(file) if args.online else (load(file) and [])
         except ManifestError as exc:
-            for problem in exc.problems:
-                print(secrets.redact(str(problem)), file=sys.stderr)
-            status = EXIT_INVALID
+            problems = exc.problems
+        except Unreachable as exc:
+            print(f"provision: {file}: {exc} (validate --online needs the systems reachable)", file=sys.stderr)
+            status = max(status, EXIT_ENVIRONMENT)
+            continue
+        for problem in problems:
+            print(secrets.redact(str(problem)), file=sys.stderr)
+        if problems:
+            status = max(status, EXIT_INVALID)
         else:
-            print(f"{file}: ok")
+            print(f"{file}: ok" + (" (checked against the systems)" if args.online else ""))
     return status
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from runner.connectors.base import ConfigurationError
+    from runner.engine.online import Unreachable, discover
+
+    try:
+        found = discover(args.file, args.connector)
+    except ManifestError as exc:
+        for problem in exc.problems:
+            print(secrets.redact(str(problem)), file=sys.stderr)
+        return EXIT_INVALID
+    except ConfigurationError as exc:
+        print(f"provision: {secrets.redact(str(exc))}", file=sys.stderr)
+        return EXIT_INVALID
+    except Unreachable as exc:
+        print(f"provision: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    if args.output == "json":
+        print(secrets.redact(json.dumps([d.as_json() for d in found], ensure_ascii=False, default=str)))
+        return EXIT_OK
+    from runner.report import discovery_lines
+
+    for d in found:
+        for line in discovery_lines(d):
+            print(secrets.redact(line))
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:

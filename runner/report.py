@@ -104,3 +104,28 @@ def _diff_head(p: Preview) -> str:
     return head
 
 
+
+
+def discovery_lines(d: Any) -> list[str]:
+    """``provision discover``: the server's facts, then each object type and its attributes as a table."""
+    lines = [f"connector {d.connector} ({d.type_name})"]
+    if d.server:
+        lines.append("  server:")
+        for key, value in d.server.items():
+            shown = ", ".join(str(v) for v in value) if isinstance(value, list | tuple | set) else value
+            lines.append(f"    {key}: {shown}")
+    for o in d.objects:
+        facts = [f for f in ("complete" if o.complete else "", f"partitions: {', '.join(o.partitions)}"
+                             if o.partitions else "") if f]
+        lines.append(f"  object {o.name}" + (f" ({'; '.join(facts)})" if facts else "")
+                     + (f": {o.description}" if o.description else ""))
+        width = max((len(a.name) for a in o.attributes), default=0)
+        for a in o.attributes:
+            flags = [a.type, "multi" if a.multi_valued else "single"]
+            flags += [f for f, on in (("required", a.required), ("read-only", a.read_only)) if on]
+            if a.syntax:
+                flags.append(f"syntax {a.syntax}")
+            if a.normalizations:
+                flags.append(f"compared {'+'.join(a.normalizations)}")
+            lines.append(f"    {a.name.ljust(width)}  {', '.join(flags)}")
+    return lines

@@ -42,9 +42,11 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from runner.connectors.base import (
+    AttributeInfo,
     Capabilities,
     ConnectionFailed,
     Connector,
+    ObjectInfo,
     Page,
     Record,
 )
@@ -174,6 +176,23 @@ class CsvConnector(Connector):
             empty_as_null=self.config.get("empty_as_null", True), page_size=self.config.get("page_size", 1000),
             max_cell_bytes=self.config.get("max_cell_bytes", DEFAULT_MAX_CELL_BYTES),
             max_cell_lines=self.config.get("max_cell_lines", DEFAULT_MAX_CELL_LINES))
+
+    def discover(self) -> list[ObjectInfo]:
+        """Each ``*.csv`` file of the folder, and each file named under ``objects:``, with the
+        columns of its header: the whole list of what a row can hold (``complete``)."""
+        names = {p.stem for p in self.folder.glob("*.csv")} if self.folder.is_dir() else set()
+        names |= set(self.config.get("objects", {}))
+        infos = []
+        for name in sorted(names):
+            src = self._source(name)
+            if not src.path.is_file():
+                continue
+            with open(src.path, newline="", encoding=src.codec) as handle:
+                header = _header(_rows(_Lines(handle, src), src), src)
+            infos.append(ObjectInfo(name, tuple(AttributeInfo(c, multi_valued=c in src.separators)
+                                                for c in header.cells), complete=True,
+                                    description=str(src.path)))
+        return infos
 
     def read(self, object: str, partition: str | None = None, watermark: str | None = None, *,
              attributes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Page]:
