@@ -5,7 +5,8 @@ Exit codes (docs/reliability.md, "Environment problems and exit codes"):
 - 0 all good;
 - 1 some objects failed, or a pass stopped (a source or target could not be read or opened);
 - 2 invalid manifest or usage: nothing ran;
-- 3 stopped: the pipeline's lock is held, or a safety rule tripped;
+- 3 stopped: the pipeline's lock is held, a safety rule tripped, or the run reached its
+  ``--time-limit`` (what was in flight is recorded; the next run carries on);
 - 4 environment or state problem: the state store is locked by another process past the busy
   timeout, read-only, unreadable, damaged or from a newer provision; a disk is full; a file
   cannot be written. Fix the machine and run again: what was committed is kept;
@@ -26,6 +27,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -194,6 +196,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--retry-now", action="store_true",
                        help="send exports that failed in earlier runs now: those waiting for their next attempt "
                             "(back-off) and those held after a permanent error")
+        p.add_argument("--time-limit", metavar="DURATION", type=_duration,
+                       help="stop cleanly once this long has passed (90s, 50m, 2h): what is in flight is "
+                            "recorded, the run exits 3 and the next one carries on; set it below a cron "
+                            "job's timeout so the scheduler never has to kill a run")
         p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
         p.set_defaults(func=cmd_run, plan=name == "plan")
 
@@ -290,7 +296,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     options = RunOptions(plan=args.plan, object_types=tuple(args.object_type), no_import=args.no_import,
                          log_file=args.log_file, full_import=args.full, full_export=args.full_export,
-                         partition=args.partition, stop=None if args.plan else _stop_on_signals(),
+                         partition=args.partition,
+                         stop=None if args.plan else _stop_on_signals(args.time_limit),
                          allow_deletes=args.allow_deletes, retry_now=args.retry_now)
     items: list[PlanItem] = []
     more = 0
@@ -329,14 +336,23 @@ def _allowance(text: str) -> int:
     raise argparse.ArgumentTypeError("a number of objects, or all")
 
 
-def _stop_on_signals() -> Any:
+def _duration(text: str) -> tuple[str, float]:
+    """``90s``, ``50m``, ``2h`` -> (the text, seconds)."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?) ?(s|m|h)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError("a duration such as 90s, 50m or 2h")
+    return text.strip(), float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _stop_on_signals(time_limit: tuple[str, float] | None = None) -> Any:
     """SIGINT and SIGTERM ask the run to stop at the next safe point (the round in flight is
     recorded first); a second one stops it at once, which is still safe (see docs/reliability)."""
     import signal
+    import time
 
     from runner.engine.context import StopFlag
 
-    flag = StopFlag()
+    flag = StopFlag(time.monotonic() + time_limit[1], time_limit[0]) if time_limit else StopFlag()
 
     def ask(signum: int, _frame: Any) -> None:
         flag.set(signum)
@@ -381,6 +397,8 @@ def _summary_text(summary: Any, plan: bool) -> str:
         lines.append(line)
     if summary.status == "partial":
         lines.append("some objects failed: see `provision status` or the provisioning log for why")
+    if summary.stopped_by:
+        lines.append(summary.stopped_by)
     return secrets.redact("\n".join(lines))
 
 

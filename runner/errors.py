@@ -110,10 +110,12 @@ def state_problem(original: BaseException, where: str, reason: str, wait: float,
 
 
 class Interrupted(ProvisionError):
-    """SIGINT or SIGTERM: the run recorded what was in flight and stopped (exit 128 + signal)."""
+    """SIGINT or SIGTERM: the run recorded what was in flight and stopped (exit 128 + signal).
 
-    def __init__(self, signum: int):
+    ``signum`` 0 is the run's own time limit (``run --time-limit``): exit 3, like other stops."""
+
+    def __init__(self, signum: int, time_limit: str | None = None):
         self.signum = signum
-        self.exit_code = 128 + signum
-        super().__init__(f"stopped by {signal.Signals(signum).name}: what was sent is recorded; "
-                         "the next run carries on from here")
+        self.exit_code = 128 + signum if signum else 3
+        why = f"the time limit ({time_limit})" if not signum else signal.Signals(signum).name
+        super().__init__(f"stopped by {why}: what was sent is recorded; the next run carries on from here")

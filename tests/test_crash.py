@@ -149,6 +149,36 @@ def test_sigterm_and_sigint_record_the_round_in_flight_and_stop(world, what: str
     converges(world, target, world["before"], world["clean_before"])
 
 
+@pytest.mark.parametrize("nth", range(3))
+def test_a_run_that_reaches_its_time_limit_stops_cleanly_and_the_next_one_carries_on(world, nth: int):
+    """A cron job's run should end itself before the scheduler kills it: past --time-limit it
+    records the round in flight, exits 3 and leaves nothing in doubt."""
+    target = world["tmp"] / f"time-limit-{nth}.db"
+    point = spread(world["initial_commits"], 3)[nth]
+    env = os.environ | {"PROVISION_DATA": str(world["before"]), "PROVISION_TARGET": str(target)}
+    stopped = subprocess.run([sys.executable, str(KILLPOINT), str(point), "TIMELIMIT", "run", str(world["manifest"]),
+                              "--output", "json", "--time-limit", "50m"],
+                             capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    assert stopped.returncode == 3, stopped.stderr
+    summary = json.loads(stopped.stdout)
+    assert summary["status"] == "interrupted"
+    assert "time limit (50m)" in summary["stopped_by"]
+    with sqlite3.connect(str(target) + ".state") as con:
+        in_doubt = con.execute("SELECT count(*) FROM pending_exports WHERE sent_run IS NOT NULL").fetchone()[0]
+    assert in_doubt == 0, "a run stopped by its time limit records what it sent"
+    rerun = converges(world, target, world["before"], world["clean_before"])
+    assert not any(c.get("recovered") for c in rerun["object_types"].values()), "nothing was left to settle"
+
+
+def test_a_time_limit_must_be_a_duration(world, capsys):
+    from runner import cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["run", str(world["manifest"]), "--time-limit", "soon"])
+    assert stopped.value.code == 2
+    assert "a duration such as 90s, 50m or 2h" in capsys.readouterr().err
+
+
 def test_a_run_whose_lock_was_taken_over_cannot_commit(world):
     target = world["tmp"] / "fenced.db"
     fenced = run(world["manifest"], world["before"], target, 3, "TAKEOVER")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,17 +71,23 @@ class RunOptions:
 
 
 class StopFlag:
-    """A request to stop (SIGINT, SIGTERM): the engine finishes and records what is in flight,
-    then raises :class:`runner.errors.Interrupted` at the next safe point."""
+    """A request to stop (SIGINT, SIGTERM, or the run's time limit passing): the engine finishes
+    and records what is in flight, then raises :class:`runner.errors.Interrupted` at the next
+    safe point. A time limit lets a cron job end cleanly before the scheduler kills it."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None, time_limit: str | None = None) -> None:
         self.signal: int | None = None
+        self.deadline = deadline  # time.monotonic() value
+        self.time_limit = time_limit  # as the operator wrote it, for messages
 
     def set(self, signum: int) -> None:
         self.signal = signum
 
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
     def __bool__(self) -> bool:
-        return self.signal is not None
+        return self.signal is not None or self.expired()
 
 
 @dataclass
@@ -130,5 +137,6 @@ class RunContext:
 
     def check_stop(self) -> None:
         """Stop at a safe point once a signal asked for it (everything before is recorded)."""
-        if self.options.stop:
-            raise Interrupted(self.options.stop.signal or 2)
+        stop = self.options.stop
+        if stop:
+            raise Interrupted(stop.signal or 0, stop.time_limit)

@@ -55,14 +55,17 @@ class Summary:
                "object_types": {name: c.as_dict() for name, c in self.object_types.items()}}
         if self.quarantine is not None:
             out["quarantine"] = self.quarantine
+        if self.stopped_by:
+            out["stopped_by"] = self.stopped_by
         return out
 
-    signal: int | None = None  # the signal that interrupted the run
+    signal: int | None = None  # the signal that interrupted the run (0: its time limit)
+    stopped_by: str | None = None  # what interrupted it, in words
 
     @property
     def exit_code(self) -> int:
         if self.status == "interrupted":
-            return 128 + (self.signal or 2)
+            return 128 + self.signal if self.signal else 3  # 0: the run's time limit
         return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3, "quarantined": 3}[self.status]
 
 
@@ -104,6 +107,7 @@ def execute(path: str | Path, options: RunOptions,
         for connector in loaded.connectors.values():
             connector.context.run_id = run_id
             connector.context.redact = secrets.redact
+            connector.context.deadline = options.stop.deadline if options.stop else None
         ctx = RunContext(manifest, store, loaded.connectors, run_id, options, log)
         ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
         ctx.due = None if options.retry_now else retries.due()
@@ -118,7 +122,7 @@ def execute(path: str | Path, options: RunOptions,
         except Interrupted as stop:
             store.rollback()
             log.flush()
-            summary.status, summary.signal = "interrupted", stop.signum
+            summary.status, summary.signal, summary.stopped_by = "interrupted", stop.signum, str(stop)
             logger.warning("%s", stop)
         finally:
             log.close()

@@ -4,7 +4,7 @@
 
 Counts the target's commits: each transaction the sql connector commits (``_apply_batch``) and
 each object file the jsondir connector writes. Right after commit N it sends itself SIGNAL
-(KILL, TERM or INT), or with ``TAKEOVER`` steals the pipeline's lock in the state store, as a
+(KILL, TERM or INT), with ``TIMELIMIT`` makes the run's ``--time-limit`` pass, or with ``TAKEOVER`` steals the pipeline's lock in the state store, as a
 run would that decided this one was dead. N = 0 injects nothing and prints ``commits: K`` on
 stderr at exit, so a test can spread its kill points over a whole run.
 """
@@ -32,14 +32,31 @@ def main(argv: list[str]) -> int:
             return
         if what == "TAKEOVER":
             _steal_lock(args)
+        elif what == "TIMELIMIT":
+            for flag in flags:  # the run's --time-limit passes now
+                flag.deadline = 0.0
         else:
             os.kill(os.getpid(), getattr(signal, f"SIG{what}"))
 
+    flags = _capture_stop_flags()
     _patch_sql(after_commit)
     _patch_jsondir(after_commit)
     if point == 0:
         atexit.register(lambda: print(f"commits: {commits}", file=sys.stderr))
     return cli.main(args)
+
+
+def _capture_stop_flags() -> list:  # type: ignore[type-arg]
+    """The StopFlag each run of the CLI makes, so TIMELIMIT can make its time limit pass."""
+    flags: list = []  # type: ignore[type-arg]
+    make = cli._stop_on_signals
+
+    def capturing(*a, **kw):  # type: ignore[no-untyped-def]
+        flags.append(make(*a, **kw))
+        return flags[-1]
+
+    cli._stop_on_signals = capturing  # type: ignore[assignment]
+    return flags
 
 
 def _counting(method, after):  # type: ignore[no-untyped-def]
