@@ -403,7 +403,7 @@ def _summary_text(summary: Any, plan: bool) -> str:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from runner.mapping.testing import load_suite, run_suite
+    from runner.mapping.testing import entra_note, load_suite, run_suite
 
     status = EXIT_OK
     for file in args.files:
@@ -422,7 +422,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         outcomes = run_suite(suite)
         for outcome in outcomes:
             mark = "ok  " if outcome.passed else "FAIL"
-            lines = [f"{mark}  {outcome.test.label}  ({outcome.test.where})"]
+            lines = [f"{mark}  {outcome.test.label}  ({outcome.test.where}){entra_note(outcome.test)}"]
             lines += [f"        {d}" for d in outcome.differences]
             print(secrets.redact("\n".join(lines)))
         failed = sum(not o.passed for o in outcomes)

@@ -45,12 +45,16 @@ def pick_unique(ctx: RunContext, type_id: int, anchor: str, desired: dict[str, A
             continue
         earlier = store.reserved(type_id, attr, anchor)
         chosen = next((c for c in candidates if fold(c, attr, rules) == earlier), None)
+        numbered = getattr(candidates, "numbered", False)  # one candidate only: jsmith2, jsmith3, ...
         if chosen is None:
-            tries = list(candidates) + [f"{candidates[-1]}{n}" for n in range(2, UNIQUE_SUFFIXES + 2)]
+            tries = list(candidates) + ([f"{candidates[-1]}{n}" for n in range(2, UNIQUE_SUFFIXES + 2)]
+                                        if numbered else [])
             chosen = next((c for c in tries if store.reserve_if_free(type_id, attr, fold(c, attr, rules), anchor)), None)
         if chosen is None:
             raise ValueError(f"attribute {attr!r}: no free value among {candidates[:3]} and "
-                             f"{UNIQUE_SUFFIXES} numbered variants")
+                             f"{UNIQUE_SUFFIXES} numbered variants" if numbered else
+                             f"attribute {attr!r}: every candidate of select_unique_value() is taken in the "
+                             f"target ({', '.join(map(repr, candidates))}); add another candidate")
         desired[attr] = chosen
 
 

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from runner.mapping import entra
 from runner.mapping.functions import SPECS, FunctionSpec, library_functions
 from runner.mapping.scope import OPERATORS
 
@@ -114,9 +115,11 @@ at the end of this page.
   arguments (`left(uid, 'x')`, an unknown time zone or interval, an invalid regular expression)
   are reported by `provision validate` with the file and line.
 - **Dates** are ISO 8601 text (`2026-03-29`, `2026-03-29T01:30:00Z`,
-  `2026-03-29T03:30:00+02:00`); date and time values read from a database work too. A time
-  without an offset is read as UTC unless the function takes a time zone. Time zones are IANA
-  names such as `Europe/Oslo`.
+  `2026-03-29T03:30:00+02:00`); date and time values read from a database work too, and so does
+  the form Entra writes, `8/25/2021 5:41:18 PM` (month first). A calendar date with an offset,
+  as Workday sends it (`2021-06-30+08:00`), is midnight at that offset. A time without an offset
+  is read as UTC unless the function takes a time zone. Time zones are IANA names such as
+  `Europe/Oslo`.
 - **Positions count from 1** (`mid`, `instr`, `word`, `item`), as in Entra; JMESPath's own
   indexes (`groups[0]`) count from 0.
 
@@ -128,15 +131,66 @@ The examples run against this source record, at 2026-03-29T01:30:00Z:
 """
 
 
+ENTRA_INTRO = """\
+## Migrating from Microsoft Entra ID provisioning
+
+Each function below says which Entra expression it replaces; the table lists them all. A
+function gives what Microsoft's [reference](https://learn.microsoft.com/entra/identity/app-provisioning/functions-for-customizing-application-data)
+documents for the same input (its examples and stated rules are run by
+`tests/test_entra_parity.py`), except where the table's note says otherwise: those differences are
+deliberate and give the same target value for what an Entra tenant holds. Dates are written as
+ISO 8601 (`2021-06-29T16:00:00Z`) where Entra writes `6/29/2021 4:00:00 PM`: the same moment, and
+every date function reads both. `provision test` shows, for each test, the Entra expressions
+that the functions of the checked attributes replace.
+
+Writing an Entra expression in provision:
+
+| Entra | provision | |
+|---|---|---|
+{syntax}
+
+For example `Join("@", NormalizeDiacritics(StripSpaces(Join(".", [PreferredFirstName], [PreferredLastName]))), "contoso.com")`
+is `join('@', normalize_diacritics(strip_spaces(join('.', PreferredFirstName, PreferredLastName))), 'contoso.com')`,
+and `Replace([mail], "@contoso.com", , , "", , )` is `replace(mail, '@contoso.com', null, null, '', null, null)`.
+
+| Entra | provision | note |
+|---|---|---|
+{table}
+
+Entra-only inputs, with no provision function:
+
+{only}
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_entra() -> str:
+    """The migration section: syntax, the function table, Entra-only inputs."""
+    syntax = "\n".join(f"| {_cell(_code(a))} | {_cell(_code(b))} | {_cell(why)} |" for a, b, why in entra.SYNTAX)
+    rows = sorted(((eq.entra, name, eq.note) for name, eq in entra.EQUIVALENTS.items() if eq.entra != "(none)"),
+                  key=lambda row: row[0].lower())
+    table = "\n".join(f"| {_cell(_code(e))} | [{n}](#{n}) | {_cell(note)} |" for e, n, note in rows)
+    only = "\n".join(f"- {_code(name)}: {why}" for name, why in entra.ENTRA_ONLY.items())
+    return ENTRA_INTRO.replace("{syntax}", syntax).replace("{table}", table).replace("{only}", only)
+
+
 def render() -> str:
     """The whole reference page."""
     out = [INTRO.replace("{record}", json.dumps(EXAMPLE_RECORD, ensure_ascii=False, indent=2))]
+    out.append(render_entra())
     entries = [entry(spec) for spec in library_functions()]
     out.append("## Functions\n")
     out.append(" · ".join(f"[{e.name}](#{e.name})" for e in entries) + "\n")
     for e in entries:
         out.append(f'<a id="{e.name}"></a>\n### {_code(e.usage)}\n')
         out.append(" ".join([e.returns, *e.details]) + "\n")
+        equivalent = entra.EQUIVALENTS.get(e.name)
+        if equivalent is not None and equivalent.entra != "(none)":
+            note = f" {equivalent.note[0].upper()}{equivalent.note[1:]}." if equivalent.note else ""
+            out.append(f"Replaces Entra's {_code(equivalent.entra)}.{note}\n")
         if e.arguments:
             out.append("Arguments:\n")
             out += [f"- `{name}`: {what}" for name, what in e.arguments]

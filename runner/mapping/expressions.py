@@ -8,12 +8,13 @@ arguments are reported when the manifest is validated, not halfway through a run
 
 Two conveniences on top of standard JMESPath, so expressions read the way people write them:
 a bare number is a number literal (``left(name, 3)``, not ``left(name, `3`)``), and bare
-``true``, ``false`` and ``null`` are literals (a field with one of those names can still be
-read as ``"true"``).
+``true``, ``false`` and ``null`` (and Entra's ``vbBinaryCompare``/``vbTextCompare``) are literals
+(a field with one of those names can still be read as ``"true"``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,9 @@ from runner.mapping.functions import NOT_LITERAL, OPTIONS, SPECS, VOLATILE, chec
 
 Getter = Callable[[dict[str, Any]], Any]
 
-_KEYWORDS = {"true": True, "false": False, "null": None}
+_KEYWORDS = {"true": True, "false": False, "null": None,
+             # Entra's InStr compare modes, so a pasted InStr(..., vbTextCompare) means what it says
+             "vbBinaryCompare": "binary", "vbTextCompare": "text"}
 _ARTICLE = {"string": "a string", "number": "a number", "boolean": "a boolean (true or false)",
             "array": "a list", "object": "an object", "null": "null", "expref": "an &expression"}
 _PY_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", list: "array",
@@ -35,6 +38,7 @@ _PY_TYPES = {bool: "boolean", int: "number", float: "number", str: "string", lis
 # Syntax whose JMESPath type is known before evaluation: [a, b] is a list, {k: v} an object.
 _BUILT_TYPES = {"multi_select_list": ("array", "a list [...]"), "multi_select_dict": ("object", "an object {...}")}
 REFERENCE = "docs/mapping-functions.md"
+_VB_HEX = re.compile(r"[hH][0-9a-fA-F]+")
 OUTERMOST_ONLY = frozenset({"ignore_flow_if_null_or_empty", "select_unique_value"})
 SENSITIVE = frozenset({"redact"})
 
@@ -174,6 +178,8 @@ def _check_call(node: dict[str, Any], outermost: bool) -> None:
     given = len(args)
     if given < spec.min_args or (spec.max_args is not None and given > spec.max_args):
         raise ExpressionError(f"{name}() takes {spec.arity_text()}: {spec.usage()}; got {given}")
+    if name == "bit_and":
+        _vb_hex_literals(args)
     literals = []
     for i, arg in enumerate(args):
         node_type = arg.get("type")
@@ -197,6 +203,17 @@ def _check_call(node: dict[str, Any], outermost: bool) -> None:
         check_literals(spec, literals)
     except ValueError as exc:
         raise ExpressionError(f"{exc}; usage: {spec.usage()}") from None
+
+
+def _vb_hex_literals(args: list[dict[str, Any]]) -> None:
+    """Entra writes hex numbers as VB does, ``BitAnd(&HF, &HF7)``; JMESPath reads ``&HF`` as a
+    reference to a field HF. In bit_and's arguments (where a reference means nothing) make it
+    the number it is meant to be."""
+    for arg in args:
+        child = arg.get("children", [None])[0] if arg.get("type") == "expref" else None
+        if isinstance(child, dict) and child.get("type") == "field" and _VB_HEX.fullmatch(child["value"]):
+            arg.clear()
+            arg.update(ast.literal(int(child["value"][1:], 16)))
 
 
 def evaluation_error(exc: Exception) -> str:

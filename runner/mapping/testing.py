@@ -27,8 +27,9 @@ from runner.errors import ManifestError, Problem
 from runner.manifest import load_with_connectors, schema
 from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.yamlfile import Located, Path_, quoted, read_yaml
-from runner.mapping import functions
+from runner.mapping import entra, functions
 from runner.mapping.explain import explain_scope, show
+from runner.mapping.expressions import ExpressionError, compile_expression
 from runner.mapping.mapper import Mapper, MappingFailed, normalize, with_create_defaults
 from runner.mapping.scope import compile_scope
 from runner.secrets import MASK
@@ -290,6 +291,29 @@ def run_test(test: MappingTest, mapper: Mapper | None = None, in_scope: Any = No
         else:
             outcome.differences.append(f"{attr}: expected {show(want)}, got {show(got)}")
     return outcome
+
+
+def entra_note(test: MappingTest) -> str:
+    """What the test's line adds for a migration from Entra: for the functions computing the
+    attributes it checks (all mapped attributes when it checks none), the Entra expression each
+    one replaces, e.g. ``  [Entra: pcase = PCase, switch = Switch]``; empty when there are none."""
+    ot = test.object_type
+    checked = set(test.expect or ()) or {m.target for m in ot.mapping}
+    seen: dict[str, str] = {}
+    for mapping in ot.mapping:
+        if mapping.target not in checked or not mapping.expression:
+            continue
+        try:
+            used = compile_expression(mapping.expression).functions
+        except ExpressionError:
+            continue
+        for name in sorted(used):
+            replaced = entra.replaces(name)
+            if replaced is not None:
+                seen.setdefault(name, replaced.partition("(")[0])
+    if not seen:
+        return ""
+    return "  [Entra: " + ", ".join(f"{name} = {entra_name}" for name, entra_name in seen.items()) + "]"
 
 
 def _equal(a: Any, b: Any) -> bool:
