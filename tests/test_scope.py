@@ -130,6 +130,14 @@ def test_regex_match_and_not_regex_match() -> None:
     assert matches("regex_match", r"^\d+$", 42)
 
 
+def test_regex_match_takes_the_net_patterns_entra_filters_are_written_in() -> None:
+    """A scoping filter pasted from Entra uses .NET named groups and back-references."""
+    assert matches("regex_match", r"^(?<dept>[A-Z]{2})-\d+$", "HR-42")
+    assert not matches("regex_match", r"^(?<dept>[A-Z]{2})-\d+$", "HRX-42")
+    assert matches("regex_match", r"^(?<c>.)\k<c>", "aab") and not matches("regex_match", r"^(?<c>.)\k<c>", "abb")
+    assert matches("not_regex_match", r"(?<x>ext)-", "emp-1")
+
+
 def test_ordering_operators() -> None:
     assert matches("greater_than", 10, "11") and not matches("greater_than", 10, "9.5")
     assert matches("greater_than", 9, "10")  # numbers compare as numbers, not as text

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from runner.mapping import functions
+from runner.mapping import dotnet_regex, functions
 from runner.mapping.functions import FALSE_WORDS, TRUE_WORDS, parse_date
 
 if TYPE_CHECKING:  # runner.manifest imports this module: no import of it at run time
@@ -185,7 +185,7 @@ def _clause(clause: Clause) -> Predicate:
         test = lambda v: any(_same(x, value) for x in v) if isinstance(v, list) else part in str(v)  # noqa: E731
     elif op in ("regex_match", "not_regex_match"):
         try:
-            pattern = re.compile(str(value))
+            pattern = re.compile(dotnet_regex.pattern(str(value)))  # Entra filters are .NET patterns
         except re.error as exc:
             raise ScopeError(clause.path, f"invalid regular expression {value!r}: {exc}") from None
         test = _each(lambda v: pattern.search(str(v)) is not None)
