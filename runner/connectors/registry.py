@@ -14,6 +14,7 @@ ENTRY_POINT_GROUP = "provision.connectors"
 BUILTIN: dict[str, str] = {
     "csv": "runner.connectors.csvfile:CsvConnector",
     "sql": "runner.connectors.sql:SqlConnector",
+    "ldap": "runner.connectors.ldap.connector:LdapConnector",
 }
 
 

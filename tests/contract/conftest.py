@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from servers import ldap_contract
 
 from runner.connectors.base import OPERATION_KINDS, ConnectorContext
 from runner.connectors.csvfile import CsvConnector
@@ -415,7 +416,31 @@ JSONDIR_MINIMAL = Harness(
     **JSONDIR_COMMON,
 )
 
-HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL]
+# ---- ldap: OpenLDAP slapd, one per session, both suffixes emptied per test (tests/servers/ldap_contract.py) ----
+
+
+@pytest.fixture(scope="session")
+def ldap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    for server in ldap_contract.session_server(tmp_path_factory.mktemp("slapd")):
+        ldap_contract.remember(server)
+        yield server
+
+
+@pytest.fixture
+def ldap_partitions(ldap_server: Any) -> Any:
+    return ldap_contract.fresh_partitions(ldap_server)
+
+
+LDAP = Harness(
+    name="ldap", make=ldap_contract.make, server="ldap_partitions", sample=ldap_contract.person,
+    key="employeeNumber", text="displayName", optional="telephoneNumber", multi="mail",
+    multi_value=ldap_contract.alias, name_of=ldap_contract.name_of, container=ldap_contract.container,
+    disable={"employeeType": "disabled"}, other_partition="dc=other,dc=org",
+    break_source=ldap_contract.break_source, verify_password=ldap_contract.bind_works,
+    values={"manager": "cn=smith,ou=people"}, drop_connections=ldap_contract.drop_connections,
+)
+
+HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, LDAP]
 
 
 # ---- generating the tests -----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
     python tests/faults/killpoint.py N SIGNAL provision-args...
 
-Counts the target's commits: each transaction the sql connector commits (``_apply_batch``) and
-each object file the jsondir connector writes. Right after commit N it sends itself SIGNAL
+Counts the target's commits: each transaction the sql connector commits (``_apply_batch``),
+each object file the jsondir connector writes and each LDAP operation (add, modify, modDN,
+delete) the directory answered. Right after commit N it sends itself SIGNAL
 (KILL, TERM or INT), with ``TIMELIMIT`` makes the run's ``--time-limit`` pass, or with ``TAKEOVER`` steals the pipeline's lock in the state store, as a
 run would that decided this one was dead. N = 0 injects nothing and prints ``commits: K`` on
 stderr at exit, so a test can spread its kill points over a whole run.
@@ -41,6 +42,7 @@ def main(argv: list[str]) -> int:
     flags = _capture_stop_flags()
     _patch_sql(after_commit)
     _patch_jsondir(after_commit)
+    _patch_ldap(after_commit)
     if point == 0:
         atexit.register(lambda: print(f"commits: {commits}", file=sys.stderr))
     return cli.main(args)
@@ -79,6 +81,12 @@ def _patch_jsondir(after) -> None:  # type: ignore[no-untyped-def]
     except ImportError:
         return
     files.write_doc = _counting(files.write_doc, after)  # type: ignore[attr-defined]
+
+
+def _patch_ldap(after) -> None:  # type: ignore[no-untyped-def]
+    """Each operation the LDAP connector sends is one write the server commits on its own."""
+    from runner.connectors.ldap.write import Writer
+    Writer.apply = _counting(Writer.apply, after)  # type: ignore[method-assign]
 
 
 def _steal_lock(args: list[str]) -> None:

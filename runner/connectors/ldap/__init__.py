@@ -1,0 +1,1 @@
+"""The LDAP connector (``type: ldap``): see :mod:`runner.connectors.ldap.connector`."""

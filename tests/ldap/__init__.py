@@ -1,0 +1,1 @@
+"""The LDAP connector's tests against a real slapd (a package: its modules import ``.helpers``)."""

@@ -1,0 +1,111 @@
+"""Export options: parents made and removed, disable by moving, subtree deletes, and one object
+type spread over two partitions (naming contexts) by its DN template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ldap3
+
+from runner.connectors.base import ObjectError
+
+from .helpers import admin, connector, manifest, op
+
+
+def exists(server, dn: str) -> bool:
+    conn = admin(server)
+    conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"])
+    found = conn.result["result"] == 0
+    conn.unbind()
+    return found
+
+
+def person(uid: str) -> dict:
+    return {"cn": uid, "sn": uid}
+
+
+def test_missing_parents_are_created_and_empty_ones_removed_when_asked(directory, tmp_path):
+    dir = connector(directory, tmp_path, remove_empty_parents=True)
+    dir.open()
+    try:
+        dn = "uid=a,ou=Team \\+ Friends,ou=Sales\\, EMEA,ou=people,dc=example,dc=org"
+        [added] = dir.apply([op("add", name=dn, attributes=person("a"))])
+        assert added.ok, added.error
+        assert exists(directory, "ou=Sales\\, EMEA,ou=people,dc=example,dc=org")
+        [gone] = dir.apply([op("delete", 2, anchor=added.anchor, name=dn)])
+        assert gone.ok, gone.error
+        assert not exists(directory, "ou=people,dc=example,dc=org"), "the emptied OUs went too"
+        assert exists(directory, "dc=example,dc=org"), "never the partition itself"
+    finally:
+        dir.close()
+
+
+def test_disable_can_move_the_entry_to_a_disabled_ou(directory, tmp_path):
+    dir = connector(directory, tmp_path, objects={"inetOrgPerson": {"disable": {"move_to": "ou=disabled"}}})
+    dir.open()
+    try:
+        [added] = dir.apply([op("add", name="uid=leaver,ou=people,dc=example,dc=org", attributes=person("leaver"))])
+        [disabled] = dir.apply([op("disable", 2, anchor=added.anchor, name="uid=leaver,ou=people,dc=example,dc=org",
+                                   attributes={"employeeType": "disabled"})])
+        assert disabled.ok, disabled.error
+        assert disabled.name.lower() == "uid=leaver,ou=disabled,dc=example,dc=org"
+        record = dir.get("inetOrgPerson", added.anchor)
+        assert record.name.lower() == disabled.name.lower() and record.attributes["employeeType"] == "disabled"
+        [again] = dir.apply([op("disable", 3, anchor=added.anchor, name="uid=leaver,ou=people,dc=example,dc=org",
+                                attributes={"employeeType": "disabled"})])
+        assert again.ok and again.name.lower() == disabled.name.lower(), "a replayed disable stays put"
+    finally:
+        dir.close()
+
+
+def test_a_container_with_entries_below_is_deleted_only_with_delete_subtree(directory, tmp_path):
+    for subtree in (False, True):
+        dir = connector(directory, tmp_path, delete_subtree=subtree)
+        dir.open()
+        try:
+            old = f"ou=old{int(subtree)},dc=example,dc=org"
+            [ou] = dir.apply([op("add", object="organizationalUnit", name=old, attributes={"ou": f"old{int(subtree)}"})])
+            [child] = dir.apply([op("add", 2, name=f"uid=c,ou=x,{old}", attributes=person("c"))])
+            assert ou.ok and child.ok, (ou.error, child.error)
+            [deleted] = dir.apply([op("delete", 3, object="organizationalUnit", anchor=ou.anchor)])
+            if subtree:
+                assert deleted.ok and not exists(directory, old)
+            else:
+                assert not deleted.ok and isinstance(deleted.error, ObjectError)
+                assert "delete_subtree" in str(deleted.error)
+                assert exists(directory, f"uid=c,ou=x,{old}")
+        finally:
+            dir.close()
+
+
+OBJECT_TYPES = """\
+  - name: user
+    source: {connector: hr, object: people, anchor: id}
+    target: {connector: dir, object: inetOrgPerson, name: "uid={uid},ou=people,dc={o},dc=org"}
+    when_deleted: delete
+    mapping:
+      - {target: uid, source: uid}
+      - {target: cn, source: uid}
+      - {target: sn, source: uid}
+      - {target: o, source: company}
+"""
+
+
+def test_one_object_type_spans_two_partitions_and_moves_between_them(provision, directory, tmp_path: Path):
+    data = tmp_path / "hr"
+    data.mkdir()
+    people = data / "people.csv"
+    people.write_text("id,uid,company\n1,ann,example\n2,bob,other\n3,cy,other\n")
+    pipe = manifest(tmp_path, directory, "ldap-partitions", OBJECT_TYPES, data,
+                    partitions=("dc=example,dc=org", "dc=other,dc=org"))
+    first = provision("run", pipe, "--output", "json")
+    assert first.code == 0, first.out + first.err
+    assert exists(directory, "uid=ann,ou=people,dc=example,dc=org")
+    assert exists(directory, "uid=bob,ou=people,dc=other,dc=org")
+    people.write_text("id,uid,company\n1,ann,example\n2,bob,other\n")
+    second = provision("run", pipe, "--output", "json")
+    assert second.code == 0, second.out + second.err
+    assert second.json()["object_types"]["user"]["deleted"] == 1
+    assert not exists(directory, "uid=cy,ou=people,dc=other,dc=org")
+    again = provision("run", pipe, "--output", "json").json()["object_types"]["user"]
+    assert again["added"] + again["updated"] + again["renamed"] + again["deleted"] == 0, again
