@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,11 +127,11 @@ def server_database(request: pytest.FixtureRequest) -> str:
     import sqlalchemy as sa
 
     name = f"prov_test_{pysecrets.token_hex(4)}"
-    admin_url, url = {
-        "postgresql": ("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                       f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"),
-        "mariadb": ("mysql+pymysql://root@127.0.0.1:3306/", f"mysql+pymysql://root@127.0.0.1:3306/{name}"),
+    server = {  # scripts/servers.sh exports these when it starts throwaway servers on free ports
+        "postgresql": os.environ.get("PROVISION_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"),
+        "mariadb": os.environ.get("PROVISION_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306"),
     }[request.param]
+    admin_url, url = f"{server}/{'postgres' if request.param == 'postgresql' else ''}", f"{server}/{name}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")

@@ -19,6 +19,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import os
 import queue
 import secrets
 import sqlite3
@@ -163,10 +164,14 @@ class SqlServer:
         return f"{self.url}/{database}"
 
 
+# Where the servers are: the machine's own by default; scripts/servers.sh exports these two when it
+# starts throwaway clusters on free ports instead (a machine without them running).
+POSTGRESQL_URL = os.environ.get("PROVISION_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+MARIADB_URL = os.environ.get("PROVISION_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+
 SQL_SERVERS = {
-    "postgresql": SqlServer("PostgreSQL", "postgresql+psycopg://postgres@127.0.0.1:5432", "postgres",
-                            drop_suffix=" WITH (FORCE)"),
-    "mariadb": SqlServer("MariaDB", "mysql+pymysql://root@127.0.0.1:3306", ""),
+    "postgresql": SqlServer("PostgreSQL", POSTGRESQL_URL, "postgres", drop_suffix=" WITH (FORCE)"),
+    "mariadb": SqlServer("MariaDB", MARIADB_URL, ""),
 }
 
 

@@ -1,0 +1,238 @@
+"""Reading rows as records: full reads in key order, watermark and change-table delta reads.
+
+Every read pages with a keyset (``WHERE key > last ORDER BY key LIMIT n``), so memory stays one
+page whatever the table holds, and reads a page's child-table values with one query per
+multi-valued attribute. Delta reads follow ``delta.py``: start ``overlap`` behind the watermark,
+skip what the watermark says was read, stop at the highest value present when the read began.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from runner.connectors.base import Page, Record, WatermarkExpired
+from runner.connectors.sql import delta
+from runner.connectors.sql.bound import Bound
+from runner.connectors.sql.keys import NoSuchKey, after, among, anchor_text, key_values, plain
+
+_AS_IS = (str, int, float, bool, type(None))  # values plain() would return unchanged: the common case, fast
+MAX_SKIPPED_IN_QUERY = 5000  # sequence numbers left out in the query itself (more: skipped as they come)
+
+
+def records(conn: sa.Connection, bound: Bound, rows: list[dict[str, Any]]) -> list[Record]:
+    """Records of rows (a soft-deleted row as a deletion), with their child-table values."""
+    spec = bound.spec
+    keys = [[r[k] for k in spec.key] for r in rows]
+    children = {attr: _children(conn, bound, attr, keys) for attr in bound.children}
+    out = []
+    for row, key in zip(rows, keys, strict=True):
+        anchor = anchor_text(key)
+        attributes = {k: v if type(v) in _AS_IS else plain(v) for k, v in row.items()}
+        if spec.composite:
+            attributes[spec.key_attribute] = anchor
+        if bound.deleted(row):
+            out.append(Record(attributes, anchor=anchor, partition=bound.partition, deleted=True))
+            continue
+        for attr, values in children.items():
+            attributes[attr] = sorted(values.get(tuple(key), []), key=str)
+        out.append(Record(attributes, anchor=anchor, partition=bound.partition))
+    return out
+
+
+def gone(bound: Bound, anchor: str) -> Record:
+    """A deletion: the row of a changed anchor is not there any more."""
+    attribute = bound.spec.key_attribute if bound.spec.composite else bound.spec.key[0]
+    return Record({attribute: anchor}, anchor=anchor, partition=bound.partition, deleted=True)
+
+
+def _children(conn: sa.Connection, bound: Bound, attr: str, keys: list[list[Any]]) -> dict[tuple, list[Any]]:
+    table, owner, value = bound.children[attr]
+    found: dict[tuple, list[Any]] = {}
+    if not keys:
+        return found
+    for row in conn.execute(sa.select(*owner, value).where(among(owner, keys))):
+        found.setdefault(tuple(row[:-1]), []).append(plain(row[-1]))
+    return found
+
+
+def _fetch(conn: sa.Connection, query: sa.Select) -> list[dict[str, Any]]:
+    result = conn.execute(query)
+    names = list(result.keys())
+    return [dict(zip(names, row, strict=True)) for row in result]
+
+
+def full(conn: sa.Connection, bound: Bound, size: int, mark: delta.Mark | None) -> Iterator[Page]:
+    """Every live row in key order; the last page carries ``mark`` (taken before the read began,
+    so what changes while it runs is read again next time)."""
+    last: list[Any] | None = None
+    held: list[Record] | None = None
+    while True:
+        query = sa.select(bound.rows).where(*bound.live()).order_by(*bound.keys).limit(size)
+        if last is not None:
+            query = query.where(after(bound.keys, last))
+        rows = _fetch(conn, query)
+        if held is not None:
+            if not rows:
+                break
+            yield Page(held)
+        if not rows:
+            held = []
+            break
+        held = records(conn, bound, rows)
+        last = [rows[-1][k] for k in bound.spec.key]
+        if len(rows) < size:
+            break
+    yield Page(held or [], watermark=mark.text() if mark is not None else None)
+
+
+def start_mark(conn: sa.Connection, bound: Bound, overlap: float | None) -> delta.Mark:
+    """The watermark a full read hands back: the highest value now, and what sits in its window."""
+    if bound.changes is not None:
+        seq, where = _changes_columns(bound)
+        high = conn.execute(sa.select(sa.func.max(seq)).where(*where)).scalar()
+        mark = delta.Mark("changes", "number", plain(high))
+        window = delta.DEFAULT_SEQUENCE_OVERLAP if overlap is None else overlap
+        if high is not None and window:
+            floor = delta.lower_bound(mark, window)
+            mark.seen = {str(s): plain(s) for s in conn.execute(
+                sa.select(seq).where(*where, seq > floor, seq <= high)).scalars()}
+        return mark
+    column = bound.watermark
+    assert column is not None
+    high = conn.execute(sa.select(sa.func.max(column))).scalar()
+    if high is None:
+        return delta.Mark("watermark")
+    mark = delta.Mark("watermark", delta.kind_of(high), high)
+    window = _time_overlap(mark, overlap)
+    floor = delta.lower_bound(mark, window)
+    if window:
+        query = sa.select(*bound.keys, column).where(column >= floor, column <= high)
+        mark.seen = {anchor_text(r[:-1]): delta.plain_mark(r[-1]) for r in conn.execute(query)}
+    else:
+        mark.seen = {anchor_text(r[:-1]): delta.plain_mark(r[-1])
+                     for r in conn.execute(sa.select(*bound.keys, column).where(column == high))}
+    return mark
+
+
+def _time_overlap(mark: delta.Mark, overlap: float | None) -> float:
+    if overlap is not None:
+        return overlap
+    return 0 if mark.kind == "number" else delta.DEFAULT_TIME_OVERLAP
+
+
+def since_watermark(conn: sa.Connection, bound: Bound, size: int, text: str, overlap: float | None) -> Iterator[Page]:
+    """Rows whose watermark column reached the window's floor, in (watermark, key) order, minus
+    those the watermark says were read already; soft-deleted ones as deletions."""
+    mark = delta.parse(text, "watermark")
+    column = bound.watermark
+    assert column is not None
+    high = conn.execute(sa.select(sa.func.max(column))).scalar()
+    if high is None:
+        yield Page([], watermark=mark.text())
+        return
+    if mark.kind is None:
+        mark.kind = delta.kind_of(high)
+    window = _time_overlap(mark, overlap)
+    floor = delta.lower_bound(mark, window)
+    order = [column, *bound.keys]
+    base = sa.select(bound.rows).where(column <= high)
+    if floor is not None:
+        base = base.where(column >= floor)
+    last: list[Any] | None = None
+    while True:
+        query = base.order_by(*order).limit(size)
+        if last is not None:
+            query = query.where(after(order, last))
+        rows = _fetch(conn, query)
+        fresh = []
+        for row in rows:
+            anchor = anchor_text([row[k] for k in bound.spec.key])
+            value = delta.plain_mark(row[bound.spec.delta.watermark])  # type: ignore[union-attr]
+            if mark.seen.get(anchor) != value:
+                fresh.append(row)
+                mark.seen[anchor] = value
+        if rows:
+            top = rows[-1][bound.spec.delta.watermark]  # type: ignore[union-attr]
+            mark.value = top if mark.value is None or top > mark.value else mark.value
+            mark.seen = delta.trim(mark.seen, delta.lower_bound(mark, window), mark.kind)
+            last = [rows[-1][c.name] for c in order]
+        done = len(rows) < size
+        yield Page(records(conn, bound, fresh), watermark=mark.text())
+        if done:
+            return
+
+
+def _changes_columns(bound: Bound) -> tuple[sa.Column, list[sa.ColumnElement[bool]]]:
+    changes = bound.spec.delta.changes  # type: ignore[union-attr]
+    table = bound.changes
+    assert changes is not None and table is not None
+    where = [table.c[changes.object_column] == changes.object_value] if changes.object_column else []
+    return table.c[changes.sequence], where
+
+
+def since_changes(conn: sa.Connection, bound: Bound, size: int, text: str, overlap: float | None) -> Iterator[Page]:
+    """The rows the change table names after the watermark's sequence, read as they are now: a
+    row that is gone is a deletion, whatever the change type says."""
+    mark = delta.parse(text, "changes")
+    window = delta.DEFAULT_SEQUENCE_OVERLAP if overlap is None else overlap
+    seq, where = _changes_columns(bound)
+    table = bound.changes
+    assert table is not None
+    changes = bound.spec.delta.changes  # type: ignore[union-attr]
+    if mark.value is not None:
+        oldest = conn.execute(sa.select(sa.func.min(seq))).scalar()
+        if oldest is not None and oldest > mark.value + 1:
+            raise WatermarkExpired(f"the change table {changes.table!r} starts at {changes.sequence} {oldest}, "  # type: ignore[union-attr]
+                                   f"after {mark.value} where the last run stopped: changes were pruned")
+    high = conn.execute(sa.select(sa.func.max(seq)).where(*where)).scalar()
+    if high is None:
+        yield Page([], watermark=mark.text())
+        return
+    floor = delta.lower_bound(mark, window)
+    anchor_column = table.c[changes.anchor]  # type: ignore[union-attr]
+    emitted: set[str] = set()
+    last = floor
+    while True:
+        query = sa.select(seq, anchor_column).where(*where, seq <= high).order_by(seq).limit(size)
+        if last is not None:
+            query = query.where(seq > last)
+        if mark.seen and len(mark.seen) <= MAX_SKIPPED_IN_QUERY:  # the overlap's entries read before: not again
+            query = query.where(seq.not_in([int(s) for s in mark.seen]))
+        entries = list(conn.execute(query))
+        anchors: list[str] = []
+        for number, anchor in entries:
+            if str(number) in mark.seen:
+                continue
+            mark.seen[str(number)] = plain(number)
+            anchor = str(anchor)
+            if anchor not in emitted:
+                emitted.add(anchor)
+                anchors.append(anchor)
+        found = _rows_of(conn, bound, anchors)
+        page = records(conn, bound, [found[a] for a in anchors if a in found])
+        page += [gone(bound, a) for a in anchors if a not in found]
+        if entries:
+            last = entries[-1][0]
+            mark.value = plain(last) if mark.value is None or last > mark.value else mark.value
+            mark.seen = delta.trim(mark.seen, delta.lower_bound(mark, window), "number")
+        done = len(entries) < size
+        yield Page(page, watermark=mark.text())
+        if done:
+            return
+
+
+def _rows_of(conn: sa.Connection, bound: Bound, anchors: list[str]) -> dict[str, dict[str, Any]]:
+    """The current rows of these anchors (soft-deleted ones included: they read as deletions)."""
+    keys = []
+    for anchor in anchors:
+        try:
+            keys.append(key_values(bound.keys, anchor))
+        except NoSuchKey:
+            continue  # cannot be a key of this table: reported as gone
+    if not keys:
+        return {}
+    rows = _fetch(conn, sa.select(bound.rows).where(among(bound.keys, keys)))
+    return {anchor_text([r[k] for k in bound.spec.key]): r for r in rows}

@@ -1,0 +1,1 @@
+"""The sql connector, feature by feature, on SQLite, PostgreSQL and MariaDB."""
