@@ -15,6 +15,7 @@ BUILTIN: dict[str, str] = {
     "csv": "runner.connectors.csvfile:CsvConnector",
     "sql": "runner.connectors.sql:SqlConnector",
     "ldap": "runner.connectors.ldap.connector:LdapConnector",
+    "scim": "runner.connectors.scim.connector:ScimConnector",
 }
 
 

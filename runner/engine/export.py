@@ -524,7 +524,13 @@ class _Exporter:
                                         key=str)
             for attr, value in p.kept_set.items():
                 data[attr] = stored_form(attr, value, self.mapper, digest)
-            data.update(self._stored(result))
+            stored = self._stored(result)
+            if any(data.get(k) != v for k, v in stored.items()
+                   if k not in p.kept_set and k not in self.mapper.multi_valued):
+                # the target holds other values than the state knew (it re-read the object after a
+                # version conflict): compute the object again next run, against what is there
+                done.dirty.append(row.source_anchor)
+            data.update(stored)
             done.updates.append(Updated(row.source_anchor, row.target_anchor or "", target_anchor, data,
                                         action == "disable", name, partition, result.version, added, removed))
             changes = self._log_changes(p, before)

@@ -421,6 +421,55 @@ JSONDIR_MINIMAL = Harness(
     **JSONDIR_COMMON,
 )
 
+# ---- scim against the real scim2-server: one server a session, an empty tenant for each test ---------
+
+
+@pytest.fixture(scope="session")
+def scim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.servers.scim import ScimServer
+
+    server = ScimServer.start(tmp_path_factory.mktemp("scim2-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scim_tenant(scim_server: Any) -> str:
+    """The base URL of an empty tenant of the session's scim2-server (its own Users and Groups)."""
+    return scim_server.tenant()
+
+
+def scim_person(i: int) -> dict[str, Any]:
+    """The i-th sample user as scim2-server stores it; every third has no title."""
+    return {
+        "userName": f"user{i:03d}",
+        "externalId": f"hr-{i:03d}",
+        "displayName": f"User Number {i}",
+        "name.givenName": f"Given{i}",
+        "title": None if i % 3 == 2 else f"Title {i}",
+        "emails": [f"user{i:03d}@example.org"],
+        "department": f"Dept {i % 4}",
+    }
+
+
+def make_scim(tmp_path: Path, page_size: int | None = None, server: Any = None) -> Made:
+    from runner.connectors.scim.connector import ScimConnector
+    from tests.servers.scim import TOKEN
+
+    config: dict[str, Any] = {"type": "scim", "url": server or "http://127.0.0.1:9/probe",
+                              "auth": {"type": "bearer", "token": TOKEN}, "objects": {"Users": {}},
+                              "max_retries": 1}
+    if page_size:
+        config["page_size"] = page_size
+    return Made(ScimConnector(config, ConnectorContext("saas", tmp_path)), "Users", None)
+
+
+SCIM = Harness(
+    name="scim", make=make_scim, server="scim_tenant", sample=scim_person, key="userName", text="displayName",
+    optional="title", multi="emails", multi_value=lambda i: f"alias{i}@example.org", disable={"active": False},
+    values={"userName": "jsmith"},
+)
+
 # ---- ldap: OpenLDAP slapd, one per session, both suffixes emptied per test (tests/servers/ldap_contract.py) ----
 
 
@@ -445,7 +494,7 @@ LDAP = Harness(
     values={"manager": "cn=smith,ou=people"}, drop_connections=ldap_contract.drop_connections,
 )
 
-HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, LDAP]
+HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, SCIM, LDAP]
 
 
 # ---- generating the tests -----------------------------------------------------------------------

@@ -3,8 +3,8 @@
     python tests/faults/killpoint.py N SIGNAL provision-args...
 
 Counts the target's commits: each transaction the sql connector commits (``_apply_batch``),
-each object file the jsondir connector writes and each LDAP operation (add, modify, modDN,
-delete) the directory answered. Right after commit N it sends itself SIGNAL
+each object file the jsondir connector writes, each operation a SCIM server confirmed and each
+LDAP operation (add, modify, modDN, delete) the directory answered. Right after commit N it sends itself SIGNAL
 (KILL, TERM or INT), with ``TIMELIMIT`` makes the run's ``--time-limit`` pass, or with ``TAKEOVER`` steals the pipeline's lock in the state store, as a
 run would that decided this one was dead. N = 0 injects nothing and prints ``commits: K`` on
 stderr at exit, so a test can spread its kill points over a whole run.
@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
     _patch_sql(after_commit)
     _patch_jsondir(after_commit)
     _patch_ldap(after_commit)
+    _patch_scim(after_commit)
     if point == 0:
         atexit.register(lambda: print(f"commits: {commits}", file=sys.stderr))
     return cli.main(args)
@@ -81,6 +82,14 @@ def _patch_jsondir(after) -> None:  # type: ignore[no-untyped-def]
     except ImportError:
         return
     files.write_doc = _counting(files.write_doc, after)  # type: ignore[attr-defined]
+
+
+def _patch_scim(after) -> None:  # type: ignore[no-untyped-def]
+    """Each SCIM write the server confirmed (one operation: a POST, PATCHes, a PUT or a DELETE) is a commit."""
+    from runner.connectors.scim.connector import ScimConnector
+    for kind in ("add", "update", "disable", "delete", "set_password"):
+        method = f"op_{kind}"
+        setattr(ScimConnector, method, _counting(getattr(ScimConnector, method), after))
 
 
 def _patch_ldap(after) -> None:  # type: ignore[no-untyped-def]

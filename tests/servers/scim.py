@@ -1,0 +1,327 @@
+"""SCIM servers for tests and benchmarks: the real ``scim2-server``, and a fault proxy in front of it.
+
+``ScimServer.start()`` runs ``scim2-server`` (PyPI, in this venv) on 127.0.0.1 with a free port,
+a bearer token and ``--dynamic-tenants``, so each test takes a tenant of its own
+(``server.tenant()`` -> a fresh base URL, empty) instead of a server of its own; ``stop()`` ends
+it by its PID.
+
+``FaultProxy`` is a small real HTTP server (threads, HTTP/1.1 keep-alive) that forwards to a real
+SCIM server and injects what the real one cannot produce: 429 storms (with or without
+Retry-After), 5xx, 413 for PATCH bodies above a size, slow answers, connections dropped before
+or after the request is applied, and the deviations of the compatibility profiles (PATCH paths
+with value filters refused, booleans stored as strings, 409 without scimType, no filter on
+externalId). It also serves a tiny OAuth 2.0 token endpoint (``/token``, client credentials),
+records every request it saw (method, path, headers), and can refuse Bearer tokens it did not
+issue. Faults are set per test through :class:`Faults`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TOKEN = "scim-test-token-8d1f0c"  # a throwaway server's; never a real secret
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scim2_server_command() -> list[str]:
+    exe = Path(sys.executable).with_name("scim2-server")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("scim2-server")
+    if found:
+        return [found]
+    raise RuntimeError("scim2-server is not installed: pip install scim2-server (scripts/test does)")
+
+
+@dataclass
+class ScimServer:
+    """A running scim2-server process."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    token: str = TOKEN
+    log: Path | None = None
+
+    @classmethod
+    def start(cls, folder: Path, token: str = TOKEN) -> ScimServer:
+        port = free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        log = folder / "scim2-server.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [*_scim2_server_command(), "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", token,
+                 "--dynamic-tenants"], stdout=out, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+        server = cls(port, process, token, log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"scim2-server exited with {process.returncode}: {log.read_text()[-2000:]}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{server.root}/probe/ServiceProviderConfig", timeout=1,
+                                headers={"Authorization": f"Bearer {token}"}).status_code == 200:
+                    return server
+            time.sleep(0.05)
+        server.stop()
+        raise RuntimeError("scim2-server did not answer within 30 s")
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def tenant(self, name: str | None = None) -> str:
+        """The base URL of a tenant nobody has used: an empty server of its own."""
+        return f"{self.root}/{name or 't' + secrets.token_hex(6)}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+# ---- the fault proxy ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Faults:
+    """What the proxy does to the requests it forwards (all off by default). Thread-safe enough for tests."""
+
+    #: answer 429 to this many write requests (not GETs), then pass them through
+    throttle_writes: int = 0
+    throttle_status: int = 429
+    retry_after: str | None = "0"
+    #: answer 500 to this many requests of any kind (idempotent ones are retried by the client)
+    errors_5xx: int = 0
+    #: a PATCH body larger than this (bytes) is refused with 413 (0: never)
+    max_patch_bytes: int = 0
+    #: seconds to wait before answering each request
+    delay: float = 0.0
+    #: close the connection without an answer for the next N POSTs, after forwarding them (applied, answer lost)
+    drop_after_post: int = 0
+    #: the service announces no PATCH (ServiceProviderConfig patch.supported false) and refuses it with 501
+    patch_unsupported: bool = False
+    #: a PATCH is answered 200 with the resource (RFC 7644 §3.5.2 allows either) instead of 204
+    patch_returns_body: bool = False
+    #: profile deviations
+    refuse_value_filter_paths: bool = False
+    booleans_as_strings: bool = False
+    conflict_without_scim_type: bool = False
+    refuse_external_id_filter: bool = False
+    #: OAuth: Bearer tokens must be ones /token issued (the upstream token is then added by the proxy)
+    oauth: bool = False
+    client_id: str = "provision-client"
+    client_secret: str = "oauth-client-secret-71c2"
+    token_lifetime: int = 3600
+    #: Basic auth instead (username, password), translated to the upstream token
+    basic: tuple[str, str] | None = None
+    seen: list[tuple[str, str, dict[str, str], int]] = field(default_factory=list)
+    issued: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take(self, name: str) -> bool:
+        """Use up one of counter ``name``; True if there was one."""
+        with self.lock:
+            left = getattr(self, name)
+            if left > 0:
+                setattr(self, name, left - 1)
+                return True
+            return False
+
+    def requests(self, method: str | None = None) -> list[tuple[str, str, dict[str, str], int]]:
+        with self.lock:
+            return [s for s in self.seen if method is None or s[0] == method]
+
+
+class FaultProxy:
+    """A threaded HTTP/1.1 server forwarding ``/<path>`` to ``upstream/<path>`` with :class:`Faults`."""
+
+    def __init__(self, upstream: str, token: str = TOKEN):
+        self.upstream, self.token = upstream.rstrip("/"), token
+        self.faults = Faults()
+        self.session = requests.Session()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy.handle(self)
+
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def reset(self) -> Faults:
+        self.faults = Faults()
+        return self.faults
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # ---- one request ----------------------------------------------------------------------------
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        f = self.faults
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        method, path = h.command, h.path
+        headers = {k: v for k, v in h.headers.items()}
+        if f.delay:
+            time.sleep(f.delay)
+        if path.endswith("/token") and method == "POST":
+            return self._token(h, body)
+        if not self._authorised(headers):
+            return self._answer(h, 401, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                                         "status": "401", "detail": "unauthorised"}, method, path, headers)
+        if method != "GET" and f.take("throttle_writes"):
+            extra = {"Retry-After": f.retry_after} if f.retry_after is not None else {}
+            return self._answer(h, f.throttle_status, {"detail": "slow down"}, method, path, headers, extra)
+        if f.take("errors_5xx"):
+            return self._answer(h, 500, {"detail": "internal error"}, method, path, headers)
+        if method == "PATCH" and f.max_patch_bytes and len(body) > f.max_patch_bytes:
+            return self._answer(h, 413, {"detail": "payload too large"}, method, path, headers)
+        if method == "PATCH" and f.refuse_value_filter_paths and b"[" in body:
+            doc = json.loads(body)
+            if any("[" in str(o.get("path", "")) for o in doc.get("Operations", [])):
+                return self._answer(h, 400, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                                             "status": "400", "scimType": "invalidPath",
+                                             "detail": "filters in PATCH paths are not supported"},
+                                    method, path, headers)
+        if method == "PATCH" and f.patch_unsupported:
+            return self._answer(h, 501, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "501",
+                                         "detail": "PATCH is not supported"}, method, path, headers)
+        if f.refuse_external_id_filter and "externalId" in urllib.parse.unquote(path) and "filter=" in path:
+            return self._answer(h, 400, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "400",
+                                         "scimType": "invalidFilter", "detail": "cannot filter on externalId"},
+                                method, path, headers)
+        if f.booleans_as_strings and body:
+            body = _booleans_to_strings_in(body, to_wire=False)
+        upstream_headers = {k: v for k, v in headers.items() if k.lower() in ("content-type", "if-match", "accept")}
+        upstream_headers["Authorization"] = f"Bearer {self.token}"
+        answer = self.session.request(method, self.upstream + path, data=body or None, headers=upstream_headers,
+                                      timeout=30)
+        if method == "POST" and f.take("drop_after_post"):
+            with self.faults.lock:
+                f.seen.append((method, path, headers, -1))
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.connection.shutdown(socket.SHUT_RDWR)
+            return None
+        content = answer.content
+        status = answer.status_code
+        if method == "PATCH" and f.patch_returns_body and status == 204:
+            again = self.session.get(self.upstream + path.split("?")[0], headers=upstream_headers, timeout=30)
+            content, status = again.content, 200
+        if f.patch_unsupported and path.endswith("/ServiceProviderConfig"):
+            doc = json.loads(content)
+            doc["patch"] = {"supported": False}
+            content = json.dumps(doc).encode()
+        if f.booleans_as_strings and content and ("/Users" in path or "/Groups" in path):
+            content = _booleans_to_strings_in(content, to_wire=True)
+        if answer.status_code == 409 and f.conflict_without_scim_type:
+            doc = json.loads(content)
+            doc.pop("scimType", None)
+            content = json.dumps(doc).encode()
+        extra = {k: v for k, v in answer.headers.items() if k in ("ETag", "Location", "Content-Type", "Date")}
+        return self._raw(h, status, content, method, path, headers, extra)
+
+    def _authorised(self, headers: dict[str, str]) -> bool:
+        f = self.faults
+        given = headers.get("Authorization", "")
+        if f.oauth:
+            return given.startswith("Bearer ") and given[7:] in f.issued
+        if f.basic:
+            import base64
+            return given == "Basic " + base64.b64encode(f"{f.basic[0]}:{f.basic[1]}".encode()).decode()
+        return given == f"Bearer {self.token}"
+
+    def _token(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        import base64
+        f = self.faults
+        form = urllib.parse.parse_qs(body.decode())
+        auth = h.headers.get("Authorization", "")
+        ok = auth == "Basic " + base64.b64encode(f"{f.client_id}:{f.client_secret}".encode()).decode() and \
+            form.get("grant_type") == ["client_credentials"]
+        if not ok:
+            return self._answer(h, 401, {"error": "invalid_client"}, "POST", "/token", dict(h.headers))
+        token = "issued-" + secrets.token_hex(8)
+        with f.lock:
+            f.issued.append(token)
+        return self._answer(h, 200, {"access_token": token, "token_type": "Bearer", "expires_in": f.token_lifetime},
+                            "POST", "/token", dict(h.headers))
+
+    def _answer(self, h: BaseHTTPRequestHandler, status: int, doc: Any, method: str, path: str,
+                headers: dict[str, str], extra: dict[str, str] | None = None) -> None:
+        self._raw(h, status, json.dumps(doc).encode(), method, path, headers,
+                  {"Content-Type": "application/scim+json", **(extra or {})})
+
+    def _raw(self, h: BaseHTTPRequestHandler, status: int, content: bytes, method: str, path: str,
+             headers: dict[str, str], extra: dict[str, str]) -> None:
+        with self.faults.lock:
+            self.faults.seen.append((method, path, headers, status))
+        h.send_response(status)
+        for k, v in extra.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(content)))
+        h.end_headers()
+        if content:
+            h.wfile.write(content)
+
+
+_BOOL_STR = re.compile(rb'"(True|False)"')
+
+
+def _booleans_to_strings_in(content: bytes, *, to_wire: bool) -> bytes:
+    """The string-booleans deviation: the service sends "True"/"False" and takes them (and real booleans)."""
+    if to_wire:
+        return content.replace(b": true", b': "True"').replace(b": false", b': "False"')
+    return _BOOL_STR.sub(lambda m: b"true" if m.group(1) == b"True" else b"false", content)
+
+
+@contextlib.contextmanager
+def running(folder: Path) -> Iterator[ScimServer]:
+    server = ScimServer.start(folder)
+    try:
+        yield server
+    finally:
+        server.stop()
