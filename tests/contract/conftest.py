@@ -426,7 +426,7 @@ JSONDIR_MINIMAL = Harness(
 
 @pytest.fixture(scope="session")
 def scim_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from tests.servers.scim import ScimServer
+    from servers.scim import ScimServer
 
     server = ScimServer.start(tmp_path_factory.mktemp("scim2-server"))
     yield server
@@ -453,8 +453,9 @@ def scim_person(i: int) -> dict[str, Any]:
 
 
 def make_scim(tmp_path: Path, page_size: int | None = None, server: Any = None) -> Made:
+    from servers.scim import TOKEN
+
     from runner.connectors.scim.connector import ScimConnector
-    from tests.servers.scim import TOKEN
 
     config: dict[str, Any] = {"type": "scim", "url": server or "http://127.0.0.1:9/probe",
                               "auth": {"type": "bearer", "token": TOKEN}, "objects": {"Users": {}},

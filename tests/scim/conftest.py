@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers.scim import TOKEN, FaultProxy, ScimServer
 
 from runner import sampledata
 from runner.connectors.base import ConnectorContext
 from runner.connectors.scim.connector import ScimConnector
-from tests.servers.scim import TOKEN, FaultProxy, ScimServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import requests
+from servers.scim import TOKEN
 
 from runner.connectors.base import Operation
-from tests.servers.scim import TOKEN
 
 from .conftest import env_for, hr_manifest
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-
-from tests.servers.scim import TOKEN
+from servers.scim import TOKEN
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
