@@ -206,6 +206,10 @@ V2_COLUMNS = {("pending_exports", c) for c in ("revision", "sent_run", "partitio
                                                                    ("links", "target_name"), ("links", "name_key")}
 V2_TABLES = {"target_values", "quarantine"}
 V2_INDEXES = {"pending_in_flight", "links_name", "provisioning_log_time"}
+# schema version 3 (the state store at a million objects) added these and dropped import_seen and pending_order
+V2_COLUMNS |= {("source_objects", "seen")}
+V2_TABLES |= {"reservations"}
+V2_INDEXES |= {"pending_action", "links_live", "target_index_anchor"}
 
 
 def _version_1_store(url: str) -> None:
@@ -219,7 +223,11 @@ def _version_1_store(url: str) -> None:
                    if i.name not in V2_INDEXES and not str(i.name).startswith("ix_")]
         uniques = [sa.UniqueConstraint(*(c.name for c in u.columns), name=u.name) for u in table.constraints
                    if isinstance(u, sa.UniqueConstraint)]
+        if table.name == "pending_exports":
+            indexes.append(sa.Index("pending_order", "type_id", "depth", "source_anchor"))
         sa.Table(table.name, v1, *columns, *indexes, *uniques)
+    sa.Table("import_seen", v1, sa.Column("type_id", sa.Integer, primary_key=True),
+             sa.Column("anchor", sa.String(255), primary_key=True))
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         v1.create_all(conn)
@@ -236,7 +244,7 @@ def _upgraded_store_keeps_retrying(url: str, base: Path, clock: Clock) -> None:
     store = StateStore(url, base)
     try:
         version = store.conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
-        assert version == "2"
+        assert version == str(t.SCHEMA_VERSION)
         # the export that failed before the upgrade is due at once, and backs off from now on
         (row,) = store.pending_page(1, "run-1", ["add"], None, 10, due=retries.due())
         assert (row.source_anchor, row.attempts, row.next_attempt, row.held) == ("E1", 2, "", False)

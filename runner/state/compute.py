@@ -41,7 +41,8 @@ class ComputeMixin(ValuesMixin):
                          .outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
                          .outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
                                                               to.target_anchor == lk.target_anchor)))
-            .where(so.type_id == type_id, so.dirty.is_(True))
+            # "= true", not "IS true": MariaDB range-scans the (type_id, dirty, anchor) index only so
+            .where(so.type_id == type_id, so.dirty == sa.true())
             .order_by(so.anchor).limit(limit))
         if after is not None:
             query = query.where(so.anchor > after)
@@ -56,15 +57,17 @@ class ComputeMixin(ValuesMixin):
         return rows
 
     def set_scope(self, type_id: int, updates: Sequence[tuple[str, bool | None, bool]]) -> None:
-        """Store (anchor, in_scope, exists_after) for a page."""
-        if not updates:
-            return
+        """Store (anchor, in_scope, exists_after) for a page: one update per distinct pair of
+        values (a handful), each by primary key for its anchors. An executemany of one UPDATE
+        per row costs a round trip per object on MariaDB (pymysql sends them one by one)."""
         so = t.source_objects.c
-        self.conn.execute(
-            t.source_objects.update()
-            .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor"))
-            .values(in_scope=sa.bindparam("in_scope"), exists_after=sa.bindparam("exists_after")),
-            [dict(k_anchor=a, in_scope=s, exists_after=e) for a, s, e in updates])
+        groups: dict[tuple[bool | None, bool], list[str]] = {}
+        for anchor, in_scope, will_exist in updates:
+            groups.setdefault((in_scope, will_exist), []).append(anchor)
+        for (in_scope, will_exist), anchors in groups.items():
+            for part in chunks(anchors):
+                self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                                  .values(in_scope=in_scope, exists_after=will_exist))
 
     def exists_after(self, type_id: int, anchors: Iterable[str]) -> set[str]:
         """Which of ``anchors`` will exist in the target once this run's exports land."""
@@ -77,34 +80,46 @@ class ComputeMixin(ValuesMixin):
         return found
 
     def mark_referrers_dirty(self, ref_type_id: int, anchors: Sequence[str], only_dropped: bool = False) -> None:
-        """Re-evaluate objects whose references point at ``anchors`` (their value may change)."""
+        """Re-evaluate objects whose references point at ``anchors`` (their value may change).
+
+        Two statements, each on an index: the referrers are read first (refs_target), then
+        marked by primary key. An UPDATE ... WHERE (type_id, anchor) IN (SELECT ...) is run on
+        MariaDB as a subquery per row of source_objects: a scan of every object per call."""
         so, rf = t.source_objects.c, t.refs.c
-        for part in chunks(list(anchors)):
+        referrers: dict[int, set[str]] = {}
+        for part in chunks(sorted(set(anchors))):
             cond = [rf.ref_type_id == ref_type_id, rf.ref_anchor.in_(part)]
             if only_dropped:
-                cond.append(rf.dropped.is_(True))
-            referrers = sa.select(rf.type_id, rf.anchor).where(*cond)
-            self.conn.execute(t.source_objects.update()
-                              .where(sa.tuple_(so.type_id, so.anchor).in_(referrers)).values(dirty=True))
+                cond.append(rf.dropped == sa.true())
+            for type_id, anchor in self.conn.execute(sa.select(rf.type_id, rf.anchor).where(*cond)):
+                referrers.setdefault(type_id, set()).add(anchor)
+        for type_id, found in referrers.items():
+            for part in chunks(sorted(found)):
+                self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                                  .values(dirty=True))
 
     def replace_refs(self, type_id: int, anchors: Sequence[str], rows: Sequence[tuple[str, int, str]]) -> None:
         """Set the references held by ``anchors`` to ``rows`` of (anchor, ref_type_id, ref_anchor)."""
         rf = t.refs.c
         self.conn.execute(t.refs.delete().where(rf.type_id == type_id, rf.anchor.in_(list(anchors))))
-        if rows:
-            self.conn.execute(t.refs.insert(), [dict(type_id=type_id, anchor=a, ref_type_id=rt, ref_anchor=ra,
-                                                     dropped=False) for a, rt, ra in set(rows)])
+        self.bulk_insert(t.refs, ("type_id", "anchor", "ref_type_id", "ref_anchor", "dropped"),
+                         [(type_id, a, rt, ra, False) for a, rt, ra in set(rows)])
 
     def clean(self, type_id: int, anchors: Sequence[str], errors: dict[str, str]) -> None:
-        """Mark computed objects clean; keep failed ones dirty, with their error."""
+        """Mark computed objects clean; keep failed ones dirty, with their error. The clean ones
+        (nearly all) in one update per chunk of anchors, the failed ones one by one."""
         if not anchors:
             return
         so = t.source_objects.c
-        self.conn.execute(
-            t.source_objects.update()
-            .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor"))
-            .values(dirty=sa.bindparam("dirty"), error=sa.bindparam("error")),
-            [dict(k_anchor=a, dirty=a in errors, error=errors.get(a)) for a in anchors])
+        for part in chunks([a for a in anchors if a not in errors]):
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                              .values(dirty=False, error=None))
+        failed = [dict(k_anchor=a, error=errors[a]) for a in anchors if a in errors]
+        if failed:
+            self.conn.execute(
+                t.source_objects.update()
+                .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor"))
+                .values(dirty=True, error=sa.bindparam("error")), failed)
 
     def forget_source(self, type_id: int, anchors: Sequence[str]) -> None:
         """Drop source objects that are gone and have nothing left in the target."""

@@ -57,7 +57,7 @@ def _rows(result: Iterable[Any]) -> list[PendingExport]:
 def _due(due: str | None) -> list[sa.ColumnElement[bool]]:
     """Exports a run sends when its exports are due up to ``due`` (None: all, ``--retry-now``):
     not held, next attempt reached. Plain comparisons on the row, so the keyset pages keep
-    walking the pending_order index (no function of a column, no sort)."""
+    walking the pending_action index (no function of a column, no sort)."""
     if due is None:
         return []
     pe = t.pending.c
@@ -69,17 +69,58 @@ class ExportMixin(ComputeMixin):
                      limit: int, deepest_first: bool = False, due: str | None = None) -> list[PendingExport]:
         """Pending exports not yet attempted by this run, not in doubt and due (``due``: the time
         up to which next attempts are due; None: every one): parents before children (or children
-        first, for deletes), then in anchor order. ``after`` is the last row's (depth, anchor)."""
+        first, for deletes), then in anchor order (descending, children first). ``after`` is the
+        last row's (depth, anchor), depth negated when ``deepest_first``.
+
+        A page holds one name depth: for each action, one range of the pending_action index
+        (type_id, action, depth, source_anchor > ?), read in index order (backward for children
+        first), the few rows they return merged by the database (anchors compare in its
+        collation, as the next page's keyset does). Every database turns that single interval
+        into a range scan; an IN list of actions would make it sort, an OR spanning two depths
+        makes MariaDB walk from the start of the action instead, and PostgreSQL cannot range an
+        OR at all."""
+        actions = list(dict.fromkeys(actions))
         pe = t.pending.c
-        depth = -pe.depth if deepest_first else pe.depth
-        query = (_select()
-                 .where(pe.type_id == type_id, pe.action.in_(list(actions)), pe.sent_run.is_(None),
-                        sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))
-                 .order_by(depth, pe.source_anchor).limit(limit))
-        if after is not None:
-            # written out instead of a row-value comparison: MariaDB range-scans only this form
-            query = query.where(sa.or_(depth > after[0], sa.and_(depth == after[0], pe.source_anchor > after[1])))
-        return _rows(self.conn.execute(query))
+        wanted = [pe.sent_run.is_(None), sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due)]
+        if after is None:
+            depth, anchor = self._next_depth(type_id, actions, None, deepest_first), None
+        else:
+            depth, anchor = (-after[0] if deepest_first else after[0]), after[1]
+        while depth is not None:
+            parts = []
+            for action in actions:
+                query = (_select().where(pe.type_id == type_id, pe.action == action, pe.depth == depth, *wanted)
+                         .order_by(pe.source_anchor.desc() if deepest_first else pe.source_anchor).limit(limit))
+                if anchor is not None:
+                    query = query.where(pe.source_anchor < anchor if deepest_first else pe.source_anchor > anchor)
+                parts.append(query)
+            if len(parts) == 1:
+                rows = _rows(self.conn.execute(parts[0]))
+            else:
+                merged = sa.union_all(*(sa.select(q.subquery()) for q in parts)).subquery()
+                order = merged.c.source_anchor.desc() if deepest_first else merged.c.source_anchor
+                rows = _rows(self.conn.execute(sa.select(merged).order_by(order).limit(limit)))
+            if rows:
+                return rows
+            depth, anchor = self._next_depth(type_id, actions, depth, deepest_first), None
+        return []
+
+    def _next_depth(self, type_id: int, actions: Sequence[str], depth: int | None, deepest_first: bool) -> int | None:
+        """The next name depth holding pending exports of ``actions`` after ``depth`` (None: the
+        first): one index lookup per action."""
+        pe = t.pending.c
+        found: list[int] = []
+        for action in actions:
+            cond = [pe.type_id == type_id, pe.action == action]
+            if depth is not None:
+                cond.append(pe.depth < depth if deepest_first else pe.depth > depth)
+            edge = (sa.func.max if deepest_first else sa.func.min)(pe.depth)
+            value = self.conn.execute(sa.select(edge).where(*cond)).scalar()
+            if value is not None:
+                found.append(value)
+        if not found:
+            return None
+        return max(found) if deepest_first else min(found)
 
     def mark_sent(self, type_id: int, run_id: str, anchors: Sequence[str]) -> None:
         """These exports are about to go to the target (the caller commits before sending)."""
@@ -104,13 +145,34 @@ class ExportMixin(ComputeMixin):
 
     def name_collisions(self, type_id: int) -> list[tuple[str, str, str | None]]:
         """(adding anchor, deleting anchor, deleted target anchor) where an add takes the name that a
-        delete frees: the same object leaving and coming back (its anchor changed)."""
-        add, gone = t.pending.alias("a"), t.pending.alias("d")
-        query = (sa.select(add.c.source_anchor, gone.c.source_anchor, gone.c.target_anchor)
-                 .select_from(add.join(gone, sa.and_(gone.c.type_id == add.c.type_id, gone.c.name == add.c.name)))
-                 .where(add.c.type_id == type_id, add.c.action == "add", gone.c.action == "delete",
-                        add.c.name.is_not(None), add.c.sent_run.is_(None), gone.c.sent_run.is_(None)))
-        return [(a, d, ta) for a, d, ta in self.conn.execute(query)]
+        delete frees: the same object leaving and coming back (its anchor changed).
+
+        Joined here rather than by the database: names are long text without an index, and a
+        self-join of a million pending adds on them is a nested loop on MariaDB. The deletes
+        (usually few) come from the pending_action index; the adds are read only when there are
+        any, once, in pages."""
+        pe = t.pending.c
+        freed: dict[str, list[tuple[str, str | None]]] = {}
+        for anchor, target_anchor, name in self.conn.execute(
+                sa.select(pe.source_anchor, pe.target_anchor, pe.name)
+                .where(pe.type_id == type_id, pe.action == "delete", pe.name.is_not(None), pe.sent_run.is_(None))):
+            freed.setdefault(name, []).append((anchor, target_anchor))
+        found: list[tuple[str, str, str | None]] = []
+        if not freed:
+            return found
+        after: str | None = None
+        while True:  # keyset pages on the primary key
+            query = (sa.select(pe.source_anchor, pe.name, pe.action, pe.sent_run).where(pe.type_id == type_id)
+                     .order_by(pe.source_anchor).limit(5000))
+            if after is not None:
+                query = query.where(pe.source_anchor > after)
+            rows = self.conn.execute(query).all()
+            if not rows:
+                return found
+            after = rows[-1].source_anchor
+            found += [(anchor, gone, target) for anchor, name, action, sent in rows
+                      if action == "add" and sent is None and name is not None
+                      for gone, target in freed.get(name, ())]
 
     def all_pending_for(self, type_id: int, anchors: Sequence[str]) -> list[PendingExport]:
         pe = t.pending.c
@@ -233,10 +295,10 @@ class ExportMixin(ComputeMixin):
             conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(gone)))
             self.drop_values(type_id, gone)
             self.forget_source(type_id, [d.source_anchor for d in done.deletes if d.source_gone])
-            ix = t.target_index.c  # values select_unique_value reserved are free again
-            conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(
-                ["~" + d.source_anchor for d in done.deletes]
-                + [d.target_anchor for d in done.deletes if d.target_anchor is not None])))
+            ix, rv = t.target_index.c, t.reservations.c  # values select_unique_value reserved are free again
+            conn.execute(t.reservations.delete().where(rv.type_id == type_id, rv.anchor.in_(
+                [d.source_anchor for d in done.deletes])))
+            conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(gone)))
         if done.adds:
             anchors = [a.source_anchor for a in done.adds]
             conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
@@ -342,4 +404,5 @@ class ExportMixin(ComputeMixin):
         """Forget target anchors of deleted objects that nothing references any more."""
         lk, rf = t.links.c, t.refs.c
         still_needed = sa.select(rf.ref_anchor).where(rf.ref_type_id == type_id, rf.ref_anchor == lk.source_anchor)
-        self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.live.is_(False), ~sa.exists(still_needed)))
+        # "= false" finds the tombstones on the links_live index; each is looked up in refs_target
+        self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.live == sa.false(), ~sa.exists(still_needed)))

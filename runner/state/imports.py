@@ -8,11 +8,11 @@ crash recovery).
 
 from __future__ import annotations
 
+import secrets as pysecrets
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 
 from runner.mapping.names import normalize_dn
 from runner.state import tables as t
@@ -32,58 +32,74 @@ class TargetObject(NamedTuple):
 
 
 class ImportMixin(ValuesMixin):
+    _import_marks: dict[int, str]
+
     def begin_full_import(self, type_id: int) -> None:
-        self.conn.execute(t.import_seen.delete().where(t.import_seen.c.type_id == type_id))
+        """A new mark for the full import that starts: every object it reads is stamped with it
+        (``seen``), so the objects it did not read are those without it. Calling it again
+        forgets what was seen so far (nothing is written)."""
+        self._import_marks[type_id] = pysecrets.token_hex(8)
+
+    def _import_mark(self, type_id: int) -> str:
+        if type_id not in self._import_marks:
+            self.begin_full_import(type_id)
+        return self._import_marks[type_id]
 
     def import_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]], full: bool,
                     partition: str | None = None, natives: dict[str, str] | None = None) -> int:
         """Store a page of (anchor, data) read from ``partition``; returns how many were new or
         changed (marked dirty). An object seen in another partition than before has moved: its
-        partition follows, so the full import of its old partition does not take it for deleted."""
+        partition follows, so the full import of its old partition does not take it for deleted.
+        A full import stamps every object of the page with its mark, in the same statements that
+        write the changed ones; an anchor already stamped was read twice (DuplicateAnchor)."""
         so = t.source_objects.c
         hashed = {anchor: (data, record_hash(data)) for anchor, data in records}
         if len(hashed) != len(records):
             seen: set[str] = set()
             raise DuplicateAnchor(next(a for a, _ in records if a in seen or seen.add(a)))
+        mark = self._import_mark(type_id) if full else None
         known: dict[str, tuple[str, bool, str | None]] = {}
-        for anchor, digest, is_deleted, was_in in self.conn.execute(
-                sa.select(so.anchor, so.hash, so.deleted, so.partition)
-                .where(so.type_id == type_id, so.anchor.in_(list(hashed)))):
-            known[anchor] = (digest, bool(is_deleted), was_in)
+        for part in chunks(list(hashed)):
+            for anchor, digest, is_deleted, was_in, stamp in self.conn.execute(
+                    sa.select(so.anchor, so.hash, so.deleted, so.partition, so.seen)
+                    .where(so.type_id == type_id, so.anchor.in_(part))):
+                if full and stamp == mark:
+                    raise DuplicateAnchor(anchor)
+                known[anchor] = (digest, bool(is_deleted), was_in)
         natives = natives or {}
-        new = [(type_id, a, natives.get(a), partition, dumps(d), h, False, True, False)
+        new = [(type_id, a, natives.get(a), partition, dumps(d), h, False, True, False, mark)
                for a, (d, h) in hashed.items() if a not in known]
         changed = [dict(k_anchor=a, data=dumps(d), hash=h, k_partition=partition, k_native=natives.get(a))
                    for a, (d, h) in hashed.items()
                    if a in known and (known[a][0] != h or known[a][1] or known[a][2] != partition)]
         self.bulk_insert(t.source_objects, ("type_id", "anchor", "native_anchor", "partition", "data", "hash", "deleted",
-                                            "dirty", "exists_after"), new)
+                                            "dirty", "exists_after", "seen"), new)
         if changed:
-            self.conn.execute(
-                t.source_objects.update()
-                .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor"))
-                .values(data=sa.bindparam("data"), hash=sa.bindparam("hash"), deleted=False, dirty=True,
-                        partition=sa.bindparam("k_partition"),
-                        native_anchor=sa.func.coalesce(sa.bindparam("k_native"), so.native_anchor)),
-                changed)
-        if full and hashed:
-            try:
-                with self.conn.begin_nested():
-                    self.conn.execute(t.import_seen.insert(), [dict(type_id=type_id, anchor=a) for a in hashed])
-            except exc.IntegrityError:
-                raise DuplicateAnchor(self._first_seen(type_id, list(hashed))) from None
+            values: dict[str, Any] = dict(data=sa.bindparam("data"), hash=sa.bindparam("hash"), deleted=False,
+                                          dirty=True, partition=sa.bindparam("k_partition"),
+                                          native_anchor=sa.func.coalesce(sa.bindparam("k_native"), so.native_anchor))
+            if full:
+                values["seen"] = mark
+            self.conn.execute(t.source_objects.update()
+                              .where(so.type_id == type_id, so.anchor == sa.bindparam("k_anchor")).values(**values),
+                              changed)
+        if full:
+            rewritten = {c["k_anchor"] for c in changed}
+            self._stamp(type_id, [a for a in known if a not in rewritten], mark or "")
         return len(new) + len(changed)
+
+    def _stamp(self, type_id: int, anchors: Sequence[str], mark: str) -> None:
+        """Stamp objects the full import read unchanged: one update by primary key per chunk."""
+        so = t.source_objects.c
+        for part in chunks(list(anchors)):
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                              .values(seen=mark))
 
     def keep_unreadable(self, type_id: int, anchors: Sequence[str], full: bool) -> None:
         """Objects whose record could not be read this time: a full import counts them as seen,
         so they are not taken for deleted; their last good data stays."""
         if full and anchors:
-            seen = t.import_seen.c
-            known = set(self.conn.execute(sa.select(seen.anchor).where(
-                seen.type_id == type_id, seen.anchor.in_(list(anchors)))).scalars())
-            fresh = [a for a in dict.fromkeys(anchors) if a not in known]
-            if fresh:
-                self.conn.execute(t.import_seen.insert(), [dict(type_id=type_id, anchor=a) for a in fresh])
+            self._stamp(type_id, list(dict.fromkeys(anchors)), self._import_mark(type_id))
 
     def mark_deleted(self, type_id: int, anchors: Sequence[str], natives: Sequence[str] = ()) -> None:
         """A delta read reported these objects deleted, by our anchor or by the connector's own."""
@@ -110,29 +126,25 @@ class ImportMixin(ValuesMixin):
         self.conn.execute(t.watermarks.delete().where(w.type_id == type_id, w.side == side,
                                                       w.partition == (partition or "")))
 
-    def _first_seen(self, type_id: int, anchors: list[str]) -> str:
-        seen = t.import_seen.c
-        return self.conn.execute(sa.select(seen.anchor).where(seen.type_id == type_id, seen.anchor.in_(anchors))
-                                 .limit(1)).scalar() or anchors[0]
-
     def finish_full_import(self, type_id: int, partition: str | None = None) -> int:
-        """Mark every object of ``partition`` the full import did not see as deleted; returns how many."""
-        so, seen = t.source_objects.c, t.import_seen.c
-        was_seen = sa.select(seen.anchor).where(seen.type_id == type_id, seen.anchor == so.anchor)
+        """Mark every object of ``partition`` the full import did not see as deleted; returns how
+        many. One pass over the type's rows comparing a column: no anti-join, no seen table."""
+        so = t.source_objects.c
+        mark = self._import_mark(type_id)
         in_partition = so.partition.is_(None) if partition is None else so.partition == partition
         result = self.conn.execute(
             t.source_objects.update()
-            .where(so.type_id == type_id, so.deleted.is_(False), in_partition, ~sa.exists(was_seen))
+            .where(so.type_id == type_id, so.deleted == sa.false(), in_partition,
+                   sa.or_(so.seen.is_(None), so.seen != mark))
             .values(deleted=True, dirty=True))
-        self.conn.execute(t.import_seen.delete().where(seen.type_id == type_id))
         return result.rowcount
 
     # ---- the target, as read ------------------------------------------------------------------
 
     def begin_target_import(self, type_id: int) -> None:
-        """Forget indexed target values (not reservations): the import that follows re-reads them all."""
+        """Forget indexed target values (reservations stay): the import that follows re-reads them all."""
         ix = t.target_index.c
-        self.conn.execute(t.target_index.delete().where(ix.type_id == type_id, sa.not_(ix.target_anchor.startswith("~"))))
+        self.conn.execute(t.target_index.delete().where(ix.type_id == type_id))
 
     def store_targets(self, type_id: int, objects: Sequence[TargetObject], overwrite: bool = True) -> None:
         """Remember what the target holds for these objects (``overwrite=False``: only for objects
@@ -151,9 +163,10 @@ class ImportMixin(ValuesMixin):
             fresh = [o for o in objects if o.target_anchor not in known]
         if fresh:
             parts = {o.target_anchor: split(o.data) for o in fresh}
-            self.conn.execute(t.target_objects.insert(), [
-                dict(type_id=type_id, target_anchor=o.target_anchor, name=o.name, data=dumps(parts[o.target_anchor][0]),
-                     disabled=o.disabled, partition=o.partition, version=o.version) for o in fresh])
+            self.bulk_insert(t.target_objects, ("type_id", "target_anchor", "name", "data", "disabled", "partition",
+                                                "version"),
+                             [(type_id, o.target_anchor, o.name, dumps(parts[o.target_anchor][0]), bool(o.disabled),
+                               o.partition, o.version) for o in fresh])
             self.replace_values(type_id, {a: lists for a, (_, lists) in parts.items()})
 
     def index_targets(self, type_id: int, anchors: Sequence[str], index: Sequence[tuple[str, str, str]]) -> None:
@@ -161,9 +174,8 @@ class ImportMixin(ValuesMixin):
         ix = t.target_index.c
         self.conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(list(anchors))))
         rows = {(attr, value[:255], anchor) for attr, value, anchor in index}
-        if rows:
-            self.conn.execute(t.target_index.insert(), [dict(type_id=type_id, attribute=a, value=v, target_anchor=ta)
-                                                        for a, v, ta in rows])
+        self.bulk_insert(t.target_index, ("type_id", "attribute", "value", "target_anchor"),
+                         [(type_id, a, v, ta) for a, v, ta in rows])
 
     def match_candidates(self, type_id: int, attribute: str, value: str) -> list[str]:
         """Target anchors holding ``value`` in ``attribute`` that no source object is linked to yet."""
@@ -197,21 +209,25 @@ class ImportMixin(ValuesMixin):
 
     def reserved(self, type_id: int, attribute: str, anchor: str) -> str | None:
         """The value select_unique_value reserved for ``anchor`` earlier, if any."""
-        ix = t.target_index.c
-        return self.conn.execute(sa.select(ix.value).where(ix.type_id == type_id, ix.attribute == attribute,
-                                                           ix.target_anchor == "~" + anchor)).scalar()
+        rv = t.reservations.c
+        return self.conn.execute(sa.select(rv.value).where(rv.type_id == type_id, rv.attribute == attribute,
+                                                           rv.anchor == anchor).limit(1)).scalar()
 
     def reserve_if_free(self, type_id: int, attribute: str, value: str, anchor: str) -> bool:
         """Reserve ``value`` of ``attribute`` for ``anchor`` unless a target object or another
-        reservation holds it (values as folded by the caller)."""
-        ix = t.target_index.c
+        reservation holds it (values as folded by the caller). The reservation is one insert on
+        the value's key: of two workers reserving the same value, exactly one gets it."""
+        ix, rv = t.target_index.c, t.reservations.c
+        value = value[:255]
         taken = self.conn.execute(sa.select(ix.target_anchor).where(
-            ix.type_id == type_id, ix.attribute == attribute, ix.value == value[:255]).limit(1)).first()
+            ix.type_id == type_id, ix.attribute == attribute, ix.value == value).limit(1)).first()
         if taken is not None:
             return False
-        self.conn.execute(t.target_index.insert().values(type_id=type_id, attribute=attribute, value=value[:255],
-                                                         target_anchor="~" + anchor))
-        return True
+        if self.insert_new(t.reservations, dict(type_id=type_id, attribute=attribute, value=value, anchor=anchor)):
+            return True
+        holder = self.conn.execute(sa.select(rv.anchor).where(rv.type_id == type_id, rv.attribute == attribute,
+                                                              rv.value == value).with_for_update(read=True)).scalar()
+        return holder == anchor
 
     def target_name(self, type_id: int, target_anchor: str) -> str | None:
         to = t.target_objects.c

@@ -112,6 +112,8 @@ class StateStore(RunsMixin, ImportMixin, ExportMixin, LogMixin):
         except exc.SQLAlchemyError as e:
             raise StateError(f"cannot open the state store {self.url_shown}: {_reason(e)}") from None
         self._salt: str | None = None
+        self._import_marks: dict[int, str] = {}  # type_id -> the mark of the full import under way
+        self._growth = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -120,12 +122,16 @@ class StateStore(RunsMixin, ImportMixin, ExportMixin, LogMixin):
     # ---- identity of object types ------------------------------------------------------------
 
     def type_id(self, pipeline: str, name: str) -> int:
+        """The object type's number, made on first use: insert-or-fetch on the (pipeline, name)
+        key, so two runners starting at once get the same number."""
         c = t.object_types.c
         query = sa.select(c.id).where(c.pipeline == pipeline, c.name == name)
         found = self.conn.execute(query).scalar()
         if found is None:
-            self.conn.execute(t.object_types.insert().values(pipeline=pipeline, name=name))
-            found = self.conn.execute(query).scalar_one()
+            self.insert_new(t.object_types, dict(pipeline=pipeline, name=name))
+            # a locking read sees the row another runner committed after our first read began
+            # (MariaDB's repeatable read would otherwise still show our first snapshot)
+            found = self.conn.execute(query.with_for_update(read=True)).scalar_one()
             self.commit()
         return found
 
@@ -141,9 +147,10 @@ class StateStore(RunsMixin, ImportMixin, ExportMixin, LogMixin):
         if self._salt is None:
             c = t.meta.c
             self._salt = self.conn.execute(sa.select(c.value).where(c.key == "salt")).scalar()
-            if self._salt is None:
-                self._salt = pysecrets.token_hex(16)
-                self.conn.execute(t.meta.insert().values(key="salt", value=self._salt))
+            if self._salt is None:  # the first run: one salt for good, whoever inserts it first
+                self.insert_new(t.meta, dict(key="salt", value=pysecrets.token_hex(16)))
+                self._salt = self.conn.execute(sa.select(c.value).where(c.key == "salt")
+                                               .with_for_update(read=True)).scalar_one()
                 self.commit()
         return "sha256:" + hashlib.sha256((self._salt + dumps(value)).encode()).hexdigest()[:32]
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -75,15 +75,11 @@ source_objects = sa.Table(
     sa.Column("in_scope", sa.Boolean),
     sa.Column("exists_after", sa.Boolean, nullable=False, default=False),
     sa.Column("error", Doc),
+    # the mark of the last full import that saw the object: the objects of a partition that the
+    # import just finished did not stamp with its mark are gone (one scan, no table of seen anchors)
+    sa.Column("seen", sa.String(16)),
     sa.Index("source_objects_dirty", "type_id", "dirty", "anchor"),  # keyset pages over dirty objects
     sa.Index("source_objects_native", "type_id", "native_anchor"),
-)
-
-# Anchors seen by the current full import, to find the ones that vanished.
-import_seen = sa.Table(
-    "import_seen", metadata,
-    sa.Column("type_id", sa.Integer, primary_key=True),
-    sa.Column("anchor", S, primary_key=True),
 )
 
 # The join between a source object and its target object. live=False keeps the target anchor of
@@ -100,6 +96,7 @@ links = sa.Table(
     sa.Column("name_key", S),
     sa.Index("links_target", "type_id", "target_anchor"),
     sa.Index("links_name", "type_id", "name_key"),
+    sa.Index("links_live", "type_id", "live"),  # the few tombstones (live=False), without a scan
 )
 
 # What the target is known to hold, in mapped form (references as source anchors).
@@ -131,6 +128,19 @@ target_index = sa.Table(
     sa.Column("attribute", S, primary_key=True),
     sa.Column("value", S, primary_key=True),
     sa.Column("target_anchor", S, primary_key=True),
+    sa.Index("target_index_anchor", "type_id", "target_anchor"),  # re-indexing or deleting one object
+)
+
+# Values select_unique_value reserved for new objects (values as the caller folds them). The
+# primary key makes a reservation one insert that either wins or finds the value taken, so two
+# workers can never reserve the same value.
+reservations = sa.Table(
+    "reservations", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("attribute", S, primary_key=True),
+    sa.Column("value", S, primary_key=True),
+    sa.Column("anchor", S, nullable=False),  # the source anchor it is reserved for
+    sa.Index("reservations_anchor", "type_id", "anchor"),  # freed when the object is deleted
 )
 
 # One pending export per object, kept until the target confirms it. sent_run is set (and committed)
@@ -154,12 +164,14 @@ pending = sa.Table(
     # retries across runs (runner/engine/retries.py): not sent before next_attempt ('' : due now);
     # held: failed with a permanent error, not sent until compute rewrites it (the source changed);
     # failed_runs: runs in a row in which it failed (the back-off step). A rewrite resets all three.
-    # No index of their own: pages keep walking pending_order, and these are plain comparisons on
+    # No index of their own: pages keep walking pending_action, and these are plain comparisons on
     # the row (an index led by them would make the database sort every first page).
     sa.Column("next_attempt", sa.String(40), nullable=False, server_default=""),
     sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("failed_runs", sa.Integer, nullable=False, server_default="0"),
-    sa.Index("pending_order", "type_id", "depth", "source_anchor"),  # keyset pages in export order
+    # keyset pages in export order, one action at a time: parents first walks it forward, children
+    # first (deletes) backward, so no order the export uses needs a sort
+    sa.Index("pending_action", "type_id", "action", "depth", "source_anchor"),
 )
 
 # Who references whom (desired values), so a change in one object re-evaluates those pointing at
@@ -250,8 +262,33 @@ def _lists_to_rows(conn: sa.Connection) -> None:
                      .values(data=dumps(singles)))
 
 
+def _to_v3(conn: sa.Connection) -> None:
+    """A million objects on PostgreSQL and MariaDB: a full import stamps what it sees on the
+    source object (import_seen goes), reservations of unique values get a table whose key
+    refuses a second taker, pending exports are paged one action at a time, tombstones indexed."""
+    q = conn.dialect.identifier_preparer.quote
+    conn.exec_driver_sql(f"ALTER TABLE {q('source_objects')} ADD COLUMN {q('seen')} VARCHAR(16)")
+    conn.exec_driver_sql(f"DROP TABLE {q('import_seen')}")
+    on = f" ON {q('pending_exports')}" if conn.dialect.name in ("mysql", "mariadb") else ""
+    conn.exec_driver_sql(f"DROP INDEX {q('pending_order')}{on}")
+    for table, name in ((pending, "pending_action"), (links, "links_live"), (target_index, "target_index_anchor")):
+        next(i for i in table.indexes if i.name == name).create(conn)
+    reservations.create(conn)
+    ix = target_index.c
+    held = ix.target_anchor.startswith("~")
+    taken: dict[tuple[int, str, str], str] = {}
+    for type_id, attribute, value, anchor in conn.execute(
+            sa.select(ix.type_id, ix.attribute, ix.value, ix.target_anchor).where(held)
+            .order_by(ix.type_id, ix.attribute, ix.value, ix.target_anchor)):
+        taken.setdefault((type_id, attribute, value), anchor[1:])  # a value reserved twice: the first keeps it
+    if taken:
+        conn.execute(reservations.insert(), [dict(type_id=k[0], attribute=k[1], value=k[2], anchor=a)
+                                             for k, a in taken.items()])
+    conn.execute(target_index.delete().where(held))
+
+
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3}
 
 
 class IncompatibleStore(RuntimeError):

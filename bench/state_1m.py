@@ -1,0 +1,167 @@
+"""Benchmark: the state store at scale. The quickstart pipeline's initial cycle and a 1% delta
+cycle, with the state store on SQLite, PostgreSQL or MariaDB, timed phase by phase.
+
+    python bench/state_1m.py --people 100000 1000000 --state sqlite postgresql mariadb [--percent 1]
+
+Each cycle runs `provision run` in a fresh process, as cron would; that process times the
+engine's passes (recovery, import, target read, compute, export) by wrapping them, and "other"
+is what is left of the whole-process time (start-up, connectors, counts, log pruning); "cpu" is
+that process's CPU time, steadier than wall time on a shared machine (the servers' work is not
+in it). The
+state lives in a database this bench creates on the machine's servers and drops afterwards:
+PostgreSQL at 127.0.0.1:5432 (user postgres, trust) and MariaDB at 127.0.0.1:3306 (root, no
+password); override with --postgresql / --mariadb (a server URL without a database).
+
+The source is the quickstart's CSV files, which have no delta: every cycle reads and hashes
+every row (a full import), so the delta cycle's import costs about what the initial one's does;
+compute and export see only what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PHASES = ("recover", "import", "target read", "compute", "export")
+SERVERS = {"postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432", "mariadb": "mysql+pymysql://root@127.0.0.1:3306"}
+
+
+def child(manifest: str, phases_file: str) -> int:
+    """Run provision in this process with the engine's passes timed; the times go to ``phases_file``."""
+    from runner.cli import main as cli_main
+    from runner.engine import run
+
+    spent = dict.fromkeys(PHASES, 0.0)
+
+    def timed(phase: str, fn):  # noqa: ANN001, ANN202 - a bench-only wrapper
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[phase] += time.perf_counter() - start
+        return wrapper
+
+    run.recover = timed("recover", run.recover)
+    run.import_type = timed("import", run.import_type)
+    run.import_target = timed("target read", run.import_target)
+    run.compute_type = timed("compute", run.compute_type)
+    run.export_type = timed("export", run.export_type)
+    try:
+        return cli_main(["run", manifest, "--output", "json"])
+    finally:
+        Path(phases_file).write_text(json.dumps(spent))
+
+
+class Database:
+    """A fresh database for one backend's state store, dropped by :meth:`drop`."""
+
+    def __init__(self, backend: str, servers: dict[str, str], root: Path):
+        import sqlalchemy as sa
+
+        self.backend, self.sa = backend, sa
+        if backend == "sqlite":
+            self.url, self.admin = f"sqlite:///{root / 'state.db'}", None
+            return
+        self.name = f"prov_bench_{secrets.token_hex(4)}"
+        server = servers[backend].rstrip("/")
+        self.admin = sa.create_engine(f"{server}/{'postgres' if backend == 'postgresql' else ''}",
+                                      isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {self.name}")
+        self.url = f"{server}/{self.name}"
+
+    def drop(self) -> None:
+        if self.admin is None:
+            return
+        with self.admin.connect() as conn:
+            force = " WITH (FORCE)" if self.backend == "postgresql" else ""
+            conn.exec_driver_sql(f"DROP DATABASE {self.name}{force}")
+        self.admin.dispose()
+
+
+def pipeline(root: Path, state_url: str) -> Path:
+    """A copy of the quickstart manifest and its files, with the state store at ``state_url``."""
+    shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("out", ".provision", "data"))
+    shutil.copytree(REPO / "mappings", root / "mappings")
+    manifest = root / "manifests" / "quickstart.yaml"
+    text = re.sub(r'^state: .*$', f'state: "{state_url}"', manifest.read_text(), count=1, flags=re.M)
+    manifest.write_text(text)
+    return manifest
+
+
+def cycle(manifest: Path, env: dict[str, str], root: Path) -> tuple[float, float, float, dict[str, float], dict]:
+    """Whole-process seconds, CPU seconds of provision's process (the database servers' are not
+    in it), peak RSS (MB), seconds per phase and the run's JSON summary."""
+    phases_file = root / "phases.json"
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, __file__, "--child", str(manifest), str(phases_file)], env=env,
+                                stdout=out, stderr=err, text=True, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"run failed ({os.waitstatus_to_exitcode(status)}): {err.read()[-3000:]}")
+        return (elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, json.loads(phases_file.read_text()),
+                json.loads(out.read()))
+
+
+def sampledata(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "runner.sampledata", *args], check=True, capture_output=True, cwd=REPO)
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        sys.path.insert(0, str(REPO))
+        raise SystemExit(child(sys.argv[2], sys.argv[3]))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--people", type=int, nargs="+", default=[100000])
+    ap.add_argument("--state", nargs="+", choices=("sqlite", "postgresql", "mariadb"),
+                    default=["sqlite", "postgresql", "mariadb"])
+    ap.add_argument("--percent", type=float, default=1.0)
+    ap.add_argument("--postgresql", default=SERVERS["postgresql"], help="server URL, no database")
+    ap.add_argument("--mariadb", default=SERVERS["mariadb"], help="server URL, no database")
+    args = ap.parse_args()
+    servers = {"postgresql": args.postgresql, "mariadb": args.mariadb}
+    print(f"{'people':>8} {'state':10} {'cycle':9} {'total':>7} " + " ".join(f"{p:>11}" for p in PHASES)
+          + f" {'other':>7} {'cpu':>7} {'peak MB':>7}  user counts", flush=True)
+    for people in args.people:
+        with tempfile.TemporaryDirectory(prefix="state-bench-") as tmp:
+            made = Path(tmp) / "made"
+            sampledata("make", "--out", str(made), "--people", str(people), "--groups", str(max(10, people // 100)),
+                       "--seed", "1")
+            for backend in args.state:
+                root = Path(tmp) / backend
+                data = root / "data"
+                shutil.copytree(made, data)
+                db = Database(backend, servers, root)
+                try:
+                    manifest = pipeline(root, db.url)
+                    env = dict(os.environ, PROVISION_DATA=str(data), PROVISION_TARGET=str(root / "app.db"))
+                    for name in ("initial", f"delta {args.percent:g}%"):
+                        if name != "initial":
+                            sampledata("mutate", "--out", str(data), "--seed", "2", "--percent", str(args.percent))
+                        seconds, cpu, peak, spent, out = cycle(manifest, env, root)
+                        counts = {k: v for k, v in out["object_types"]["user"].items() if v and k != "imported"}
+                        print(f"{people:8} {backend:10} {name:9} {seconds:7.1f} "
+                              + " ".join(f"{spent[p]:11.1f}" for p in PHASES)
+                              + f" {seconds - sum(spent.values()):7.1f} {cpu:7.1f} {peak:7.0f}  {counts}", flush=True)
+                finally:
+                    db.drop()
+                    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
