@@ -445,7 +445,10 @@ class _Exporter:
                 yield exc
             return
         shares = [s for s in (ops[i::self.threads] for i in range(self.threads)) if s]
-        inbox: queue.Queue[Any] = queue.Queue(maxsize=1000)
+        # unbounded: it never holds more than this level's results and a marker per thread; a
+        # SimpleQueue hands each result over without queue.Queue's locking in Python, which the
+        # worker threads would contend for (with the main thread) on every result
+        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         done_marker = object()
 
         def run(share: list[Operation]) -> None:
