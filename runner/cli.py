@@ -27,14 +27,13 @@ import io
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from runner import __version__, secrets
+from runner import __version__, durations, secrets
 from runner.errors import ManifestError, ProvisionError, StoppedError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
@@ -338,10 +337,10 @@ def _allowance(text: str) -> int:
 
 def _duration(text: str) -> tuple[str, float]:
     """``90s``, ``50m``, ``2h`` -> (the text, seconds)."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?) ?(s|m|h)", text.strip())
-    if not match:
+    value = durations.seconds(text)
+    if value is None:
         raise argparse.ArgumentTypeError("a duration such as 90s, 50m or 2h")
-    return text.strip(), float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    return text.strip(), value
 
 
 def _stop_on_signals(time_limit: tuple[str, float] | None = None) -> Any:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
-import re
 from typing import Any
 
+from runner import durations
 from runner.connectors.base import ConnectionFailed, Record, WatermarkExpired
 from runner.engine import safety
 from runner.engine.context import RunContext, TypeCounts
@@ -126,9 +126,6 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
                     f" [{partition}]" if partition else "", "full" if full else "delta", counts.imported, changed, gone)
 
 
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def _full_import_due(every: int | str | None, mark: str | None) -> str | None:
     """Why this delta source must be read whole now (``source.full_import_every``), or None."""
     if every is None:
@@ -138,9 +135,8 @@ def _full_import_due(every: int | str | None, mark: str | None) -> str | None:
         return f"full_import_every: {every}; no full import recorded yet"
     if isinstance(every, int):
         return f"full_import_every: {every} runs" if last["deltas"] + 1 >= every else None
-    amount, unit = re.fullmatch(r"([0-9]+) ?([mhdw])", every).groups()  # type: ignore[union-attr]
     age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last["at"])
-    if age.total_seconds() >= int(amount) * _UNITS[unit]:
+    if age.total_seconds() >= (durations.seconds(every) or 0):  # the schema admits only durations
         return f"full_import_every: {every}; the last one was at {last['at']}"
     return None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner import secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector, ObjectInfo
-from runner.engine.run import close_connector
+from runner.engine.run import close_connector, open_connector
 from runner.errors import Problem
 from runner.manifest import Loaded, load_with_connectors
 from runner.manifest.model import ObjectType
@@ -131,11 +131,10 @@ def _find(objects: Sequence[ObjectInfo], name: str) -> ObjectInfo | None:
 
 
 def _open(connector: Connector) -> None:
-    try:
-        connector.context.redact = secrets.redact
-        connector.open()
-    except (ConnectionFailed, ConfigurationError) as exc:
-        raise Unreachable(secrets.redact(f"connector {connector.context.name!r}: {exc}")) from None
+    connector.context.redact = secrets.redact
+    why = open_connector(connector)
+    if why:
+        raise Unreachable(secrets.redact(why))
 
 
 def _ask(connector: Connector, question: str) -> Any:

@@ -6,11 +6,11 @@ against it); :class:`ObjectSpec` is what the rest of the package trusts once it 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner import durations
 from runner.connectors.base import ConfigurationError
 
 _NAME = {"type": "string", "minLength": 1}
@@ -232,14 +232,11 @@ def object_spec(name: str, block: Mapping[str, Any]) -> ObjectSpec:
     )
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def seconds(value: int | str) -> float:
     """An overlap as a number: an integer as it is, ``30s``/``5m``/``2h``/``1d`` in seconds."""
     if isinstance(value, int):
         return value
-    found = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value)
-    if not found:
+    found = durations.seconds(value)
+    if found is None:
         raise ConfigurationError(f"overlap {value!r}: write a number, or a duration such as 30s, 5m, 2h, 1d")
-    return int(found.group(1)) * _UNITS[found.group(2)]
+    return found
