@@ -219,6 +219,8 @@ def broken_quickstart(draw: st.DrawFn) -> tuple[str, Any]:
         original = kind(_at(QUICKSTART_DATA, path))
         new_kind = draw(st.sampled_from(sorted(set(VALUES_BY_KIND) - {original})))
         value = draw(VALUES_BY_KIND[new_kind])
+        if new_kind == "list" and _names_one_or_many(path):  # a list of column names is a key of several columns
+            value = draw(VALUES_BY_KIND["list"].filter(lambda v: not v or not all(isinstance(x, str) and x for x in v)))
         return how, edited(QUICKSTART_DATA, path, lambda parent, key: parent.__setitem__(key, value))
     if how == "unknown key":
         path, key, value = draw(st.sampled_from(MAPS)), "x-" + draw(texts), draw(structures)
@@ -234,6 +236,11 @@ def broken_quickstart(draw: st.DrawFn) -> tuple[str, Any]:
     path, bad = draw(st.sampled_from(STRINGS)), draw(BAD_REFERENCES)
     prefix = draw(texts.filter(lambda t: "$" not in t and "}" not in t))
     return how, edited(QUICKSTART_DATA, path, lambda parent, key: parent.__setitem__(key, prefix + bad))
+
+
+def _names_one_or_many(path: tuple) -> bool:
+    """The sql connector's keys take one column name or a list of them (anchors of several columns)."""
+    return path[:2] == ("connectors", "app") and path[-1] == "key"
 
 
 def _at(data: Any, path: tuple) -> Any:
