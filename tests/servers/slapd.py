@@ -91,7 +91,7 @@ def config_ldif(folder: Path, suffixes: tuple[str, ...], root_dn: str, *, access
     parts += ["",
               "dn: cn=module{0},cn=config", "objectClass: olcModuleList", "cn: module{0}", f"olcModulePath: {MODULES}",
               "olcModuleLoad: back_mdb", "olcModuleLoad: accesslog", "olcModuleLoad: syncprov",
-              "olcModuleLoad: memberof", "olcModuleLoad: refint", "",
+              "olcModuleLoad: memberof", "olcModuleLoad: refint", "olcModuleLoad: pw-sha2", "",
               "dn: cn=schema,cn=config", "objectClass: olcSchemaConfig", "cn: schema", ""]
     for schema in ("core", "cosine", "nis", "inetorgperson"):
         parts.append((SCHEMAS / f"{schema}.ldif").read_text())

@@ -62,7 +62,7 @@ from runner.connectors.ldap.connection import (
 )
 from runner.connectors.ldap.layout import DEFAULT_MULTI, GROUP_ATTRIBUTES, Layout, ObjectView
 from runner.connectors.ldap.schema import Schema, from_ldap3
-from runner.connectors.ldap.write import HASHES, Writer
+from runner.connectors.ldap.write import HASHES, Writer, hash_problem
 
 DEFAULT_OBJECTS: dict[str, dict[str, Any]] = {"inetOrgPerson": {}, "groupOfNames": {}, "organizationalUnit": {}}
 OPERATIONS = frozenset({"add", "update", "rename", "disable", "delete", "set_password"})
@@ -209,6 +209,9 @@ class LdapConnector(Connector):
             problems.append((("bind_dn",), "a password needs the bind_dn it belongs to"))
         if str(self.config.get("url", "")).lower().startswith("ldaps://") and self.config.get("start_tls"):
             problems.append((("start_tls",), "ldaps:// is TLS already; StartTLS is for ldap://"))
+        hashing = hash_problem(str(self.config.get("password_hash", "ssha")))
+        if hashing:
+            problems.append((("password_hash",), hashing))
         return problems
 
     # ---- lifecycle --------------------------------------------------------------------------------

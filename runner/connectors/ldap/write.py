@@ -16,13 +16,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import ldap3
 
-from runner.connectors.base import NotFound, ObjectError, Operation, PermanentError, Result
+from runner.connectors.base import (
+    ConfigurationError,
+    NotFound,
+    ObjectError,
+    Operation,
+    PermanentError,
+    Result,
+)
 from runner.connectors.ldap import dn as dns
 from runner.connectors.ldap import read
 from runner.connectors.ldap.connection import (
@@ -46,6 +54,42 @@ HASHES = ("ssha", "ssha256", "ssha512", "crypt", "none")
 POST_READ_UUID = post_read(["entryUUID"])  # built once: pyasn1 encoding costs as much as the add
 
 
+CRYPT_MISSING = ("password_hash: crypt needs Python's crypt module (crypt(3), SHA-512), which Python 3.13 "
+                 "removed: install crypt-r (pip install crypt-r, the same module), or use password_hash: ssha512 "
+                 "(OpenLDAP verifies it with the pw-sha2 module)")
+
+
+def _crypt() -> Any | None:
+    """The crypt(3) wrapper: the standard library's up to Python 3.12, else crypt-r's copy of it
+    (module ``crypt_r``), else None. Imported only when ``crypt`` is asked for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in 3.11: chosen knowingly
+        try:
+            import crypt
+
+            return crypt
+        except ImportError:
+            pass
+    try:
+        import crypt_r  # type: ignore[import-not-found]
+
+        return crypt_r
+    except ImportError:
+        return None
+
+
+def hash_problem(scheme: str) -> str | None:
+    """Why ``password_hash: scheme`` cannot work here (None when it can): a configuration message."""
+    if scheme != "crypt":
+        return None
+    module = _crypt()
+    if module is None:
+        return CRYPT_MISSING
+    if getattr(module, "METHOD_SHA512", None) not in getattr(module, "methods", ()):
+        return "password_hash: crypt: this system's crypt(3) cannot make SHA-512 ($6$) hashes; use ssha512"
+    return None
+
+
 def hash_password(password: str, scheme: str) -> str:
     """The userPassword value for a password (RFC 2307 style schemes); never the clear text unless
     ``none`` (a server that hashes itself)."""
@@ -53,9 +97,10 @@ def hash_password(password: str, scheme: str) -> str:
     if scheme == "none":
         return password
     if scheme == "crypt":
-        import crypt  # deprecated in 3.11, gone in 3.13: only when asked for
-
-        return "{CRYPT}" + crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+        module = _crypt()
+        if module is None:
+            raise ConfigurationError(CRYPT_MISSING)
+        return "{CRYPT}" + module.crypt(password, module.mksalt(module.METHOD_SHA512))
     salt = os.urandom(8)
     algorithm, label = {"ssha": (hashlib.sha1, "SSHA"), "ssha256": (hashlib.sha256, "SSHA256"),
                         "ssha512": (hashlib.sha512, "SSHA512")}[scheme]
@@ -74,6 +119,11 @@ class Writer:
     remove_empty_parents: bool = False
     delete_subtree: bool = False
     redact: Callable[[str], str] = str
+
+    def __post_init__(self) -> None:
+        problem = hash_problem(self.password_hash)  # at open, not at the first add
+        if problem:
+            raise ConfigurationError(problem)
 
     # ---- dispatch ------------------------------------------------------------------------------
 
@@ -107,8 +157,11 @@ class Writer:
             code = conn.result.get("result")
             if code == 0:
                 return Result(op.id, True, self._post_read_uuid(conn) or self._uuid_of(conn, target))
-            if code == NO_SUCH_OBJECT and self.create_parents and self.make_parents(conn, dns.parent(target), base):
-                continue
+            if code == NO_SUCH_OBJECT and self.create_parents:
+                if self.make_parents(conn, dns.parent(target), base):
+                    continue
+                if conn.result.get("result") not in (0, NO_SUCH_OBJECT):  # busy, unavailable... on the way
+                    return self._fail(op, conn, f"add of {target}: creating its parent {dns.parent(target)}")
             if code == NO_SUCH_OBJECT:
                 return Result.failed(op, ObjectError(f"cannot add {target}: its parent {dns.parent(target)} does not "
                                                      "exist (create_parents: true creates missing containers)"))
@@ -143,7 +196,8 @@ class Writer:
 
     def make_parents(self, conn: ldap3.Connection, container: str, base: str) -> bool:
         """Create the missing containers from ``base`` down to ``container``: True when it exists now
-        (made here, or by another thread meanwhile), False when it cannot be made."""
+        (made here, or by another thread meanwhile), False when it cannot be made (``conn.result``
+        then holds the answer that stopped it: noSuchObject, or busy, unavailable...)."""
         if not container or not dns.is_under(container, base) or dns.normalize_dn(container) == dns.normalize_dn(base):
             return False
         missing = []
@@ -152,6 +206,8 @@ class Writer:
             conn.search(current, "(objectClass=*)", ldap3.BASE, attributes=["1.1"])
             if conn.result.get("result") == 0:
                 break
+            if conn.result.get("result") != NO_SUCH_OBJECT:  # busy, unavailable...: not known to be missing
+                return False
             missing.append(current)
             current = dns.parent(current)
         for parent_dn in reversed(missing):
@@ -349,9 +405,11 @@ class Writer:
             if code == 0:
                 self.prune(conn, dns.parent(current), base)
                 return new
-            if code == NO_SUCH_OBJECT and superior and self.create_parents and \
-                    self.make_parents(conn, superior, base):
-                continue
+            if code == NO_SUCH_OBJECT and superior and self.create_parents:
+                if self.make_parents(conn, superior, base):
+                    continue
+                if conn.result.get("result") not in (0, NO_SUCH_OBJECT):  # busy, unavailable... on the way
+                    return self._fail(op, conn, f"rename of {current} to {new}: creating its parent {superior}")
             if code == ALREADY_EXISTS:
                 return Result.failed(op, ObjectError(f"cannot rename {current} to {new}: that DN is taken"))
             if code == NO_SUCH_OBJECT and superior:
