@@ -29,6 +29,9 @@ class Bound:
     children: dict[str, tuple[sa.Table, list[sa.Column], sa.Column]] = field(default_factory=dict)
     changes: sa.Table | None = None
     statements: dict[str, sa.TextClause] = field(default_factory=dict)
+    #: the table declares its key columns unique (a primary key, a unique constraint or index), so a
+    #: batch's total rowcount tells whether every operation found its row (write.py)
+    unique_key: bool = False
 
     @property
     def table_keys(self) -> list[sa.Column]:
@@ -83,7 +86,8 @@ def bind(engine: sa.Engine, metadata: sa.MetaData, spec: ObjectSpec, partition: 
                          *([spec.soft_delete.column] if spec.soft_delete else [])], where, spec.table or "")
         for k in spec.key:  # a key is never null; saying so lets SQLAlchemy return generated keys in row order
             table.c[k].nullable = False
-    bound = Bound(spec, partition, rows, table, [rows.c[k] for k in spec.key])
+    bound = Bound(spec, partition, rows, table, [rows.c[k] for k in spec.key],
+                  unique_key=table is not None and _unique(table, spec.key))
     for attr, child in spec.children.items():
         ctable = _table(engine, metadata, child.table, schema, f"{where}, attribute {attr!r}")
         _columns(ctable, [*child.key, child.value], f"{where}, attribute {attr!r}", child.table)
@@ -101,6 +105,22 @@ def bind(engine: sa.Engine, metadata: sa.MetaData, spec: ObjectSpec, partition: 
     for kind, text in spec.statements.items():
         bound.statements[kind] = sa.text(text.replace("{partition}", quoted))
     return bound
+
+
+def _unique(table: sa.Table, key: tuple[str, ...]) -> bool:
+    """Whether some primary key, unique constraint or unique index of ``table`` lies within the key
+    columns: then no two rows share a key."""
+    wanted = set(key)
+    sets = [{c.name for c in table.primary_key.columns}]
+    sets += [{c.name for c in con.columns} for con in table.constraints if isinstance(con, sa.UniqueConstraint)]
+    sets += [{c.name for c in ix.columns} for ix in table.indexes if ix.unique and _plain_index(ix)]
+    return any(s and s <= wanted for s in sets)
+
+
+def _plain_index(index: sa.Index) -> bool:
+    """An index of columns alone, over the whole table (not of expressions, not partial)."""
+    partial = any(options.get("where") is not None for options in index.dialect_options.values())
+    return not partial and len(index.expressions) == len(index.columns)
 
 
 def _table(engine: sa.Engine, metadata: sa.MetaData, name: str, schema: str | None, where: str) -> sa.Table:

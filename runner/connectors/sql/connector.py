@@ -24,12 +24,15 @@ as the difference. Writes are table writes, or the object's custom statements pe
 Each ``apply`` batch runs in one transaction with a savepoint per operation, so one bad row fails
 alone, and results are reported only after the commit: a confirmation the engine records is one
 the database has kept (``_apply_batch`` is that transaction; tests/faults/killpoint.py counts it).
+Table adds, updates and deletes of one object go in bulk, a statement per table for many
+operations; a bulk statement refused, or one that cannot tell which row was missing, is rolled
+back to its savepoint and its operations are applied one by one, each as it would have been alone.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,8 @@ class SqlConnector(Connector):
     config_schema = CONFIG_SCHEMA
 
     engine: sa.Engine | None = None
+    #: updates and deletes in bulk (bench/sql_write.py turns it off to time one operation at a time)
+    batched_writes: bool = True
 
     # ---- facts ------------------------------------------------------------------------------
 
@@ -325,7 +330,8 @@ class SqlConnector(Connector):
 
     def _apply_batch(self, operations: Sequence[Operation]) -> list[Result]:
         """Adds go in bulk (one executemany per shape); if the bulk insert is rejected, that group
-        is retried one savepoint per operation so only the bad rows fail."""
+        is retried one savepoint per operation so only the bad rows fail. Then deletes and updates
+        in bulk (:meth:`_write_groups`), the same way; what is left, one by one in order."""
         assert self.engine is not None
         results: dict[int, Result] = {}
         try:
@@ -340,6 +346,8 @@ class SqlConnector(Connector):
                         if isinstance(e, exc.DBAPIError) and not about_the_object(e):
                             raise
                         # the per-operation path below finds which rows are bad
+                if self.batched_writes:
+                    self._write_groups(conn, operations, results)
                 for op in operations:
                     if op.id not in results:
                         results[op.id] = self._apply_isolated(conn, op)
@@ -359,6 +367,89 @@ class SqlConnector(Connector):
                 key = (op.object, op.partition, tuple(sorted(op.attributes)), op.password is None)
                 groups.setdefault(key, []).append(op)
         return list(groups.values())
+
+    def _write_groups(self, conn: sa.Connection, operations: Sequence[Operation], results: dict[int, Result]) -> None:
+        """Deletes, then updates, of one object (and, for updates, one set of columns) in bulk,
+        each group in a savepoint; the child rows of every update in one step after them, in a
+        savepoint around them all (a child row refused undoes the lot: the updates then go one by
+        one, so the refused one fails whole). A group refused, or whose rowcount does not match, is
+        rolled back and left for the one-by-one path, which says which operation is at fault."""
+        deletes, updates = self._plans(operations)
+        for bound, items in deletes:
+            anchors = self._try(conn, lambda b=bound, i=items: write.delete_many(conn, b, i))
+            for item, anchor in zip(items, anchors or (), strict=False):
+                results[item.op.id] = Result(item.op.id, True, anchor)
+        if not updates:
+            return
+        done: dict[int, str] = {}
+        # undoes every update if a child row is refused (an error about the connection leaves
+        # it to the transaction's rollback)
+        outer = conn.begin_nested() if any(bound.children for bound, _ in updates) else None
+        applied: dict[tuple[str, str | None], tuple[Bound, list[write.Planned]]] = {}
+        for bound, items in updates:
+            anchors = self._try(conn, lambda b=bound, i=items: write.update_many(conn, b, i, children=False))
+            if anchors is not None:
+                applied.setdefault((bound.spec.name, bound.partition), (bound, []))[1].extend(items)
+                done.update((item.op.id, anchor) for item, anchor in zip(items, anchors, strict=True))
+        for bound, items in applied.values():
+            if bound.children and self._try(conn, lambda b=bound, i=items: write.children_many(conn, b, i)) is None:
+                assert outer is not None
+                outer.rollback()
+                return
+        if outer is not None:
+            outer.commit()
+        results.update((op_id, Result(op_id, True, anchor)) for op_id, anchor in done.items())
+
+    def _try(self, conn: sa.Connection, step: Callable[[], Any]) -> Any:
+        """``step``'s value, run in a savepoint; None (rolled back) when the database refused a
+        row of it or it could not tell which operation missed its row."""
+        try:
+            with conn.begin_nested():
+                value = step()
+            return value if value is not None else True
+        except write.Unsure:
+            return None
+        except (exc.StatementError, ObjectError) as e:
+            if isinstance(e, exc.DBAPIError) and not about_the_object(e):
+                raise
+            return None
+
+    def _plans(self, operations: Sequence[Operation]) -> tuple[list[tuple[Bound, list[write.Planned]]],
+                                                               list[tuple[Bound, list[write.Planned]]]]:
+        """The deletes and the updates (update, disable, set_password) that can go in bulk, grouped
+        by object and partition (updates also by the columns they set), in order of their first
+        operation. An operation goes alone (left out) when it needs its own statement, cannot be
+        planned (:func:`write.plan`), or when another one of the batch may touch the same row."""
+        specs = self.specs()
+        planned: list[tuple[Bound, write.Planned]] = []
+        seen: dict[tuple[Any, ...], int] = {}
+        for op in operations:
+            if op.kind == "add":
+                continue
+            spec = specs.get(op.object)
+            try:
+                bound = self._bind(op.object, op.partition) if spec is not None else None
+            except ObjectError:
+                bound = None
+            item = write.plan(bound, op) if bound is not None and spec is not None and spec.table \
+                and op.kind in ("update", "disable", "set_password", "delete") and op.kind in spec.writable_kinds \
+                and op.kind not in spec.statements and not (op.kind == "set_password" and op.password is None) \
+                else None
+            same = (op.object, op.partition, _identity(bound, item, op))
+            seen[same] = seen.get(same, 0) + 1
+            if item is not None:
+                assert bound is not None
+                planned.append((bound, item))
+        groups: dict[tuple[Any, ...], tuple[Bound, list[write.Planned]]] = {}
+        for bound, item in planned:
+            if seen[(item.op.object, item.op.partition, write.identity(item.key))] > 1:
+                continue
+            kind = "delete" if item.op.kind == "delete" else "update"
+            group = (kind, item.op.object, item.op.partition, tuple(sorted(item.values)))
+            groups.setdefault(group, (bound, []))[1].append(item)
+        # a group of one gains nothing over the one-by-one path
+        deletes = [g for k, g in groups.items() if k[0] == "delete" and len(g[1]) > 1]
+        return deletes, [g for k, g in groups.items() if k[0] == "update" and len(g[1]) > 1]
 
     def _apply_isolated(self, conn: sa.Connection, op: Operation) -> Result:
         try:
@@ -391,6 +482,18 @@ class SqlConnector(Connector):
         if op.kind == "delete":
             return write.delete(conn, bound, op)
         raise ObjectError(f"the sql connector cannot {op.kind}")
+
+
+def _identity(bound: Bound | None, item: write.Planned | None, op: Operation) -> tuple[str, ...]:
+    """Which row an operation is about, as :func:`write.identity` compares keys."""
+    if item is not None:
+        return write.identity(item.key)
+    if bound is not None and bound.table is not None:
+        try:
+            return write.identity(key_values(bound.table_keys, op.anchor))
+        except NoSuchKey:
+            pass
+    return (str(op.anchor).casefold().rstrip(),)
 
 
 def _statements(script: str) -> list[str]:

@@ -4,18 +4,26 @@ difference) and custom statements or stored procedures with bound parameters.
 Values only ever travel as bound parameters: table writes through SQLAlchemy Core, custom
 statements as ``:name`` placeholders of ``sqlalchemy.text``. The text of a statement comes from
 the manifest alone; nothing an HR record holds is pasted into it.
+
+The ``*_many`` functions write a batch of operations of one object with one statement per table
+(an executemany, or ``IN`` lists of keys) and do exactly what the one-operation functions would
+have done for each, or raise :class:`Unsure` when they cannot tell that (a row missing among the
+batch's): the caller then rolls their savepoint back and applies the operations one by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from runner.connectors.base import NotFound, ObjectError, Operation
 from runner.connectors.sql.bound import Bound
-from runner.connectors.sql.keys import NoSuchKey, anchor_text, equals, key_values, plain
+from runner.connectors.sql.keys import NoSuchKey, among, anchor_text, equals, key_values, plain
+
+#: keys per ``IN (...)`` list (SQLite allows 32766 parameters a statement, its old builds 999)
+CHUNK = 500
 
 
 def row_values(bound: Bound, op: Operation) -> dict[str, Any]:
@@ -207,3 +215,189 @@ def by_statement(conn: sa.Connection, bound: Bound, op: Operation) -> str:
 def _typed(bound: Bound, key: list[Any]) -> list[Any]:
     columns = bound.table_keys if bound.table is not None else bound.keys
     return key_values(columns, anchor_text(key))
+
+
+# ---- batches of operations of one object --------------------------------------------------------
+
+
+class Unsure(Exception):
+    """A batched statement changed another number of rows than it had operations, or child rows
+    came back under a key none of the operations names: which operation found what cannot be
+    told, so the batch is rolled back and applied one operation at a time."""
+
+
+class Planned(NamedTuple):
+    """One operation of a batch: its typed key and (updates) the columns it sets."""
+
+    op: Operation
+    key: list[Any]
+    values: dict[str, Any]
+
+
+def plan(bound: Bound, op: Operation) -> Planned | None:
+    """The operation ready for a batch, or None when it must go alone: its anchor is no key (it
+    reports NotFound), its values are refused, it changes a key column, or the table does not
+    declare its key unique (a total rowcount would not tell which operation missed its row)."""
+    if bound.table is None or not bound.unique_key:
+        return None
+    try:
+        key = key_values(bound.table_keys, op.anchor)
+        values = row_values(bound, op) if op.kind != "delete" else {}
+    except (NoSuchKey, ObjectError):
+        return None
+    if any(k in values for k in bound.spec.key):
+        return None
+    return Planned(op, key, values)
+
+
+def identity(key: Sequence[Any]) -> tuple[str, ...]:
+    """A key as text the way a case-insensitive, space-padding collation would compare it: two
+    operations of one batch with the same identity may be one row, so they go one by one, in order."""
+    return tuple(str(plain(v)).casefold().rstrip() for v in key)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _key_params(key: Sequence[Any]) -> dict[str, Any]:
+    return {f"_key{i}": v for i, v in enumerate(key)}
+
+
+def _by_key(columns: Sequence[sa.ColumnElement]) -> sa.ColumnElement[bool]:
+    return sa.and_(*[c == sa.bindparam(f"_key{i}", type_=c.type) for i, c in enumerate(columns)])
+
+
+def _check(conn: sa.Connection, result: sa.CursorResult, expected: int) -> None:
+    """Every operation found its row: the total is theirs, keys being unique and each once."""
+    if result.rowcount != expected or (expected > 1 and not conn.dialect.supports_sane_multi_rowcount):
+        raise Unsure(f"{result.rowcount} rows for {expected} operations")
+
+
+def update_many(conn: sa.Connection, bound: Bound, items: Sequence[Planned], *, children: bool = True) -> list[str]:
+    """Updates of one object setting the same columns (no key column among them), each key once:
+    one executemany ``UPDATE ... WHERE key = :key``, or, when they set no column, one query that
+    all their rows are there; then (unless ``children`` is false: the caller does it) their child
+    rows (:func:`children_many`). The anchors, in order."""
+    table = bound.table
+    assert table is not None
+    names = list(items[0].values)
+    if names:
+        statement = table.update().where(_by_key(bound.table_keys), *bound.live(table)).values(
+            {table.c[n]: sa.bindparam(f"_set{j}", type_=table.c[n].type) for j, n in enumerate(names)})
+        params = [{**_key_params(item.key), **{f"_set{j}": item.values[n] for j, n in enumerate(names)}}
+                  for item in items]
+        _check(conn, conn.execute(statement, params), len(items))
+    else:
+        found = sum(conn.execute(sa.select(sa.func.count()).select_from(table).where(
+            among(bound.table_keys, [item.key for item in chunk]), *bound.live(table))).scalar_one()
+            for chunk in _chunks(items))
+        if found != len(items):
+            raise Unsure(f"{found} rows for {len(items)} operations")
+    if children:
+        children_many(conn, bound, items)
+    return [anchor_text(item.key) for item in items]
+
+
+def delete_many(conn: sa.Connection, bound: Bound, items: Sequence[Planned]) -> list[str]:
+    """Deletes of one object, each key once: child rows and rows by ``IN`` lists of keys (an
+    executemany for a key of several columns), or the soft_delete column set the same way."""
+    table, soft = bound.table, bound.spec.soft_delete
+    assert table is not None
+    keys = [item.key for item in items]
+    if soft is not None:
+        changed = _each_key(conn, table.update().values(**{soft.column: soft.value}), bound.table_keys, keys,
+                            *bound.live(table))
+    else:
+        for ctable, owner, _ in bound.children.values():
+            _each_key(conn, ctable.delete(), owner, keys)
+        changed = _each_key(conn, table.delete(), bound.table_keys, keys)
+    if changed != len(items):
+        raise Unsure(f"{changed} rows for {len(items)} operations")
+    return [item.op.anchor or anchor_text(item.key) for item in items]
+
+
+def _each_key(conn: sa.Connection, statement: sa.Update | sa.Delete, columns: Sequence[sa.ColumnElement],
+              keys: Sequence[Sequence[Any]], *where: sa.ColumnElement[bool]) -> int:
+    """``statement`` for the rows of ``keys``: rows changed (a total; exact only where the
+    dialect's executemany rowcount is, else -1)."""
+    if len(columns) == 1:
+        return sum(conn.execute(statement.where(columns[0].in_([k[0] for k in chunk]), *where)).rowcount
+                   for chunk in _chunks(keys))
+    result = conn.execute(statement.where(_by_key(columns), *where), [_key_params(k) for k in keys])
+    return result.rowcount if len(keys) == 1 or conn.dialect.supports_sane_multi_rowcount else -1
+
+
+def children_many(conn: sa.Connection, bound: Bound, items: Sequence[Planned]) -> None:
+    """:func:`set_children` for many owners (each once), with per child table one query of what
+    is stored, one executemany delete and one executemany insert."""
+    for attr, (ctable, owner, value) in bound.children.items():
+        whole = [item for item in items if attr in item.op.attributes]
+        delta = [item for item in items if attr not in item.op.attributes
+                 and (item.op.add_values.get(attr) or item.op.remove_values.get(attr))]
+        removed: list[tuple[list[Any], Any]] = []
+        added: list[tuple[list[Any], Any]] = []
+        if whole:
+            stored = _stored(conn, owner, value, [item.key for item in whole])
+            for item in whole:
+                wanted = {plain(v): v for v in item.op.attributes.get(attr) or []}
+                have = {plain(v): v for v in stored.get(_owner(item.key), [])}
+                removed += [(item.key, v) for p, v in have.items() if p not in wanted]
+                added += [(item.key, v) for p, v in wanted.items() if p not in have]
+        if delta:
+            adding = [item for item in delta if item.op.add_values.get(attr)]
+            there = _stored(conn, owner, value, [item.key for item in adding],
+                            list(dict.fromkeys(v for item in adding for v in item.op.add_values[attr])))
+            for item in delta:
+                removed += [(item.key, v) for v in dict.fromkeys(item.op.remove_values.get(attr, ()))]
+                present = {plain(v) for v in there.get(_owner(item.key), [])}
+                added += [(item.key, v) for v in dict.fromkeys(item.op.add_values.get(attr, ()))
+                          if plain(v) not in present]
+        if removed:
+            _remove(conn, ctable, owner, value, removed)
+        if added:
+            names = [c.name for c in owner]
+            conn.execute(ctable.insert(), [{**dict(zip(names, key, strict=True)), value.name: v} for key, v in added])
+
+
+def _remove(conn: sa.Connection, ctable: sa.Table, owner: Sequence[sa.Column], value: sa.Column,
+            pairs: Sequence[tuple[list[Any], Any]]) -> None:
+    """Delete (owner, value) child rows: one executemany; on MariaDB/MySQL, whose driver sends an
+    executemany of a DELETE row by row, one ``value IN (...)`` statement per owner instead."""
+    if conn.dialect.name != "mysql":
+        conn.execute(ctable.delete().where(_by_key(owner), value == sa.bindparam("_value", type_=value.type)),
+                     [{**_key_params(key), "_value": v} for key, v in pairs])
+        return
+    by_owner: dict[tuple[str, ...], tuple[list[Any], list[Any]]] = {}
+    for key, v in pairs:
+        by_owner.setdefault(_owner(key), (key, []))[1].append(v)
+    for key, values in by_owner.values():
+        for some in _chunks(values):
+            conn.execute(ctable.delete().where(equals(owner, key), value.in_(some)))
+
+
+def _owner(key: Sequence[Any]) -> tuple[str, ...]:
+    return tuple(str(plain(v)) for v in key)
+
+
+def _stored(conn: sa.Connection, owner: Sequence[sa.Column], value: sa.Column, keys: Sequence[Sequence[Any]],
+            values: Sequence[Any] | None = None) -> dict[tuple[str, ...], list[Any]]:
+    """Child values stored for these owners (only those among ``values`` when given), by owner.
+    A row under a key written otherwise than any asked for (another case, padding, type) is
+    :class:`Unsure`: the database's comparison, not Python's, must say whose it is."""
+    asked = {_owner(k) for k in keys}
+    found: dict[tuple[str, ...], list[Any]] = {}
+    if values is not None and not values:
+        return found
+    for chunk in _chunks(keys):
+        for some in _chunks(values) if values is not None else [None]:
+            query = sa.select(*owner, value).where(among(owner, chunk))
+            if some is not None:
+                query = query.where(value.in_(some))
+            for row in conn.execute(query):
+                who = _owner(row[:-1])
+                if who not in asked:
+                    raise Unsure(f"child rows under key {who!r}")
+                found.setdefault(who, []).append(row[-1])
+    return found
