@@ -209,7 +209,7 @@ V2_INDEXES = {"pending_in_flight", "links_name", "provisioning_log_time"}
 # schema version 3 (the state store at a million objects) added these and dropped import_seen and pending_order
 V2_COLUMNS |= {("source_objects", "seen")}
 V2_TABLES |= {"reservations"}
-V2_INDEXES |= {"pending_action", "links_live", "target_index_anchor"}
+V2_INDEXES |= {"pending_action", "links_live_anchor", "target_index_anchor"}
 
 
 def _version_1_store(url: str) -> None:
