@@ -70,7 +70,7 @@ def test_sensitive_values_reach_the_target_and_nowhere_else(provision, tmp_path:
     target.close()
 
     log = (tmp_path / "prov.log").read_text()
-    assert '"initial_password": {"old": null, "new": "***"}' in log
+    assert '"initial_password":{"new":"***","old":null}' in log
     leaks = [r.out + r.err for r in outputs] + [log, dump_sqlite(tmp_path / "state.db")]
     for text in leaks:
         assert SECRET not in text

@@ -29,7 +29,11 @@ followed by an update; a multi-valued change larger than the connector takes at 
 the same commit that records the first, so a run killed in between finishes the job next time.
 
 Operations go to the connector in parallel, as many at once as it declares (``concurrency:``
-lowers it). An operation the connector reports as retryable is tried again later in the same
+lowers it). Worker threads live as long as the pass and take each round in small shares; while
+they send one round, the main thread records the previous one's results and prepares and marks
+the next, so the target's connections are not left waiting for the state store. At most two
+rounds are in flight; a round waits for the one before it when it is one name depth deeper
+(parents first) or holds exports that waited for an add still in flight (a manager). An operation the connector reports as retryable is tried again later in the same
 run, up to MAX_RETRIES times, after a backoff (the connector's ``retry_after`` when it gives
 one; a :class:`Throttled` pause is honoured in full); then it fails like any other and stays
 pending. Failed exports are retried by later runs on a back-off, and one that failed with a
@@ -43,7 +47,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +83,7 @@ from runner.state.records import (
 from runner.state.values import as_rows
 
 BATCH = 500
+SHARES_PER_THREAD = 4  # a round is dealt in this many shares per thread, so no thread idles at its end
 FLUSH_EVERY = 500  # results recorded at least this often...
 FLUSH_SECONDS = 1.0  # ...and at least this often
 # (actions, children first?)
@@ -111,6 +116,7 @@ class Prepared:
     removed: dict[str, list[Any]] = field(default_factory=dict)
     dropped: dict[str, set[str]] = field(default_factory=dict)  # ref type -> anchors left out
     followup: PendingExport | None = None  # the next step, stored once this one is confirmed
+    before: dict[str, Any] = field(default_factory=dict)  # what the state knew of the target object
 
 
 class Waiting(Exception):
@@ -128,19 +134,22 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
     ``hold``: actions not to send this run (the deletion guard); they stay pending."""
     ensure_alive(ctx, ot)
     exporter = _Exporter(ctx, ot, mapper, counts, only)
-    if phases[0] == PHASES[0] and only is None:
-        exporter.pair_replacements()
-    for all_actions, deepest_first in phases:
-        actions = tuple(a for a in all_actions if a not in hold)
-        if not actions:
-            continue
-        force = False
-        while True:
-            sent, waiting = exporter.sweep(actions, deepest_first, force)
-            if not waiting:
-                break
-            force = sent == 0  # no progress: a reference cycle; send the rest without those references
-            exporter.back_off()
+    try:
+        if phases[0] == PHASES[0] and only is None:
+            exporter.pair_replacements()
+        for all_actions, deepest_first in phases:
+            actions = tuple(a for a in all_actions if a not in hold)
+            if not actions:
+                continue
+            force = False
+            while True:
+                sent, waiting = exporter.sweep(actions, deepest_first, force)
+                if not waiting:
+                    break
+                force = sent == 0  # no progress: a reference cycle; send the rest without those references
+                exporter.back_off()
+    finally:
+        exporter.close()
     ctx.store.prune_tombstones(ctx.type_ids[ot.name])
     ctx.heartbeat()
     ctx.store.commit()
@@ -181,6 +190,17 @@ class _Exporter:
         self.again = 0  # follow-up steps and retries made by the current round
         self.exists: list[PendingExport] = []  # adds that found their object already there
         self.exists_why: dict[str, str] = {}
+        self.next_id = 0  # operation ids, unique within the pass: rounds overlap
+        self.flight: dict[int, Prepared] = {}  # operation id -> sent, no result yet
+        self.flight_adds: set[str] = set()  # source anchors of adds sent and not yet recorded or adopted
+        self.flight_depth: int | None = None
+        self.failure: ConnectionFailed | None = None
+        self.crash: BaseException | None = None  # a connector bug in a worker: re-raised here
+        self.workers = _Workers(self.connector, self.threads) if self.threads > 1 else None
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
 
     def back_off(self) -> None:
         if self.wait:
@@ -205,27 +225,34 @@ class _Exporter:
     def sweep(self, actions: Sequence[str], deepest_first: bool, force: bool) -> tuple[int, int]:
         """One pass over the pending exports not yet tried this run. Returns (sent, still waiting)."""
         sent = waiting = 0
+        self.again = 0
         after: tuple[int, str] | None = None
         while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first,
                                               due=self.ctx.due):
             last = rows[-1]
             after = (-last.depth if deepest_first else last.depth, last.source_anchor)
             remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
+            again = False
             while remaining:  # within a page, send in rounds so a manager goes before their reports
-                self.again = 0
+                if self._busy() and (again or remaining[0].depth != self.flight_depth):
+                    self._settle()  # held rows wait for what they reference; children for their parents
                 ready, held = self._prepare(remaining, force)
-                if ready:
-                    self._send(ready)  # marks, sends and records: flushed when it returns
-                else:
-                    self._flush()
-                self.ctx.check_stop()
+                for level in _levels(ready):
+                    if self._busy() and level[0].row.depth != self.flight_depth:
+                        self._settle()
+                    self._submit(level)
+                    self._settle(rounds_left=1)  # the one just handed over runs while the next is prepared
+                if self.ctx.options.stop:
+                    self._settle()
+                    self.ctx.check_stop()
                 if not ready:
                     break
                 sent += len(ready)
-                waiting += self.again
-                remaining = held
+                remaining, again = held, True
             waiting += len(remaining)
-        return sent, waiting
+        self._settle()
+        self.ctx.check_stop()
+        return sent, waiting + self.again
 
     # ---- preparing operations -----------------------------------------------------------------
 
@@ -236,15 +263,16 @@ class _Exporter:
         own_refs = set().union(*(a for (rt, _), a in refs.items() if rt == own))
         own_known = set().union(*(targets[k].keys() for k in targets if k[0] == own))
         waiting_adds = set() if force or not own_refs else self.store.pending_adds(
-            self.type_id, own_refs - own_known, self.ctx.run_id, due=self.ctx.due)
+            self.type_id, own_refs - own_known, self.ctx.run_id, due=self.ctx.due) | (own_refs & self.flight_adds)
         anchors = [r.target_anchor for r in rows if r.target_anchor]
         self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
         self.versions = self.store.target_versions(self.type_id, anchors) if anchors and self.caps.versioned else {}
         ready: list[Prepared] = []
         held: list[PendingExport] = []
-        for i, row in enumerate(rows):
+        for row in rows:
+            self.next_id += 1
             try:
-                ready.append(self._operation(i, row, targets, waiting_adds))
+                ready.append(self._operation(self.next_id, row, targets, waiting_adds))
             except Waiting:
                 held.append(row)
             except MappingFailed as exc:
@@ -271,7 +299,8 @@ class _Exporter:
     def _operation(self, index: int, row: PendingExport, targets: dict[tuple[str, str], dict[str, str]],
                    waiting_adds: set[str]) -> Prepared:
         change, action = row.change, row.action
-        prepared = Prepared(row, Operation(index, action, self.ot.target.object))
+        prepared = Prepared(row, Operation(index, action, self.ot.target.object),
+                            before=self.before.get(row.target_anchor or "", ({}, False))[0])
         chunked = self._chunk(row)
         set_values = dict(change.set)
         if chunked is not None:  # a first chunk now; the rest follows once it is confirmed
@@ -292,7 +321,7 @@ class _Exporter:
             remove_values[attr] = self._resolve_removed(attr, values)
         whole_lists = not self.caps.multi_valued_deltas or self.caps.export_style != "delta"
         if whole_lists and (add_values or remove_values):
-            before = self.before.get(row.target_anchor or "", ({}, False))[0]
+            before = prepared.before
             for attr in set(add_values) | set(remove_values):
                 full = (set(before.get(attr, [])) | set(prepared.kept_add.get(attr, []))) - set(prepared.removed.get(attr, []))
                 attributes[attr], _ = self._resolve(attr, sorted(full, key=str), targets, set(), prepared)
@@ -395,92 +424,92 @@ class _Exporter:
 
     # ---- sending and recording ----------------------------------------------------------------
 
-    def _send(self, prepared: list[Prepared]) -> None:
-        """Mark the round in flight (committed), then send it one depth at a time (a parent is
-        confirmed before its children go out, even in parallel), recording results as they come.
-        If the connection fails, what was confirmed is committed before the pass stops; what was
-        sent without a result stays in doubt for the next run, what was never sent is not."""
+    def _busy(self) -> bool:
+        return bool(self.flight) or (self.workers is not None and self.workers.rounds_in_flight() > 0)
+
+    def _submit(self, prepared: list[Prepared]) -> None:
+        """Mark a round in flight (committed), then hand it over. With one thread it is sent and
+        recorded here; with several, the workers take it while this thread prepares the next
+        round, so the target's connections do not wait for the state store."""
         self.store.mark_sent(self.type_id, self.ctx.run_id, [p.row.source_anchor for p in prepared])
         self._flush()
-        by_id = {p.op.id: p for p in prepared}
-        seen: set[int] = set()
-        failure: ConnectionFailed | None = None
-        levels = _levels(prepared)
-        for number, level in enumerate(levels):
-            sent_ids = {p.op.id for p in level}
-            for result in self._stream([p.op for p in level]):
-                if isinstance(result, ConnectionFailed):
-                    failure = result
-                    break
-                if result.op_id in seen or result.op_id not in sent_ids:
-                    continue  # a connector must report each operation once; ignore anything else
-                seen.add(result.op_id)
-                self._record(by_id[result.op_id], result)
-                self._maybe_flush()
-            if failure is not None or (self.ctx.options.stop and number < len(levels) - 1):
-                self.done.resend += [p.row.source_anchor for later in levels[number + 1:] for p in later]
-                break
-        if failure is None:
-            for op_id, p in by_id.items():
-                if op_id not in seen and p.row.source_anchor not in self.done.resend:
-                    self._failed(p.row, "the connector reported no result for this operation")
-        self._flush()
-        if self.exists:
-            self.again += resolve(self.ctx, self.ot, self.mapper, self.exists, self.counts, self.exists_why)
-            self.exists, self.exists_why = [], {}
-        if failure is not None:
+        for p in prepared:
+            self.flight[p.op.id] = p
+            if p.row.action == "add":
+                self.flight_adds.add(p.row.source_anchor)
+        self.flight_depth = prepared[0].row.depth
+        if self.workers is None:
+            ops = [p.op for p in prepared]
+            try:
+                for result in self.connector.apply(ops):
+                    self._take(result)
+            except ConnectionFailed as exc:
+                self._chunk_done(ops, started=True, failure=exc)
+            else:
+                self._chunk_done(ops, started=True, failure=None)
+            self._settle()
+            return
+        self.workers.submit([p.op for p in prepared])
+
+    def _settle(self, rounds_left: int = 0) -> None:
+        """Record results until at most ``rounds_left`` rounds are in flight; when none is, resolve
+        the adds that found their object already there. A connection failure is raised once
+        everything sent before it is recorded: what was sent without a result stays in doubt for
+        the next run, what was never sent is not."""
+        processed = False
+        while self.workers is not None and \
+                self.workers.rounds_in_flight() > (0 if self.failure or self.crash else rounds_left):
+            processed = True
+            item = self.workers.inbox.get()
+            if isinstance(item, _ChunkDone):
+                self.workers.finished(item)
+                self._chunk_done(item.ops, item.started, item.failure)
+            elif isinstance(item, _Crash):
+                self.crash = self.crash or item.error
+                self.workers.cancel()
+            else:
+                self._take(item)
+            if self.ctx.options.stop or self.failure is not None:
+                self.workers.cancel()  # what no worker has started yet is not sent this run
+        if processed or rounds_left == 0 or self.failure is not None:
+            self._flush()  # the next round is prepared against what this one confirmed
+        if rounds_left == 0 or self.failure is not None:
+            if self.exists and self.failure is None:
+                self.again += resolve(self.ctx, self.ot, self.mapper, self.exists, self.counts, self.exists_why)
+                self.exists, self.exists_why = [], {}
+            self.flight_adds.clear()
+        if self.crash is not None and not self._busy():
+            crash, self.crash = self.crash, None
+            raise crash
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
             raise failure
 
-    def _stream(self, ops: list[Operation]) -> Iterator[Result | ConnectionFailed]:
-        """Results as the connector produces them, from as many threads as it takes at once.
+    def _take(self, result: Result) -> None:
+        p = self.flight.pop(result.op_id, None)
+        if p is None:
+            return  # a connector must report each operation once; ignore anything else
+        self._record(p, result)
+        if p.row.action == "add" and not (self.exists and self.exists[-1] is p.row):
+            self.flight_adds.discard(p.row.source_anchor)  # one that found its object there waits for adoption
+        self._maybe_flush()
 
-        Each operation is in exactly one share; the shares hold different objects, so the order
-        of one object's operations never depends on thread timing. Results arrive in the main
-        thread (which alone owns the state store); a connection failure comes last, after every
-        result that arrived before it."""
-        if self.threads == 1 or len(ops) == 1:
-            try:
-                yield from self.connector.apply(ops)
-            except ConnectionFailed as exc:
-                yield exc
-            return
-        shares = [s for s in (ops[i::self.threads] for i in range(self.threads)) if s]
-        # unbounded: it never holds more than this level's results and a marker per thread; a
-        # SimpleQueue hands each result over without queue.Queue's locking in Python, which the
-        # worker threads would contend for (with the main thread) on every result
-        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        done_marker = object()
-
-        def run(share: list[Operation]) -> None:
-            try:
-                for result in self.connector.apply(share):
-                    inbox.put(result)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
-                inbox.put(exc)
-            finally:
-                inbox.put(done_marker)
-
-        workers = [threading.Thread(target=run, args=(s,), name=f"export-{i}", daemon=True)
-                   for i, s in enumerate(shares)]
-        for w in workers:
-            w.start()
-        running, failure, crash = len(workers), None, None
-        while running:
-            item = inbox.get()
-            if item is done_marker:
-                running -= 1
-            elif isinstance(item, ConnectionFailed):
-                failure = failure or item
-            elif isinstance(item, BaseException):
-                crash = crash or item
-            else:
-                yield item
-        for w in workers:
-            w.join()
-        if crash is not None:
-            raise crash
+    def _chunk_done(self, ops: list[Operation], started: bool, failure: ConnectionFailed | None) -> None:
+        """A share came back, after every result it produced. What it never sent is sent again
+        later; after a connection failure, what it sent without a result stays in doubt (marked
+        in flight) for the next run's recovery; otherwise an operation without a result failed."""
         if failure is not None:
-            yield failure
+            self.failure = self.failure or failure
+        for op in ops:
+            p = self.flight.pop(op.id, None)
+            if p is None:
+                continue
+            if p.row.action == "add":
+                self.flight_adds.discard(p.row.source_anchor)
+            if not started:
+                self.done.resend.append(p.row.source_anchor)
+            elif failure is None:
+                self._failed(p.row, "the connector reported no result for this operation")
 
     def _maybe_flush(self) -> None:
         if len(self.done) >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
@@ -517,7 +546,7 @@ class _Exporter:
             done.deletes.append(Deleted(row.source_anchor, row.target_anchor, row.change.gone))
             changes = {}
         else:
-            before = self.before.get(row.target_anchor or "", ({}, False))[0]
+            before = p.before
             # multi-valued attributes kept as value rows change by difference, never rewritten whole
             data = {k: v for k, v in before.items() if not as_rows(v)}
             added, removed = dict(p.kept_add), dict(p.removed)
@@ -615,6 +644,85 @@ class _Exporter:
         self.counts.touched += not row.change.gone
         self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(row.action, row.action), "failed",
                          error=error, target_anchor=row.target_anchor)
+
+
+@dataclass
+class _ChunkDone:
+    """A worker finished a share: every result it produced is in the inbox before this."""
+
+    round: int
+    ops: list[Operation]
+    started: bool
+    failure: ConnectionFailed | None
+
+
+class _Workers:
+    """Threads that apply shares of operations as they are handed over, for connectors that take
+    several at once. Results (and a :class:`_ChunkDone` per share) arrive in one inbox that only
+    the main thread reads: it alone owns the state store. A round is dealt into small shares so a
+    slow operation holds up one thread, not the round; each share holds different objects, so the
+    order of one object's operations never depends on thread timing."""
+
+    def __init__(self, connector: Any, threads: int):
+        self.connector, self.count = connector, threads
+        # SimpleQueue: each hand-over without queue.Queue's locking in Python, which the threads
+        # would contend for (with the main thread) on every result
+        self.work: queue.SimpleQueue[tuple[int, list[Operation]] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.open: dict[int, int] = {}  # round -> shares not finished
+        self.rounds = 0
+        self.cancelled = False
+        self.threads = [threading.Thread(target=self._run, name=f"export-{i}", daemon=True) for i in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, ops: list[Operation]) -> None:
+        self.rounds += 1
+        size = max(1, -(-len(ops) // (self.count * SHARES_PER_THREAD)))
+        shares = [ops[i:i + size] for i in range(0, len(ops), size)]
+        self.open[self.rounds] = len(shares)
+        for share in shares:
+            self.work.put((self.rounds, share))
+
+    def rounds_in_flight(self) -> int:
+        return len(self.open)
+
+    def finished(self, done: _ChunkDone) -> None:
+        self.open[done.round] -= 1
+        if not self.open[done.round]:
+            del self.open[done.round]
+
+    def cancel(self) -> None:
+        """Shares not started yet come back unsent (a stop was asked for, or a connection failed);
+        the pool takes no more work after this."""
+        self.cancelled = True
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.work.put(None)
+        for thread in self.threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while (item := self.work.get()) is not None:
+            number, ops = item
+            if self.cancelled:
+                self.inbox.put(_ChunkDone(number, ops, False, None))
+                continue
+            failure = None
+            try:
+                for result in self.connector.apply(ops):
+                    self.inbox.put(result)
+            except ConnectionFailed as exc:
+                failure = exc
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
+                self.inbox.put(_Crash(exc))
+            self.inbox.put(_ChunkDone(number, ops, True, failure))
+
+
+@dataclass
+class _Crash:
+    error: BaseException
 
 
 def _levels(prepared: list[Prepared]) -> list[list[Prepared]]:

@@ -21,11 +21,13 @@ class LogMixin(Base):
             query = query.where(c.run_id == run_id)
         return [json.loads(e) for e in self.conn.execute(query).scalars()]
 
-    def write_log(self, entries: Sequence[dict[str, Any]]) -> None:
+    def write_log(self, entries: Sequence[dict[str, Any]], texts: Sequence[str] | None = None) -> None:
+        """``texts``: the entries as JSON already (the log serialises each once, for here and its file)."""
         if entries:
+            texts = texts if texts is not None else [dumps(e) for e in entries]
             self.bulk_insert(t.log, ("run_id", "time", "pipeline", "object_type", "anchor", "action", "result", "entry"),
                              [(e["run_id"], e["time"], e["pipeline"], e["object_type"], e["anchor"], e["action"],
-                               e["result"], dumps(e)) for e in entries])
+                               e["result"], text) for e, text in zip(entries, texts, strict=True)])
 
     def prune_log(self, pipeline: str, before: str) -> int:
         """Delete the pipeline's log entries written before ``before`` (an ISO time, as entries
