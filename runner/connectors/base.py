@@ -148,6 +148,9 @@ class Capabilities:
         max_values_per_operation: the most values of one multi-valued attribute one update may
             add or remove (big group changes go in chunks); 0 means no limit.
         versioned: results carry a version (ETag, entryCSN) the engine sends back as a precondition.
+        batch_size: how many operations one ``apply`` call sends together (a /Bulk request, an
+            executemany); the engine deals each thread shares of at least this many where a
+            round has them. 1: each operation travels alone, so shares can be small.
     """
 
     partitions: bool = False
@@ -166,6 +169,7 @@ class Capabilities:
     generated_anchor: bool = False
     max_values_per_operation: int = 0
     versioned: bool = False
+    batch_size: int = 1
 
     def reference_form(self, attribute: str) -> str:
         return self.reference_forms.get(attribute, self.reference_forms.get("*", "anchor"))

@@ -196,7 +196,7 @@ class _Exporter:
         self.flight_depth: int | None = None
         self.failure: ConnectionFailed | None = None
         self.crash: BaseException | None = None  # a connector bug in a worker: re-raised here
-        self.workers = _Workers(self.connector, self.threads) if self.threads > 1 else None
+        self.workers = _Workers(self.connector, self.threads, self.caps.batch_size) if self.threads > 1 else None
 
     def close(self) -> None:
         if self.workers is not None:
@@ -663,8 +663,8 @@ class _Workers:
     slow operation holds up one thread, not the round; each share holds different objects, so the
     order of one object's operations never depends on thread timing."""
 
-    def __init__(self, connector: Any, threads: int):
-        self.connector, self.count = connector, threads
+    def __init__(self, connector: Any, threads: int, batch_size: int = 1):
+        self.connector, self.count, self.batch_size = connector, threads, max(1, batch_size)
         # SimpleQueue: each hand-over without queue.Queue's locking in Python, which the threads
         # would contend for (with the main thread) on every result
         self.work: queue.SimpleQueue[tuple[int, list[Operation]] | None] = queue.SimpleQueue()
@@ -678,7 +678,9 @@ class _Workers:
 
     def submit(self, ops: list[Operation]) -> None:
         self.rounds += 1
-        size = max(1, -(-len(ops) // (self.count * SHARES_PER_THREAD)))
+        # small shares, so no thread idles at the round's end; as big as the connector batches
+        # (a /Bulk request), as long as every thread still gets one
+        size = max(-(-len(ops) // (self.count * SHARES_PER_THREAD)), min(self.batch_size, -(-len(ops) // self.count)))
         shares = [ops[i:i + size] for i in range(0, len(ops), size)]
         self.open[self.rounds] = len(shares)
         for share in shares:

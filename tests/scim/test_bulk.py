@@ -64,3 +64,24 @@ def test_the_example_manifest_with_bulk_gives_the_same_tenant(provision, scim, t
     assert run.code == 0, run.err
     assert json.loads(run.out)["object_types"]["user"]["failed"] == 0
     assert tenant_state(bulk) == tenant_state(plain)
+
+
+def test_a_run_with_several_threads_fills_its_bulk_requests(provision, proxy, tenant, tmp_path, monkeypatch):
+    """The engine deals a round to its threads in shares at least as big as the connector batches
+    (Capabilities.batch_size: the server's maxOperations with bulk on), as long as each thread
+    gets one: 40 new people in one round (no manager to wait for) at concurrency 4 go in one
+    /Bulk per thread, not in the 16 small shares an operation-at-a-time connector gets."""
+    url = f"{proxy.url}/{tenant}"
+    manifest = hr_manifest(tmp_path, url, people=40, groups=1)
+    manifest.write_text(manifest.read_text().replace("    concurrency: 4\n", "    concurrency: 4\n    bulk: true\n"))
+    mapping = tmp_path / "mappings" / "person-to-scim-user.yaml"
+    mapping.write_text(mapping.read_text().replace("    source: manager_id\n    reference: user\n",
+                                                   "    constant: null\n"))
+    for k, v in env_for(url, tmp_path).items():
+        monkeypatch.setenv(k, v)
+    run = provision("run", manifest, "--output", "json")
+    assert run.code == 0, run.err
+    added = json.loads(run.out)["object_types"]["user"]["added"]
+    assert added > 30
+    bulks = [s for s in proxy.faults.requests("POST") if s[1].endswith("/Bulk")]
+    assert len(bulks) <= 4 + 1, f"{added} adds in {len(bulks)} bulk requests"  # users: one per thread; the group

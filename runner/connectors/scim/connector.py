@@ -140,9 +140,11 @@ class ScimConnector(Connector):
         if not self.features.change_password:
             ops.discard("set_password")
         whole = not self.features.patch
+        bulk = bool(self.config.get("bulk") and self.features.bulk)
         return Capabilities(**{**caps.__dict__, "operations": frozenset(ops), "versioned": self.features.etag,
                                "export_style": "whole_object" if whole else caps.export_style,
-                               "multi_valued_deltas": not whole})
+                               "multi_valued_deltas": not whole,
+                               "batch_size": (self.features.bulk_max_operations or 1) if bulk else 1})
 
     def check(self) -> list[tuple[tuple[str | int, ...], str]]:
         return check_settings(self.config, self.context.base_dir)
