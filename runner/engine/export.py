@@ -700,6 +700,9 @@ class _Workers:
         self.cancelled = True
 
     def close(self) -> None:
+        """Stop the threads once their current share is done; shares not started are dropped
+        (after an error in the pass nobody would record them: they stay marked in flight)."""
+        self.cancel()
         for _ in self.threads:
             self.work.put(None)
         for thread in self.threads:
