@@ -218,17 +218,23 @@ def mutate(out: Path, seed: int, percent: float) -> dict:
             summary["updated"].append(eid)
         touch(p)
     # hard removals: rows that vanish from the source altogether
-    for eid in rng.sample([i for i in ids if i not in touched], min(max(1, k // 10), len(ids) - len(touched))):
+    changed = set(touched)
+    order = {gid: n for n, gid in enumerate(ds.groups)}
+    groups_of: dict[str, list[str]] = {}  # member -> the groups holding them (a scan per removal is 1M x 10k)
+    for gid, g in ds.groups.items():
+        for m in g["members"].split(";"):
+            if m:
+                groups_of.setdefault(m, []).append(gid)
+    for eid in rng.sample([i for i in ids if i not in changed], min(max(1, k // 10), len(ids) - len(touched))):
         del ds.people[eid]
         clock += 1
         ds.changes.append(("employees", eid, "delete", stamp(clock)))
         summary["removed"].append(eid)
-        for g in ds.groups.values():
-            members = [m for m in g["members"].split(";") if m and m != eid]
-            if len(members) != len([m for m in g["members"].split(";") if m]):
-                g["members"] = ";".join(members)
-                touch(g)
-                summary["groups_changed"].append(g["group_id"])
+        for gid in sorted(set(groups_of.get(eid, ())), key=order.__getitem__):
+            g = ds.groups[gid]
+            g["members"] = ";".join(m for m in g["members"].split(";") if m and m != eid)
+            touch(g)
+            summary["groups_changed"].append(gid)
     # hires
     next_n = max(int(i[1:]) for i in ds.people) + 1 if ds.people else 1
     for n in range(next_n, next_n + max(1, k // 5)):
