@@ -44,16 +44,25 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                              isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    opened = StateStore(f"{server}/{name}", tmp_path_factory.mktemp("plans"))
+    try:
+        with populated(f"{server}/{name}", tmp_path_factory.mktemp("plans")) as opened:
+            yield opened
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {name}" + (" WITH (FORCE)" if request.param == "postgresql" else ""))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def populated(url: str, folder: Path) -> Iterator[StateStore]:
+    """A store at ``url`` holding :func:`populate`'s objects, closed (uncommitted work dropped) after."""
+    opened = StateStore(url, folder)
     try:
         populate(opened)
         yield opened
     finally:
         opened.rollback()
         opened.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE {name}" + (" WITH (FORCE)" if request.param == "postgresql" else ""))
-        admin.dispose()
 
 
 def populate(store: StateStore) -> None:
@@ -268,6 +277,22 @@ def test_a_version_2_store_moves_its_reservations(tmp_path: Path):
         store.close()
 
 
+def test_a_version_3_store_gets_the_anchor_in_its_tombstone_index(tmp_path: Path):
+    """Schema 4 replaces version 3's links index (type_id, live), which made SQLite walk every
+    live link to look a page of them up, by (type_id, live, source_anchor)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    StateStore(url, tmp_path).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # back to version 3
+        conn.exec_driver_sql("DROP INDEX links_live_anchor")
+        conn.exec_driver_sql("CREATE INDEX links_live ON links (type_id, live)")
+        conn.exec_driver_sql("UPDATE provision_meta SET value = '3' WHERE key = 'schema_version'")
+    engine.dispose()
+    StateStore(url, tmp_path).close()
+    indexes = {i["name"] for i in sa.inspect(sa.create_engine(url)).get_indexes("links")}
+    assert "links_live_anchor" in indexes and "links_live" not in indexes, indexes
+
+
 def test_two_workers_never_reserve_the_same_value(server_database: str, tmp_path: Path):
     """A unique value and an object type's number are taken by one insert on a unique key: a
     second worker reserving the same value while the first has not committed waits for it and
@@ -305,13 +330,8 @@ def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStor
     """The same store on SQLite, never analyzed: SQLite then plans by heuristics alone, as a
     store the engine fills in one run is planned."""
     folder = tmp_path_factory.mktemp("plans-sqlite")
-    opened = StateStore(f"sqlite:///{folder / 'state.db'}", folder)
-    try:
-        populate(opened)
+    with populated(f"sqlite:///{folder / 'state.db'}", folder) as opened:
         yield opened
-    finally:
-        opened.rollback()
-        opened.close()
 
 
 def sqlite_lookups_by_key(store: StateStore, call: Any, column: str) -> list[str]:

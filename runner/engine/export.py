@@ -478,7 +478,7 @@ class _Exporter:
                 self.again += resolve(self.ctx, self.ot, self.mapper, self.exists, self.counts, self.exists_why)
                 self.exists, self.exists_why = [], {}
             self.flight_adds.clear()
-        if self.crash is not None and not self._busy():
+        if self.crash is not None:  # everything in flight was recorded above
             crash, self.crash = self.crash, None
             raise crash
         if self.failure is not None:

@@ -268,7 +268,8 @@ def _lists_to_rows(conn: sa.Connection) -> None:
 def _to_v3(conn: sa.Connection) -> None:
     """A million objects on PostgreSQL and MariaDB: a full import stamps what it sees on the
     source object (import_seen goes), reservations of unique values get a table whose key
-    refuses a second taker, pending exports are paged one action at a time, tombstones indexed."""
+    refuses a second taker, pending exports are paged one action at a time (tombstones get their
+    index in version 4)."""
     q = conn.dialect.identifier_preparer.quote
     conn.exec_driver_sql(f"ALTER TABLE {q('source_objects')} ADD COLUMN {q('seen')} VARCHAR(16)")
     conn.exec_driver_sql(f"DROP TABLE {q('import_seen')}")
@@ -276,7 +277,6 @@ def _to_v3(conn: sa.Connection) -> None:
     conn.exec_driver_sql(f"DROP INDEX {q('pending_order')}{on}")
     for table, name in ((pending, "pending_action"), (target_index, "target_index_anchor")):
         next(i for i in table.indexes if i.name == name).create(conn)
-    conn.exec_driver_sql("CREATE INDEX links_live ON links (type_id, live)")  # version 3's; version 4 replaces it
     reservations.create(conn)
     ix = target_index.c
     held = ix.target_anchor.startswith("~")
@@ -296,7 +296,7 @@ def _to_v4(conn: sa.Connection) -> None:
     link through (type_id, live); the index gets the anchor as its last column."""
     q = conn.dialect.identifier_preparer.quote
     on = f" ON {q('links')}" if conn.dialect.name in ("mysql", "mariadb") else ""
-    conn.exec_driver_sql(f"DROP INDEX {q('links_live')}{on}")
+    conn.exec_driver_sql(f"DROP INDEX IF EXISTS {q('links_live')}{on}")  # a store that went through v3
     next(i for i in links.indexes if i.name == "links_live_anchor").create(conn)
 
 

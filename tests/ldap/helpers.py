@@ -23,6 +23,16 @@ def admin(server: Slapd) -> ldap3.Connection:
     return ldap_contract.admin(server)
 
 
+def new_base(server: Slapd, label: str) -> str:
+    """A fresh OU below the first suffix, for a test's entries."""
+    base = f"ou={label},{server.suffixes[0]}"
+    conn = admin(server)
+    conn.add(base, ["organizationalUnit"], {"ou": label})
+    assert conn.result["result"] == 0, conn.result
+    conn.unbind()
+    return base
+
+
 def connector(server: Slapd, tmp_path: Path, url: str | None = None, **options: Any) -> LdapConnector:
     config: dict[str, Any] = {"type": "ldap", "url": url or server.url, "bind_dn": server.root_dn,
                               "password": server.root_password, "partitions": list(server.suffixes)}

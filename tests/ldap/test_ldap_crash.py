@@ -26,7 +26,7 @@ import pytest
 
 from runner import sampledata
 
-from .helpers import REPO, admin, dump
+from .helpers import REPO, admin, dump, new_base
 
 KILLPOINT = REPO / "tests" / "faults" / "killpoint.py"
 MANIFEST = REPO / "manifests" / "hr-to-ldap.yaml"
@@ -64,15 +64,6 @@ def writes_of(result: subprocess.CompletedProcess[str]) -> int:
 
 def spread(total: int, count: int) -> list[int]:
     return sorted({1 + round(i * (total - 1) / (count - 1)) for i in range(count)})
-
-
-def new_base(server, label: str) -> str:
-    base = f"ou={label},dc=example,dc=org"
-    conn = admin(server)
-    conn.add(base, ["organizationalUnit"], {"ou": label})
-    assert conn.result["result"] == 0, conn.result
-    conn.unbind()
-    return base
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from servers.ldap_fault_proxy import LdapFaultProxy
 from runner import cli, sampledata
 from runner.connectors.base import AlreadyExists, PermanentError, RetryableError, Throttled
 
-from .helpers import REPO, admin, connector, dump, op
+from .helpers import REPO, admin, connector, dump, new_base, op
 
 PEOPLE, GROUPS = 24, 4
 BASE = "dc=example,dc=org"
@@ -46,15 +46,6 @@ def proxy(slapd) -> Iterator[LdapFaultProxy]:
     server = LdapFaultProxy(("127.0.0.1", slapd.port))
     yield server
     server.stop()
-
-
-def new_base(server, label: str) -> str:
-    base = f"ou={label},{BASE}"
-    conn = admin(server)
-    conn.add(base, ["organizationalUnit"], {"ou": label})
-    assert conn.result["result"] == 0, conn.result
-    conn.unbind()
-    return base
 
 
 def entries(server, base: str, what: str = "(objectClass=inetOrgPerson)") -> list[str]:
