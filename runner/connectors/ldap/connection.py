@@ -24,8 +24,6 @@ from typing import Any
 
 import ldap3
 from ldap3.core import exceptions as lx
-from ldap3.operation.search import compile_filter, parse_filter
-from ldap3.protocol.controls import build_control
 
 from runner.connectors.base import (
     AlreadyExists,
@@ -38,6 +36,8 @@ from runner.connectors.base import (
     RetryableError,
     Throttled,
 )
+from runner.connectors.ldap import wire
+from runner.connectors.ldap.wire import Control
 
 # RFC 4511 result codes the connector treats specially
 SUCCESS, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, ALREADY_EXISTS = 0, 16, 32, 68
@@ -216,19 +216,19 @@ class Pool:
 # ---- controls ----------------------------------------------------------------------------------
 
 
-def permissive_modify() -> Any:
-    return build_control(PERMISSIVE_MODIFY, False, None)
+def permissive_modify() -> Control:
+    return (PERMISSIVE_MODIFY, False, None)
 
 
-def assertion(filter_text: str) -> Any:
-    """RFC 4528 Assertion control: the server applies the operation only if the entry matches."""
-    node = parse_filter(filter_text, None, True, False, None, False)
-    return build_control(ASSERTION, True, compile_filter(node.elements[0]))
+def assert_uuid(anchor: str) -> Control:
+    """RFC 4528 Assertion control: the server applies the operation only if the entry's
+    entryUUID is ``anchor`` (a UUID, so nothing in it needs escaping)."""
+    return (ASSERTION, True, wire.equality_filter("entryUUID", anchor))
 
 
-def post_read(attributes: list[str]) -> Any:
-    from ldap3.protocol.rfc4527 import post_read_control
-    return post_read_control(attributes)
+def post_read(attributes: list[str]) -> Control:
+    """RFC 4527 Post-Read control: the answer carries these attributes of the entry as written."""
+    return (POST_READ, False, wire.attribute_selection(attributes))
 
 
 # ---- results -----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from runner.connectors.base import (
     Result,
 )
 from runner.connectors.ldap import dn as dns
-from runner.connectors.ldap import read
+from runner.connectors.ldap import read, wire
 from runner.connectors.ldap.connection import (
     ALREADY_EXISTS,
     ASSERTION_FAILED,
@@ -41,7 +41,7 @@ from runner.connectors.ldap.connection import (
     NOT_ALLOWED_ON_NON_LEAF,
     OBJECT_CLASS_VIOLATION,
     POST_READ,
-    assertion,
+    assert_uuid,
     error_for,
     permissive_modify,
     post_read,
@@ -51,7 +51,7 @@ from runner.connectors.ldap.layout import Layout, ObjectView
 CONTAINERS = {"ou": ("organizationalUnit",), "o": ("organization",), "dc": ("domain",), "l": ("locality",),
               "c": ("country",)}
 HASHES = ("ssha", "ssha256", "ssha512", "crypt", "none")
-POST_READ_UUID = post_read(["entryUUID"])  # built once: pyasn1 encoding costs as much as the add
+POST_READ_UUID = post_read(["entryUUID"])
 
 
 CRYPT_MISSING = ("password_hash: crypt needs Python's crypt module (crypt(3), SHA-512), which Python 3.13 "
@@ -153,7 +153,7 @@ class Writer:
         if op.password:
             attributes[self.password_attribute] = [hash_password(op.password, self.password_hash)]
         for _ in range(3):
-            conn.add(target, attributes=attributes, controls=[POST_READ_UUID])
+            wire.add(conn, target, attributes, [POST_READ_UUID])
             code = conn.result.get("result")
             if code == 0:
                 return Result(op.id, True, self._post_read_uuid(conn) or self._uuid_of(conn, target))
@@ -218,7 +218,7 @@ class Writer:
             attributes: dict[str, list[str]] = {"objectClass": list(CONTAINERS[kind])}
             for attribute, value in pairs:
                 attributes.setdefault(attribute, []).append(value)
-            conn.add(parent_dn, attributes=attributes)
+            wire.add(conn, parent_dn, attributes)
             if conn.result.get("result") not in (0, ALREADY_EXISTS):
                 return False
         return True
@@ -230,7 +230,7 @@ class Writer:
         """Send ``send(dn, controls)`` to the entry with ``op.anchor``: first at the name the engine
         recorded (asserting its entryUUID), then wherever a search finds it. Returns the DN it
         was sent to, or None when no such entry exists (conn.result holds the last answer)."""
-        guard = assertion(f"(entryUUID={op.anchor})") if op.anchor and read.UUID.match(op.anchor) else None
+        guard = assert_uuid(op.anchor) if op.anchor and read.UUID.match(op.anchor) else None
         if guard is None:
             return None
         tried = None
@@ -282,19 +282,19 @@ class Writer:
             return Result(op.id, True, op.anchor) if found else self._not_found(op)
 
         def send(target: str, controls: list[Any]) -> None:
-            conn.modify(target, changes, controls=[permissive_modify(), *controls])
+            wire.modify(conn, target, changes, [permissive_modify(), *controls])
             if conn.result.get("result") == NO_SUCH_ATTRIBUTE and self._drop_absent(conn, target, changes):
                 # slapd honours Permissive Modify for adds only: remove just the values still there
                 if not changes:
                     settled.append(target)
                     return
-                conn.modify(target, changes, controls=[permissive_modify(), *controls])
+                wire.modify(conn, target, changes, [permissive_modify(), *controls])
             if conn.result.get("result") == OBJECT_CLASS_VIOLATION and view.placeholder:
                 # the last member left a group that needs one: the placeholder keeps it valid
                 holder = next((k for k in changes if k.lower() == (view.placeholder_attribute or "").lower()), None)
                 if holder is not None:
                     changes[holder] = [(ldap3.MODIFY_ADD, [view.placeholder]), *changes[holder]]
-                    conn.modify(target, changes, controls=[permissive_modify(), *controls])
+                    wire.modify(conn, target, changes, [permissive_modify(), *controls])
 
         settled: list[str] = []  # every value to remove was gone already: nothing left to send
         target = self._guarded(conn, op, send, op.name)
@@ -398,7 +398,7 @@ class Writer:
     def _move(self, conn: ldap3.Connection, op: Operation, current: str, new: str, base: str) -> str | Result:
         new_rdn, new_parent = dns.split(new)
         superior = None if dns.normalize_dn(dns.parent(current)) == dns.normalize_dn(new_parent) else new_parent
-        guard = [assertion(f"(entryUUID={op.anchor})")]
+        guard = [assert_uuid(op.anchor)]
         for _ in range(2):
             conn.modify_dn(current, new_rdn, delete_old_dn=True, new_superior=superior, controls=guard)
             code = conn.result.get("result")
