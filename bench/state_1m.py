@@ -24,6 +24,7 @@ reads only the changed rows, which is what the budget of 5% of the initial cycle
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -125,8 +126,22 @@ def cycle(manifest: Path, env: dict[str, str], root: Path) -> tuple[float, float
                 json.loads(out.read()))
 
 
-def sampledata(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "runner.sampledata", *args], check=True, capture_output=True, cwd=REPO)
+def sampledata(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "runner.sampledata", *args], check=True, capture_output=True,
+                          cwd=REPO, text=True)
+    return done.stdout
+
+
+def delta_work(data: Path, summary: dict) -> dict[str, int]:
+    """What a delta cycle has to compute again: the people mutate touched, the groups whose
+    members changed, and the members those groups hold (each such group is mapped and compared
+    whole, so with the sample's Pareto group sizes this grows faster than the people do)."""
+    changed = set(summary["groups_changed"])
+    people = set().union(*(summary[k] for k in ("hired", "updated", "renamed", "moved", "terminated", "removed")))
+    with open(data / "groups.csv", newline="", encoding="utf-8") as f:
+        members = sum(len([m for m in row["members"].split(";") if m]) for row in csv.DictReader(f)
+                      if row["group_id"] in changed)
+    return {"people": len(people), "groups": len(changed), "members": members}
 
 
 def main() -> None:
@@ -138,6 +153,8 @@ def main() -> None:
     ap.add_argument("--state", nargs="+", choices=("sqlite", "postgresql", "mariadb"),
                     default=["sqlite", "postgresql", "mariadb"])
     ap.add_argument("--percent", type=float, default=1.0)
+    ap.add_argument("--groups", type=int, nargs="+",
+                    help="groups per --people size (default: one per 100 people, at least 10)")
     ap.add_argument("--source", choices=tuple(MANIFESTS), default="csv",
                     help="csv: the quickstart (no delta); sql: hr-sql-to-sql.yaml (change-table delta)")
     ap.add_argument("--postgresql", default=SERVERS["postgresql"], help="server URL, no database")
@@ -147,11 +164,18 @@ def main() -> None:
     print(f"source: {args.source} ({MANIFESTS[args.source]})")
     print(f"{'people':>8} {'state':10} {'cycle':9} {'total':>7} " + " ".join(f"{p:>11}" for p in PHASES)
           + f" {'other':>7} {'cpu':>7} {'peak MB':>7}  user counts", flush=True)
-    for people in args.people:
+    groups = args.groups or [max(10, people // 100) for people in args.people]
+    if len(groups) != len(args.people):
+        ap.error("--groups takes one number per --people size")
+    for people, group_count in zip(args.people, groups, strict=True):
         with tempfile.TemporaryDirectory(prefix="state-bench-") as tmp:
             made = Path(tmp) / "made"
-            sampledata("make", "--out", str(made), "--people", str(people), "--groups", str(max(10, people // 100)),
+            sampledata("make", "--out", str(made), "--people", str(people), "--groups", str(group_count),
                        "--seed", "1")
+            with open(made / "groups.csv", newline="", encoding="utf-8") as f:
+                sizes = [len([m for m in r["members"].split(";") if m]) for r in csv.DictReader(f)]
+            print(f"{people} people, {group_count} groups: {sum(sizes)} memberships, the biggest group "
+                  f"{max(sizes, default=0)}", flush=True)
             for backend in args.state:
                 root = Path(tmp) / backend
                 data = root / "data"
@@ -162,10 +186,13 @@ def main() -> None:
                     env = dict(os.environ, PROVISION_DATA=str(data), PROVISION_TARGET=str(root / "app.db"),
                                HR_DB_URL=f"sqlite:///{data / 'hr.db'}", TARGET_DB_URL=f"sqlite:///{root / 'app.db'}")
                     for name in ("initial", f"delta {args.percent:g}%"):
+                        work = {}
                         if name != "initial":
-                            sampledata("mutate", "--out", str(data), "--seed", "2", "--percent", str(args.percent))
+                            summary = json.loads(sampledata("mutate", "--out", str(data), "--seed", "2", "--percent",
+                                                            str(args.percent)))
+                            work = {"work": delta_work(data, summary)}
                         seconds, cpu, peak, spent, out = cycle(manifest, env, root)
-                        counts = {k: v for k, v in out["object_types"]["user"].items() if v}
+                        counts = {k: v for k, v in out["object_types"]["user"].items() if v} | work
                         print(f"{people:8} {backend:10} {name:9} {seconds:7.1f} "
                               + " ".join(f"{spent[p]:11.1f}" for p in PHASES)
                               + f" {seconds - sum(spent.values()):7.1f} {cpu:7.1f} {peak:7.0f}  {counts}", flush=True)

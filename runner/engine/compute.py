@@ -60,7 +60,7 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection
     store = ctx.store
     in_scope = compile_scope(ot.scope)
     after: str | None = None
-    while rows := store.dirty_rows(type_id, after, PAGE):
+    while rows := store.dirty_rows(type_id, after, PAGE, targets=False):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
             continue

@@ -13,6 +13,8 @@ from runner.state.base import chunks
 from runner.state.records import PendingExport, SourceRow
 from runner.state.values import ValuesMixin
 
+BULK_REWRITE = 500  # more references gone than this in one page: rewrite those objects' references whole
+
 
 def new_revision() -> str:
     return pysecrets.token_hex(6)
@@ -30,30 +32,36 @@ class ComputeMixin(ValuesMixin):
             self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
                               .values(dirty=True))
 
-    def dirty_rows(self, type_id: int, after: str | None, limit: int) -> list[SourceRow]:
-        """The next page of dirty source objects, with their link and what the target holds."""
+    def dirty_rows(self, type_id: int, after: str | None, limit: int, targets: bool = True) -> list[SourceRow]:
+        """The next page of dirty source objects, with their link and what the target holds
+        (``targets=False``: the link only, no target data or values; the scope sweep needs no
+        more, and a big group's stored members are as many rows as it has members)."""
         so, lk, to = t.source_objects.c, t.links.c, t.target_objects.c
+        joined = t.source_objects.outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
+        columns = [so.anchor, so.data, so.deleted, so.in_scope, so.exists_after, so.partition, lk.target_anchor, lk.live]
+        if targets:
+            joined = joined.outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
+                                                                to.target_anchor == lk.target_anchor))
+            columns += [to.data.label("target_data"), to.disabled, to.name, to.partition.label("target_partition")]
         query = (
-            sa.select(so.anchor, so.data, so.deleted, so.in_scope, so.exists_after, so.partition,
-                      lk.target_anchor, lk.live, to.data.label("target_data"), to.disabled, to.name,
-                      to.partition.label("target_partition"))
-            .select_from(t.source_objects
-                         .outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
-                         .outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
-                                                              to.target_anchor == lk.target_anchor)))
+            sa.select(*columns).select_from(joined)
             # "= true", not "IS true": MariaDB range-scans the (type_id, dirty, anchor) index only so
             .where(so.type_id == type_id, so.dirty == sa.true())
             .order_by(so.anchor).limit(limit))
         if after is not None:
             query = query.where(so.anchor > after)
-        rows = [SourceRow(r.anchor, json.loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
-                          r.target_anchor if r.live else None, bool(r.live),
-                          json.loads(r.target_data) if r.target_data and r.live else None,
-                          bool(r.disabled), r.name if r.live else None,
-                          r.target_partition if r.live else None, r.partition)
-                for r in self.conn.execute(query)]
-        known = {r.target_anchor: r.target_data for r in rows if r.target_anchor and r.target_data is not None}
-        self.with_values(type_id, known)  # type: ignore[arg-type]
+        rows = []
+        for r in self.conn.execute(query):
+            live = bool(r.live)
+            target = r if targets and live else None
+            rows.append(SourceRow(r.anchor, json.loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
+                                  r.target_anchor if live else None, live,
+                                  json.loads(target.target_data) if target and target.target_data else None,
+                                  bool(target.disabled) if target else False, target.name if target else None,
+                                  target.target_partition if target else None, r.partition))
+        if targets:
+            known = {r.target_anchor: r.target_data for r in rows if r.target_anchor and r.target_data is not None}
+            self.with_values(type_id, known)  # type: ignore[arg-type]
         return rows
 
     def set_scope(self, type_id: int, updates: Sequence[tuple[str, bool | None, bool]]) -> None:
@@ -99,11 +107,31 @@ class ComputeMixin(ValuesMixin):
                                   .values(dirty=True))
 
     def replace_refs(self, type_id: int, anchors: Sequence[str], rows: Sequence[tuple[str, int, str]]) -> None:
-        """Set the references held by ``anchors`` to ``rows`` of (anchor, ref_type_id, ref_anchor)."""
+        """Set the references held by ``anchors`` to ``rows`` of (anchor, ref_type_id, ref_anchor),
+        by difference: a recomputed group of 30,000 members one of whom left deletes one row,
+        where deleting and inserting them all wrote 60,000 rows and their index entries per run.
+        A reference kept keeps its ``dropped`` mark (at worst one more recompute when the
+        object it names is added). Many removals at once (a mapping change) go in bulk."""
         rf = t.refs.c
-        self.conn.execute(t.refs.delete().where(rf.type_id == type_id, rf.anchor.in_(list(anchors))))
+        wanted = set(rows)
+        held: set[tuple[str, int, str]] = set()
+        for part in chunks(list(anchors)):
+            held.update(self.conn.execute(sa.select(rf.anchor, rf.ref_type_id, rf.ref_anchor).where(
+                rf.type_id == type_id, rf.anchor.in_(part))).tuples())
+        gone = held - wanted
+        if len(gone) > BULK_REWRITE:
+            rewrite = sorted({a for a, _, _ in gone})
+            for part in chunks(rewrite):
+                self.conn.execute(t.refs.delete().where(rf.type_id == type_id, rf.anchor.in_(part)))
+            again = set(rewrite)
+            held = {k for k in held if k[0] not in again}
+        elif gone:
+            self.conn.execute(t.refs.delete().where(rf.type_id == type_id, rf.anchor == sa.bindparam("k_anchor"),
+                                                    rf.ref_type_id == sa.bindparam("k_ref_type"),
+                                                    rf.ref_anchor == sa.bindparam("k_ref")),
+                              [{"k_anchor": a, "k_ref_type": rt, "k_ref": ra} for a, rt, ra in sorted(gone)])
         self.bulk_insert(t.refs, ("type_id", "anchor", "ref_type_id", "ref_anchor", "dropped"),
-                         [(type_id, a, rt, ra, False) for a, rt, ra in set(rows)])
+                         [(type_id, a, rt, ra, False) for a, rt, ra in sorted(wanted - held)])
 
     def clean(self, type_id: int, anchors: Sequence[str], errors: dict[str, str]) -> None:
         """Mark computed objects clean; keep failed ones dirty, with their error. The clean ones
