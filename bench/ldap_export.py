@@ -18,6 +18,8 @@ with the wall clock:
 The import part slapadds ``--import-people`` entries and a group with half of them as members
 into a second slapd, then reads them with the connector's paged read (pages of 500) in a child
 process per size, reporting time and peak RSS: memory must stay flat as the directory grows.
+Then one member joins that group and one leaves through the connector: slapd's accesslog must
+show one modify of two member values, not the group rewritten.
 """
 
 from __future__ import annotations
@@ -240,15 +242,42 @@ def bench_import(folder: Path, sizes: list[int]) -> list[dict]:
                         "".join(f"{k}: {v}\n" for k, v in person(i).items()) + "\n")
             f.write("dn: cn=half,dc=example,dc=org\nobjectClass: groupOfNames\ncn: half\n" +
                     "".join(f"member: {dn(i, 'people')}\n" for i in range(0, size, 2)) + "\n")
-        server = Slapd.start(sub / "slapd", ("dc=example,dc=org",), accesslog=False, preload=path)
+        server = Slapd.start(sub / "slapd", ("dc=example,dc=org",), preload=path)
         try:
             for obj in ("inetOrgPerson", "groupOfNames"):
                 done = subprocess.run([sys.executable, "-c", READER, str(REPO), server.url, server.root_password,
                                        "dc=example,dc=org", obj], capture_output=True, text=True, check=True)
                 rows.append({"size": size, "object": obj, **json.loads(done.stdout)})
+            rows[-1]["change"] = one_member_change(server, size, sub)
         finally:
             server.stop()
     return rows
+
+
+def one_member_change(server: Slapd, size: int, folder: Path) -> dict:
+    """One member in and one out of the big group through the connector: the seconds it takes and
+    the member values slapd received (its accesslog's reqMod), which must be those two."""
+    group = "cn=half,dc=example,dc=org"
+    admin = ldap3.Connection(ldap3.Server(server.url, get_info=ldap3.NONE), server.root_dn, server.root_password,
+                             auto_bind=True)
+    admin.search(group, "(objectClass=*)", ldap3.BASE, attributes=["entryUUID"])
+    uuid = str(admin.response[0]["attributes"]["entryUUID"][0])
+    connector = LdapConnector({"type": "ldap", "url": server.url, "bind_dn": server.root_dn,
+                               "password": server.root_password, "partitions": ["dc=example,dc=org"]},
+                              ConnectorContext("bench", folder))
+    connector.open()
+    start = time.perf_counter()
+    [result] = connector.apply([Operation(1, "update", "groupOfNames", anchor=uuid, name=group,
+                                          add_values={"member": [dn(1, "people")]},
+                                          remove_values={"member": [dn(0, "people")]})])
+    seconds = time.perf_counter() - start
+    connector.close()
+    assert result.ok, result.error
+    admin.search("cn=accesslog", f"(&(objectClass=auditModify)(reqDN={group}))", ldap3.LEVEL, attributes=["reqMod"])
+    sent = [m for e in admin.response for m in e["attributes"]["reqMod"] if m.lower().startswith("member:")]
+    modifies = len(admin.response)
+    admin.unbind()
+    return {"seconds": seconds, "values": len(sent), "modifies": modifies}
 
 
 def main() -> int:
@@ -281,9 +310,15 @@ def main() -> int:
             print(f"paged import (pages of 500), a fresh process per read; group 'half' has {args.import_people // 2} "
                   "members")
             print(f"  {'entries':>8} {'object':<14}{'records':>8}{'members':>9}{'seconds':>9}{'peak RSS MB':>12}")
+            changes = []
             for row in bench_import(folder, sizes):
                 print(f"  {row['size']:>8} {row['object']:<14}{row['records']:>8}{row['members']:>9}"
                       f"{row['seconds']:>9.1f}{row['peak_mb']:>12.0f}")
+                if "change" in row:
+                    changes.append((row["members"], row["change"]))
+            for members, change in changes:
+                print(f"  one member in, one out of the {members}-member group: {change['modifies']} modify of "
+                      f"{change['values']} member values, {change['seconds'] * 1000:.0f} ms")
     return 0
 
 

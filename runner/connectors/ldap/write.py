@@ -171,7 +171,7 @@ class Writer:
         return self._fail(op, conn, f"add of {target}")
 
     def entry(self, view: ObjectView, attributes: Mapping[str, Any], base: str) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {"objectClass": [*view.classes, *view.auxiliary]}
+        out: dict[str, list[str]] = {"objectClass": list(dict.fromkeys([*view.classes, *view.auxiliary]))}
         for name, value in attributes.items():
             values = self.layout.to_ldap(name, value, base)
             if values:
