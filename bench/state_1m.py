@@ -156,13 +156,16 @@ def main() -> None:
     ap.add_argument("--percent", type=float, default=1.0)
     ap.add_argument("--groups", type=int, nargs="+",
                     help="groups per --people size (default: one per 100 people, at least 10)")
+    ap.add_argument("--group-sizes", choices=("random", "stratified"), default="random",
+                    help="random Pareto draws (noisy: seed 1 gives 15x the memberships for 10x the groups) or "
+                         "the distribution's quantiles (10.95x), for 10x the data")
     ap.add_argument("--source", choices=tuple(MANIFESTS), default="csv",
                     help="csv: the quickstart (no delta); sql: hr-sql-to-sql.yaml (change-table delta)")
     ap.add_argument("--postgresql", default=SERVERS["postgresql"], help="server URL, no database")
     ap.add_argument("--mariadb", default=SERVERS["mariadb"], help="server URL, no database")
     args = ap.parse_args()
     servers = {"postgresql": args.postgresql, "mariadb": args.mariadb}
-    print(f"source: {args.source} ({MANIFESTS[args.source]})")
+    print(f"source: {args.source} ({MANIFESTS[args.source]}), group sizes: {args.group_sizes}")
     print(f"{'people':>8} {'state':10} {'cycle':9} {'total':>7} " + " ".join(f"{p:>11}" for p in PHASES)
           + f" {'other':>7} {'cpu':>7} {'peak MB':>7}  user counts", flush=True)
     groups = args.groups or [max(10, people // 100) for people in args.people]
@@ -172,7 +175,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="state-bench-") as tmp:
             made = Path(tmp) / "made"
             sampledata("make", "--out", str(made), "--people", str(people), "--groups", str(group_count),
-                       "--seed", "1")
+                       "--seed", "1", "--group-sizes", args.group_sizes)
             with open(made / "groups.csv", newline="", encoding="utf-8") as f:
                 sizes = [len([m for m in r["members"].split(";") if m]) for r in csv.DictReader(f)]
             print(f"{people} people, {group_count} groups: {sum(sizes)} memberships, the biggest group "

@@ -10,13 +10,21 @@ Writes the same people and groups three ways, so every connector can be fed the 
                             changes: one row per add/modify/delete that `mutate` made, in order,
                             like the change table a database trigger keeps)
 
-  python -m runner.sampledata make   --out DIR [--people N] [--groups G] [--seed S]
+  python -m runner.sampledata make   --out DIR [--people N] [--groups G] [--seed S] [--group-sizes stratified]
   python -m runner.sampledata mutate --out DIR [--seed S] [--percent P]   # change about P% of the people
   python -m runner.sampledata check  --out DIR                            # the three forms agree
 
 `mutate` applies hires, terminations, removals, renames, department moves and membership changes
 to all three forms at once, bumps updated_at on what it touched, and prints a JSON summary of the
 anchors it changed, so a test can verify exactly what a delta run must do.
+
+Group sizes follow a Pareto distribution (shape 1.2, at least 3), like real directories with a
+few all-staff groups. Drawn at random (the default, as the reference generator does) their sum
+is noisy: 1,000 groups hold anywhere from about 9,700 to 23,000 memberships depending on the
+seed, so 10x the groups is not reliably 10x the memberships (seed 1: 11,201 and 169,899, 15x).
+``--group-sizes stratified`` takes the distribution's quantiles at (g - 0.5) / G instead, shuffled:
+the same shape without the sampling noise (13,500 and 147,873 memberships, 10.95x), for
+benchmarks that compare sizes.
 
 Only the standard library is used. Names include diacritics, apostrophes, hyphens and duplicates
 on purpose: a provisioning tool has to cope with them.
@@ -161,7 +169,19 @@ class Dataset:
         return int((t - BASE_TIME).total_seconds())
 
 
-def make(out: Path, people: int, groups: int, seed: int) -> Dataset:
+PARETO_SHAPE, SMALLEST_GROUP = 1.2, 3
+
+
+def group_sizes(rng: random.Random, groups: int, stratified: bool) -> list[int]:
+    """Pareto group sizes: random draws, or the distribution's quantiles in a random order."""
+    if not stratified:
+        return [int(rng.paretovariate(PARETO_SHAPE) * SMALLEST_GROUP) for _ in range(groups)]
+    sizes = [int(SMALLEST_GROUP * ((g - 0.5) / groups) ** (-1 / PARETO_SHAPE)) for g in range(1, groups + 1)]
+    rng.shuffle(sizes)
+    return sizes
+
+
+def make(out: Path, people: int, groups: int, seed: int, stratified: bool = False) -> Dataset:
     rng = random.Random(seed)
     ds = Dataset(out)
     for n in range(1, people + 1):
@@ -169,8 +189,10 @@ def make(out: Path, people: int, groups: int, seed: int) -> Dataset:
         p = make_person(rng, n, manager, clock=n)
         ds.people[p["employee_id"]] = p
     ids = list(ds.people)
+    drawn = None if not stratified else group_sizes(rng, groups, True)
     for g in range(1, groups + 1):
-        size = min(len(ids), max(0, int(rng.paretovariate(1.2) * 3)))
+        # random draws interleave with the member samples, as in the reference generator
+        size = min(len(ids), max(0, drawn[g - 1] if drawn else group_sizes(rng, 1, False)[0]))
         members = sorted(rng.sample(ids, size)) if ids else []
         gid = f"G{g:05d}"
         ds.groups[gid] = {"group_id": gid, "name": f"{rng.choice(DEPARTMENTS)} team {g}",
@@ -283,6 +305,8 @@ def main(argv: list[str]) -> int:
     m.add_argument("--people", type=int, default=1000)
     m.add_argument("--groups", type=int, default=50)
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--group-sizes", choices=("random", "stratified"), default="random",
+                   help="random Pareto draws (as the reference generator), or its quantiles (no sampling noise)")
     u = sub.add_parser("mutate")
     u.add_argument("--out", type=Path, required=True)
     u.add_argument("--seed", type=int, default=2)
@@ -291,7 +315,7 @@ def main(argv: list[str]) -> int:
     c.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     if a.cmd == "make":
-        ds = make(a.out, a.people, a.groups, a.seed)
+        ds = make(a.out, a.people, a.groups, a.seed, stratified=a.group_sizes == "stratified")
         print(json.dumps({"people": len(ds.people), "groups": len(ds.groups), "out": str(a.out)}))
     elif a.cmd == "mutate":
         print(json.dumps(mutate(a.out, a.seed, a.percent)))
