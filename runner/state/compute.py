@@ -116,8 +116,8 @@ class ComputeMixin(ValuesMixin):
         wanted = set(rows)
         held: set[tuple[str, int, str]] = set()
         for part in chunks(list(anchors)):
-            held.update(self.conn.execute(sa.select(rf.anchor, rf.ref_type_id, rf.ref_anchor).where(
-                rf.type_id == type_id, rf.anchor.in_(part))).tuples())
+            held.update((a, rt, ra) for a, rt, ra in self.conn.execute(sa.select(
+                rf.anchor, rf.ref_type_id, rf.ref_anchor).where(rf.type_id == type_id, rf.anchor.in_(part))))
         gone = held - wanted
         if len(gone) > BULK_REWRITE:
             rewrite = sorted({a for a, _, _ in gone})
