@@ -248,13 +248,13 @@ def bench_import(folder: Path, sizes: list[int]) -> list[dict]:
                 done = subprocess.run([sys.executable, "-c", READER, str(REPO), server.url, server.root_password,
                                        "dc=example,dc=org", obj], capture_output=True, text=True, check=True)
                 rows.append({"size": size, "object": obj, **json.loads(done.stdout)})
-            rows[-1]["change"] = one_member_change(server, size, sub)
+            rows[-1]["change"] = one_member_change(server, sub)
         finally:
             server.stop()
     return rows
 
 
-def one_member_change(server: Slapd, size: int, folder: Path) -> dict:
+def one_member_change(server: Slapd, folder: Path) -> dict:
     """One member in and one out of the big group through the connector: the seconds it takes and
     the member values slapd received (its accesslog's reqMod), which must be those two."""
     group = "cn=half,dc=example,dc=org"

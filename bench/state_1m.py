@@ -133,15 +133,19 @@ def sampledata(*args: str) -> str:
     return done.stdout
 
 
+def group_sizes(data: Path) -> dict[str, int]:
+    """Group id -> how many members it has, from the sample's groups.csv."""
+    with open(data / "groups.csv", newline="", encoding="utf-8") as f:
+        return {row["group_id"]: len([m for m in row["members"].split(";") if m]) for row in csv.DictReader(f)}
+
+
 def delta_work(data: Path, summary: dict) -> dict[str, int]:
     """What a delta cycle has to compute again: the people mutate touched, the groups whose
     members changed, and the members those groups hold (each such group is mapped and compared
     whole, so with the sample's Pareto group sizes this grows faster than the people do)."""
     changed = set(summary["groups_changed"])
     people = set().union(*(summary[k] for k in ("hired", "updated", "renamed", "moved", "terminated", "removed")))
-    with open(data / "groups.csv", newline="", encoding="utf-8") as f:
-        members = sum(len([m for m in row["members"].split(";") if m]) for row in csv.DictReader(f)
-                      if row["group_id"] in changed)
+    members = sum(size for gid, size in group_sizes(data).items() if gid in changed)
     return {"people": len(people), "groups": len(changed), "members": members}
 
 
@@ -176,8 +180,7 @@ def main() -> None:
             made = Path(tmp) / "made"
             sampledata("make", "--out", str(made), "--people", str(people), "--groups", str(group_count),
                        "--seed", "1", "--group-sizes", args.group_sizes)
-            with open(made / "groups.csv", newline="", encoding="utf-8") as f:
-                sizes = [len([m for m in r["members"].split(";") if m]) for r in csv.DictReader(f)]
+            sizes = group_sizes(made).values()
             print(f"{people} people, {group_count} groups: {sum(sizes)} memberships, the biggest group "
                   f"{max(sizes, default=0)}", flush=True)
             for backend in args.state:

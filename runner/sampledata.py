@@ -172,10 +172,8 @@ class Dataset:
 PARETO_SHAPE, SMALLEST_GROUP = 1.2, 3
 
 
-def group_sizes(rng: random.Random, groups: int, stratified: bool) -> list[int]:
-    """Pareto group sizes: random draws, or the distribution's quantiles in a random order."""
-    if not stratified:
-        return [int(rng.paretovariate(PARETO_SHAPE) * SMALLEST_GROUP) for _ in range(groups)]
+def stratified_sizes(rng: random.Random, groups: int) -> list[int]:
+    """The Pareto group sizes at the distribution's quantiles, in a random order."""
     sizes = [int(SMALLEST_GROUP * ((g - 0.5) / groups) ** (-1 / PARETO_SHAPE)) for g in range(1, groups + 1)]
     rng.shuffle(sizes)
     return sizes
@@ -189,10 +187,11 @@ def make(out: Path, people: int, groups: int, seed: int, stratified: bool = Fals
         p = make_person(rng, n, manager, clock=n)
         ds.people[p["employee_id"]] = p
     ids = list(ds.people)
-    drawn = None if not stratified else group_sizes(rng, groups, True)
+    drawn = stratified_sizes(rng, groups) if stratified else None
     for g in range(1, groups + 1):
         # random draws interleave with the member samples, as in the reference generator
-        size = min(len(ids), max(0, drawn[g - 1] if drawn else group_sizes(rng, 1, False)[0]))
+        size = drawn[g - 1] if drawn else int(rng.paretovariate(PARETO_SHAPE) * SMALLEST_GROUP)
+        size = min(len(ids), max(0, size))
         members = sorted(rng.sample(ids, size)) if ids else []
         gid = f"G{g:05d}"
         ds.groups[gid] = {"group_id": gid, "name": f"{rng.choice(DEPARTMENTS)} team {g}",

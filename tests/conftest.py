@@ -17,6 +17,28 @@ REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they do
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``after_property_tests`` counts what the property tests of its file did, so
+    it runs only when all of them are selected; otherwise it is deselected (a skip would look
+    like a failure hidden in CI)."""
+    selected: dict[object, set[str]] = {}
+    for item in items:
+        selected.setdefault(getattr(item, "module", None), set()).add(getattr(item, "originalname", item.name))
+    dropped = []
+    for item in items:
+        if item.get_closest_marker("after_property_tests") is None:
+            continue
+        module = item.module
+        properties = {name for name, fn in vars(module).items()
+                      if name.startswith("test_") and getattr(fn, "is_hypothesis_test", False)}
+        if not properties <= selected[module]:
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in dropped]
+
+
 @dataclass
 class CliResult:
     code: int
