@@ -201,7 +201,9 @@ class FaultProxy:
     # ---- one request ----------------------------------------------------------------------------
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
-        f = self.faults
+        # The faults of the test that sent the request: a slow request of an earlier test, answered
+        # after the next test reset the proxy, is logged where that earlier test looks, not here.
+        f = h.faults = self.faults  # type: ignore[attr-defined]
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         method, path = h.command, h.path
@@ -241,7 +243,7 @@ class FaultProxy:
         answer = self.session.request(method, self.upstream + path, data=body or None, headers=upstream_headers,
                                       timeout=30)
         if method == "POST" and f.take("drop_after_post"):
-            with self.faults.lock:
+            with f.lock:
                 f.seen.append((method, path, headers, -1))
             h.close_connection = True
             with contextlib.suppress(OSError):
@@ -297,8 +299,9 @@ class FaultProxy:
 
     def _raw(self, h: BaseHTTPRequestHandler, status: int, content: bytes, method: str, path: str,
              headers: dict[str, str], extra: dict[str, str]) -> None:
-        with self.faults.lock:
-            self.faults.seen.append((method, path, headers, status))
+        f = getattr(h, "faults", self.faults)
+        with f.lock:
+            f.seen.append((method, path, headers, status))
         h.send_response(status)
         for k, v in extra.items():
             h.send_header(k, v)
