@@ -155,6 +155,10 @@ class Faults:
                 return True
             return False
 
+    def record(self, method: str, path: str, headers: dict[str, str], status: int) -> None:
+        with self.lock:
+            self.seen.append((method, path, headers, status))
+
     def requests(self, method: str | None = None) -> list[tuple[str, str, dict[str, str], int]]:
         with self.lock:
             return [s for s in self.seen if method is None or s[0] == method]
@@ -220,7 +224,7 @@ class FaultProxy:
             time.sleep(f.delay)
         if path.endswith("/token") and method == "POST":
             return self._token(h, body)
-        if not self._authorised(headers):
+        if not self._authorised(f, headers):
             return self._answer(h, 401, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
                                          "status": "401", "detail": "unauthorised"}, method, path, headers)
         if method != "GET" and f.take("throttle_writes"):
@@ -251,8 +255,7 @@ class FaultProxy:
         answer = self.session.request(method, self.upstream + path, data=body or None, headers=upstream_headers,
                                       timeout=30)
         if method == "POST" and f.take("drop_after_post"):
-            with f.lock:
-                f.seen.append((method, path, headers, -1))
+            f.record(method, path, headers, -1)
             h.close_connection = True
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
@@ -275,8 +278,7 @@ class FaultProxy:
         extra = {k: v for k, v in answer.headers.items() if k in ("ETag", "Location", "Content-Type", "Date")}
         return self._raw(h, status, content, method, path, headers, extra)
 
-    def _authorised(self, headers: dict[str, str]) -> bool:
-        f = self.faults
+    def _authorised(self, f: Faults, headers: dict[str, str]) -> bool:
         given = headers.get("Authorization", "")
         if f.oauth:
             return given.startswith("Bearer ") and given[7:] in f.issued
@@ -287,7 +289,7 @@ class FaultProxy:
 
     def _token(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         import base64
-        f = self.faults
+        f = h.faults  # type: ignore[attr-defined]
         form = urllib.parse.parse_qs(body.decode())
         auth = h.headers.get("Authorization", "")
         ok = auth == "Basic " + base64.b64encode(f"{f.client_id}:{f.client_secret}".encode()).decode() and \
@@ -307,9 +309,7 @@ class FaultProxy:
 
     def _raw(self, h: BaseHTTPRequestHandler, status: int, content: bytes, method: str, path: str,
              headers: dict[str, str], extra: dict[str, str]) -> None:
-        f = getattr(h, "faults", self.faults)
-        with f.lock:
-            f.seen.append((method, path, headers, status))
+        h.faults.record(method, path, headers, status)  # type: ignore[attr-defined]
         h.send_response(status)
         for k, v in extra.items():
             h.send_header(k, v)
