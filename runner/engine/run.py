@@ -239,6 +239,11 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
         import_target(ctx, ot, mapper)
     compute_type(ctx, ot, mapper, counts, matcher)
     held = safety.check(ctx, ot, counts)
+    if held and (kept := safety.keep_references(ctx, ot)):
+        if ot.name in mapper.references.values():  # this type's own referrers (a manager's reports)
+            compute_type(ctx, ot, mapper, TypeCounts(), matcher)
+        ctx.store.mark_dirty(ctx.type_ids[ot.name], kept)
+        ctx.store.commit()
     if not ctx.options.plan:
         export_type(ctx, ot, mapper, counts, FORWARD, hold=safety.GUARDED if held else ())
     return mapper

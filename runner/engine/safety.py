@@ -21,6 +21,7 @@ from runner.manifest.model import ObjectType
 DEFAULT_SHARE = 0.10
 DEFAULT_MINIMUM = 5
 GUARDED = ("delete", "delete_first", "disable")
+REMOVALS = ("delete", "delete_first")  # the guarded actions after which an object no longer exists
 ALL = -1  # --allow-deletes all
 
 
@@ -68,3 +69,20 @@ def refuse_empty_read(ctx: RunContext, ot: ObjectType, counts: TypeCounts, prese
                     "Nothing was marked deleted. If they really are all gone, run again with --allow-deletes all")
     ctx.logger.error("%s: stopped by the deletion guard: %s", ot.name, counts.guard)
     return True
+
+
+def keep_references(ctx: RunContext, ot: ObjectType) -> list[str]:
+    """The guard held this type's deletes: the objects stay, so references to them must stay too.
+
+    Compute already dropped them from the objects that point at them (a group's members, a
+    manager), as if the deletes had happened: a people file cut in half would empty every group
+    while the guard rightly kept the people. So the held objects are marked as existing after
+    this run, everything referencing them is computed again (this type's referrers now, other
+    types' in their own pass, which comes later), and the held objects are marked dirty so the
+    next run decides again. Returns the held anchors; the caller recomputes the referrers."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    held = store.keep_held(type_id, REMOVALS)
+    store.mark_referrers_dirty(type_id, held)
+    store.clean(type_id, held, {})  # among the referrers (a held manager's held reports): decided already
+    store.commit()
+    return held

@@ -87,6 +87,19 @@ class ComputeMixin(ValuesMixin):
                 so.type_id == type_id, so.anchor.in_(part), so.exists_after.is_(True))).scalars())
         return found
 
+    def keep_held(self, type_id: int, actions: Sequence[str]) -> list[str]:
+        """Objects whose pending ``actions`` (deletes) the deletion guard holds: they will still
+        exist after this run, so references to them must stay. They are marked dirty again, so
+        the next run decides afresh (the source fixed: nothing to do; the deletes allowed: the
+        references go first)."""
+        so, pe = t.source_objects.c, t.pending.c
+        anchors = sorted(self.conn.execute(sa.select(pe.source_anchor).where(
+            pe.type_id == type_id, pe.action.in_(list(actions)))).scalars())
+        for part in chunks(anchors):
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                              .values(exists_after=True))
+        return anchors
+
     def mark_referrers_dirty(self, ref_type_id: int, anchors: Sequence[str], only_dropped: bool = False) -> None:
         """Re-evaluate objects whose references point at ``anchors`` (their value may change).
 
