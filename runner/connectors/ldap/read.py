@@ -186,9 +186,39 @@ def accesslog_delta(conn: ldap3.Connection, layout: Layout, view: ObjectView, ba
             yield records[at:at + page_size]
 
 
-def check_csn(watermark: str, now: str) -> None:
-    if watermark != "0" and (not CSN.match(watermark) or watermark > now):
-        raise WatermarkExpired(f"watermark {watermark!r} is not a change this directory has logged")
+def check_csn(conn: ldap3.Connection, suffix: str, watermark: str, now: str) -> None:
+    """WatermarkExpired when the directory no longer holds what follows ``watermark``.
+
+    The watermark is ``suffix``'s contextCSN when the last read began. A contextCSN now older
+    than it means the database went back in time (restored from an older backup, or recreated);
+    and when the suffix changed since, the accesslog must still hold a write logged at or before
+    the watermark, or the writes between the watermark and its oldest entry were purged unread.
+    Either way an accesslog delta would miss changes; a full read does not."""
+    if watermark == "0":
+        return  # the suffix had no contextCSN at the last read: nothing to compare with
+    if not CSN.match(watermark):
+        raise WatermarkExpired(f"the stored watermark {watermark!r} for {suffix} is not an OpenLDAP CSN, so not one "
+                               "this connector's accesslog reads made")
+    if watermark > now:
+        raise WatermarkExpired(f"{suffix}'s contextCSN is {now}, older than the stored watermark {watermark}: the "
+                               "directory was restored from an older backup or its database recreated")
+    if watermark < now and not _log_reaches(conn, watermark):
+        raise WatermarkExpired(f"{ACCESSLOG} holds no write logged at or before the stored watermark {watermark}, "
+                               f"yet {suffix} changed since (contextCSN {now}): the accesslog was purged past the "
+                               "watermark (olcAccessLogPurge, or entries deleted) or started after it, so the "
+                               "changes in between cannot be read from it (keep the log longer than the time "
+                               "between two runs)")
+
+
+def _log_reaches(conn: ldap3.Connection, watermark: str) -> bool:
+    """Whether the accesslog still holds a write logged at or before ``watermark``. The log keeps
+    its entries oldest first, so a search for one (size limit 1) stops at the log's first entry
+    when the log reaches back that far: cheap, whatever the log holds."""
+    conn.search(ACCESSLOG, f"(&(objectClass=auditWriteObject)(entryCSN<={watermark}))", ldap3.SUBTREE,
+                attributes=["1.1"], size_limit=1)
+    if conn.result.get("result") not in (0, 4):  # 4: size limit exceeded, an entry was found
+        raise ConnectionFailed(f"search of {ACCESSLOG} for writes up to {watermark}: {describe(conn.result)}")
+    return any(e.get("type") == "searchResEntry" for e in conn.response)
 
 
 # ---- delta: modifyTimestamp ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runner.connectors.base import Page, Record, WatermarkExpired
+from runner.connectors.base import Page, Record
 from runner.connectors.sql import delta
 from runner.connectors.sql.bound import Bound
 from runner.connectors.sql.keys import NoSuchKey, after, among, anchor_text, key_values, plain
@@ -94,6 +94,8 @@ def start_mark(conn: sa.Connection, bound: Bound, overlap: float | None) -> delt
         seq, where = _changes_columns(bound)
         high = conn.execute(sa.select(sa.func.max(seq)).where(*where)).scalar()
         mark = delta.Mark("changes", "number", plain(high))
+        if high is not None:
+            mark.at = _anchor_at(conn, bound, high)
         window = delta.DEFAULT_SEQUENCE_OVERLAP if overlap is None else overlap
         if high is not None and window:
             floor = delta.lower_bound(mark, window)
@@ -130,6 +132,7 @@ def since_watermark(conn: sa.Connection, bound: Bound, size: int, text: str, ove
     column = bound.watermark
     assert column is not None
     high = conn.execute(sa.select(sa.func.max(column))).scalar()
+    delta.check_watermark(_rows_name(bound), bound.spec.delta.watermark, mark, high)  # type: ignore[union-attr,arg-type]
     if high is None:
         yield Page([], watermark=mark.text())
         return
@@ -165,6 +168,36 @@ def since_watermark(conn: sa.Connection, bound: Bound, size: int, text: str, ove
             return
 
 
+def _rows_name(bound: Bound) -> str:
+    """How messages name what an object is read from: its table, or its custom query."""
+    if bound.spec.query or bound.table is None:
+        return f"the query of object {bound.spec.name!r}"
+    return f"the table {bound.table.fullname}"
+
+
+def _anchor_at(conn: sa.Connection, bound: Bound, number: Any) -> str | None:
+    """The anchor the change-table entry at sequence ``number`` names (the watermark's fingerprint)."""
+    table, changes = bound.changes, bound.spec.delta.changes  # type: ignore[union-attr]
+    assert table is not None and changes is not None
+    found = conn.execute(sa.select(sa.func.max(table.c[changes.anchor])).where(table.c[changes.sequence] == number))
+    value = found.scalar()
+    return None if value is None else str(value)
+
+
+def _change_table_now(conn: sa.Connection, bound: Bound, number: Any) -> delta.ChangeTableNow:
+    """The change table's lowest and highest sequence and the anchor at ``number``, in one
+    statement of three index lookups (each a scalar subquery, so every database answers MIN and
+    MAX from the index's ends instead of scanning)."""
+    table, changes = bound.changes, bound.spec.delta.changes  # type: ignore[union-attr]
+    assert table is not None and changes is not None
+    seq, anchor = table.c[changes.sequence], table.c[changes.anchor]
+    oldest, newest, at = conn.execute(sa.select(
+        sa.select(sa.func.min(seq)).scalar_subquery(),
+        sa.select(sa.func.max(seq)).scalar_subquery(),
+        sa.select(sa.func.max(anchor)).where(seq == number).scalar_subquery())).one()
+    return delta.ChangeTableNow(plain(oldest), plain(newest), None if at is None else str(at))
+
+
 def _changes_columns(bound: Bound) -> tuple[sa.Column, list[sa.ColumnElement[bool]]]:
     changes = bound.spec.delta.changes  # type: ignore[union-attr]
     table = bound.changes
@@ -183,10 +216,7 @@ def since_changes(conn: sa.Connection, bound: Bound, size: int, text: str, overl
     assert table is not None
     changes = bound.spec.delta.changes  # type: ignore[union-attr]
     if mark.value is not None:
-        oldest = conn.execute(sa.select(sa.func.min(seq))).scalar()
-        if oldest is not None and oldest > mark.value + 1:
-            raise WatermarkExpired(f"the change table {changes.table!r} starts at {changes.sequence} {oldest}, "  # type: ignore[union-attr]
-                                   f"after {mark.value} where the last run stopped: changes were pruned")
+        delta.check_changes(table.fullname, changes.sequence, mark, _change_table_now(conn, bound, mark.value))  # type: ignore[union-attr]
     high = conn.execute(sa.select(sa.func.max(seq)).where(*where)).scalar()
     if high is None:
         yield Page([], watermark=mark.text())
@@ -216,7 +246,8 @@ def since_changes(conn: sa.Connection, bound: Bound, size: int, text: str, overl
         page += [gone(bound, a) for a in anchors if a not in found]
         if entries:
             last = entries[-1][0]
-            mark.value = plain(last) if mark.value is None or last > mark.value else mark.value
+            if mark.value is None or last > mark.value:
+                mark.value, mark.at = plain(last), str(entries[-1][1])
             mark.seen = delta.trim(mark.seen, delta.lower_bound(mark, window), "number")
         done = len(entries) < size
         yield Page(page, watermark=mark.text())
