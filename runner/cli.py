@@ -199,8 +199,25 @@ def _parser() -> argparse.ArgumentParser:
                        help="stop cleanly once this long has passed (90s, 50m, 2h): what is in flight is "
                             "recorded, the run exits 3 and the next one carries on; set it below a cron "
                             "job's timeout so the scheduler never has to kill a run")
+        _reconcile_arguments(p)
+        if name == "run":
+            p.add_argument("--adopt-report", action="store_true",
+                           help="read the target and list how each of its objects would link (by the match and "
+                                "correlate rules), then stop: nothing is written to the target")
         p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
         p.set_defaults(func=cmd_run, plan=name == "plan")
+
+    p = sub.add_parser("check", help="reconcile with the targets without writing to them: exit 0 when they are "
+                                     "as the mappings say, 1 when something differs; --fix repairs it")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--fix", action="store_true", help="apply the reactions (a run that reconciles first)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--object-type", action="append", default=[], metavar="NAME", help="only this object type")
+    p.add_argument("--allow-deletes", metavar="N|all", type=_allowance,
+                   help="with --fix: let it delete or disable up to N objects per type past the deletion guard")
+    p.add_argument("--rebind", action="store_true", help="the target is another system now: reconcile with it")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("test", help="run the mapping tests kept beside a manifest; no connector is contacted")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
@@ -237,6 +254,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping-tests", action="store_true", help="the mapping-tests file schema instead")
     p.set_defaults(func=cmd_schema)
     return parser
+
+
+def _reconcile_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reconcile", action="store_true",
+                   help="read the target first and react to what it holds (drifted, missing, unlinked and orphan "
+                        "objects, as the object type's reconcile: says)")
+    p.add_argument("--rebind", action="store_true",
+                   help="the state describes another target system than the manifest reaches now: accept the new "
+                        "one and reconcile every object with it by correlation before anything is written")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -293,11 +319,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.engine.context import RunOptions
     from runner.engine.run import PlanItem, execute
 
+    adopt = getattr(args, "adopt_report", False)
+    if adopt:
+        return _adopt_report(args)
     options = RunOptions(plan=args.plan, object_types=tuple(args.object_type), no_import=args.no_import,
                          log_file=args.log_file, full_import=args.full, full_export=args.full_export,
                          partition=args.partition,
                          stop=None if args.plan else _stop_on_signals(args.time_limit),
-                         allow_deletes=args.allow_deletes, retry_now=args.retry_now)
+                         allow_deletes=args.allow_deletes, retry_now=args.retry_now,
+                         reconcile=args.reconcile, rebind=args.rebind)
     items: list[PlanItem] = []
     more = 0
 
@@ -325,6 +355,49 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 PLAN_ITEMS_SHOWN = 10000
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from runner.engine.check import check
+    from runner.engine.context import RunOptions
+
+    options = RunOptions(object_types=tuple(args.object_type), allow_deletes=args.allow_deletes, rebind=args.rebind,
+                         stop=_stop_on_signals() if args.fix else None)
+    report = check(args.file, options, fix=args.fix)
+    if args.output == "json":
+        print(secrets.redact(json.dumps(report.as_json(), ensure_ascii=False, default=str)))
+        return report.exit_code
+    print(secrets.redact(_check_text(report)))
+    return report.exit_code
+
+
+def _check_text(report: Any) -> str:
+    from runner.report import check_lines
+
+    if report.fixed:
+        head = [_summary_text(report.summary, False)]
+    else:
+        verdict = "differs from what the mappings say" if report.differs else "as the mappings say"
+        head = [f"check {report.summary.run_id} of {report.summary.pipeline}: the target {verdict}"]
+        head += [f"  {name}: stopped: {c.error}" for name, c in report.summary.object_types.items() if c.error]
+        head += [f"  {name}: the deletion guard would stop a run: {c.guard}"
+                 for name, c in report.summary.object_types.items() if c.guard]
+    return "\n".join(head + check_lines(report))
+
+
+def _adopt_report(args: argparse.Namespace) -> int:
+    """``run --adopt-report``: a check that lists how every target object links, then stops."""
+    from runner.engine.check import check
+    from runner.engine.context import RunOptions
+    from runner.report import adopt_lines
+
+    options = RunOptions(object_types=tuple(args.object_type), no_import=args.no_import, rebind=args.rebind)
+    report = check(args.file, options, links=True)
+    if args.output == "json":
+        print(secrets.redact(json.dumps(report.as_json(), ensure_ascii=False, default=str)))
+    else:
+        print(secrets.redact("\n".join(adopt_lines(report))))
+    return report.summary.exit_code if report.summary.status not in ("ok", "partial") else EXIT_OK
 
 
 def _allowance(text: str) -> int:
@@ -389,6 +462,9 @@ def _summary_text(summary: Any, plan: bool) -> str:
                     f"{c.disabled} disabled, {c.deleted} deleted, {c.unchanged} unchanged, {c.failed} failed")
         if c.recovered:
             line += f"\n    {c.recovered} exports of an interrupted run were settled against the target first"
+        if c.reconciled is not None:
+            found = ", ".join(f"{n} {s}" for s, n in c.reconciled.items() if n)
+            line += "\n    reconciled with the target: " + (found or "it held none of these objects yet")
         if c.guard:
             line += f"\n    {'would be ' if plan else ''}stopped by the deletion guard: {c.guard}"
         if c.error:
@@ -471,8 +547,12 @@ def _status_text(report: dict[str, Any]) -> str:
         lines.append(f"  QUARANTINED: {report['quarantine']} (provision release FILE lifts it)")
     lines.append("object types:")
     for name, c in report["object_types"].items():
-        lines.append(f"  {name}: {c['source_objects']} in source, {c['in_scope']} in scope, {c['linked']} in target, "
-                     f"{c['pending']} pending ({c['in_doubt']} in doubt after an interrupted run), {c['failing']} failing")
+        lines.append(f"  {name}: {c['source_objects']} in source, {c['in_scope']} in scope, {c['linked']} linked in "
+                     f"target, {c['pending']} pending ({c['in_doubt']} in doubt after an interrupted run), "
+                     f"{c['failing']} failing")
+        if c.get("reconciled"):
+            found = ", ".join(f"{n} {s}" for s, n in sorted(c["reconciled"]["found"].items())) or "nothing amiss"
+            lines.append(f"    last reconciled with the target at {c['reconciled']['at']}: {found}")
         for anchor, error in c["failures"]:
             lines.append(f"    {anchor}: {error}")
         if c["failures_not_shown"]:

@@ -52,8 +52,11 @@ def render(p: Preview) -> str:
         if refs:
             line += "; " + ", ".join(f"{r['anchor']} " + _reference_text(r) for r in refs)
         lines.append(line)
+    if p.target_read == "missing":
+        lines.append("target: the linked object is gone from the target; it is created again")
     if p.target is not None:
-        lines.append(f"target (as the state store knows it){', disabled' if p.target_disabled else ''}:")
+        where = "as read from the target now" if p.target_read == "read" else "as the state store knows it"
+        lines.append(f"target ({where}){', disabled' if p.target_disabled else ''}:")
         lines += [f"    {k}: {show(v)}" for k, v in p.target.items()]
     lines.append(f"diff: {_diff_head(p)}")
     if p.change is not None:
@@ -128,4 +131,52 @@ def discovery_lines(d: Any) -> list[str]:
             if a.normalizations:
                 flags.append(f"compared {'+'.join(a.normalizations)}")
             lines.append(f"    {a.name.ljust(width)}  {', '.join(flags)}")
+    return lines
+
+
+_SITUATION_TEXT = {"drifted": "drifted", "missing": "missing", "orphan": "orphan", "ambiguous": "ambiguous",
+                   "collision": "collision", "unlinked": "unlinked", "pending": "not exported yet"}
+
+
+def check_lines(report: Any) -> list[str]:
+    """``provision check``: counts per situation, then each object that differs, attribute by
+    attribute with the value the mappings give and the one the target holds."""
+    lines = []
+    for name, counts in report.situations.items():
+        lines.append(f"  {name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for d in report.differences:
+        who = d.anchor + (f" (target {d.target_anchor}" + (f", {d.name}" if d.name else "") + ")"
+                          if d.target_anchor else "")
+        action = f" -> {d.action}" if d.action else ""
+        lines.append(f"  {_SITUATION_TEXT.get(d.situation, d.situation)} {d.object_type} {who}{action}"
+                     + (f": {d.note}" if d.note else ""))
+        for attr, value in d.attributes.items():
+            parts = []
+            if "expected" in value:
+                parts.append(f"expected {show(value['expected'])}")
+            if "found" in value:
+                parts.append(f"found {show(value['found'])}")
+            if value.get("missing_values"):
+                parts.append("missing " + ", ".join(show(v) for v in value["missing_values"]))
+            if value.get("extra_values"):
+                parts.append("not expected " + ", ".join(show(v) for v in value["extra_values"]))
+            lines.append(f"      {attr}: {'; '.join(parts)}")
+    if report.not_shown:
+        lines.append(f"  ... and {report.not_shown} more (see --output json, or narrow with --object-type)")
+    return lines
+
+
+def adopt_lines(report: Any) -> list[str]:
+    """``run --adopt-report``: how each target object would link, before anything is written."""
+    lines = [f"adopt report of {report.summary.pipeline}: nothing was written to the target"]
+    for name, counts in report.situations.items():
+        lines.append(f"  {name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for d in report.differences:
+        if d.situation == "unlinked":
+            lines.append(f"  link {d.object_type} {d.anchor} -> target {d.target_anchor}"
+                         + (f" then {d.action}" if d.action else ""))
+        elif d.situation == "pending" and d.action == "add":
+            lines.append(f"  add {d.object_type} {d.anchor}: no target object matches")
+        else:
+            lines.append(f"  {d.situation} {d.object_type} {d.anchor}" + (f": {d.note}" if d.note else ""))
     return lines

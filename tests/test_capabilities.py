@@ -223,7 +223,9 @@ def test_full_export_repairs_a_drifted_target_without_duplicates(pipeline: Pipel
     assert pipeline.run()["user"]["updated"] == 0           # a delta run trusts the state store
     count = len(pipeline.objects())
     counts = pipeline.run("--full-export")
-    assert counts["user"]["updated"] == 3 and counts["orgunit"]["updated"] == 4 and counts["group"]["updated"] == 1
+    # the target is read first: only the object that really differed is sent and counted
+    assert counts["user"]["updated"] == 1 and counts["orgunit"]["updated"] == 0 and counts["group"]["updated"] == 0
+    assert counts["user"]["reconciled"]["drifted"] == 1
     assert counts["user"]["added"] == 0
     assert len(pipeline.objects()) == count
     assert pipeline.objects()["corp", "uid=ann.lee,ou=Engineering"]["attributes"]["cn"] == "Ann Lee"

@@ -311,7 +311,7 @@ def test_a_mistyped_target_path_creates_nothing_and_provisions_nobody(quickstart
                 "connector 'app' if provision should create it") in counts["error"]
     assert not (tmp_path / "srv").exists()
     status = provision("status", quickstart_copy)
-    assert "user: 0 in source, 0 in scope, 0 in target" in status.out
+    assert "user: 0 in source, 0 in scope, 0 linked in target" in status.out
     assert "error: connector 'app': " in status.out  # the run's error, in its recent runs
 
     # the same manifest with create: true makes the database and its folders
@@ -335,7 +335,7 @@ def test_status_counts_every_failure_and_lists_them_all_on_request(provision, tm
     text = provision("status", QUICKSTART)
     assert text.code == 0, text.err
     lines = text.out.splitlines()
-    assert "user: 30 in source, 30 in scope, 5 in target" in text.out and "25 failing" in text.out
+    assert "user: 30 in source, 30 in scope, 5 linked in target" in text.out and "25 failing" in text.out
     listed = [line for line in lines if line.startswith("    B")]
     assert len(listed) == 20 and listed[0].startswith("    B00: ") and "user_name" in listed[0]
     assert "    ... and 5 more (--failures all lists every one)" in lines

@@ -410,6 +410,20 @@ class Connector:
         ``provision discover`` prints them; the default knows none."""
         return {}
 
+    def identity(self) -> Mapping[str, Any]:
+        """Which system this is, after ``open``: what the server says it is (host and database, a
+        directory's naming contexts, a service's URL and tenant), as plain printable values. The
+        state store remembers it per connector, and a run that finds another system behind the
+        same manifest stops instead of taking an empty target for "everything was deleted". The
+        default, ``{}``, binds to nothing; values must not hold secrets."""
+        return {}
+
+    def name_problem(self, object: str, name: str, partition: str | None = None) -> str | None:
+        """Why the target cannot hold an object under this rendered ``name`` (a DN outside every
+        naming context, an empty RDN), or None. Called for every name compute renders, before
+        anything is written; the object fails with the message. The default accepts any name."""
+        return None
+
     def can(self, method: str) -> bool:
         """Whether this connector implements ``read``, ``get`` or ``lookup`` (behaviours it has or lacks)."""
         return getattr(type(self), method) is not getattr(Connector, method)

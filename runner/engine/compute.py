@@ -16,17 +16,20 @@ the new rules reach objects whose source did not change, straight from the state
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
+from runner import durations
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import attribute_changes, comparer, same_name, stored_form
 from runner.engine.matching import MatchConflict, Matcher, pick_unique
-from runner.manifest.model import ObjectType
+from runner.manifest.model import ObjectType, Situation
 from runner.mapping.mapper import Mapper, MappingFailed, as_list, with_create_defaults
 from runner.mapping.names import NameError_, depth, render
 from runner.mapping.scope import compile_scope
+from runner.state.reconcile import Finding
 from runner.state.records import Change, PendingExport, SourceRow
 
 PAGE = 1000
@@ -35,10 +38,19 @@ PAGE = 1000
 def exists_after(row: SourceRow, in_scope: bool | None, ot: ObjectType) -> bool:
     linked = row.target_anchor is not None
     if row.deleted:
-        return linked and ot.when_deleted != "delete"
+        return linked and ot.when_deleted != "delete" and not restore_window_over(row, ot)
     if not in_scope:
         return linked and ot.when_out_of_scope != "delete"
     return True
+
+
+def restore_window_over(row: SourceRow, ot: ObjectType) -> bool:
+    """A deferred delete (``when_deleted: {disable_then_delete_after: 30d}``) is due: the object
+    has been gone from the source for longer than its restore window."""
+    if not ot.delete_after or not row.deleted or row.gone_at is None:
+        return False
+    gone = dt.datetime.fromisoformat(row.gone_at.replace("Z", "+00:00"))
+    return (dt.datetime.now(dt.UTC) - gone).total_seconds() >= (durations.seconds(ot.delete_after) or 0)
 
 
 def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
@@ -93,7 +105,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
             if row.deleted:
                 if not linked:
                     page.forget.append(row.anchor)
-                elif ot.when_deleted == "delete":
+                elif ot.when_deleted == "delete" or restore_window_over(row, ot):
                     page.add(row, "delete", Change(gone=True))
                 elif ot.when_deleted == "disable" and not row.disabled:
                     page.add(row, "disable", _disable_change(ot, row, gone=True))
@@ -123,13 +135,19 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
             except NameError_ as exc:
                 page.fail(ctx, ot, counts, row, "map", str(exc))
                 continue
+            refused = ctx.target(ot).name_problem(ot.target.object, name, partition) if name else None
+            if refused is not None:
+                page.fail(ctx, ot, counts, row, "map", refused)
+                continue
             if row.target_anchor is None and matcher is not None:
                 try:
-                    found = matcher.find(row.data)
+                    found = matcher.find(row.data, desired, name)
                 except MatchConflict as exc:
                     page.fail(ctx, ot, counts, row, "match", str(exc))
+                    page.found(ctx, ot, exc.situation, row.anchor, {"candidates": exc.candidates, "error": str(exc)})
                     continue
                 if found is not None:
+                    page.found(ctx, ot, Situation.UNLINKED, row.anchor, {"target_anchor": found, "linked": True})
                     store.link(type_id, row.anchor, found)
                     row.target_anchor = found
                     row.target_data, row.disabled = store.targets_data(type_id, [found]).get(found, ({}, False))
@@ -145,10 +163,14 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                 page.add(row, "add", Change(set=values, name=name, partition=partition), name=name,
                          partition=partition)
                 continue
-            stored = {} if ctx.options.full_export else (row.target_data or {})
+            # --full-export on a target that was just read sends what differs from what it holds,
+            # whole; on one that cannot be read, everything, blind
+            full = ctx.options.full_export
+            blind = full and ot.name not in ctx.reconciled
+            stored = {} if blind else (row.target_data or {})
             change = attribute_changes(desired, stored, mapper, store.sensitive_digest, creating=False,
                                        compare=compare)
-            if ctx.options.full_export or (caps.export_style == "whole_object" and change.attribute_changes()):
+            if blind or ((full or caps.export_style == "whole_object") and change.attribute_changes()):
                 change = Change(set={k: v for k, v in _payload_values(desired, mapper).items()
                                      if k not in mapper.on_create}, full=ctx.options.full_export)
             moved = partition is not None and row.target_partition is not None and partition != row.target_partition
@@ -161,6 +183,8 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                 page.add(row, "update", change)
             else:
                 page.cleared.append(row.anchor)
+        if page.findings:
+            store.add_findings(type_id, ctx.run_id, page.findings)
         store.set_pending(type_id, page.entries, page.cleared)
         store.forget_source(type_id, page.forget)
         store.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
@@ -177,6 +201,13 @@ class _Page:
         self.cleared: list[str] = []
         self.forget: list[str] = []
         self.errors: dict[str, str] = {}
+        self.findings: list[Finding] = []
+
+    def found(self, ctx: RunContext, ot: ObjectType, situation: Situation, anchor: str,
+              detail: dict[str, Any]) -> None:
+        """What matching found, kept as a finding of the reconciliation this run makes."""
+        if ot.name in ctx.reconciled:
+            self.findings.append(Finding(str(situation), anchor, detail))
 
     def add(self, row: SourceRow, action: str, change: Change, name: str | None = None,
             partition: str | None = None) -> None:

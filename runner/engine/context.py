@@ -35,6 +35,8 @@ class TypeCounts:
     waiting: int = 0  # exports that failed in earlier runs, not sent by this one: next attempt later
     blocked: int = 0  # exports held after a permanent error until their source object changes
     guard: str | None = None  # why the deletion guard stopped this type
+    # what a reconciliation found, per situation (linked, drifted, missing, ...); None: none ran
+    reconciled: dict[str, int] | None = None
     error: str | None = None  # set when the whole pass stopped (connection failed)
     touched: int = 0  # objects still in the source that got an action or failed (not reported)
     present: int = 0  # objects in the source at the end of the run (not reported)
@@ -44,7 +46,7 @@ class TypeCounts:
         del out["touched"], out["present"]
         if out["error"] is None:
             del out["error"]
-        for key in ("recovered", "held", "waiting", "blocked", "guard"):
+        for key in ("recovered", "held", "waiting", "blocked", "guard", "reconciled"):
             if not out[key]:
                 del out[key]
         return out
@@ -68,6 +70,9 @@ class RunOptions:
     stop: StopFlag | None = None  # set by a signal handler: finish what is in flight, then stop
     allow_deletes: int | None = None  # --allow-deletes N (-1: all): let the deletion guard pass
     retry_now: bool = False  # --retry-now: send exports that failed before now, ignoring their back-off
+    reconcile: bool = False  # --reconcile: read the target and react per situation (engine/reconcile.py)
+    rebind: bool = False  # --rebind: the target is another system now; reconcile everything with it
+    dry: bool = False  # a plan on a store that is never written (provision check)
 
 
 class StopFlag:
@@ -105,6 +110,11 @@ class RunContext:
     # exports whose next attempt (after failures) is later than this are not sent; None: all are
     # (provision preview --apply, run --retry-now). runner/engine/retries.py
     due: str | None = None
+    # object types this run reconciled with their target -> the mark of that read (engine/reconcile.py)
+    reconciled: dict[str, str] = field(default_factory=dict)
+    linked_seen: dict[str, int] = field(default_factory=dict)  # type -> linked objects its reconciliation read
+    # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)
+    drifted_before: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def pipeline(self) -> str:

@@ -13,14 +13,11 @@ everyone left.
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
-import json
 from typing import Any
 
-from runner import durations
 from runner.connectors.base import ConnectionFailed, Record, WatermarkExpired
-from runner.engine import safety
+from runner.engine import cadence, safety
 from runner.engine.context import RunContext, TypeCounts
 from runner.manifest.model import ObjectType
 from runner.state.store import DuplicateAnchor
@@ -38,7 +35,8 @@ def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, co
     delta = ctx.source_caps(ot).delta_read and not ctx.options.full_import
     watermark = store.watermark(type_id, "source", partition) if delta else None
     if watermark is not None:
-        due = _full_import_due(ot.source.full_import_every, store.watermark(type_id, "full", partition))
+        due = cadence.due(ot.source.full_import_every, store.watermark(type_id, "full", partition),
+                          "full_import_every")
         if due:
             ctx.logger.info("%s%s: full import (%s)", ot.name, f" [{partition}]" if partition else "", due)
             watermark = None
@@ -119,35 +117,11 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
             gone += store.finish_full_import(type_id, partition)
     if delta_read and not refused:
         mark = store.watermark(type_id, "full", partition)
-        store.set_watermark(type_id, "full", partition, _full_import_mark(full, mark))
+        store.set_watermark(type_id, "full", partition, cadence.next_mark(full, mark))
     if full or delta_read:
         store.commit()
     ctx.logger.info("%s%s: %s import: %d read, %d new or changed, %d gone", ot.name,
                     f" [{partition}]" if partition else "", "full" if full else "delta", counts.imported, changed, gone)
-
-
-def _full_import_due(every: int | str | None, mark: str | None) -> str | None:
-    """Why this delta source must be read whole now (``source.full_import_every``), or None."""
-    if every is None:
-        return None
-    last = json.loads(mark) if mark else None
-    if last is None:
-        return f"full_import_every: {every}; no full import recorded yet"
-    if isinstance(every, int):
-        return f"full_import_every: {every} runs" if last["deltas"] + 1 >= every else None
-    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last["at"])
-    if age.total_seconds() >= (durations.seconds(every) or 0):  # the schema admits only durations
-        return f"full_import_every: {every}; the last one was at {last['at']}"
-    return None
-
-
-def _full_import_mark(full: bool, mark: str | None) -> str:
-    """What the state keeps about full imports of a delta source: when the last one finished and
-    how many delta imports ran since."""
-    last = json.loads(mark) if mark else None
-    if full or last is None:
-        return json.dumps({"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "deltas": 0})
-    return json.dumps({"at": last["at"], "deltas": last["deltas"] + 1})
 
 
 def _unreadable(ot: ObjectType, record: Record) -> tuple[str | None, str]:

@@ -10,18 +10,28 @@ normalizations the target connector declares for the attribute.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from runner.engine.context import RunContext
 from runner.engine.diff import comparer
-from runner.manifest.model import ObjectType
-from runner.mapping.expressions import Getter, compile_expression, field_getter
+from runner.manifest.model import ObjectType, Situation
+from runner.mapping.expressions import compile_expression, field_getter
 from runner.mapping.mapper import Mapper
+from runner.mapping.names import normalize_dn
+
+NAME = "__name__"  # the target index's entry for an object's name (correlation by DN)
 
 
 class MatchConflict(ValueError):
-    pass
+    """The object cannot be linked safely: several candidates (ambiguous), its one candidate is
+    claimed by another source object (collision), or linking is left to a person (unlinked,
+    with ``reconcile.unlinked: report``). It is held, not added, and reported."""
+
+    def __init__(self, message: str, situation: Situation = Situation.AMBIGUOUS, candidates: Sequence[str] = ()):
+        super().__init__(message)
+        self.situation = situation
+        self.candidates = list(candidates)
 
 
 def fold(value: Any, attribute: str = "", normalizations: Mapping[str, tuple[str, ...]] | None = None) -> str:
@@ -64,41 +74,75 @@ UNIQUE_SUFFIXES = 999
 LOOKUP_LIMIT = 100  # at most this many unlinked objects: ask the target per object instead of reading it all
 
 
+# a rule's value from (source record, mapped values, rendered name)
+Value = Callable[[dict[str, Any], dict[str, Any], str | None], Any]
+
+
 class Matcher:
     """The compiled match rules of one object type.
 
     Two ways to find candidates: in the index a target read filled (first contact, many
     unlinked objects: one paged read), or by asking the target (``lookups=True``: a handful of
-    new hires, when reading a million entries to match three would be absurd)."""
+    new hires, when reading a million entries to match three would be absurd).
 
-    def __init__(self, ctx: RunContext, ot: ObjectType, lookups: bool = False):
+    ``correlate=True`` (a reconciliation): without match rules, the correlation attributes
+    (``target.correlate`` or the connector's natural key) are the rules, compared on the mapped
+    values, and a hierarchical target's objects correlate by name. So a first contact with a
+    target that already holds the objects (a lost state store, a new pipeline on an old
+    directory) links them instead of adding them twice. ``link=False`` (``reconcile.unlinked:
+    report``) holds an object that would link instead of linking it."""
+
+    def __init__(self, ctx: RunContext, ot: ObjectType, lookups: bool = False, correlate: bool = False,
+                 link: bool = True):
         self.ctx, self.ot, self.type_id = ctx, ot, ctx.type_ids[ot.name]
-        self.lookups = lookups
+        self.lookups, self.link = lookups, link
         self.normalizations = ctx.caps(ot).normalizations
-        self.rules: list[tuple[str, Getter, str]] = []
+        self.rules: list[tuple[str, Value, str]] = []
         for rule in ot.match:
-            getter = field_getter(rule.source) if rule.source else compile_expression(rule.expression or "").evaluate
-            self.rules.append((rule.source or rule.expression or "", getter, rule.target))
+            get = field_getter(rule.source) if rule.source else compile_expression(rule.expression or "").evaluate
+            self.rules.append((rule.source or rule.expression or "", _on_source(get), rule.target))
+        if correlate and not self.rules:
+            self.rules = correlation_rules(ctx, ot)
+        self.linked = 0  # objects linked by the rules in this run
+        self.indexed = lookups or ctx.store.has_target_index(self.type_id)
 
-    def find(self, record: dict[str, Any]) -> str | None:
-        """The target anchor this record matches, None for no match; MatchConflict for several."""
+    def find(self, record: dict[str, Any], desired: dict[str, Any] | None = None,
+             name: str | None = None) -> str | None:
+        """The target anchor this record matches, None for no match; MatchConflict for several,
+        for a candidate another source object claims, or for a match a person must confirm."""
         for label, get, target_attr in self.rules:
             try:
-                value = get(record)
+                value = get(record, desired or {}, name)
             except Exception:  # a rule that cannot be evaluated for this record simply does not match
                 continue
             if value in (None, ""):
                 continue
+            claimed: list[str] = []
             if self.lookups:
                 hits = self._ask(target_attr, value)
+            elif not self.indexed:
+                hits = []  # the target held nothing when it was read: nothing to match
             else:
-                hits = self.ctx.store.match_candidates(self.type_id, target_attr,
-                                                       fold(value, target_attr, self.normalizations))
+                folded = normalize_dn(str(value)) if target_attr == NAME else fold(value, target_attr,
+                                                                                    self.normalizations)
+                hits = self.ctx.store.match_candidates(self.type_id, target_attr, folded)
+                if not hits:
+                    claimed = self.ctx.store.match_candidates(self.type_id, target_attr, folded, claimed=True)
+            shown = "name" if target_attr == NAME else target_attr
             if len(hits) == 1:
+                if not self.link:
+                    raise MatchConflict(f"{label} = {value!r} matches target object {hits[0]} by {shown}; "
+                                        "reconcile.unlinked: report holds it until a person links it",
+                                        Situation.UNLINKED, hits)
+                self.linked += 1
                 return hits[0]
             if len(hits) > 1:
-                raise MatchConflict(f"{label} = {value!r} matches {len(hits)} target objects by {target_attr} "
-                                    f"({', '.join(hits)}); nothing exported until one remains")
+                raise MatchConflict(f"{label} = {value!r} matches {len(hits)} target objects by {shown} "
+                                    f"({', '.join(hits)}); nothing exported until one remains", candidates=hits)
+            if claimed:
+                raise MatchConflict(f"{label} = {value!r} matches target object {claimed[0]} by {shown}, which "
+                                    "another source object already claims; nothing exported until one of them "
+                                    "changes", Situation.COLLISION, claimed)
         return None
 
     def _ask(self, attribute: str, value: Any) -> list[str]:
@@ -107,7 +151,7 @@ class Matcher:
         from runner.engine.reconcile import state_form  # reconcile imports fold from here
 
         records = [r for r in self.ctx.target(self.ot).lookup(self.ot.target.object, {attribute: value})
-                   if r.anchor is not None]
+                   if r.anchor is not None] if attribute != NAME else []
         linked = self.ctx.store.linked_anchors(self.type_id, [str(r.anchor) for r in records])
         records = [r for r in records if str(r.anchor) not in linked]
         if len(records) == 1:
@@ -126,3 +170,18 @@ def few_unlinked(ctx: RunContext, ot: ObjectType) -> bool:
     if ctx.store.count_unlinked(type_id, 1, failing=True):
         return False  # an unresolved match (a conflict) is judged again the way it was first judged
     return ctx.store.count_unlinked(type_id, LOOKUP_LIMIT + 1) <= LOOKUP_LIMIT
+
+
+def _on_source(get: Callable[[dict[str, Any]], Any]) -> Value:
+    return lambda record, desired, name: get(record)
+
+
+def correlation_rules(ctx: RunContext, ot: ObjectType) -> list[tuple[str, Value, str]]:
+    """Rules from the attributes that identify an object in the target: ``target.correlate``, else
+    the connector's natural key, else (hierarchical targets) the object's name."""
+    attributes = ot.target.correlate or ctx.caps(ot).correlation
+    if attributes:
+        return [(attr, lambda record, desired, name, a=attr: desired.get(a), attr) for attr in attributes]
+    if ot.target.name:
+        return [("target.name", lambda record, desired, name: name, NAME)]
+    return []

@@ -27,22 +27,19 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import sqlite3
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner import secrets
-from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
+from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector, Record
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import PHASES, export_type
 from runner.engine.matching import Matcher, fold
 from runner.engine.plan import PlanItem, plan_changes
-from runner.engine.reconcile import import_target
+from runner.engine.reconcile import reconcile_target, state_form
 from runner.engine.run import (
     Summary,
     close_connector,
@@ -52,15 +49,15 @@ from runner.engine.run import (
     open_store,
     selected_types,
 )
-from runner.errors import ProvisionError, StateError, UsageError, state_problem
+from runner.errors import ProvisionError, UsageError
 from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
 from runner.mapping.explain import AttributeStep, ScopeStep, explain_mapping, explain_scope
 from runner.mapping.mapper import Mapper
 from runner.mapping.scope import compile_scope
 from runner.provlog import MASK, ProvisioningLog
-from runner.sqlutil import shown_url, sqlalchemy_url
-from runner.state.store import StateStore, busy_timeout_seconds, default_url, dumps, now_iso
+from runner.state.dry import dry_store
+from runner.state.store import StateStore, dumps, now_iso
 
 
 @dataclass
@@ -87,6 +84,7 @@ class Preview:
     error: str | None = None  # the object could not be computed (mapping, match)
     result: dict[str, Any] | None = None  # the export, with --apply
     when_out_of_scope: str = "disable"
+    target_read: str | None = None  # the linked object read from the target: read | missing | not read
 
     @property
     def exit_code(self) -> int:
@@ -103,7 +101,8 @@ class Preview:
             "match": {"linked": self.linked, "matched": self.matched, "rules": self.match_rules},
             "mapping": [a.as_dict() for a in self.mapping],
             "references": self.references,
-            "target": None if self.target is None else {"data": self.target, "disabled": self.target_disabled},
+            "target": None if self.target is None else {"data": self.target, "disabled": self.target_disabled,
+                                                        "read": self.target_read},
             "diff": None if self.change is None else {"action": self.change.action, "changes": self.change.changes,
                                                       "target_anchor": self.change.target_anchor},
             "error": self.error,
@@ -123,104 +122,6 @@ class _Log(ProvisioningLog):
         self.entries.append(self.batch[-1])
 
 
-class _DryStore(StateStore):
-    """A state store that never commits: everything the passes write is rolled back on close
-    (and a snapshot's folder is removed)."""
-
-    snapshot_folder: Path | None = None
-
-    def commit(self) -> None:
-        pass
-
-    def close(self) -> None:
-        try:
-            self.conn.rollback()
-            super().close()
-        finally:
-            if self.snapshot_folder is not None:
-                shutil.rmtree(self.snapshot_folder, ignore_errors=True)
-
-
-def _dry_store(manifest: Manifest) -> StateStore:
-    """The store a preview without --apply works on; the real one is never written.
-
-    A SQLite store is copied first (the backup API, one read transaction: in WAL mode it waits
-    for no writer and no writer waits for it) into a private temporary file: the passes write
-    (the record, its scope, its pending export), and on the real file those writes would hold
-    its write lock for the whole preview, so a run going on would fail with "database is
-    locked". A server store (PostgreSQL, MariaDB) keeps its rows in one transaction that is
-    rolled back: a run touching the same object's rows waits for it, it does not fail."""
-    url = manifest.state
-    if url is None:  # default_url() would create the folder: only use it when the store exists
-        file = manifest.path.parent / ".provision" / f"{manifest.name}.db"
-        url = default_url(manifest.path, manifest.name) if file.exists() else f"sqlite:///{file}"
-    parsed = sqlalchemy_url(url, manifest.base_dir)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        source = Path(parsed.database)
-        if not source.exists():
-            store = _DryStore("sqlite://", manifest.base_dir)  # never ran: nothing known, no file left behind
-        else:
-            store = _snapshot(source, manifest.base_dir)
-        store.url_shown = shown_url(parsed)
-        return store
-    return _DryStore(url, manifest.base_dir)
-
-
-def _snapshot(source: Path, base_dir: Path) -> _DryStore:
-    """A private copy of the SQLite state store ``source``, as a dry store removed on close."""
-    folder = Path(tempfile.mkdtemp(prefix="provision-preview-"))
-    copy = folder / "state.db"
-    wait = busy_timeout_seconds()
-    try:
-        src = _read_only(source, wait)
-        try:
-            dst = sqlite3.connect(copy)
-            try:
-                src.backup(dst)
-            except sqlite3.Error as e:  # full, unwritable: the copy's side; anything else: the store's
-                name = getattr(e, "sqlite_errorname", "") or ""
-                if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
-                    raise StateError(f"cannot copy the state store to {folder} for the preview: {e}; free some "
-                                     "space there, or set TMPDIR to a folder with room") from None
-                raise _problem(e, source, wait) from None
-            finally:
-                dst.close()
-        finally:
-            src.close()
-        store = _DryStore(f"sqlite:///{copy}", base_dir)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    store.snapshot_folder = folder
-    return store
-
-
-def _read_only(source: Path, wait: float) -> sqlite3.Connection:
-    """A connection that only reads ``source``: read-only where the file allows it, else an
-    ordinary one told to make no change (a WAL file cannot always be opened read-only)."""
-    src: sqlite3.Connection | None = None
-    try:
-        try:
-            src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=wait)
-            src.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
-            if src is not None:
-                src.close()
-            src = sqlite3.connect(source, timeout=wait)
-            src.execute("PRAGMA query_only=ON")
-            src.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return src
-    except sqlite3.Error as e:
-        if src is not None:
-            src.close()
-        raise _problem(e, source, wait) from None
-
-
-def _problem(error: sqlite3.Error, source: Path, wait: float) -> StateError:
-    return state_problem(error, str(source), str(error), wait, True) or StateError(
-        f"cannot read the state store {source}: {error}")
-
-
 def preview(path: str | Path, object_type: str, anchor: str, apply: bool = False) -> Preview:
     """Take the source object ``anchor`` of ``object_type`` through every step; export it if ``apply``."""
     loaded = load_with_connectors(path)
@@ -235,7 +136,7 @@ def preview(path: str | Path, object_type: str, anchor: str, apply: bool = False
             raise UsageError(f"no {ot.name} with {ot.source.anchor} = {anchor!r} in "
                              f"{ot.source.connector}/{ot.source.object} ({out.read} records read)")
         record, partition = found
-        store = open_store(manifest) if apply else _dry_store(manifest)
+        store = open_store(manifest) if apply else dry_store(manifest)
         try:
             _steps(manifest, ot, loaded.connectors, opened, store, out, record, partition)
         finally:
@@ -244,6 +145,35 @@ def preview(path: str | Path, object_type: str, anchor: str, apply: bool = False
         for name in opened:
             close_connector(loaded.connectors[name])
     return out
+
+
+def _read_linked(ctx: RunContext, ot: ObjectType, mapper: Mapper, anchor: str, target_anchor: str) -> str:
+    """Read the linked object from the target, so the diff is against what it holds now, not
+    what the state remembers (a value edited by hand, an object deleted by hand): "read",
+    "missing" (gone: the link goes and the object is created again), or "not read" (the
+    connector cannot look single objects up)."""
+    connector, store, type_id = ctx.target(ot), ctx.store, ctx.type_ids[ot.name]
+    if not connector.can("get"):
+        return "not read"
+    name = store.target_name(type_id, target_anchor)
+    try:
+        record = connector.get(ot.target.object, target_anchor, name=name, partition=ot.target.partition
+                               if ot.target.partition and "{" not in ot.target.partition else None)
+    except (ConnectionFailed, ConfigurationError) as exc:
+        raise ProvisionError(f"{ot.name}: reading {target_anchor} from the target: {exc}") from None
+    if record is None:
+        store.unlink(type_id, [(anchor, target_anchor)])
+        store.mark_referrers_dirty(type_id, [anchor])
+        store.commit()
+        return "missing"
+    if record.anchor is None:
+        record = Record(record.attributes, target_anchor, record.name, record.partition, version=record.version)
+    read = state_form(ctx, ot, mapper, [record])[0]
+    old = store.targets_data(type_id, [target_anchor]).get(target_anchor, ({}, False))[0]
+    read = read._replace(data={**read.data, **{k: v for k, v in old.items() if k in mapper.sensitive}})
+    store.store_targets(type_id, [read], overwrite=True)
+    store.commit()
+    return "read"
 
 
 def _ensure_open(connectors: dict[str, Connector], name: str, opened: set[str]) -> None:
@@ -323,10 +253,15 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         # 3. match: the stored link, else the match rules (which need the target's objects)
         out.linked = store.target_anchors(type_id, [anchor]).get(anchor)
         matcher = None
+        if out.linked is not None:
+            _ensure_open(connectors, ot.target.connector, opened)
+            out.target_read = _read_linked(ctx, ot, mapper, anchor, out.linked)
+            if out.target_read == "missing":
+                out.linked = None
         if out.linked is None and ot.match and out.in_scope:
             _ensure_open(connectors, ot.target.connector, opened)
             try:
-                import_target(ctx, ot, mapper)
+                reconcile_target(ctx, ot, mapper, "preview: match rules need the target's values", missing=False)
             except (ConnectionFailed, ConfigurationError) as exc:
                 raise ProvisionError(f"{ot.name}: reading the target for match rules: {exc}") from None
             matcher = Matcher(ctx, ot)
@@ -399,7 +334,7 @@ def _explain_rules(ctx: RunContext, matcher: Matcher, type_id: int, record: dict
     """Each match rule: the value it looks for and the unlinked target objects holding it."""
     for label, get, target_attr in matcher.rules:
         try:
-            value = get(record)
+            value = get(record, {}, None)
         except Exception as exc:  # as in Matcher.find: a rule that cannot be evaluated does not match
             yield {"rule": f"{label} -> {target_attr}", "value": None, "hits": [], "error": str(exc)}
             continue

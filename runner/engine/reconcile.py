@@ -1,77 +1,337 @@
-"""Reading the target back: what it really holds, in the form the state keeps.
+"""Reconciliation: the target is the truth. Read it whole, classify every object, react per situation.
 
-Used on first contact (match rules, unique values), with ``--full``, and by crash recovery.
-Target records become *mapped form*: mapped attributes only (sensitive ones cannot be read
-back), references turned into the source anchors of the objects they name, whether by target
-anchor or by target name (an LDAP DN). A linked object whose target values differ from what the
-state believed (drift, or an export whose result was lost) is computed again, so the next
-export changes it by difference.
+The state store remembers what the target was sent; people, restores and other tools change the
+target behind its back. A reconciliation reads the object type's target in one paged read and
+classifies every object (:class:`runner.manifest.model.Situation`):
+
+- **linked**: the target holds it as the state says; **drifted**: linked, but its values differ
+  (the state takes what the target holds, and compute updates it by difference). An attribute
+  that drifts the same way at two reconciliations in a row, although the first one updated it,
+  is flagged ``not_held``: the target accepts the value and does not keep it (a read-only or
+  silently dropped attribute);
+- **missing**: linked, but gone from the target: the link is dropped and compute adds it again in
+  the same run (and whatever referenced it is computed again);
+- **unlinked**: no link, but the match rules, or (without them) the correlation attributes or a
+  hierarchical name, tie it to one source object: linked (adopted) in compute, instead of added
+  twice; **ambiguous** (several candidates) and **collision** (its candidate is claimed by
+  another source object) hold the source object and are reported;
+- **orphan**: no source object claims it and it lies inside ``target.boundary``: reported, or
+  disabled or deleted (``reconcile.orphan``), always behind the deletion guard. Objects outside
+  the boundary are never touched.
+
+When: ``run --reconcile``, ``--full`` and ``--full-export``, ``target.reconcile_every``, a first
+contact with the target (no reconciliation recorded yet), ``provision check`` (without writing to
+the target) and whenever match rules or unique values need the target's values. Target records
+become *mapped form* (:func:`state_form`): mapped attributes only (sensitive ones cannot be read
+back), references turned into the source anchors of the objects they name.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from runner.connectors.base import ConnectionFailed, Page, Record
-from runner.engine.context import RunContext
-from runner.engine.matching import fold
-from runner.manifest.model import ObjectType
+from runner.engine import cadence
+from runner.engine.context import RunContext, TypeCounts
+from runner.engine.diff import comparer
+from runner.engine.matching import NAME, correlation_rules, few_unlinked, fold
+from runner.manifest.model import Boundary, ObjectType, Situation
 from runner.mapping.mapper import Mapper, normalize
-from runner.state.base import now_iso
+from runner.mapping.names import depth, normalize_dn
+from runner.mapping.scope import compile_scope
 from runner.state.imports import TargetObject
+from runner.state.reconcile import ORPHAN_PREFIX, Finding
+from runner.state.records import Change, PendingExport
+
+PAGE = 500
 
 
-def import_target(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> int:
-    """Read the target object type: index what match rules and unique values look at, and
-    reconcile what the state knows of each object with what the target holds."""
-    type_id = ctx.type_ids[ot.name]
-    wanted = {rule.target for rule in ot.match} | set(mapper.unique)
+def why(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> str | None:
+    """Why this pass reconciles ``ot`` with its target, or None when it trusts the state."""
+    if not ctx.target(ot).can("read"):
+        return None
+    options, type_id = ctx.options, ctx.type_ids[ot.name]
+    if options.reconcile:
+        return "asked for (--reconcile)"
+    if options.full_import and not options.plan:
+        return "--full"
+    if options.full_export:
+        return "--full-export: only what differs is sent"
+    mark = ctx.store.watermark(type_id, "target", None)
+    if mark is None:
+        return "first contact with this target: objects it holds already are linked, not added twice"
+    due = cadence.due(ot.target.reconcile_every, mark, "reconcile_every")
+    if due:
+        return due
+    if (ot.match or mapper.unique) and not (ot.match and not mapper.unique and ctx.target(ot).can("lookup")
+                                            and few_unlinked(ctx, ot)):
+        return "match rules and unique values compare with the target's values"
+    return None
+
+
+def count_run_without(ctx: RunContext, ot: ObjectType) -> None:
+    """A run that did not reconcile brings ``reconcile_every: N`` (runs) one closer."""
+    if isinstance(ot.target.reconcile_every, int):
+        type_id = ctx.type_ids[ot.name]
+        ctx.store.set_watermark(type_id, "target", None,
+                                cadence.next_mark(False, ctx.store.watermark(type_id, "target", None)))
+        ctx.store.commit()
+
+
+def reconcile_target(ctx: RunContext, ot: ObjectType, mapper: Mapper, reason: str, missing: bool = True) -> None:
+    """Read the target object type and classify what it holds (see the module's docstring); the
+    unlinked and orphans are settled after compute (:func:`settle_orphans`). ``missing=False``
+    (a preview): only read and index it, leave what is missing for a run."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    ctx.logger.info("%s: reconciling with the target (%s)", ot.name, reason)
+    ctx.drifted_before[ot.name] = {f.key: f.detail.get("attributes", {})
+                                   for f in store.findings(type_id, Situation.DRIFTED)}
+    mark = store.begin_reconcile(type_id)
+    ctx.reconciled[ot.name] = mark
+    tally: Counter[str] = Counter()
+    read = _read(ctx, ot, mapper, mark, tally)
+    if not missing:
+        return
+    _missing(ctx, ot, mark, tally)
+    store.set_watermark(type_id, "target", None, cadence.next_mark(True, store.watermark(type_id, "target", None)))
+    ctx.heartbeat()
+    store.commit()
+    ctx.logger.info("%s: read %d target objects: %s", ot.name, read,
+                    ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing linked yet")
+    ctx.linked_seen[ot.name] = tally[Situation.LINKED]
+
+
+def resolve_references(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> None:
+    """Read the target again after compute linked objects that reference objects of their own
+    type (a manager): on the first read their references named objects not linked yet, so they
+    were left out, and compute would "update" every manager to the value it already holds. Now
+    that the links exist they resolve; only objects whose values change are computed again."""
+    _read(ctx, ot, mapper, ctx.reconciled[ot.name], None)
+
+
+def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Counter[str] | None) -> int:
+    """One paged read of the target: index, classify, stamp (``tally`` None: quietly, no findings)."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    store.begin_target_import(type_id)
+    # the values match rules, correlation and unique values look up: only needed when some
+    # source object has no target object yet (a first contact, new hires), not in steady state
+    indexed = _indexed_attributes(ctx, ot, mapper) if store.count_unlinked(type_id, 1) else set()
     rules = ctx.caps(ot).normalizations
-    count = drifted = 0
-    ctx.store.begin_target_import(type_id)
+    inside = boundary_test(ot.target.boundary)
+    read = 0
     for page in read_all_partitions(ctx, ot):
         index: list[tuple[str, str, str]] = []
         for record in page.records:
             if record.anchor is None:
                 raise ConnectionFailed(f"{ot.name}: the target connector returned an object without an anchor; "
                                        "it cannot be matched or reconciled")
-            for attr in wanted:
+            for attr in indexed:
+                if attr == NAME:
+                    if record.name:
+                        index.append((NAME, normalize_dn(record.name), str(record.anchor)))
+                    continue
                 for v in _values(record.attributes.get(attr)):
                     if v not in (None, ""):
                         index.append((attr, fold(v, attr, rules), str(record.anchor)))
         objects = state_form(ctx, ot, mapper, page.records)
-        drifted += _reconcile(ctx, ot, mapper, objects)
-        ctx.store.index_targets(type_id, [o.target_anchor for o in objects], index)
+        unlinked = _classify(ctx, ot, mapper, objects, tally)
+        if index:
+            store.index_targets(type_id, [o.target_anchor for o in objects], index, fresh=True)
+        store.stamp_targets(type_id, {str(r.anchor): str(r.anchor) in unlinked and inside(r)
+                                      for r in page.records}, mark)
+        read += len(objects)
         ctx.heartbeat()
-        ctx.store.commit()
-        count += len(objects)
-    ctx.store.set_watermark(type_id, "target", None, now_iso())  # first contact is over
-    ctx.store.commit()
-    ctx.logger.info("%s: read %d target objects (%d differ from what the state knew)", ot.name, count, drifted)
-    return count
+        store.commit()
+        ctx.check_stop()
+    return read
 
 
-def _reconcile(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[TargetObject]) -> int:
-    """Store unknown objects; overwrite known ones that differ, and compute their source objects again."""
+def _indexed_attributes(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> set[str]:
+    """The target values match rules, correlation and unique values look up."""
+    wanted = {rule.target for rule in ot.match} | set(mapper.unique)
+    if not ot.match:
+        wanted |= {target for _, _, target in correlation_rules(ctx, ot)}
+    return wanted
+
+
+def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[TargetObject],
+              tally: Counter[str] | None) -> set[str]:
+    """Linked objects as read against what the state knew: the same (linked) or not (drifted).
+    Objects no link claims are stored for matching; compute decides what they are (their
+    anchors are returned). ``tally`` None: take what the target holds without counting or
+    reporting it."""
+    quiet = tally is None
+    tally = Counter() if tally is None else tally
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    known = store.targets_data(type_id, [o.target_anchor for o in objects])
-    fresh, changed = [], []
+    anchors = [o.target_anchor for o in objects]
+    links = store.linked_anchors(type_id, anchors)
+    known = store.targets_data(type_id, anchors)
+    compare = comparer(ctx.caps(ot).normalizations)
+    before = {} if quiet else ctx.drifted_before.get(ot.name, {})
+    fresh, changed, drifted, found = [], [], [], []
+    not_held: list[str] = []
+    unlinked: set[str] = set()
     for obj in objects:
+        source = links.get(obj.target_anchor)
         if obj.target_anchor not in known:
             fresh.append(obj)
+            if source is None:
+                unlinked.add(obj.target_anchor)
+            if source is not None:  # linked, but the state kept nothing of it: compute diffs against it
+                drifted.append(source)
+                tally[Situation.LINKED] += 1
+            continue
+        if source is None:
+            changed.append(obj)  # not linked: keep what it holds now, for matching and for orphans
+            unlinked.add(obj.target_anchor)
             continue
         old, was_disabled = known[obj.target_anchor]
-        merged = {**obj.data, **{k: v for k, v in old.items() if k in mapper.sensitive}}
-        if any(old.get(k) != v for k, v in obj.data.items()) or was_disabled != obj.disabled:
+        differs = {k: {"expected": old.get(k), "found": v} for k, v in obj.data.items()
+                   if not _same(compare, k, old.get(k), v)}
+        if was_disabled != obj.disabled:
+            differs["(disabled)"] = {"expected": was_disabled, "found": obj.disabled}
+        if not differs:
+            tally[Situation.LINKED] += 1
+            continue
+        tally[Situation.DRIFTED] += 1
+        detail: dict[str, Any] = {"target_anchor": obj.target_anchor, "name": obj.name, "attributes": differs}
+        refused = sorted(a for a, d in differs.items() if before.get(source, {}).get(a) == d)
+        if refused:  # drifted the same way last time, was updated since, and still is
+            detail["not_held"] = refused
+            not_held.append(f"{source} ({', '.join(refused)})")
+        found.append(Finding(Situation.DRIFTED, source, detail))
+        if ot.reconcile.drifted == "update" or quiet:
+            merged = {**obj.data, **{k: v for k, v in old.items() if k in mapper.sensitive}}
             changed.append(obj._replace(data=merged))
+            drifted.append(source)
     store.store_targets(type_id, fresh, overwrite=False)
-    if changed:
-        store.store_targets(type_id, changed, overwrite=True)
-        linked = store.linked_anchors(type_id, [o.target_anchor for o in changed])
-        store.mark_dirty(type_id, list(linked.values()))
-    return len(changed)
+    store.store_targets(type_id, changed, overwrite=True)
+    store.mark_dirty(type_id, drifted)
+    if not quiet:
+        store.add_findings(type_id, ctx.run_id, _masked(found, mapper))
+    _report_not_held(ctx, ot, not_held)
+    return unlinked
+
+
+def _report_not_held(ctx: RunContext, ot: ObjectType, not_held: list[str]) -> None:
+    if not_held:
+        ctx.logger.warning("%s: the target accepted values it does not hold (the last reconciliation updated them, "
+                           "and they differ the same way again): %s%s. A read-only attribute, or one the target "
+                           "drops? Fix the target or remove the attribute from the mapping", ot.name,
+                           "; ".join(not_held[:5]), f" and {len(not_held) - 5} more" if len(not_held) > 5 else "")
+
+
+def _same(compare: Callable[[str, Any], Any], attribute: str, old: Any, new: Any) -> bool:
+    if old == new:
+        return True
+    if isinstance(old, list) or isinstance(new, list):
+        return sorted(map(str, old or [])) == sorted(map(str, new or []))
+    return old is not None and new is not None and compare(attribute, old) == compare(attribute, new)
+
+
+def _masked(found: list[Finding], mapper: Mapper) -> list[Finding]:
+    """Findings never hold a sensitive value (they are shown by status and check)."""
+    out = []
+    for f in found:
+        attrs = f.detail.get("attributes")
+        if attrs:
+            attrs = {k: ({"expected": "***", "found": "***"} if k in mapper.sensitive else v) for k, v in attrs.items()}
+            f = f._replace(detail={**f.detail, "attributes": attrs})
+        out.append(f)
+    return out
+
+
+def _missing(ctx: RunContext, ot: ObjectType, mark: str, tally: Counter[str]) -> None:
+    """Linked objects the read did not find: gone from the target. Created again (the link goes,
+    compute adds them) unless ``reconcile.missing: report``."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    after: str | None = None
+    while pairs := store.missing(type_id, mark, after, PAGE):
+        after = pairs[-1][0]
+        tally[Situation.MISSING] += len(pairs)
+        store.add_findings(type_id, ctx.run_id, [Finding(Situation.MISSING, s, {"target_anchor": ta})
+                                                 for s, ta in pairs])
+        if ot.reconcile.missing == "create":
+            store.unlink(type_id, pairs)
+            store.mark_referrers_dirty(type_id, [s for s, _ in pairs])
+        ctx.heartbeat()
+        store.commit()
+    if tally[Situation.MISSING]:
+        ctx.logger.warning("%s: %d objects linked in the state are gone from the target; %s", ot.name,
+                           tally[Situation.MISSING], "they are created again" if ot.reconcile.missing == "create"
+                           else "reconcile.missing: report leaves them so")
+
+
+def settle_orphans(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts) -> None:
+    """After compute linked what it could: the target objects read inside the boundary that no
+    source object claims are orphans. Reported, or disabled or deleted as ``reconcile.orphan``
+    says; those exports go through the deletion guard like any other, and live only in this
+    run (the next reconciliation decides again)."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    mark = ctx.reconciled[ot.name]
+    store.drop_orphan_exports(type_id)
+    reaction = ot.reconcile.orphan
+    candidates = {c for f in store.findings(type_id, Situation.AMBIGUOUS) for c in f.detail.get("candidates", [])}
+    shown = [a for a in (ot.target.correlate or ctx.caps(ot).correlation) if a not in mapper.sensitive] or \
+        [m.target for m in ot.mapping if not (m.sensitive or m.password or m.reference)][:2]
+    after: str | None = None
+    total = 0
+    while True:
+        orphans, after = store.orphans(type_id, mark, after, PAGE)
+        if after is None:
+            break
+        orphans = [o for o in orphans if o.target_anchor not in candidates]  # held for a person to decide
+        total += len(orphans)
+        store.add_findings(type_id, ctx.run_id, [
+            Finding(Situation.ORPHAN, o.target_anchor, {"target_anchor": o.target_anchor, "name": o.name,
+                                                        "holds": {k: o.data[k] for k in shown if k in o.data},
+                                                        "disabled": o.disabled, "reaction": reaction})
+            for o in orphans])
+        exports = []
+        for o in orphans:
+            if reaction == "delete" or (reaction == "disable" and not o.disabled):
+                change = (Change(gone=True) if reaction == "delete" else
+                          Change(set=dict(ot.target.disable), old={k: o.data.get(k) for k in ot.target.disable},
+                                 gone=True))
+                exports.append(PendingExport(ORPHAN_PREFIX + o.target_anchor, reaction, o.target_anchor, change,
+                                             o.name, depth(o.name), o.partition))
+        store.set_pending(type_id, exports, [])
+        ctx.heartbeat()
+        store.commit()
+    situations = _situations(ctx, ot)
+    counts.reconciled = situations if any(situations.values()) else None  # a first contact with nothing there
+    if total:
+        where = "inside target.boundary" if ot.target.boundary else "(no target.boundary declared)"
+        ctx.logger.warning("%s: %d target objects %s belong to no source object (orphans): %s",
+                           ot.name, total, where, {"report": "reported (reconcile.orphan: report)",
+                                                   "disable": "disabled", "delete": "deleted"}[reaction])
+
+
+def _situations(ctx: RunContext, ot: ObjectType) -> dict[str, int]:
+    """Counts per situation of this run's reconciliation, every situation named."""
+    found = ctx.store.finding_counts(ctx.type_ids[ot.name])
+    return {str(s): ctx.linked_seen.get(ot.name, 0) if s == Situation.LINKED else found.get(str(s), 0)
+            for s in Situation}
+
+
+def boundary_test(boundary: Boundary | None) -> Callable[[Record], bool]:
+    """Whether a target record lies inside the managed boundary. Without a declared boundary,
+    every object counts as managed for reporting; only ``reconcile.orphan: report`` is allowed
+    then (validation), so nothing unbounded is ever disabled or deleted."""
+    if boundary is None:
+        return lambda record: True
+    suffix = normalize_dn(boundary.under) if boundary.under else None
+    scope = compile_scope(boundary.scope) if boundary.scope is not None else None
+
+    def inside(record: Record) -> bool:
+        if suffix is not None:
+            name = normalize_dn(record.name or "")
+            if not (name == suffix or name.endswith("," + suffix)):
+                return False
+        return scope is None or bool(scope(dict(record.attributes)))
+    return inside
 
 
 def read_all_partitions(ctx: RunContext, ot: ObjectType) -> Iterator[Page]:
@@ -91,39 +351,48 @@ def read_all_partitions(ctx: RunContext, ot: ObjectType) -> Iterator[Page]:
 def state_form(ctx: RunContext, ot: ObjectType, mapper: Mapper, records: Sequence[Record]) -> list[TargetObject]:
     """Target records in the form the state keeps: mapped attributes only (sensitive ones are
     unreadable), references turned back into the source anchors of the objects they name
-    (values naming objects we do not manage are left out), and whether it is disabled."""
+    (values naming objects we do not manage are left out), and whether it is disabled.
+
+    A hot loop (every object of a reconciliation): what does not depend on the record is worked
+    out once per page."""
     caps = ctx.caps(ot)
+    refs = [(attr, ref_type, caps.reference_form(attr), attr in mapper.multi_valued)
+            for attr, ref_type in mapper.references.items() if attr not in mapper.sensitive]
+    plain = [(attr, attr in mapper.multi_valued) for attr in mapper.names
+             if attr not in mapper.sensitive and attr not in mapper.references]
     wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for record in records:
-        for attr, ref_type in mapper.references.items():
-            for value in _values(record.attributes.get(attr)):
-                wanted[(ref_type, caps.reference_form(attr))].add(str(value))
+        attributes = record.attributes
+        for attr, ref_type, form, _ in refs:
+            for value in _values(attributes.get(attr)):
+                wanted[(ref_type, form)].add(str(value))
     known: dict[tuple[str, str], dict[str, str]] = {}
     for (ref_type, form), values in wanted.items():
         type_id = ctx.type_ids[ref_type]
         if form == "name":
-            known[(ref_type, form)] = {k: v for k, v in ctx.store.anchors_by_name(type_id, sorted(values)).items()}
+            known[(ref_type, form)] = ctx.store.anchors_by_name(type_id, sorted(values))
         else:
             known[(ref_type, form)] = ctx.store.linked_anchors(type_id, sorted(values))
     out: list[TargetObject] = []
-    disable = ot.target.disable
+    disable = list(ot.target.disable.items())
     for record in records:
+        attributes = record.attributes
         data: dict[str, Any] = {}
-        for attr in mapper.names:
-            if attr in mapper.sensitive or attr not in record.attributes:
-                continue
-            value = record.attributes[attr]
-            ref_type = mapper.references.get(attr)
-            if ref_type is not None:
-                names = known.get((ref_type, caps.reference_form(attr)), {})
-                mapped = [names[str(v)] for v in _values(value) if str(v) in names]
-                value = mapped if attr in mapper.multi_valued else (mapped[0] if mapped else None)
-            data[attr] = normalize(value, attr in mapper.multi_valued)
-        disabled = bool(disable) and all(record.attributes.get(k) == v for k, v in disable.items())
+        for attr, multi in plain:
+            if attr in attributes:
+                value = attributes[attr]
+                if multi:
+                    data[attr] = normalize(value, True)
+                else:
+                    data[attr] = None if value == "" or value == [] else value
+        for attr, ref_type, form, multi in refs:
+            if attr in attributes:
+                names = known.get((ref_type, form), {})
+                mapped = [names[str(v)] for v in _values(attributes[attr]) if str(v) in names]
+                data[attr] = normalize(mapped if multi else (mapped[0] if mapped else None), multi)
+        disabled = bool(disable) and all(attributes.get(k) == v for k, v in disable)
         out.append(TargetObject(str(record.anchor), data, record.name, record.partition, disabled, record.version))
     return out
-
-
 
 
 def _values(value: Any) -> Iterator[Any]:

@@ -16,22 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import secrets
+from runner import durations, secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
-from runner.engine import quarantine, retries, safety
+from runner.engine import binding, quarantine, reconcile, retries, safety
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.importer import import_type
-from runner.engine.matching import Matcher, few_unlinked
+from runner.engine.matching import Matcher
 from runner.engine.plan import PlanItem, plan_items
-from runner.engine.reconcile import import_target
 from runner.engine.recovery import recover
 from runner.errors import Interrupted, UsageError
 from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
 from runner.mapping.mapper import Mapper
 from runner.provlog import ProvisioningLog
+from runner.state.dry import dry_store
 from runner.state.store import StateStore, default_url, now_iso
 
 logger = logging.getLogger("provision")
@@ -88,12 +88,15 @@ def selected_types(manifest: Manifest, names: tuple[str, ...]) -> list[ObjectTyp
 
 
 def execute(path: str | Path, options: RunOptions,
-            on_plan_item: Callable[[PlanItem], None] | None = None) -> Summary:
-    """Run (or plan) the pipeline in ``path``."""
+            on_plan_item: Callable[[PlanItem], None] | None = None,
+            inspect: Callable[[RunContext], None] | None = None) -> Summary:
+    """Run (or plan) the pipeline in ``path``. ``inspect`` sees the run's context once its passes
+    are over, before the store closes (``check`` reads what the reconciliation found). A plan
+    with ``options.dry`` works on a store that is never written (:mod:`runner.state.dry`)."""
     loaded = load_with_connectors(path)
     manifest = loaded.manifest
     types = selected_types(manifest, options.object_types)
-    store = open_store(manifest)
+    store = dry_store(manifest) if options.dry else open_store(manifest)
     run_id = new_run_id()
     summary = Summary(manifest.name, run_id, "ok", now_iso())
     try:
@@ -119,6 +122,8 @@ def execute(path: str | Path, options: RunOptions,
                 for ot in types:
                     for item, _ in plan_items(ctx, ot):
                         on_plan_item(item)
+            if inspect is not None:
+                inspect(ctx)
         except Interrupted as stop:
             store.rollback()
             log.flush()
@@ -159,6 +164,9 @@ def _probe_if_quarantined(ctx: RunContext, types: list[ObjectType], summary: Sum
         return True
     failure = quarantine.probe(ctx.connectors, types, opened)
     ctx.opened.update(name for name, error in opened.items() if error is None)
+    for name, error in opened.items():
+        if error is None:
+            binding.check(ctx, name)
     if failure is None:
         ctx.store.release_quarantine(ctx.pipeline)
         logger.warning("the probe of the targets passed: the quarantine is lifted (the pipeline was %s)",
@@ -221,23 +229,33 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
 def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None]) -> Mapper:
     """Import, compute and (unless planning) every export but deletes, for one object type."""
     mapper = Mapper(ot)
-    # match rules and unique values look at the target; --full also reconciles with it
-    reads_target = bool(ot.match or mapper.unique) or (ctx.options.full_import and not ctx.options.plan
-                                                       and ctx.target(ot).can("read"))
-    _open(ctx, [ot.source.connector] + ([ot.target.connector] if reads_target or not ctx.options.plan else []),
+    reconciling = reconcile.why(ctx, ot, mapper)
+    _open(ctx, [ot.source.connector] + ([ot.target.connector] if reconciling or not ctx.options.plan else []),
           opened)
     if not ctx.options.no_import:
         import_type(ctx, ot, counts)
     if ctx.options.full_export:
         ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
-    matcher = Matcher(ctx, ot) if ot.match else None
-    if ot.match and not mapper.unique and not ctx.options.full_import and ctx.target(ot).can("lookup") \
-            and few_unlinked(ctx, ot):
-        matcher = Matcher(ctx, ot, lookups=True)  # a handful of new objects: ask, don't read everything
-        ctx.logger.info("%s: matching by lookups in the target", ot.name)
-    elif reads_target:
-        import_target(ctx, ot, mapper)
+    if ot.delete_after:  # deferred deletes whose restore window ended are decided now
+        ctx.store.mark_gone_since(ctx.type_ids[ot.name], _ago(ot.delete_after))
+    matcher = None
+    if reconciling:
+        reconcile.reconcile_target(ctx, ot, mapper, reconciling)
+        matcher = Matcher(ctx, ot, correlate=True, link=ot.reconcile.unlinked == "link")
+    else:
+        ctx.store.drop_orphan_exports(ctx.type_ids[ot.name])  # decided by a reconciliation, for it alone
+        reconcile.count_run_without(ctx, ot)
+        if ot.match:  # a handful of new objects since the target was read: ask, don't read everything
+            matcher = Matcher(ctx, ot, lookups=True)
+            ctx.logger.info("%s: matching by lookups in the target", ot.name)
+    if matcher is not None and not matcher.rules:
+        matcher = None
     compute_type(ctx, ot, mapper, counts, matcher)
+    if reconciling and matcher is not None and matcher.linked and ot.name in mapper.references.values():
+        reconcile.resolve_references(ctx, ot, mapper)  # adopted objects referencing adopted objects
+        compute_type(ctx, ot, mapper, TypeCounts(), matcher)
+    if reconciling:
+        reconcile.settle_orphans(ctx, ot, mapper, counts)
     held = safety.check(ctx, ot, counts)
     if held and (kept := safety.keep_references(ctx, ot)):
         if ot.name in mapper.references.values():  # this type's own referrers (a manager's reports)
@@ -249,6 +267,13 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
     return mapper
 
 
+def _ago(duration: str) -> str:
+    """The time ``duration`` before now, in the state store's form."""
+    seconds = durations.seconds(duration) or 0
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
 def _open(ctx: RunContext, names: list[str], opened: dict[str, str | None]) -> None:
     """Open each connector once per run; one that failed to open stops every pass that needs it."""
     for name in names:
@@ -256,6 +281,7 @@ def _open(ctx: RunContext, names: list[str], opened: dict[str, str | None]) -> N
             opened[name] = open_connector(ctx.connectors[name])
             if opened[name] is None:
                 ctx.opened.add(name)
+                binding.check(ctx, name)
         if opened[name]:
             raise ConnectionFailed(opened[name] or "")
 

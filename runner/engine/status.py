@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runner.engine import cadence
 from runner.manifest import load
 from runner.manifest.model import Manifest
 from runner.sqlutil import shown_url, sqlalchemy_url
@@ -37,7 +38,8 @@ def status(path: str | Path, failures: int | None = FAILURES_SHOWN) -> dict[str,
             counts = dict(_NO_COUNTS) if type_id is None else store.counts(type_id)
             listed = [] if type_id is None else _failures(store, type_id, failures)
             types[ot.name] = counts | {"failures": listed,
-                                       "failures_not_shown": max(0, counts["failing"] - len(listed))}
+                                       "failures_not_shown": max(0, counts["failing"] - len(listed)),
+                                       "reconciled": None if type_id is None else _reconciled(store, type_id)}
         return {
             "pipeline": manifest.name,
             "state": store.url_shown,
@@ -65,6 +67,15 @@ def _open(manifest: Manifest) -> StateStore:
         store.url_shown = shown_url(parsed)
         return store
     return StateStore(url, manifest.base_dir, read_only=True)
+
+
+def _reconciled(store: StateStore, type_id: int) -> dict[str, Any] | None:
+    """When the target was last reconciled and what that found besides linked objects (orphans,
+    drift, ...), or None when it never was."""
+    last = cadence.read(store.watermark(type_id, "target", None))
+    if last is None:
+        return None
+    return {"at": last["at"], "found": store.finding_counts(type_id)}
 
 
 def _failures(store: StateStore, type_id: int, limit: int | None) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from runner.manifest import schema
 from runner.manifest.model import Clause, Group, Manifest, ObjectType, YamlPath
 from runner.manifest.yamlfile import Located, dotted, quoted
 from runner.mapping.expressions import Expression, ExpressionError, compile_expression
-from runner.mapping.names import template_fields
+from runner.mapping.names import shape, template_fields
 from runner.mapping.scope import DATE_OPS, scope_problems
 
 
@@ -85,6 +85,7 @@ def semantic_problems(manifest: Manifest, located: Located, connectors: dict[str
         found += list(_endpoint_problems(ot, located, connectors))
         found += list(_mapping_problems(ot, index, manifest, located))
         found += list(_scope_problems(ot.scope, located))
+        found += list(_scope_problems(ot.target.boundary.scope if ot.target.boundary else None, located))
         found += list(_match_problems(ot, located))
         found += list(_disable_problems(ot, located))
     return found
@@ -131,6 +132,7 @@ def _target_capability_problems(ot: ObjectType, connector: Connector, located: L
             if field not in mapped:
                 yield located.problem((*at, key), f"target.{key} uses {{{field}}}, which is not a mapped attribute "
                                                   f"of {quoted(ot.name)}{_suggest(field, sorted(mapped))}")
+    yield from _name_shape_problems(ot, connector, located)
     if ot.target.name and "rename" not in caps.operations:
         yield located.problem((*at, "name"), f"{who} cannot rename objects, so a name that changes could never "
                                              "be applied; remove target.name")
@@ -138,10 +140,50 @@ def _target_capability_problems(ot: ObjectType, connector: Connector, located: L
         yield located.problem(at, f"{who} takes no passwords (neither in the create nor as set_password); "
                                   "check its configuration (the sql connector needs password: <column>)")
     yield from _correlation_problems(ot, caps, who, mapped, located)
-    needed = {"delete"} if "delete" in (ot.when_deleted, ot.when_out_of_scope) else set()
+    needed = {"delete"} if "delete" in (ot.when_deleted, ot.when_out_of_scope) or ot.delete_after else set()
     needed |= {"disable"} if ot.target.disable and "disable" in (ot.when_deleted, ot.when_out_of_scope) else set()
     for kind in sorted(needed - caps.operations):
         yield located.problem(at, f"{who} cannot {kind}, which when_deleted/when_out_of_scope asks for")
+    yield from _reconcile_problems(ot, connector, caps, who, located)
+
+
+def _reconcile_problems(ot: ObjectType, connector: Connector, caps: Capabilities, who: str,
+                        located: Located) -> Iterator[Problem]:
+    """Orphans are disabled or deleted only inside a declared boundary, and only by a connector
+    that can read the target (a reconciliation is a read of it)."""
+    orphan = ot.reconcile.orphan
+    at = (*ot.path, "reconcile", "orphan")
+    if orphan != "report" and ot.target.boundary is None:
+        yield located.problem(at, f"reconcile.orphan: {orphan} needs target.boundary, the part of the target "
+                                  f"{quoted(ot.name)} manages (under: a base DN, or all/any clauses over target "
+                                  "attributes), so objects outside it (service accounts) are never touched")
+    if orphan == "disable" and not ot.target.disable:
+        yield located.problem(at, "reconcile.orphan: disable needs target.disable, e.g. disable: {active: false}")
+    if orphan != "report" and orphan not in caps.operations:
+        yield located.problem(at, f"{who} cannot {orphan}, which reconcile.orphan asks for")
+    boundary = ot.target.boundary
+    if boundary is not None and boundary.under and not caps.hierarchical:
+        yield located.problem((*boundary.path, "under"), f"{who} does not name objects hierarchically, so "
+                              "boundary.under cannot apply; use all/any clauses over target attributes")
+    asked = ot.target.reconcile_every is not None or boundary is not None or "reconcile" in ot.raw
+    if asked and not connector.can("read"):
+        yield located.problem((*ot.path, "target"), f"{who} cannot read {quoted(ot.target.object)}, so it "
+                              "cannot be reconciled; remove reconcile, reconcile_every and boundary")
+
+
+def _name_shape_problems(ot: ObjectType, connector: Connector, located: Located) -> Iterator[Problem]:
+    """What the target says of the names ``target.name`` renders (a DN outside its partitions, an
+    RDN without ``attr=``), asked once of the template itself: every run would fail each object
+    on it. A partition that comes from values is left to the run, which checks every name."""
+    sample = shape(ot.target.name) if ot.target.name else None
+    if sample is None:
+        return
+    partition = ot.target.partition
+    if partition is not None and template_fields(partition):
+        partition = None
+    problem = connector.name_problem(ot.target.object, sample, partition)
+    if problem is not None:
+        yield located.problem((*ot.path, "target", "name"), problem)
 
 
 def _mapping_problems(ot: ObjectType, index: int, manifest: Manifest, located: Located) -> Iterator[Problem]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,46 @@ class SourceSpec:
     full_import_every: int | str | None = None  # a number of runs, or a duration such as "7d"
 
 
+class Situation(StrEnum):
+    """What a reconciliation finds for an object (midPoint's synchronization situations, for a target).
+
+    linked: the target holds it as the state says; drifted: linked, but its values differ from
+    what the mappings say; missing: linked, gone from the target; unlinked: a target object the
+    match or correlate rules tie to a source object that had no link; ambiguous: several target
+    objects match one source object; orphan: a target object inside the managed boundary that
+    no source object claims; collision: a source object matches a target object another source
+    object already claims."""
+
+    LINKED = "linked"
+    DRIFTED = "drifted"
+    MISSING = "missing"
+    UNLINKED = "unlinked"
+    AMBIGUOUS = "ambiguous"
+    ORPHAN = "orphan"
+    COLLISION = "collision"
+
+
+@dataclass(frozen=True)
+class Reactions:
+    """``reconcile:`` of an object type: what a reconciliation does per situation. Ambiguous and
+    collision are always reported and the source object held (never guessed)."""
+
+    missing: str = "create"  # create | report
+    drifted: str = "update"  # update | report
+    unlinked: str = "link"  # link | report
+    orphan: str = "report"  # report | disable | delete (needs target.boundary)
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """``target.boundary``: the part of the target an object type manages. Objects outside it are
+    never orphans, so never disabled or deleted by a reconciliation."""
+
+    under: str | None = None  # a name suffix (a DN): only objects named under it
+    scope: Group | None = None  # clauses over the target object's own attributes
+    path: YamlPath = ()
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     connector: str
@@ -42,6 +83,8 @@ class TargetSpec:
     name: str | None = None  # template over mapped attributes; hierarchical connectors need it
     concurrency: int | None = None
     correlate: tuple[str, ...] = ()  # attributes that find an object whose add result was lost
+    reconcile_every: int | str | None = None  # a number of runs, or a duration such as "7d"
+    boundary: Boundary | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +138,8 @@ class ObjectType:
     match: tuple[MatchRule, ...] = ()
     when_out_of_scope: str = "disable"
     when_deleted: str = "delete"
+    delete_after: str | None = None  # when_deleted: {disable_then_delete_after: 30d}: disabled, deleted later
+    reconcile: Reactions = field(default_factory=Reactions)
     max_deletes: int | str | None = None  # safety.max_deletes: a count or "N%"; None: the default
     path: YamlPath = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -107,6 +152,8 @@ class ObjectType:
         """
         relevant = {k: self.raw.get(k) for k in ("target", "mapping", "scope", "match",
                                                  "when_out_of_scope", "when_deleted")}
+        relevant["target"] = {k: v for k, v in (relevant["target"] or {}).items()
+                              if k not in ("reconcile_every", "boundary", "concurrency")}
         blob = json.dumps(relevant, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -168,18 +215,24 @@ def _safety(raw: dict[str, Any]) -> Safety:
 def _object_type(raw: dict[str, Any], at: YamlPath, default_max_deletes: int | str | None = None) -> ObjectType:
     src, tgt = raw["source"], raw["target"]
     mapping_path = raw.get("_mapping_path", (*at, "mapping"))
+    deleted = raw.get("when_deleted", "delete")
+    delete_after = deleted.get("disable_then_delete_after") if isinstance(deleted, dict) else None
+    boundary = tgt.get("boundary")
     return ObjectType(
         name=raw["name"],
         source=SourceSpec(src["connector"], src["object"], src["anchor"],
                           tuple(src.get("partitions") or [src.get("partition")]), src.get("full_import_every")),
         target=TargetSpec(tgt["connector"], tgt["object"], tgt.get("partition"), dict(tgt.get("disable", {})),
-                          tgt.get("name"), tgt.get("concurrency"), tuple(tgt.get("correlate") or ())),
+                          tgt.get("name"), tgt.get("concurrency"), tuple(tgt.get("correlate") or ()),
+                          tgt.get("reconcile_every"), _boundary(boundary, (*at, "target", "boundary"))),
         mapping=tuple(_attribute(m, (*mapping_path, i)) for i, m in enumerate(raw["mapping"])),
         scope=_group(raw["scope"], (*at, "scope")) if raw.get("scope") else None,
         match=tuple(MatchRule(m["target"], m.get("source"), m.get("expression"), (*at, "match", i))
                     for i, m in enumerate(raw.get("match", []))),
         when_out_of_scope=raw.get("when_out_of_scope", "disable"),
-        when_deleted=raw.get("when_deleted", "delete"),
+        when_deleted="disable" if delete_after else deleted,
+        delete_after=delete_after,
+        reconcile=Reactions(**(raw.get("reconcile") or {})),
         max_deletes=(raw.get("safety") or {}).get("max_deletes", default_max_deletes),
         path=at,
         raw={k: v for k, v in raw.items() if not k.startswith("_")},
@@ -203,6 +256,13 @@ def _from_outside(m: dict[str, Any]) -> bool:
     from runner.manifest.yamlfile import FromOutside
 
     return any(isinstance(m.get(k), FromOutside) for k in ("constant", "default", "expression"))
+
+
+def _boundary(raw: dict[str, Any] | None, at: YamlPath) -> Boundary | None:
+    if not raw:
+        return None
+    clauses = {k: v for k, v in raw.items() if k in ("all", "any")}
+    return Boundary(raw.get("under"), _group(clauses, at) if clauses else None, at)
 
 
 def _group(raw: dict[str, Any], at: YamlPath) -> Group:

@@ -55,6 +55,23 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _closest_branch(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors of the alternative meant for a value of this kind (``when_deleted: 5`` is
+    explained by the list of names, ``when_deleted: {typo: 30d}`` by the object form): a branch
+    whose type is the value's, else one without a type (an enum)."""
+    branches: dict[int, list[jsonschema.ValidationError]] = {}
+    for sub in error.context or []:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    kind = _JSON_TYPES.get(type(error.instance))
+    alternatives = error.validator_value
+    typed = [i for i in branches if alternatives[i].get("type") in (kind, [kind])]
+    if kind == "integer":
+        typed = typed or [i for i in branches if alternatives[i].get("type") == "number"]
+    untyped = [i for i in branches if "type" not in alternatives[i]]
+    chosen = (typed or untyped or [None])[0]
+    return branches.get(chosen, []) if chosen is not None else []
+
+
 def problems(schema: dict[str, Any], data: Any, located: Located, at: Path_ = ()) -> list[Problem]:
     """Every schema violation in ``data`` (found at ``at`` in ``located``), one Problem each."""
     found: list[Problem] = []
@@ -64,8 +81,15 @@ def problems(schema: dict[str, Any], data: Any, located: Located, at: Path_ = ()
     return found
 
 
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
 def _explain(error: jsonschema.ValidationError, path: Path_, located: Located) -> list[Problem]:
     v = error.validator
+    if v in ("oneOf", "anyOf") and error.context:
+        branch = _closest_branch(error)
+        if branch:
+            return [p for sub in branch for p in _explain(sub, (*path, *sub.relative_path), located)]
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]

@@ -51,6 +51,19 @@ def render(template: str, values: dict[str, Any]) -> str:
     return _FIELD.sub(fill, template)
 
 
+def shape(template: str) -> str | None:
+    """A name with the RDNs of every name ``template`` renders, to check before any value is
+    known; None when the values decide them.
+
+    In a DN-style template every value is escaped (see :func:`render`), so a value adds no RDN
+    and ends none: the template itself, each ``{field}`` standing for its value, has the shape
+    of every rendering. Without ``=`` values go in as they are (``{dn}``), so only a template
+    without fields can be judged."""
+    if "=" in template or not template_fields(template):
+        return template
+    return None
+
+
 def depth(name: str | None) -> int:
     if not name:
         return 0

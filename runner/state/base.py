@@ -55,6 +55,24 @@ class Base:
         self.conn.exec_driver_sql(sql, [tuple(r) for r in rows])
         self.grew(table.name, len(rows))
 
+    def rows_in(self, table: sa.Table, columns: Sequence[str], key: str, values: Sequence[Any],
+                **equal: Any) -> list[tuple[Any, ...]]:
+        """``SELECT columns FROM table WHERE <equal> AND key IN (values)``, chunk by chunk, at the
+        driver level: the lookups of whole pages (links, target objects) spend most of their time
+        in SQLAlchemy's per-parameter work on IN lists otherwise (a third of a reconciliation's
+        lookups at 10,000 objects). Values must be plain (str, int, bool)."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        head = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)} WHERE "
+                + "".join(f"{quote(k)} = {mark} AND " for k in equal))
+        found: list[tuple[Any, ...]] = []
+        for part in chunks(list(values)):
+            sql = f"{head}{quote(table.name)}.{quote(key)} IN ({', '.join([mark] * len(part))})"
+            result = self.conn.exec_driver_sql(sql, (*equal.values(), *part))
+            found.extend(result.cursor.fetchall())  # the driver's tuples, without a Row per row
+            result.close()
+        return found
+
     def grew(self, table: str, rows: int) -> None:
         """PostgreSQL plans by statistics, and a table filled within one run (the first cycle of
         a million objects) still has those of an empty one: every lookup by key becomes a scan of

@@ -38,7 +38,8 @@ class ComputeMixin(ValuesMixin):
         more, and a big group's stored members are as many rows as it has members)."""
         so, lk, to = t.source_objects.c, t.links.c, t.target_objects.c
         joined = t.source_objects.outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
-        columns = [so.anchor, so.data, so.deleted, so.in_scope, so.exists_after, so.partition, lk.target_anchor, lk.live]
+        columns = [so.anchor, so.data, so.deleted, so.in_scope, so.exists_after, so.partition, so.gone_at,
+                   lk.target_anchor, lk.live]
         if targets:
             joined = joined.outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
                                                                 to.target_anchor == lk.target_anchor))
@@ -58,7 +59,7 @@ class ComputeMixin(ValuesMixin):
                                   r.target_anchor if live else None, live,
                                   json.loads(target.target_data) if target and target.target_data else None,
                                   bool(target.disabled) if target else False, target.name if target else None,
-                                  target.target_partition if target else None, r.partition))
+                                  target.target_partition if target else None, r.partition, r.gone_at))
         if targets:
             known = {r.target_anchor: r.target_data for r in rows if r.target_anchor and r.target_data is not None}
             self.with_values(type_id, known)  # type: ignore[arg-type]
@@ -86,6 +87,16 @@ class ComputeMixin(ValuesMixin):
             found.update(self.conn.execute(sa.select(so.anchor).where(
                 so.type_id == type_id, so.anchor.in_(part), so.exists_after.is_(True))).scalars())
         return found
+
+    def mark_gone_since(self, type_id: int, before: str) -> int:
+        """Make source objects gone since before ``before`` and still linked dirty, so compute
+        decides their deferred delete (when_deleted: disable_then_delete_after)."""
+        so, lk = t.source_objects.c, t.links.c
+        anchors = list(self.conn.execute(sa.select(so.anchor).select_from(t.source_objects.join(
+            t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor, lk.live.is_(True))))
+            .where(so.type_id == type_id, so.deleted.is_(True), so.dirty.is_(False), so.gone_at <= before)).scalars())
+        self.mark_dirty(type_id, anchors)
+        return len(anchors)
 
     def keep_held(self, type_id: int, actions: Sequence[str]) -> list[str]:
         """Objects whose pending ``actions`` (deletes) the deletion guard holds: they will still

@@ -272,12 +272,10 @@ class ExportMixin(ComputeMixin):
 
     def targets_data(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, tuple[dict[str, Any], bool]]:
         """What the target holds for each of ``target_anchors``: (data, disabled)."""
-        to = t.target_objects.c
         found: dict[str, tuple[dict[str, Any], bool]] = {}
-        for part in chunks(sorted(set(target_anchors))):
-            for anchor, data, disabled in self.conn.execute(sa.select(to.target_anchor, to.data, to.disabled).where(
-                    to.type_id == type_id, to.target_anchor.in_(part))):
-                found[anchor] = (json.loads(data), bool(disabled))
+        for anchor, data, disabled in self.rows_in(t.target_objects, ("target_anchor", "data", "disabled"),
+                                                   "target_anchor", sorted(set(target_anchors)), type_id=type_id):
+            found[anchor] = (json.loads(data), bool(disabled))
         self.with_values(type_id, {a: d for a, (d, _) in found.items()})
         return found
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from runner.mapping.names import normalize_dn
 from runner.state import tables as t
-from runner.state.base import DuplicateAnchor, chunks, dumps, record_hash
+from runner.state.base import DuplicateAnchor, chunks, dumps, now_iso, record_hash
 from runner.state.values import ValuesMixin, split
 
 
@@ -76,7 +76,7 @@ class ImportMixin(ValuesMixin):
                                             "dirty", "exists_after", "seen"), new)
         if changed:
             values: dict[str, Any] = dict(data=sa.bindparam("data"), hash=sa.bindparam("hash"), deleted=False,
-                                          dirty=True, partition=sa.bindparam("k_partition"),
+                                          gone_at=None, dirty=True, partition=sa.bindparam("k_partition"),
                                           native_anchor=sa.func.coalesce(sa.bindparam("k_native"), so.native_anchor))
             if full:
                 values["seen"] = mark
@@ -107,7 +107,8 @@ class ImportMixin(ValuesMixin):
         for column, values in ((so.anchor, list(anchors)), (so.native_anchor, list(natives))):
             for part in chunks(values):
                 self.conn.execute(t.source_objects.update().where(so.type_id == type_id, column.in_(part),
-                                                                  so.deleted.is_(False)).values(deleted=True, dirty=True))
+                                                                  so.deleted.is_(False))
+                                  .values(deleted=True, dirty=True, gone_at=now_iso()))
 
     def watermark(self, type_id: int, side: str, partition: str | None) -> str | None:
         w = t.watermarks.c
@@ -136,7 +137,7 @@ class ImportMixin(ValuesMixin):
             t.source_objects.update()
             .where(so.type_id == type_id, so.deleted == sa.false(), in_partition,
                    sa.or_(so.seen.is_(None), so.seen != mark))
-            .values(deleted=True, dirty=True))
+            .values(deleted=True, dirty=True, gone_at=now_iso()))
         return result.rowcount
 
     # ---- the target, as read ------------------------------------------------------------------
@@ -169,32 +170,37 @@ class ImportMixin(ValuesMixin):
                                o.partition, o.version) for o in fresh])
             self.replace_values(type_id, {a: lists for a, (_, lists) in parts.items()})
 
-    def index_targets(self, type_id: int, anchors: Sequence[str], index: Sequence[tuple[str, str, str]]) -> None:
-        """The (attribute, normalized value, target anchor) rows the match rules look up."""
+    def index_targets(self, type_id: int, anchors: Sequence[str], index: Sequence[tuple[str, str, str]],
+                      fresh: bool = False) -> None:
+        """The (attribute, normalized value, target anchor) rows the match rules look up
+        (``fresh``: the type's index was just emptied, nothing to replace)."""
         ix = t.target_index.c
-        self.conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(list(anchors))))
+        if not fresh:
+            self.conn.execute(t.target_index.delete().where(ix.type_id == type_id,
+                                                            ix.target_anchor.in_(list(anchors))))
         rows = {(attr, value[:255], anchor) for attr, value, anchor in index}
         self.bulk_insert(t.target_index, ("type_id", "attribute", "value", "target_anchor"),
                          [(type_id, a, v, ta) for a, v, ta in rows])
 
-    def match_candidates(self, type_id: int, attribute: str, value: str) -> list[str]:
-        """Target anchors holding ``value`` in ``attribute`` that no source object is linked to yet."""
+    def match_candidates(self, type_id: int, attribute: str, value: str, claimed: bool = False) -> list[str]:
+        """Target anchors holding ``value`` in ``attribute`` that no source object is linked to
+        yet (``claimed``: those a source object is linked to, for telling a collision)."""
         ix, lk = t.target_index.c, t.links.c
-        linked = sa.select(lk.target_anchor).where(lk.type_id == type_id, lk.live.is_(True),
-                                                   lk.target_anchor == ix.target_anchor)
+        linked = sa.exists(sa.select(lk.target_anchor).where(lk.type_id == type_id, lk.live.is_(True),
+                                                             lk.target_anchor == ix.target_anchor))
         return list(self.conn.execute(sa.select(ix.target_anchor).where(
             ix.type_id == type_id, ix.attribute == attribute, ix.value == value[:255],
-            ~sa.exists(linked)).order_by(ix.target_anchor).limit(5)).scalars())
+            linked if claimed else ~linked).order_by(ix.target_anchor).limit(5)).scalars())
+
+    def has_target_index(self, type_id: int) -> bool:
+        ix = t.target_index.c
+        return self.conn.execute(sa.select(ix.target_anchor).where(ix.type_id == type_id).limit(1)).first() is not None
 
     def linked_anchors(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, str]:
         """target anchor -> source anchor, for the live links among ``target_anchors``."""
-        lk = t.links.c
-        found: dict[str, str] = {}
-        for part in chunks(sorted(set(target_anchors))):
-            for source_anchor, target_anchor in self.conn.execute(sa.select(lk.source_anchor, lk.target_anchor).where(
-                    lk.type_id == type_id, lk.target_anchor.in_(part), lk.live.is_(True))):
-                found[target_anchor] = source_anchor
-        return found
+        return {target_anchor: source_anchor for source_anchor, target_anchor, live in self.rows_in(
+            t.links, ("source_anchor", "target_anchor", "live"), "target_anchor", sorted(set(target_anchors)),
+            type_id=type_id) if live}
 
     def anchors_by_name(self, type_id: int, names: Sequence[str]) -> dict[str, str]:
         """target name (as given) -> source anchor, for live links whose name compares equal."""

@@ -118,6 +118,7 @@ class SourceRow:
     target_name: str | None = None
     target_partition: str | None = None
     partition: str | None = None
+    gone_at: str | None = None  # when the source stopped holding it
 
 
 class Added(NamedTuple):

@@ -2,7 +2,8 @@
 
 One :class:`StateStore` object, assembled from one part per thing it serves, each in its own
 module: runs and locks (:mod:`.runs`), import (:mod:`.imports`), compute (:mod:`.compute`),
-export (:mod:`.exports`) and the provisioning log (:mod:`.log`). Work is done in pages with
+export (:mod:`.exports`), reconciliation with the target (:mod:`.reconcile`) and the provisioning
+log (:mod:`.log`). Work is done in pages with
 indexes, never by loading a whole object type into memory, and writes are batched: the caller
 commits once per page (import, compute) or per stretch of results (export), so a run killed at
 any point keeps everything confirmed before it.
@@ -26,6 +27,7 @@ from runner.state.base import CHUNK, DuplicateAnchor, chunks, dumps, now_iso, re
 from runner.state.exports import ExportMixin
 from runner.state.imports import ImportMixin
 from runner.state.log import LogMixin
+from runner.state.reconcile import ReconcileMixin
 from runner.state.records import (
     Added,
     Change,
@@ -56,7 +58,7 @@ def default_url(manifest_path: Path, pipeline: str) -> str:
     return f"sqlite:///{(folder / f'{pipeline}.db').resolve()}"
 
 
-class StateStore(RunsMixin, ImportMixin, ExportMixin, LogMixin):
+class StateStore(RunsMixin, ImportMixin, ExportMixin, ReconcileMixin, LogMixin):
     """One open state store. Not thread-safe: the engine's main thread owns it."""
 
     def __init__(self, url: str, base_dir: Path, *, read_only: bool = False):

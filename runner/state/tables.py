@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -78,6 +78,8 @@ source_objects = sa.Table(
     # the mark of the last full import that saw the object: the objects of a partition that the
     # import just finished did not stamp with its mark are gone (one scan, no table of seen anchors)
     sa.Column("seen", sa.String(16)),
+    # when the source stopped holding it (deleted set): disable_then_delete_after counts from here
+    sa.Column("gone_at", sa.String(40)),
     sa.Index("source_objects_dirty", "type_id", "dirty", "anchor"),  # keyset pages over dirty objects
     sa.Index("source_objects_native", "type_id", "native_anchor"),
 )
@@ -112,6 +114,13 @@ target_objects = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("partition", S),
     sa.Column("version", S),  # the target's version of the object (ETag, entryCSN) when it has one
+    # the mark of the last reconciliation that read it (the linked objects it did not stamp are
+    # missing), and whether that read found it inside target.boundary with no link claiming it
+    # (an orphan, unless compute links it)
+    sa.Column("seen", sa.String(16)),
+    sa.Column("unclaimed", sa.Boolean),
+    # a reconciliation's orphan candidates in anchor order, without walking every object it read
+    sa.Index("target_objects_unclaimed", "type_id", "unclaimed", "target_anchor"),
 )
 
 # Multi-valued attributes of target objects, a row per value (mapped form: references as source
@@ -187,6 +196,28 @@ refs = sa.Table(
     sa.Column("ref_anchor", S, primary_key=True),
     sa.Column("dropped", sa.Boolean, nullable=False, default=False),
     sa.Index("refs_target", "ref_type_id", "ref_anchor"),
+)
+
+# What the last reconciliation of each object type found, other than linked objects: one row per
+# object and situation (drifted, missing, unlinked, ambiguous, orphan, collision), replaced by
+# the next reconciliation. key: the source anchor, or the target anchor for an orphan.
+findings = sa.Table(
+    "reconcile_findings", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("situation", sa.String(16), primary_key=True),
+    sa.Column("key", S, primary_key=True),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("detail", Doc, nullable=False),  # JSON: target anchor and name, attributes, candidates
+)
+
+# Which system each connector of a pipeline wrote to (Connector.identity): a run that finds
+# another one behind the same manifest stops, instead of taking it for the one it knows.
+bindings = sa.Table(
+    "bindings", metadata,
+    sa.Column("pipeline", S, primary_key=True),
+    sa.Column("connector", S, primary_key=True),
+    sa.Column("identity", Doc, nullable=False),
+    sa.Column("bound", sa.String(40), nullable=False),
 )
 
 watermarks = sa.Table(
@@ -300,8 +331,28 @@ def _to_v4(conn: sa.Connection) -> None:
     next(i for i in links.indexes if i.name == "links_live_anchor").create(conn)
 
 
+def _to_v5(conn: sa.Connection) -> None:
+    """Reconciliation: target objects carry the mark of the read that saw them and whether it
+    found them unclaimed inside the managed boundary; findings per situation; the identity of each target; when a
+    source object went (deferred deletion)."""
+    q = conn.dialect.identifier_preparer.quote
+    inspector = sa.inspect(conn)
+    for table, column, kind in (("target_objects", "seen", "VARCHAR(16)"), ("target_objects", "unclaimed", "BOOLEAN"),
+                                ("source_objects", "gone_at", "VARCHAR(40)")):
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {kind}")
+    if "target_objects_unclaimed" not in {i["name"] for i in inspector.get_indexes("target_objects")}:
+        next(i for i in target_objects.indexes if i.name == "target_objects_unclaimed").create(conn)
+    findings.create(conn, checkfirst=True)
+    bindings.create(conn, checkfirst=True)
+    so = source_objects.c  # objects already gone: their restore window starts now
+    from runner.state.base import now_iso
+
+    conn.execute(source_objects.update().where(so.deleted.is_(True)).values(gone_at=now_iso()))
+
+
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
 
 
 class IncompatibleStore(RuntimeError):

@@ -12,8 +12,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from runner.state import tables as t
 from runner.state.base import Base, chunks, dumps
 
@@ -35,13 +33,10 @@ def split(data: Mapping[str, Any]) -> tuple[dict[str, Any], Lists]:
 class ValuesMixin(Base):
     def load_values(self, type_id: int, anchors: Sequence[str]) -> dict[str, Lists]:
         """target anchor -> attribute -> its values (sorted), for the objects that have any."""
-        tv = t.target_values.c
         found: dict[str, Lists] = {}
-        for part in chunks(sorted(set(anchors))):
-            query = sa.select(tv.target_anchor, tv.attribute, tv.value).where(tv.type_id == type_id,
-                                                                              tv.target_anchor.in_(part))
-            for anchor, attribute, value in self.conn.execute(query):
-                found.setdefault(anchor, {}).setdefault(attribute, []).append(json.loads(value))
+        for anchor, attribute, value in self.rows_in(t.target_values, ("target_anchor", "attribute", "value"),
+                                                     "target_anchor", sorted(set(anchors)), type_id=type_id):
+            found.setdefault(anchor, {}).setdefault(attribute, []).append(json.loads(value))
         for lists in found.values():
             for values in lists.values():
                 values.sort(key=str)

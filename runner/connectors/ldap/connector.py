@@ -134,7 +134,8 @@ class LdapConnector(Connector):
 
     def __init__(self, config: Mapping[str, Any], context: Any):
         super().__init__(config, context)
-        self.layout = Layout(self._partitions(), config.get("names", "full") == "relative", self._views())
+        self.layout = Layout(self._partitions(), config.get("names", "full") == "relative", self._views(),
+                             owner=context.name)
 
     # ---- facts ------------------------------------------------------------------------------------
 
@@ -212,7 +213,29 @@ class LdapConnector(Connector):
         hashing = hash_problem(str(self.config.get("password_hash", "ssha")))
         if hashing:
             problems.append((("password_hash",), hashing))
+        return problems + self._container_problems()
+
+    def _container_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """``disable.move_to`` containers an entry is moved below: like a name, one that is no DN
+        or names another naming context would be created below the partition."""
+        if not self._partitions():
+            return []
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for name, options in (self.config.get("objects") or {}).items():
+            container = ((options or {}).get("disable") or {}).get("move_to")
+            why = self.layout.container_problem(str(container)) if container else None
+            if why is not None:
+                problems.append((("objects", name, "disable", "move_to"), f"disable.move_to {why}"))
         return problems
+
+    def name_problem(self, object: str, name: str, partition: str | None = None) -> str | None:
+        """A DN outside every partition, or with an RDN lacking ``attr=`` or a value: written
+        as is, the add would create the containers it implies below the partition (``dc=com``
+        under ``dc=example,dc=org``). Needs no connection: ``provision validate`` asks it about
+        each ``target.name`` template, the engine about every rendered name."""
+        if not self._partitions():
+            return None  # check() reports the missing partitions
+        return self.layout.name_problem(name, partition)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -239,7 +262,8 @@ class LdapConnector(Connector):
         finally:
             with contextlib.suppress(Exception):
                 first.unbind()
-        self.layout = Layout(self._partitions(), self.layout.relative_names, self._views(schema), schema)
+        self.layout = Layout(self._partitions(), self.layout.relative_names, self._views(schema), schema,
+                             owner=self.context.name)
         self.pool = Pool(settings, self.context.redact)
         self.writer = Writer(self.layout, password_attribute=self.config.get("password_attribute", "userPassword"),
                              password_hash=self.config.get("password_hash", "ssha"),
@@ -324,14 +348,18 @@ class LdapConnector(Connector):
                 previous = batch
 
         since = self._parse_watermark(watermark, bases) if watermark is not None else None
+        if self.delta_mode == "accesslog":
+            # every base's contextCSN first, and every delta watermark checked against it before a
+            # page is handed over: a watermark the directory cannot honour is a full read of all
+            for base in bases:
+                marks[base] = read.context_csn(conn, self._suffix(base))
+                if since is not None:
+                    read.check_csn(conn, self._suffix(base), since[base], marks[base])
         for base in bases:
             if self.delta_mode == "accesslog":
-                now = read.context_csn(conn, self._suffix(base))
-                marks[base] = now
                 if since is None:
                     yield from pages(read.full(conn, self.layout, view, base, size, attributes))
                 else:
-                    read.check_csn(since[base], now)
                     yield from pages(read.accesslog_delta(conn, self.layout, view, base, since[base], size,
                                                           attributes))
             else:
@@ -399,6 +427,11 @@ class LdapConnector(Connector):
             return [ObjectInfo(name, partitions=tuple(self._partitions())) for name in self.object_names()]
         return [self.layout.schema.object_info(v.name, v.auxiliary, self._partitions(), hidden=("objectClass",))
                 for v in self.layout.objects.values()]
+
+    def identity(self) -> Mapping[str, Any]:
+        """The directory's URL and the naming contexts it serves (what rootDSE says)."""
+        contexts = sorted(str(c) for c in (self.info.naming_contexts or [])) if self.info is not None else []
+        return {"directory": str(self.config["url"]), "naming_contexts": contexts}
 
     def server_info(self) -> Mapping[str, Any]:
         info = self.info

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.connectors.base import ObjectError
+from runner.connectors.base import ObjectError, PermanentError
 from runner.connectors.ldap import dn as dns
 from runner.connectors.ldap.schema import Schema
+from runner.mapping.names import template_fields
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # attributes read as lists even when they hold one value (the rest: a list only when they hold several)
@@ -50,6 +51,7 @@ class Layout:
     relative_names: bool
     objects: dict[str, ObjectView]
     schema: Schema = field(default_factory=Schema)
+    owner: str = "ldap"  # the connector's name in the manifest, for messages
 
     # ---- partitions and names ------------------------------------------------------------------
 
@@ -64,34 +66,132 @@ class Layout:
         # normalized once: every operation asks which partition its DN lies in (PERF: per-op Python)
         self._folded = {dns.normalize_dn(b): b for b in self.partitions}
         self._longest_first = sorted(self._folded.items(), key=lambda kv: len(kv[0]), reverse=True)
+        self._written = [(b.casefold(), b) for b in self.partitions if "\\" not in b]
 
     def partition(self, partition: str | None, name: str | None = None) -> str:
         """The base DN for an operation: the given partition, or the one a full DN lies under."""
         if partition is not None:
-            found = self._folded.get(partition) or self._folded.get(dns.normalize_dn(partition))
+            found = self._served(partition)
             if found is None:
                 raise ObjectError(f"unknown partition {partition!r}; this connector serves "
                                   f"{', '.join(self.partitions)}")
             return found
-        if name:
-            folded = dns.normalize_dn(name)
-            for root, base in self._longest_first:
-                if folded == root or folded.endswith("," + root):
-                    return base
-        return self.partitions[0]
+        return (self._home(dns.normalize_dn(name)) if name else None) or self.partitions[0]
 
-    def locate(self, name: str, partition: str | None) -> tuple[str, str]:
-        """(base DN, full DN) of an object name, normalizing the name once."""
+    def locate(self, name: str, partition: str | None, *, strict: bool = True) -> tuple[str, str]:
+        """(base DN, full DN) of an object name, normalizing the name once.
+
+        With full names, a name outside its partition raises PermanentError when ``strict`` (a
+        name about to be written): joined below the partition it would create entries such as
+        ``dc=nonexistent,dc=com,dc=example,dc=org``. Compute refuses such names first
+        (:meth:`name_problem`); this is the last guard for exports stored before it did.
+        ``strict=False`` only guesses where an old name is, to look there."""
         folded = dns.normalize_dn(name)
         if partition is not None:
             base = self.partition(partition)
             root = dns.normalize_dn(base)
-            return base, name if folded == root or folded.endswith("," + root) else f"{name},{base}"
-        for root, base in self._longest_first:
             if folded == root or folded.endswith("," + root):
                 return base, name
-        base = self.partitions[0]
+        else:
+            for root, base in self._longest_first:
+                if folded == root or folded.endswith("," + root):
+                    return base, name
+            base = self.partitions[0]
+        if strict and not self.relative_names:
+            raise PermanentError(self._outside(name, partition))
         return base, f"{name},{base}"
+
+    def name_problem(self, name: str, partition: str | None) -> str | None:
+        """Why an object cannot be written under ``name`` (in ``partition``), or None: a name
+        that is no DN, an RDN without ``attr=`` or with an empty value, a partition this
+        connector does not serve, or a DN outside the partitions. Every write below a
+        partition would accept such a name, creating the containers it implies.
+
+        A name holding ``{field}`` placeholders is a template (``provision validate`` asks
+        about ``target.name`` as written): only its fixed suffix is judged, since values can
+        still pick the partition (``dc={company},dc=org``). A rendered value that looks like a
+        placeholder gains nothing: the write itself refuses a DN outside its partition."""
+        shape = dns.shape_problem(name)
+        if shape is not None:
+            return f"DN {name!r} {shape}; fix target.name"
+        base = self._served(partition) if partition is not None else None
+        if partition is not None and base is None:
+            return (f"partition {partition!r} is not one of {self._who()}; fix target.partition or add the "
+                    "partition to the connector")
+        if self._plainly_under(name, base):
+            return None
+        fixed, free = dns.fixed_suffix(name) if template_fields(name) else (name, 0)
+        folded = dns.normalize_dn(fixed) if fixed else ""
+        if self._reaches(folded, free, base):
+            return None
+        home = self._home(folded) if folded else None
+        if home is not None and base is not None:
+            return (f"DN {name!r} lies in partition {home!r}, but target.partition puts it in {base!r}; make "
+                    "target.name and target.partition agree")
+        if not self.relative_names:
+            return self._outside(name, partition)
+        if fixed and dns.last_type(fixed) == "dc":
+            return (f"DN {name!r} {self._foreign()}, but names: relative puts it below the partition; write it "
+                    "relative to the partition (uid=...,ou=people) or add its naming context as a partition")
+        return None
+
+    def container_problem(self, container: str) -> str | None:
+        """Why ``container`` (relative to the partition, such as ``disable.move_to``) cannot hold
+        entries, or None: joined below the partition, a full DN of another naming context would
+        create it there (``ou=disabled,dc=nonexistent,dc=com,dc=example,dc=org``)."""
+        shape = dns.shape_problem(container)
+        if shape is not None:
+            return f"{container!r} {shape}"
+        if self._home(dns.normalize_dn(container)) is None and dns.last_type(container) == "dc":
+            return (f"{container!r} {self._foreign()}; write it relative to the partition (ou=disabled) or add "
+                    "its naming context as a partition")
+        return None
+
+    def _foreign(self) -> str:
+        return f"ends in a domain component, so it reads as a full DN outside every partition of {self._who()}"
+
+    def _plainly_under(self, name: str, base: str | None) -> bool:
+        """The common case without normalizing (compute asks for every object): a name without
+        escapes whose text ends in a partition as configured, case aside."""
+        if "\\" in name or "{" in name:
+            return False
+        text = name.casefold()
+        return any(text.endswith("," + written) for written, partition in self._written
+                   if base is None or partition == base)
+
+    def _reaches(self, folded: str, free: int, base: str | None) -> bool:
+        """Whether a name ending in ``folded`` (normalized) after ``free`` more RDNs lies in a
+        partition (in ``base`` when given): ``folded`` is below one, or is the end of one that
+        ``free`` RDNs can complete (``dc={o}`` + ``dc=org`` reaches ``dc=example,dc=org``)."""
+        for root, partition in self._longest_first:
+            if base is not None and partition != base:
+                continue
+            if folded and (folded == root or folded.endswith("," + root)):
+                return True
+            if free and (not folded or root.endswith("," + folded)) and \
+                    dns.depth(root) - dns.depth(folded) <= free:
+                return True
+        return False
+
+    def _served(self, partition: str) -> str | None:
+        """The configured base DN ``partition`` names, or None."""
+        return self._folded.get(partition) or self._folded.get(dns.normalize_dn(partition))
+
+    def _home(self, folded: str) -> str | None:
+        """The configured partition a full DN (normalized) lies in (the deepest), or None."""
+        for root, base in self._longest_first:
+            if folded == root or folded.endswith("," + root):
+                return base
+        return None
+
+    def _who(self) -> str:
+        return f"connector {self.owner!r} ({'; '.join(self.partitions)})"
+
+    def _outside(self, name: str, partition: str | None) -> str:
+        if partition is not None:
+            return (f"DN {name!r} lies outside partition {partition!r} (target.partition) of connector "
+                    f"{self.owner!r}; fix target.name or target.partition")
+        return f"DN {name!r} lies outside every partition of {self._who()}; fix target.name or add the partition"
 
     def bases(self, partition: str | None) -> list[str]:
         return [self.partition(partition)] if partition is not None else list(self.partitions)

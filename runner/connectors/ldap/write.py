@@ -379,7 +379,7 @@ class Writer:
             return self._not_found(op)
         current = None
         if op.old_name:  # where the engine last saw it, if it is still there
-            _, candidate = self.layout.locate(op.old_name, op.old_partition or op.partition)
+            _, candidate = self.layout.locate(op.old_name, op.old_partition or op.partition, strict=False)
             conn.search(candidate, f"(entryUUID={op.anchor})", ldap3.BASE, attributes=["1.1"])
             if conn.result.get("result") == 0 and conn.response:
                 current = candidate

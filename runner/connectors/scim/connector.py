@@ -219,6 +219,10 @@ class ScimConnector(Connector):
                                   else info.object_name, attributes, complete=True, description=info.description))
         return out
 
+    def identity(self) -> Mapping[str, Any]:
+        """The service's base URL (a tenant is part of it in every SCIM service we know)."""
+        return {"service": self.settings.base_url.rstrip("/")}
+
     def server_info(self) -> Mapping[str, Any]:
         infos = {i.object_name: i for i in self.types.values()}
         return {

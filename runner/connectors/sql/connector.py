@@ -245,6 +245,15 @@ class SqlConnector(Connector):
         except _DB_ERRORS as e:
             raise ConnectionFailed(f"reading the catalogue: {_reason(e)}") from None
 
+    def identity(self) -> Mapping[str, Any]:
+        """The database as its URL names it (never the password): the file of a SQLite database,
+        else the server, port and database name."""
+        url = sqlalchemy_url(self.config["url"], self.context.base_dir)
+        if url.get_backend_name() == "sqlite":
+            return {"database": "sqlite", "file": str(Path(url.database).resolve()) if url.database else ":memory:"}
+        return {"database": url.get_backend_name(), "host": url.host or "localhost", "port": url.port,
+                "name": url.database}
+
     def server_info(self) -> Mapping[str, Any]:
         assert self.engine is not None
         try:

@@ -1,0 +1,185 @@
+"""Reconciliation: which target objects a read saw, what it found, and which system each target is.
+
+A reconciliation stamps every target object it reads with its mark (``target_objects.seen``), as a
+full import stamps source objects: the live links whose target object it did not stamp are
+*missing*; the objects it found inside the boundary with no link claiming them (``unclaimed``)
+are *orphans* unless compute links them. Both are found by walking an index, never a set held
+in memory. What it
+found (everything but plain linked objects) is kept per situation in ``reconcile_findings`` for
+``status`` and ``check``, replaced by the next reconciliation.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as pysecrets
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from runner.state import tables as t
+from runner.state.base import chunks, dumps, now_iso
+from runner.state.values import ValuesMixin
+
+ORPHAN_PREFIX = "orphan:"  # pending exports of orphans: no source object, keyed by this + target anchor
+
+
+class Finding(NamedTuple):
+    situation: str
+    key: str  # the source anchor; for an orphan, the target anchor
+    detail: dict[str, Any]
+
+
+class Orphan(NamedTuple):
+    target_anchor: str
+    name: str | None
+    partition: str | None
+    disabled: bool
+    data: dict[str, Any]
+
+
+class ReconcileMixin(ValuesMixin):
+    def begin_reconcile(self, type_id: int) -> str:
+        """A new mark for the reconciliation that starts; its earlier findings are forgotten."""
+        fd = t.findings.c
+        self.conn.execute(t.findings.delete().where(fd.type_id == type_id))
+        return pysecrets.token_hex(8)
+
+    def stamp_targets(self, type_id: int, unclaimed: Mapping[str, bool], mark: str) -> None:
+        """Record that the reconciliation ``mark`` read these target objects (anchor -> found
+        inside the boundary with no link): one driver-level update per chunk and flag (every
+        object of the target is stamped, so this is a hot path)."""
+        quote = self.conn.dialect.identifier_preparer.quote
+        q = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        for flag in (True, False):
+            anchors = [a for a, u in unclaimed.items() if u is flag]
+            for part in chunks(anchors):
+                self.conn.exec_driver_sql(
+                    f"UPDATE {quote('target_objects')} SET {quote('seen')} = {q}, {quote('unclaimed')} = {q} "
+                    f"WHERE {quote('type_id')} = {q} AND {quote('target_anchor')} IN ({', '.join([q] * len(part))})",
+                    (mark, flag, type_id, *part))
+
+    def missing(self, type_id: int, mark: str, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(source anchor, target anchor) of live links whose target object the reconciliation
+        ``mark`` did not read, a keyset page by source anchor."""
+        lk, to = t.links.c, t.target_objects.c
+        joined = t.links.outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
+                                                             to.target_anchor == lk.target_anchor))
+        query = (sa.select(lk.source_anchor, lk.target_anchor).select_from(joined)
+                 .where(lk.type_id == type_id, lk.live.is_(True), sa.or_(to.seen.is_(None), to.seen != mark))
+                 .order_by(lk.source_anchor).limit(limit))
+        if after is not None:
+            query = query.where(lk.source_anchor > after)
+        return [(s, ta) for s, ta in self.conn.execute(query)]
+
+    def unlink(self, type_id: int, pairs: Sequence[tuple[str, str]]) -> None:
+        """Forget that these source objects have target objects (they are gone from the target):
+        compute adds them again, and whatever references them is computed again."""
+        lk, to, so = t.links.c, t.target_objects.c, t.source_objects.c
+        sources = [s for s, _ in pairs]
+        targets = [ta for _, ta in pairs]
+        for part in chunks(sources):
+            self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(part)))
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                              .values(dirty=True))
+        for part in chunks(targets):
+            self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(part)))
+        self.drop_values(type_id, targets)
+
+    def orphans(self, type_id: int, mark: str, after: str | None, limit: int) -> tuple[list[Orphan], str | None]:
+        """Target objects the reconciliation ``mark`` found unclaimed inside the boundary and that
+        no live link claims now (compute may have linked them), from a keyset page of the
+        candidates after ``after``; returns them and where the next page starts (None: done).
+        The links of a page are looked up by target anchor: a correlated NOT EXISTS made SQLite
+        walk every live link per row."""
+        to = t.target_objects.c
+        query = (sa.select(to.target_anchor, to.name, to.partition, to.disabled, to.data, to.seen)
+                 .where(to.type_id == type_id, to.unclaimed == sa.true()).order_by(to.target_anchor).limit(limit))
+        if after is not None:
+            query = query.where(to.target_anchor > after)
+        rows = self.conn.execute(query).all()
+        if not rows:
+            return [], None
+        claimed = self.linked_anchors(type_id, [r.target_anchor for r in rows])
+        found = [Orphan(a, n, p, bool(d), json.loads(data)) for a, n, p, d, data, seen in rows
+                 if seen == mark and a not in claimed]
+        return found, rows[-1].target_anchor
+
+    def drop_orphan_exports(self, type_id: int) -> None:
+        """Orphan disables and deletes live only in the reconciliation that decided them (one not
+        sent, e.g. held by the deletion guard, is decided again by the next one): a target object
+        linked meanwhile must never be deleted as an orphan. Those in flight stay for recovery."""
+        pe = t.pending.c
+        self.conn.execute(t.pending.delete().where(pe.type_id == type_id,
+                                                   pe.source_anchor.startswith(ORPHAN_PREFIX, autoescape=True),
+                                                   pe.sent_run.is_(None)))
+
+    def add_findings(self, type_id: int, run_id: str, found: Sequence[Finding]) -> None:
+        fd = t.findings.c
+        rows = {(f.situation, f.key[:255]): f for f in found}
+        for part in chunks(list(rows)):
+            for situation in {s for s, _ in part}:
+                keys = [k for s, k in part if s == situation]
+                self.conn.execute(t.findings.delete().where(fd.type_id == type_id, fd.situation == situation,
+                                                            fd.key.in_(keys)))
+        self.bulk_insert(t.findings, ("type_id", "situation", "key", "run_id", "detail"),
+                         [(type_id, s, k, run_id, dumps(f.detail)) for (s, k), f in rows.items()])
+
+    def drop_findings(self, type_id: int, situation: str, keys: Sequence[str]) -> None:
+        fd = t.findings.c
+        for part in chunks(list(keys)):
+            self.conn.execute(t.findings.delete().where(fd.type_id == type_id, fd.situation == situation,
+                                                        fd.key.in_(part)))
+
+    def findings(self, type_id: int, situation: str | None = None, limit: int | None = None) -> list[Finding]:
+        fd = t.findings.c
+        query = sa.select(fd.situation, fd.key, fd.detail).where(fd.type_id == type_id)
+        if situation is not None:
+            query = query.where(fd.situation == situation)
+        query = query.order_by(fd.situation, fd.key)
+        if limit is not None:
+            query = query.limit(limit)
+        return [Finding(s, k, json.loads(d)) for s, k, d in self.conn.execute(query)]
+
+    def finding_counts(self, type_id: int) -> dict[str, int]:
+        fd = t.findings.c
+        return {s: n for s, n in self.conn.execute(sa.select(fd.situation, sa.func.count())
+                                                   .where(fd.type_id == type_id).group_by(fd.situation))}
+
+    # ---- which system a target is ----------------------------------------------------------------
+
+    def binding(self, pipeline: str, connector: str) -> dict[str, Any] | None:
+        b = t.bindings.c
+        found = self.conn.execute(sa.select(b.identity).where(b.pipeline == pipeline, b.connector == connector)).scalar()
+        return json.loads(found) if found is not None else None
+
+    def bind(self, pipeline: str, connector: str, identity: Mapping[str, Any]) -> None:
+        b = t.bindings.c
+        self.conn.execute(t.bindings.delete().where(b.pipeline == pipeline, b.connector == connector))
+        self.conn.execute(t.bindings.insert().values(pipeline=pipeline, connector=connector,
+                                                     identity=dumps(dict(identity)), bound=now_iso()))
+
+    def sample_linked(self, type_id: int, limit: int = 3) -> list[tuple[str, str | None, str | None]]:
+        """A few linked target objects: (target anchor, name, partition), the first and last by anchor."""
+        lk, to = t.links.c, t.target_objects.c
+        query = (sa.select(to.target_anchor, to.name, to.partition).select_from(t.links.join(
+            t.target_objects, sa.and_(to.type_id == lk.type_id, to.target_anchor == lk.target_anchor)))
+            .where(lk.type_id == type_id, lk.live.is_(True)))
+        first = self.conn.execute(query.order_by(to.target_anchor).limit(limit)).all()
+        last = self.conn.execute(query.order_by(to.target_anchor.desc()).limit(limit)).all()
+        return list(dict.fromkeys((a, n, p) for a, n, p in first + last))
+
+    def forget_target(self, type_id: int) -> None:
+        """Everything the state believes about this type's target objects (``run --rebind``): links,
+        target objects, values, the match index, reservations, pending exports and
+        the first-contact mark; exports in flight too (they were meant for the other system). Source objects stay, all dirty: the next reconciliation links
+        what it finds by correlation and compute adds the rest."""
+        pe, so, w = t.pending.c, t.source_objects.c, t.watermarks.c
+        for table in (t.links, t.target_objects, t.target_values, t.target_index, t.reservations, t.refs,
+                      t.findings):
+            self.conn.execute(table.delete().where(table.c.type_id == type_id))
+        self.conn.execute(t.pending.delete().where(pe.type_id == type_id))
+        self.conn.execute(t.watermarks.delete().where(w.type_id == type_id, w.side == "target"))
+        self.conn.execute(t.source_objects.update().where(so.type_id == type_id)
+                          .values(dirty=True, exists_after=False))
