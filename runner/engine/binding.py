@@ -85,4 +85,4 @@ def _holds_what_the_state_knows(ctx: RunContext, connector_name: str, types: lis
 
 
 def describe(identity: Mapping[str, Any]) -> str:
-    return secrets.redact(", ".join(f"{k} {v}" for k, v in identity.items()))
+    return secrets.redact(", ".join(f"{k} {v}" for k, v in sorted(identity.items())))

@@ -40,7 +40,7 @@ class Difference:
     anchor: str  # the source anchor; an orphan's target anchor
     target_anchor: str | None = None
     name: str | None = None
-    action: str | None = None  # what run does (or, with --fix, did) about it
+    action: str | None = None  # what a run does about it (with --fix, the run's counts say what it did)
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)  # attr -> expected / found
     note: str | None = None
 

@@ -29,7 +29,7 @@ from runner.manifest.model import ObjectType, Situation
 from runner.mapping.mapper import Mapper, MappingFailed, as_list, with_create_defaults
 from runner.mapping.names import NameError_, depth, render
 from runner.mapping.scope import compile_scope
-from runner.state.reconcile import Finding
+from runner.state.reconcile import GONE_PREFIX, Finding
 from runner.state.records import Change, PendingExport, SourceRow
 
 PAGE = 1000
@@ -269,8 +269,9 @@ def _forget_vanished_references(ctx: RunContext, mapper: Mapper, rows: list[Sour
             continue
         for attr, ref_type in mapper.references.items():
             value = row.target_data.get(attr)
-            if isinstance(value, list):
-                row.target_data[attr] = [v for v in value if str(v) in live.get(ref_type, ())]
+            if isinstance(value, list):  # a value naming a missing object's old anchor is dropped by the diff
+                row.target_data[attr] = [v for v in value if str(v) in live.get(ref_type, ())
+                                         or str(v).startswith(GONE_PREFIX)]
             elif value is not None and str(value) not in live.get(ref_type, ()):
                 row.target_data[attr] = None
 

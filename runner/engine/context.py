@@ -113,6 +113,7 @@ class RunContext:
     # object types this run reconciled with their target -> the mark of that read (engine/reconcile.py)
     reconciled: dict[str, str] = field(default_factory=dict)
     linked_seen: dict[str, int] = field(default_factory=dict)  # type -> linked objects its reconciliation read
+    gone: dict[str, set[str]] = field(default_factory=dict)  # type -> target anchors found missing this run
     # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)
     drifted_before: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 

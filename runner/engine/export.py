@@ -69,6 +69,7 @@ from runner.engine.recovery import resolve
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper, MappingFailed, as_list
 from runner.provlog import changes_for_log
+from runner.state.reconcile import GONE_PREFIX
 from runner.state.records import (
     Added,
     Change,
@@ -420,7 +421,8 @@ class _Exporter:
         if ref_type is None:
             return list(values)
         known = self._known(ref_type, self.caps.reference_form(attr), [str(v) for v in values], live_only=False)
-        return [known[str(v)] for v in values if str(v) in known]
+        return [known[str(v)] if str(v) in known else str(v)[len(GONE_PREFIX):] for v in values
+                if str(v) in known or str(v).startswith(GONE_PREFIX)]  # the old anchor of a re-created object
 
     # ---- sending and recording ----------------------------------------------------------------
 

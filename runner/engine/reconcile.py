@@ -10,7 +10,9 @@ classifies every object (:class:`runner.manifest.model.Situation`):
   is flagged ``not_held``: the target accepts the value and does not keep it (a read-only or
   silently dropped attribute);
 - **missing**: linked, but gone from the target: the link is dropped and compute adds it again in
-  the same run (and whatever referenced it is computed again);
+  the same run, and whatever referenced it is computed again (a group that still lists its old
+  target anchor drops it: the referrer's read marks it ``GONE_PREFIX``, which no source object
+  claims);
 - **unlinked**: no link, but the match rules, or (without them) the correlation attributes or a
   hierarchical name, tie it to one source object: linked (adopted) in compute, instead of added
   twice; **ambiguous** (several candidates) and **collision** (its candidate is claimed by
@@ -42,7 +44,7 @@ from runner.mapping.mapper import Mapper, normalize
 from runner.mapping.names import depth, normalize_dn
 from runner.mapping.scope import compile_scope
 from runner.state.imports import TargetObject
-from runner.state.reconcile import ORPHAN_PREFIX, Finding
+from runner.state.reconcile import GONE_PREFIX, ORPHAN_PREFIX, Finding
 from runner.state.records import Change, PendingExport
 
 PAGE = 500
@@ -95,9 +97,6 @@ def reconcile_target(ctx: RunContext, ot: ObjectType, mapper: Mapper, reason: st
     if not missing:
         return
     _missing(ctx, ot, mark, tally)
-    store.set_watermark(type_id, "target", None, cadence.next_mark(True, store.watermark(type_id, "target", None)))
-    ctx.heartbeat()
-    store.commit()
     ctx.logger.info("%s: read %d target objects: %s", ot.name, read,
                     ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing linked yet")
     ctx.linked_seen[ot.name] = tally[Situation.LINKED]
@@ -254,6 +253,7 @@ def _missing(ctx: RunContext, ot: ObjectType, mark: str, tally: Counter[str]) ->
         store.add_findings(type_id, ctx.run_id, [Finding(Situation.MISSING, s, {"target_anchor": ta})
                                                  for s, ta in pairs])
         if ot.reconcile.missing == "create":
+            ctx.gone.setdefault(ot.name, set()).update(ta for _, ta in pairs)
             store.unlink(type_id, pairs)
             store.mark_referrers_dirty(type_id, [s for s, _ in pairs])
         ctx.heartbeat()
@@ -300,6 +300,11 @@ def settle_orphans(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Type
         store.set_pending(type_id, exports, [])
         ctx.heartbeat()
         store.commit()
+    # only now is this reconciliation done (compute linked what it found): a run killed before
+    # this point reconciles again, instead of taking the objects it read for linked
+    store.set_watermark(type_id, "target", None, cadence.next_mark(True, store.watermark(type_id, "target", None)))
+    ctx.heartbeat()
+    store.commit()
     situations = _situations(ctx, ot)
     counts.reconciled = situations if any(situations.values()) else None  # a first contact with nothing there
     if total:
@@ -388,7 +393,9 @@ def state_form(ctx: RunContext, ot: ObjectType, mapper: Mapper, records: Sequenc
         for attr, ref_type, form, multi in refs:
             if attr in attributes:
                 names = known.get((ref_type, form), {})
-                mapped = [names[str(v)] for v in _values(attributes[attr]) if str(v) in names]
+                gone = ctx.gone.get(ref_type, ()) if multi and form == "anchor" else ()
+                mapped = [names[str(v)] if str(v) in names else GONE_PREFIX + str(v)
+                          for v in _values(attributes[attr]) if str(v) in names or str(v) in gone]
                 data[attr] = normalize(mapped if multi else (mapped[0] if mapped else None), multi)
         disabled = bool(disable) and all(attributes.get(k) == v for k, v in disable)
         out.append(TargetObject(str(record.anchor), data, record.name, record.partition, disabled, record.version))

@@ -23,6 +23,9 @@ from runner.state.base import chunks, dumps, now_iso
 from runner.state.values import ValuesMixin
 
 ORPHAN_PREFIX = "orphan:"  # pending exports of orphans: no source object, keyed by this + target anchor
+# a reference value naming the old target anchor of an object found missing and created again: it
+# names no source object any more, yet the referrer (a group) still holds it and must drop it
+GONE_PREFIX = "~gone:"
 
 
 class Finding(NamedTuple):

@@ -7,20 +7,11 @@ and that delete goes through the deletion guard like any other.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from conftest import read_app
 
-
-def sql(db: Path, statement: str) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        out = con.execute(statement).fetchall()
-        con.commit()
-        return out
-    finally:
-        con.close()
+from .helpers import sql
 
 
 def deferred(quickstart_copy: Path, tmp_path: Path, people: int = 40) -> tuple[Path, list[str]]:

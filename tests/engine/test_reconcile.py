@@ -7,23 +7,11 @@ outcome of `run`, `check` and `check --fix` is asserted object by object, member
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from pathlib import Path
 
 from conftest import QUICKSTART, read_app
 
-
-def sql(db: Path, *statements: str) -> list[tuple]:
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA foreign_keys = ON")  # as the app itself would delete: memberships go too
-    try:
-        out: list[tuple] = []
-        for statement in statements:
-            out = con.execute(statement).fetchall()
-        con.commit()
-        return out
-    finally:
-        con.close()
+from .helpers import sql
 
 
 def user_id(db: Path, user_name: str) -> int:
