@@ -48,6 +48,30 @@ class CliResult:
     def json(self) -> dict[str, Any]:
         return json.loads(self.out)
 
+    def differences(self, situation: str) -> list[dict[str, Any]]:
+        """``provision check --output json``: the objects it lists in ``situation``."""
+        return [d for d in self.json()["check"]["differences"] if d["situation"] == situation]
+
+    def only_reported_orphans(self, orphans: int) -> None:
+        """Assert this ``run --reconcile --output json`` found ``orphans`` user orphans and, without
+        a boundary, only reported them: exit 0, nothing deleted or disabled."""
+        assert self.code == 0, self.err
+        user = self.json()["object_types"]["user"]
+        assert (user["reconciled"]["orphan"], user["deleted"], user["disabled"]) == (orphans, 0, 0), user
+
+    def adopted(self, groups: int) -> dict[str, Any]:
+        """Assert this ``run --output json`` after a lost state store linked what the target held
+        and wrote nothing: exit 0, nothing added, changed or removed, every group unlinked (then
+        linked). Returns the counts per object type."""
+        assert self.code == 0, self.out + self.err
+        counts = self.json()["object_types"]
+        for name in ("user", "group"):
+            c = counts[name]
+            assert (c["added"], c["updated"], c["renamed"], c["deleted"], c["disabled"], c["failed"]) == \
+                (0, 0, 0, 0, 0, 0), c
+        assert counts["group"]["reconciled"]["unlinked"] == groups
+        return counts
+
 
 @pytest.fixture
 def provision(capsys: pytest.CaptureFixture[str]):

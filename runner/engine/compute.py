@@ -148,10 +148,12 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     continue
                 if found is not None:
                     page.found(ctx, ot, Situation.UNLINKED, row.anchor, {"target_anchor": found, "linked": True})
-                    store.link(type_id, row.anchor, found)
+                    row.target_name = store.target_name(type_id, found)
+                    # with its name: references by name (an LDAP manager, a member) resolve to it
+                    store.link(type_id, row.anchor, found, row.target_name)
+                    page.adopted.append(row.anchor)
                     row.target_anchor = found
                     row.target_data, row.disabled = store.targets_data(type_id, [found]).get(found, ({}, False))
-                    row.target_name = store.target_name(type_id, found)
                     ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
                 try:
@@ -186,6 +188,9 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
         if page.findings:
             store.add_findings(type_id, ctx.run_id, page.findings)
         store.set_pending(type_id, page.entries, page.cleared)
+        # references left out while these objects had no link (a manager adopted after their reports
+        # were computed) are computed again, as after an add
+        store.mark_referrers_dirty(type_id, page.adopted, only_dropped=True)
         store.forget_source(type_id, page.forget)
         store.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
         ctx.log.flush()
@@ -202,6 +207,7 @@ class _Page:
         self.forget: list[str] = []
         self.errors: dict[str, str] = {}
         self.findings: list[Finding] = []
+        self.adopted: list[str] = []  # linked by the match or correlate rules
 
     def found(self, ctx: RunContext, ot: ObjectType, situation: Situation, anchor: str,
               detail: dict[str, Any]) -> None:

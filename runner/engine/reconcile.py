@@ -30,6 +30,8 @@ back), references turned into the source anchors of the objects they name.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -93,10 +95,11 @@ def reconcile_target(ctx: RunContext, ot: ObjectType, mapper: Mapper, reason: st
     mark = store.begin_reconcile(type_id)
     ctx.reconciled[ot.name] = mark
     tally: Counter[str] = Counter()
-    read = _read(ctx, ot, mapper, mark, tally)
+    seen = Seen()
+    read = _read(ctx, ot, mapper, mark, tally, seen)
     if not missing:
         return
-    _missing(ctx, ot, mark, tally)
+    _missing(ctx, ot, seen, tally)
     ctx.logger.info("%s: read %d target objects: %s", ot.name, read,
                     ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing linked yet")
     ctx.linked_seen[ot.name] = tally[Situation.LINKED]
@@ -107,11 +110,44 @@ def resolve_references(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> None:
     type (a manager): on the first read their references named objects not linked yet, so they
     were left out, and compute would "update" every manager to the value it already holds. Now
     that the links exist they resolve; only objects whose values change are computed again."""
-    _read(ctx, ot, mapper, ctx.reconciled[ot.name], None)
+    _read(ctx, ot, mapper, ctx.reconciled[ot.name], None, Seen())
 
 
-def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Counter[str] | None) -> int:
-    """One paged read of the target: index, classify, stamp (``tally`` None: quietly, no findings)."""
+class Seen:
+    """The linked target objects a read saw, in 8 bytes each (their anchors' hashes, sorted once
+    the read is over): a million objects take 8 MB, and nothing is written to the store for
+    them. A hash shared by two anchors could only hide a missing object, at odds of about one
+    in 10^7 for a million objects; it never makes one look missing."""
+
+    def __init__(self) -> None:
+        self.hashes = array("q")
+        self.sorted = False
+
+    def add(self, anchor: str) -> None:
+        self.hashes.append(hash(anchor))
+        self.sorted = False
+
+    def __len__(self) -> int:
+        """How many distinct objects were seen (a page read twice counts once)."""
+        self._sort()
+        return len(self.hashes)
+
+    def _sort(self) -> None:
+        if not self.sorted:
+            self.hashes = array("q", sorted(set(self.hashes)))
+            self.sorted = True
+
+    def __contains__(self, anchor: str) -> bool:
+        self._sort()
+        key = hash(anchor)
+        i = bisect_left(self.hashes, key)
+        return i < len(self.hashes) and self.hashes[i] == key
+
+
+def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Counter[str] | None,
+          seen: Seen) -> int:
+    """One paged read of the target: index, classify, stamp what no link claims (``tally`` None:
+    quietly, no findings)."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     store.begin_target_import(type_id)
     # the values match rules, correlation and unique values look up: only needed when some
@@ -138,8 +174,12 @@ def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Cou
         unlinked = _classify(ctx, ot, mapper, objects, tally)
         if index:
             store.index_targets(type_id, [o.target_anchor for o in objects], index, fresh=True)
-        store.stamp_targets(type_id, {str(r.anchor): str(r.anchor) in unlinked and inside(r)
-                                      for r in page.records}, mark)
+        for o in objects:
+            if o.target_anchor not in unlinked:
+                seen.add(o.target_anchor)
+        if unlinked:
+            store.stamp_targets(type_id, {str(r.anchor): inside(r) for r in page.records
+                                          if str(r.anchor) in unlinked}, mark)
         read += len(objects)
         ctx.heartbeat()
         store.commit()
@@ -242,13 +282,19 @@ def _masked(found: list[Finding], mapper: Mapper) -> list[Finding]:
     return out
 
 
-def _missing(ctx: RunContext, ot: ObjectType, mark: str, tally: Counter[str]) -> None:
+def _missing(ctx: RunContext, ot: ObjectType, seen: Seen, tally: Counter[str]) -> None:
     """Linked objects the read did not find: gone from the target. Created again (the link goes,
-    compute adds them) unless ``reconcile.missing: report``."""
+    compute adds them) unless ``reconcile.missing: report``. When the read saw as many linked
+    objects as the state links, none is missing and the links are not walked."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
+    if len(seen) >= store.count_linked(type_id):
+        return
     after: str | None = None
-    while pairs := store.missing(type_id, mark, after, PAGE):
-        after = pairs[-1][0]
+    while links := store.live_links(type_id, after, PAGE):
+        after = links[-1][0]
+        pairs = [(s, ta) for s, ta in links if ta not in seen]
+        if not pairs:
+            continue
         tally[Situation.MISSING] += len(pairs)
         store.add_findings(type_id, ctx.run_id, [Finding(Situation.MISSING, s, {"target_anchor": ta})
                                                  for s, ta in pairs])

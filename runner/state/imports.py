@@ -205,12 +205,14 @@ class ImportMixin(ValuesMixin):
     def anchors_by_name(self, type_id: int, names: Sequence[str]) -> dict[str, str]:
         """target name (as given) -> source anchor, for live links whose name compares equal."""
         lk = t.links.c
-        keys = {normalize_dn(n)[:255]: n for n in names}
+        keys: dict[str, list[str]] = {}
+        for name in names:  # one DN may come in several spellings (case, spaces): each is answered
+            keys.setdefault(normalize_dn(name)[:255], []).append(name)
         found: dict[str, str] = {}
         for part in chunks(sorted(keys)):
             for key, source_anchor in self.conn.execute(sa.select(lk.name_key, lk.source_anchor).where(
                     lk.type_id == type_id, lk.name_key.in_(part), lk.live.is_(True))):
-                found[keys[key]] = source_anchor
+                found.update((name, source_anchor) for name in keys[key])
         return found
 
     def reserved(self, type_id: int, attribute: str, anchor: str) -> str | None:

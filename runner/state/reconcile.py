@@ -1,10 +1,10 @@
 """Reconciliation: which target objects a read saw, what it found, and which system each target is.
 
-A reconciliation stamps every target object it reads with its mark (``target_objects.seen``), as a
-full import stamps source objects: the live links whose target object it did not stamp are
-*missing*; the objects it found inside the boundary with no link claiming them (``unclaimed``)
-are *orphans* unless compute links them. Both are found by walking an index, never a set held
-in memory. What it
+A reconciliation stamps the target objects it reads that no link claims with its mark
+(``target_objects.seen``) and whether they lie inside the boundary (``unclaimed``): they are
+*orphans* unless compute links them, found by walking an index. Linked objects are not written
+at all (the engine keeps 8 bytes per object it saw, and walks the live links only when fewer
+were seen than the state links: those not seen are *missing*). What it
 found (everything but plain linked objects) is kept per situation in ``reconcile_findings`` for
 ``status`` and ``check``, replaced by the next reconciliation.
 """
@@ -50,9 +50,8 @@ class ReconcileMixin(ValuesMixin):
         return pysecrets.token_hex(8)
 
     def stamp_targets(self, type_id: int, unclaimed: Mapping[str, bool], mark: str) -> None:
-        """Record that the reconciliation ``mark`` read these target objects (anchor -> found
-        inside the boundary with no link): one driver-level update per chunk and flag (every
-        object of the target is stamped, so this is a hot path)."""
+        """Record that the reconciliation ``mark`` read these target objects no link claims
+        (anchor -> inside the boundary): one driver-level update per chunk and flag."""
         quote = self.conn.dialect.identifier_preparer.quote
         q = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         for flag in (True, False):
@@ -63,14 +62,10 @@ class ReconcileMixin(ValuesMixin):
                     f"WHERE {quote('type_id')} = {q} AND {quote('target_anchor')} IN ({', '.join([q] * len(part))})",
                     (mark, flag, type_id, *part))
 
-    def missing(self, type_id: int, mark: str, after: str | None, limit: int) -> list[tuple[str, str]]:
-        """(source anchor, target anchor) of live links whose target object the reconciliation
-        ``mark`` did not read, a keyset page by source anchor."""
-        lk, to = t.links.c, t.target_objects.c
-        joined = t.links.outerjoin(t.target_objects, sa.and_(to.type_id == lk.type_id,
-                                                             to.target_anchor == lk.target_anchor))
-        query = (sa.select(lk.source_anchor, lk.target_anchor).select_from(joined)
-                 .where(lk.type_id == type_id, lk.live.is_(True), sa.or_(to.seen.is_(None), to.seen != mark))
+    def live_links(self, type_id: int, after: str | None, limit: int) -> list[tuple[str, str]]:
+        """(source anchor, target anchor) of live links, a keyset page by source anchor."""
+        lk = t.links.c
+        query = (sa.select(lk.source_anchor, lk.target_anchor).where(lk.type_id == type_id, lk.live == sa.true())
                  .order_by(lk.source_anchor).limit(limit))
         if after is not None:
             query = query.where(lk.source_anchor > after)

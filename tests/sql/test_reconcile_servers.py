@@ -9,7 +9,6 @@ is asserted as a user sees it: exit codes, the listed differences, and the rows 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -81,10 +80,6 @@ def a_member(url: str) -> tuple[str, list[str]]:
     return employee, teams
 
 
-def differences(result: Any, situation: str) -> list[dict[str, Any]]:
-    return [d for d in result.json()["check"]["differences"] if d["situation"] == situation]
-
-
 def test_a_row_deleted_by_hand_is_listed_missing_and_fixed_in_one_run_with_its_memberships(provisioned: str,
                                                                                           provision):
     url = provisioned
@@ -101,9 +96,9 @@ def test_a_row_deleted_by_hand_is_listed_missing_and_fixed_in_one_run_with_its_m
     assert f"missing user {gone} (target {gone}) -> add" in check.out
     report = provision("check", MANIFEST, "--output", "json")
     assert report.code == 1
-    [missing] = differences(report, "missing")
+    [missing] = report.differences("missing")
     assert missing["object_type"] == "user" and missing["anchor"] == gone and missing["action"] == "add"
-    drifted_teams = {d["anchor"] for d in differences(report, "drifted") if d["object_type"] == "group"}
+    drifted_teams = {d["anchor"] for d in report.differences("drifted") if d["object_type"] == "group"}
     assert drifted_teams == set(teams), "each team lost a member"
     assert counts(url) == (189, 20, len(before["members"]) - len(teams)), "check writes nothing to the target"
 
@@ -135,11 +130,11 @@ def test_a_value_edited_by_hand_shows_expected_and_found_and_a_row_inserted_by_h
     assert report.code == 1, report.out + report.err
     situations = report.json()["check"]["situations"]["user"]
     assert (situations["drifted"], situations["orphan"], situations["missing"]) == (1, 1, 0)
-    [drift] = differences(report, "drifted")
+    [drift] = report.differences("drifted")
     assert drift["object_type"] == "user" and drift["anchor"] == employee and drift["action"] == "update"
     assert drift["attributes"]["title"] == {"expected": title, "found": "Edited by hand"}
     assert drift["attributes"]["department"] == {"expected": department, "found": None}
-    [orphan] = differences(report, "orphan")
+    [orphan] = report.differences("orphan")
     assert orphan["object_type"] == "user" and orphan["anchor"] == "X0000001"
     assert "claimed by no source object" in orphan["note"] and "action" not in orphan
     text = provision("check", MANIFEST)

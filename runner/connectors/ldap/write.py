@@ -226,13 +226,24 @@ class Writer:
     # ---- finding the entry an operation is about ------------------------------------------------------
 
     def _guarded(self, conn: ldap3.Connection, op: Operation, send: Callable[[str, list[Any]], Any],
-                 hint: str | None) -> str | None:
+                 hint: str | None, inline: bool = True) -> str | None:
         """Send ``send(dn, controls)`` to the entry with ``op.anchor``: first at the name the engine
         recorded (asserting its entryUUID), then wherever a search finds it. Returns the DN it
-        was sent to, or None when no such entry exists (conn.result holds the last answer)."""
+        was sent to, or None when no such entry exists (conn.result holds the last answer).
+
+        ``inline=False``: the entry is found first (a base search at the recorded name, else by
+        entryUUID) and the change sent without the Assertion control. slapd's memberof overlay
+        hands the controls of a group's member change on to the modifies it makes of the member
+        entries, where an assertion of the group's entryUUID fails: the change is applied and
+        memberOf is left wrong."""
         guard = assert_uuid(op.anchor) if op.anchor and read.UUID.match(op.anchor) else None
         if guard is None:
             return None
+        if not inline:
+            found = self._at_hint(conn, op, hint) or read.locate(conn, op.anchor or "", self.layout.bases(op.partition))
+            if found is not None:
+                send(found, [])
+            return found
         tried = None
         if hint:
             base = self.layout.partition(op.partition, hint)
@@ -248,6 +259,14 @@ class Writer:
             return tried  # the assertion failed at the right entry: a real answer
         send(found, [guard])
         return found
+
+    def _at_hint(self, conn: ldap3.Connection, op: Operation, hint: str | None) -> str | None:
+        """The recorded name, when the entry there is the one with ``op.anchor``."""
+        if not hint:
+            return None
+        target = self.layout.dn(hint, self.layout.partition(op.partition, hint))
+        conn.search(target, f"(entryUUID={op.anchor})", ldap3.BASE, attributes=["1.1"])
+        return target if any(e.get("type") == "searchResEntry" for e in conn.response or []) else None
 
     def _not_found(self, op: Operation) -> Result:
         where = f" in {op.partition}" if op.partition else ""
@@ -297,7 +316,8 @@ class Writer:
                     wire.modify(conn, target, changes, [permissive_modify(), *controls])
 
         settled: list[str] = []  # every value to remove was gone already: nothing left to send
-        target = self._guarded(conn, op, send, op.name)
+        members = any(self.layout.is_dn(name) for name in changes)  # overlays follow DN values
+        target = self._guarded(conn, op, send, op.name, inline=not members)
         if target is None:
             return self._not_found(op)
         if conn.result.get("result") == 0 or settled:
