@@ -30,6 +30,9 @@ back), references turned into the source anchors of the objects they name.
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import time
 from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict
@@ -50,6 +53,7 @@ from runner.state.reconcile import GONE_PREFIX, ORPHAN_PREFIX, Finding
 from runner.state.records import Change, PendingExport
 
 PAGE = 500
+HEARTBEAT_SECONDS = 10.0  # the lock is renewed at least this often during a read that writes nothing
 
 
 def why(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> str | None:
@@ -155,7 +159,12 @@ def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Cou
     indexed = _indexed_attributes(ctx, ot, mapper) if store.count_unlinked(type_id, 1) else set()
     rules = ctx.caps(ot).normalizations
     inside = boundary_test(ot.target.boundary)
-    read = 0
+    # an object read exactly as when a reconciliation last found it as the state says, and not
+    # written since, is linked: no mapped form, no comparison (not when objects it may name were
+    # found missing this run: their old anchors must be dropped from it)
+    trusted = tally is not None and not any(ref in ctx.gone for ref in mapper.references.values())
+    salt = ot.config_hash()
+    read, renewed = 0, time.monotonic()
     for page in read_all_partitions(ctx, ot):
         index: list[tuple[str, str, str]] = []
         for record in page.records:
@@ -170,21 +179,45 @@ def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Cou
                 for v in _values(record.attributes.get(attr)):
                     if v not in (None, ""):
                         index.append((attr, fold(v, attr, rules), str(record.anchor)))
-        objects = state_form(ctx, ot, mapper, page.records)
-        unlinked = _classify(ctx, ot, mapper, objects, tally)
+        digests = {str(r.anchor): digest(r, salt) for r in page.records}
+        checked = store.checked(type_id, list(digests)) if trusted else {}
+        same = {a for a, d in digests.items() if checked.get(a) == d}
+        rest = [r for r in page.records if str(r.anchor) not in same]
+        objects = state_form(ctx, ot, mapper, rest)
+        unlinked, equal = _classify(ctx, ot, mapper, objects, tally)
+        if tally is not None:
+            tally[Situation.LINKED] += len(same)
+            store.set_checked(type_id, {a: digests[a] for a in equal})
         if index:
-            store.index_targets(type_id, [o.target_anchor for o in objects], index, fresh=True)
-        for o in objects:
-            if o.target_anchor not in unlinked:
-                seen.add(o.target_anchor)
+            store.index_targets(type_id, list(digests), index, fresh=True)
+        for anchor in digests:
+            if anchor not in unlinked:
+                seen.add(anchor)
         if unlinked:
             store.stamp_targets(type_id, {str(r.anchor): inside(r) for r in page.records
                                           if str(r.anchor) in unlinked}, mark)
-        read += len(objects)
-        ctx.heartbeat()
-        store.commit()
+        read += len(digests)
+        # a page of objects all as the state says writes nothing: no commit, and the lock is
+        # renewed now and then rather than per page
+        if rest or index or unlinked or time.monotonic() - renewed > HEARTBEAT_SECONDS:
+            ctx.heartbeat()
+            store.commit()
+            renewed = time.monotonic()
         ctx.check_stop()
     return read
+
+
+def digest(record: Record, salt: str) -> str:
+    """A short fingerprint of a target record as read, with the mapping's (``salt``): the same
+    record under the same mapping maps to the same state form. marshal is the cheapest exact
+    serialisation of plain values (a quarter of repr's cost); values it cannot take (dates,
+    decimals) go through repr. Attributes in another order only make the object compared."""
+    whole = (salt, record.name, record.partition, record.attributes)
+    try:
+        blob = marshal.dumps(whole)
+    except ValueError:
+        blob = repr(whole).encode()
+    return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
 def _indexed_attributes(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> set[str]:
@@ -196,11 +229,11 @@ def _indexed_attributes(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> set[
 
 
 def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[TargetObject],
-              tally: Counter[str] | None) -> set[str]:
+              tally: Counter[str] | None) -> tuple[set[str], set[str]]:
     """Linked objects as read against what the state knew: the same (linked) or not (drifted).
-    Objects no link claims are stored for matching; compute decides what they are (their
-    anchors are returned). ``tally`` None: take what the target holds without counting or
-    reporting it."""
+    Objects no link claims are stored for matching; compute decides what they are. Returns the
+    anchors of those unlinked ones, and of the linked ones found as the state says. ``tally``
+    None: take what the target holds without counting or reporting it."""
     quiet = tally is None
     tally = Counter() if tally is None else tally
     store, type_id = ctx.store, ctx.type_ids[ot.name]
@@ -212,6 +245,7 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
     fresh, changed, drifted, found = [], [], [], []
     not_held: list[str] = []
     unlinked: set[str] = set()
+    equal: set[str] = set()
     for obj in objects:
         source = links.get(obj.target_anchor)
         if obj.target_anchor not in known:
@@ -233,6 +267,7 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
             differs["(disabled)"] = {"expected": was_disabled, "found": obj.disabled}
         if not differs:
             tally[Situation.LINKED] += 1
+            equal.add(obj.target_anchor)
             continue
         tally[Situation.DRIFTED] += 1
         detail: dict[str, Any] = {"target_anchor": obj.target_anchor, "name": obj.name, "attributes": differs}
@@ -251,7 +286,7 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
     if not quiet:
         store.add_findings(type_id, ctx.run_id, _masked(found, mapper))
     _report_not_held(ctx, ot, not_held)
-    return unlinked
+    return unlinked, equal
 
 
 def _report_not_held(ctx: RunContext, ot: ObjectType, not_held: list[str]) -> None:

@@ -333,7 +333,8 @@ class ExportMixin(ComputeMixin):
                          .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
                          .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
                                  disabled=sa.bindparam("k_disabled"), name=sa.bindparam("k_name"),
-                                 partition=sa.bindparam("k_partition"), version=sa.bindparam("k_version")),
+                                 partition=sa.bindparam("k_partition"), version=sa.bindparam("k_version"),
+                                 checked=None),
                          [dict(k_old=u.old_target_anchor, k_new=u.target_anchor, k_data=dumps(split(u.data)[0]),
                                k_disabled=u.disabled, k_name=u.name, k_partition=u.partition, k_version=u.version)
                           for u in done.updates])

@@ -62,6 +62,21 @@ class ReconcileMixin(ValuesMixin):
                     f"WHERE {quote('type_id')} = {q} AND {quote('target_anchor')} IN ({', '.join([q] * len(part))})",
                     (mark, flag, type_id, *part))
 
+    def checked(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, str]:
+        """target anchor -> its fingerprint as a reconciliation last found it as the state says."""
+        return {a: c for a, c in self.rows_in(t.target_objects, ("target_anchor", "checked"), "target_anchor",
+                                              target_anchors, type_id=type_id) if c is not None}
+
+    def set_checked(self, type_id: int, fingerprints: Mapping[str, str]) -> None:
+        if not fingerprints:
+            return
+        quote = self.conn.dialect.identifier_preparer.quote
+        q = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        self.conn.exec_driver_sql(
+            f"UPDATE {quote('target_objects')} SET {quote('checked')} = {q} "
+            f"WHERE {quote('type_id')} = {q} AND {quote('target_anchor')} = {q}",
+            [(d, type_id, a) for a, d in fingerprints.items()])
+
     def live_links(self, type_id: int, after: str | None, limit: int) -> list[tuple[str, str]]:
         """(source anchor, target anchor) of live links, a keyset page by source anchor."""
         lk = t.links.c

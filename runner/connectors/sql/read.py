@@ -60,7 +60,7 @@ def _children(conn: sa.Connection, bound: Bound, attr: str, keys: list[list[Any]
 
 def _fetch(conn: sa.Connection, query: sa.Select) -> list[dict[str, Any]]:
     result = conn.execute(query)
-    names = list(result.keys())
+    names = list(map(str, result.keys()))  # plain str, not SQLAlchemy's quoted_name: records hold plain data
     return [dict(zip(names, row, strict=True)) for row in result]
 
 
