@@ -124,7 +124,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                 except MappingFailed as exc:
                     page.fail(ctx, ot, counts, row, "map", str(exc))
         _keep_existing_references(ctx, type_id, mapper, mapped)
-        _forget_vanished_references(ctx, mapper, [r for r in rows if r.anchor in mapped])
+        _forget_vanished_references(ctx, ot, mapper, [r for r in rows if r.anchor in mapped])
         for row in rows:
             desired = mapped.get(row.anchor)
             if desired is None:
@@ -259,12 +259,15 @@ def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,
     store.replace_refs(type_id, list(mapped), ref_rows)
 
 
-def _forget_vanished_references(ctx: RunContext, mapper: Mapper, rows: list[SourceRow]) -> None:
+def _forget_vanished_references(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: list[SourceRow]) -> None:
     """What the target holds cannot point at an object that is gone from it: a stored reference to
     a deleted object is treated as absent (the target dropped it, e.g. ON DELETE SET NULL), so a
-    reference that becomes valid again is sent again."""
+    reference that becomes valid again is sent again. The same for an object deleted by hand and
+    created again in this run under a new anchor: the reference is sent again, and a list that
+    held its old anchor drops it (``GONE_PREFIX``)."""
     if not mapper.references:
         return
+    caps = ctx.caps(ot)
     wanted: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         for attr, ref_type in mapper.references.items():
@@ -275,10 +278,14 @@ def _forget_vanished_references(ctx: RunContext, mapper: Mapper, rows: list[Sour
             continue
         for attr, ref_type in mapper.references.items():
             value = row.target_data.get(attr)
-            if isinstance(value, list):  # a value naming a missing object's old anchor is dropped by the diff
-                row.target_data[attr] = [v for v in value if str(v) in live.get(ref_type, ())
-                                         or str(v).startswith(GONE_PREFIX)]
-            elif value is not None and str(value) not in live.get(ref_type, ()):
+            again = ctx.recreated.get(ref_type, {})
+            if isinstance(value, list):
+                by_anchor = caps.reference_form(attr) == "anchor"
+                row.target_data[attr] = [
+                    (GONE_PREFIX + again[str(v)] if by_anchor else None) if str(v) in again else v
+                    for v in value if str(v) in live.get(ref_type, ()) or str(v).startswith(GONE_PREFIX)]
+                row.target_data[attr] = [v for v in row.target_data[attr] if v is not None]
+            elif value is not None and (str(value) not in live.get(ref_type, ()) or str(value) in again):
                 row.target_data[attr] = None
 
 

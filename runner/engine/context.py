@@ -114,6 +114,8 @@ class RunContext:
     reconciled: dict[str, str] = field(default_factory=dict)
     linked_seen: dict[str, int] = field(default_factory=dict)  # type -> linked objects its reconciliation read
     gone: dict[str, set[str]] = field(default_factory=dict)  # type -> target anchors found missing this run
+    # type -> source anchor -> old target anchor, of objects an update found gone and this run added again
+    recreated: dict[str, dict[str, str]] = field(default_factory=dict)
     # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)
     drifted_before: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 

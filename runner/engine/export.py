@@ -126,13 +126,17 @@ class Waiting(Exception):
 
 def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
                 phases: tuple[tuple[tuple[str, ...], bool], ...] = PHASES,
-                only: Collection[str] | None = None, hold: Collection[str] = ()) -> None:
+                only: Collection[str] | None = None, hold: Collection[str] = ()) -> dict[str, str]:
     """Run the given export phases for one object type. The engine runs FORWARD for every type in
     manifest order, then DELETES in reverse order, so objects that contain or reference others
     (users inside an OU, members of a group) are deleted before what they point at.
 
     ``only``: export just the pending exports of these anchors (``provision preview --apply``).
-    ``hold``: actions not to send this run (the deletion guard); they stay pending."""
+    ``hold``: actions not to send this run (the deletion guard); they stay pending.
+
+    Returns the objects found gone from the target by an update (source anchor -> the target
+    anchor they had): their links are dropped, and the caller computes and exports them again,
+    so they are created again in the same run."""
     ensure_alive(ctx, ot)
     exporter = _Exporter(ctx, ot, mapper, counts, only)
     try:
@@ -154,6 +158,7 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
     ctx.store.prune_tombstones(ctx.type_ids[ot.name])
     ctx.heartbeat()
     ctx.store.commit()
+    return exporter.gone
 
 
 def ensure_alive(ctx: RunContext, ot: ObjectType) -> None:
@@ -189,6 +194,7 @@ class _Exporter:
         self.wait = 0.0  # seconds to wait before the next sweep, for the retries it holds
         self.throttled = False  # the target asked us to slow down: its pause is honoured in full
         self.again = 0  # follow-up steps and retries made by the current round
+        self.gone: dict[str, str] = {}  # source anchor -> target anchor, of objects an update found gone
         self.exists: list[PendingExport] = []  # adds that found their object already there
         self.exists_why: dict[str, str] = {}
         self.next_id = 0  # operation ids, unique within the pass: rounds overlap
@@ -584,10 +590,14 @@ class _Exporter:
     def _record_failure(self, row: PendingExport, action: str, error: ConnectorError | None) -> None:
         done = self.done
         if isinstance(error, NotFound) and action in ("update", "disable", "rename", "set_password"):
+            # gone from the target (deleted by hand): the link goes, and the run computes and
+            # sends it again as an add (export_type returns these)
             done.recompute.append(Recompute(row.source_anchor, row.target_anchor or ""))
             done.settled.append(row.source_anchor)
-            self._failed(row, f"{error}; the object is gone from the target and will be created again "
-                              "on the next run", record=False)
+            self.gone[row.source_anchor] = row.target_anchor or ""
+            self.ctx.log.add(self.ot.name, row.source_anchor, OP_KIND.get(action, action), "failed",
+                             error=f"{_error_text(error)}; the object is gone from the target: it is created again",
+                             target_anchor=row.target_anchor)
             return
         if isinstance(error, NotFound) and action == "replace":
             # the object it replaces is gone already: an add of the new one is all that is left

@@ -263,7 +263,12 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
         ctx.store.mark_dirty(ctx.type_ids[ot.name], kept)
         ctx.store.commit()
     if not ctx.options.plan:
-        export_type(ctx, ot, mapper, counts, FORWARD, hold=safety.GUARDED if held else ())
+        hold = safety.GUARDED if held else ()
+        gone = export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
+        if gone:  # updates that found their object deleted by hand: created again now, with what
+            ctx.recreated.setdefault(ot.name, {}).update(gone)  # of this type refers to them
+            compute_type(ctx, ot, mapper, TypeCounts(), matcher)  # exports count, not computes
+            export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
     return mapper
 
 

@@ -361,6 +361,8 @@ class ExportMixin(ComputeMixin):
             for part in chunks([r.source_anchor for r in done.recompute]):
                 conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
                              .values(dirty=True))
+            # what referenced it holds a reference to an object no longer there
+            self.mark_referrers_dirty(type_id, [r.source_anchor for r in done.recompute])
         if done.dirty:
             self.mark_dirty(type_id, done.dirty)
         if done.dropped:

@@ -6,6 +6,7 @@ outcome of `run`, `check` and `check --fix` is asserted object by object, member
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -293,3 +294,36 @@ def test_validate_refuses_orphan_deletes_without_a_boundary(quickstart_copy: Pat
     line = next(i for i, text in enumerate(quickstart_copy.read_text().splitlines(), 1) if "orphan: delete" in text)
     assert f"quickstart.yaml:{line}:" in result.err
     assert "reconcile.orphan: delete needs target.boundary" in result.err
+
+
+def test_an_update_that_finds_its_row_deleted_creates_it_again_in_the_same_run(quickstart_env, provision,
+                                                                              tmp_path: Path):
+    """No reconciliation asked for: the update itself finds the row gone, and the run adds it
+    again, with the groups that held it and the reports it manages pointing at the new row."""
+    data = quickstart_env(200, 20)
+    assert provision("run", QUICKSTART).code == 0
+    db = tmp_path / "app.db"
+    manager = sql(db, "SELECT m.user_name FROM users m JOIN users r ON r.manager_id = m.id "
+                      "JOIN group_members g ON g.user_id = m.id ORDER BY m.id LIMIT 1")[0][0]
+    email = sql(db, f"SELECT email FROM users WHERE user_name = '{manager}'")[0][0]
+    with open(data / "people.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        if row["email"] == email:
+            row["title"] = "Principal Engineer"  # HR changes him: the run sends an update
+    with open(data / "people.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    sql(db, f"DELETE FROM users WHERE user_name = '{manager}'")  # memberships cascade, reports lose him
+    expected_groups = [g for g in read_app(db)["groups"]]
+    run = provision("run", QUICKSTART, "--output", "json")
+    assert run.code == 0, run.err
+    user = run.json()["object_types"]["user"]
+    assert user["added"] == 1 and user["failed"] == 0, user
+    after = read_app(db)
+    assert manager in after["users"]
+    assert any(u["manager"] == manager for u in after["users"].values()), "the reports point at the new row"
+    assert sum(manager in g["members"] for g in after["groups"]) >= 1, "and the groups hold it again"
+    assert len(after["groups"]) == len(expected_groups)
+    assert provision("check", QUICKSTART).code == 0
