@@ -127,8 +127,9 @@ def _difference(object_type: str, situation: str, key: str, detail: dict[str, An
         attributes = dict(detail["attributes"])
     note = detail.get("error")
     if detail.get("not_held"):
-        note = (f"the target accepted {', '.join(detail['not_held'])} and does not hold it (updated at the last "
-                "reconciliation, different again): a read-only or dropped attribute?")
+        note = (f"the target accepted {', '.join(detail['not_held'])} and does not hold it (written by the last "
+                "export, or updated at the last reconciliation and different again): a read-only or dropped "
+                "attribute, or changed back since?")
     if situation == Situation.MISSING:
         note = note or "linked in the state, gone from the target"
     elif situation == Situation.ORPHAN:

@@ -572,7 +572,8 @@ class _Exporter:
                 done.dirty.append(row.source_anchor)
             data.update(stored)
             done.updates.append(Updated(row.source_anchor, row.target_anchor or "", target_anchor, data,
-                                        action == "disable", name, partition, result.version, added, removed))
+                                        action == "disable", name, partition, result.version, added, removed,
+                                        tuple(sorted({*p.kept_set, *p.kept_add, *p.removed}))))
             changes = self._log_changes(p, before)
             if action == "rename":
                 changes["__name__"] = {"old": row.change.old_name, "new": name}

@@ -6,9 +6,9 @@ classifies every object (:class:`runner.manifest.model.Situation`):
 
 - **linked**: the target holds it as the state says; **drifted**: linked, but its values differ
   (the state takes what the target holds, and compute updates it by difference). An attribute
-  that drifts the same way at two reconciliations in a row, although the first one updated it,
-  is flagged ``not_held``: the target accepts the value and does not keep it (a read-only or
-  silently dropped attribute);
+  the last export wrote that the first read since finds otherwise, or that drifts the same way
+  at two reconciliations in a row although the first one updated it, is flagged ``not_held``:
+  the target accepted the value and does not keep it (a read-only or silently dropped attribute);
 - **missing**: linked, but gone from the target: the link is dropped and compute adds it again in
   the same run, and whatever referenced it is computed again (a group that still lists its old
   target anchor drops it: the referrer's read marks it ``GONE_PREFIX``, which no source object
@@ -270,30 +270,45 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
             equal.add(obj.target_anchor)
             continue
         tally[Situation.DRIFTED] += 1
-        detail: dict[str, Any] = {"target_anchor": obj.target_anchor, "name": obj.name, "attributes": differs}
-        refused = sorted(a for a, d in differs.items() if before.get(source, {}).get(a) == d)
-        if refused:  # drifted the same way last time, was updated since, and still is
-            detail["not_held"] = refused
-            not_held.append(f"{source} ({', '.join(refused)})")
-        found.append(Finding(Situation.DRIFTED, source, detail))
+        found.append(Finding(Situation.DRIFTED, source, {"target_anchor": obj.target_anchor, "name": obj.name,
+                                                         "attributes": differs}))
         if ot.reconcile.drifted == "update" or quiet:
             merged = {**obj.data, **{k: v for k, v in old.items() if k in mapper.sensitive}}
             changed.append(obj._replace(data=merged))
             drifted.append(source)
+    if not quiet:
+        _confirm_exports(ctx, ot, found, before, not_held)  # before the rows are rewritten
+        store.add_findings(type_id, ctx.run_id, _masked(found, mapper))
     store.store_targets(type_id, fresh, overwrite=False)
     store.store_targets(type_id, changed, overwrite=True)
     store.mark_dirty(type_id, drifted)
-    if not quiet:
-        store.add_findings(type_id, ctx.run_id, _masked(found, mapper))
     _report_not_held(ctx, ot, not_held)
     return unlinked, equal
 
 
+def _confirm_exports(ctx: RunContext, ot: ObjectType, found: list[Finding], before: dict[str, dict[str, Any]],
+                     not_held: list[str]) -> None:
+    """Flag the drifted attributes the target accepted but does not hold: those the last export
+    wrote that this first read since finds otherwise, and those that drifted the same way at the
+    last reconciliation although it updated them."""
+    if not found:
+        return
+    sent = ctx.store.sent(ctx.type_ids[ot.name], [f.detail["target_anchor"] for f in found])
+    for f in found:
+        differs = f.detail["attributes"]
+        written = set(sent.get(f.detail["target_anchor"], ()))
+        refused = sorted(a for a, d in differs.items() if a in written or before.get(f.key, {}).get(a) == d)
+        if refused:
+            f.detail["not_held"] = refused
+            not_held.append(f"{f.key} ({', '.join(refused)})")
+
+
 def _report_not_held(ctx: RunContext, ot: ObjectType, not_held: list[str]) -> None:
     if not_held:
-        ctx.logger.warning("%s: the target accepted values it does not hold (the last reconciliation updated them, "
-                           "and they differ the same way again): %s%s. A read-only attribute, or one the target "
-                           "drops? Fix the target or remove the attribute from the mapping", ot.name,
+        ctx.logger.warning("%s: the target does not hold values it accepted (written by the last export, or "
+                           "updated at the last reconciliation and different the same way again): %s%s. A read-only "
+                           "attribute, one the target drops, or someone changing it back? Fix the target or remove "
+                           "the attribute from the mapping", ot.name,
                            "; ".join(not_held[:5]), f" and {len(not_held) - 5} more" if len(not_held) > 5 else "")
 
 

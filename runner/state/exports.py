@@ -312,9 +312,9 @@ class ExportMixin(ComputeMixin):
             if any(lists for _, lists in parts.values()):
                 self.drop_values(type_id, list(parts))
             self.bulk_insert(t.target_objects, ("type_id", "target_anchor", "data", "name", "disabled", "partition",
-                                                "version"),
+                                                "version", "sent"),
                              [(type_id, a.target_anchor, dumps(parts[a.target_anchor][0]), a.name, False, a.partition,
-                               a.version) for a in done.adds])
+                               a.version, dumps(sorted(a.data))) for a in done.adds])
             self.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()}, fresh=True)
         if done.updates:
             conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
@@ -334,9 +334,10 @@ class ExportMixin(ComputeMixin):
                          .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
                                  disabled=sa.bindparam("k_disabled"), name=sa.bindparam("k_name"),
                                  partition=sa.bindparam("k_partition"), version=sa.bindparam("k_version"),
-                                 checked=None),
+                                 checked=None, sent=sa.bindparam("k_sent")),
                          [dict(k_old=u.old_target_anchor, k_new=u.target_anchor, k_data=dumps(split(u.data)[0]),
-                               k_disabled=u.disabled, k_name=u.name, k_partition=u.partition, k_version=u.version)
+                               k_disabled=u.disabled, k_name=u.name, k_partition=u.partition, k_version=u.version,
+                               k_sent=dumps(list(u.sent)) if u.sent else None)
                           for u in done.updates])
         finished = ([a.source_anchor for a in done.adds] + [u.source_anchor for u in done.updates]
                     + [d.source_anchor for d in done.deletes] + list(done.settled))

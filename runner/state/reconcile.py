@@ -73,9 +73,14 @@ class ReconcileMixin(ValuesMixin):
         quote = self.conn.dialect.identifier_preparer.quote
         q = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         self.conn.exec_driver_sql(
-            f"UPDATE {quote('target_objects')} SET {quote('checked')} = {q} "
+            f"UPDATE {quote('target_objects')} SET {quote('checked')} = {q}, {quote('sent')} = NULL "
             f"WHERE {quote('type_id')} = {q} AND {quote('target_anchor')} = {q}",
             [(d, type_id, a) for a, d in fingerprints.items()])
+
+    def sent(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, list[str]]:
+        """target anchor -> the attributes the last export wrote, not confirmed by a read yet."""
+        return {a: json.loads(v) for a, v in self.rows_in(t.target_objects, ("target_anchor", "sent"),
+                                                          "target_anchor", target_anchors, type_id=type_id) if v}
 
     def live_links(self, type_id: int, after: str | None, limit: int) -> list[tuple[str, str]]:
         """(source anchor, target anchor) of live links, a keyset page by source anchor."""

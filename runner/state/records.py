@@ -147,6 +147,7 @@ class Updated(NamedTuple):
     version: str | None = None
     added: dict[str, list[Any]] | None = None
     removed: dict[str, list[Any]] | None = None
+    sent: tuple[str, ...] = ()  # the attributes this update wrote (the next read confirms them)
 
 
 class Deleted(NamedTuple):

@@ -123,6 +123,9 @@ target_objects = sa.Table(
     # says; cleared by every write of the row (an export, a read that differed): while the target
     # returns the same record, it is linked without being compared again
     sa.Column("checked", sa.String(16)),
+    # the attributes the last export wrote (JSON list), until a reconciliation reads the object:
+    # what differs among them then was accepted and not kept (a read-only or dropped attribute)
+    sa.Column("sent", sa.Text),
     # a reconciliation's orphan candidates in anchor order, without walking every object it read
     sa.Index("target_objects_unclaimed", "type_id", "unclaimed", "target_anchor"),
 )
@@ -342,7 +345,7 @@ def _to_v5(conn: sa.Connection) -> None:
     q = conn.dialect.identifier_preparer.quote
     inspector = sa.inspect(conn)
     for table, column, kind in (("target_objects", "seen", "VARCHAR(16)"), ("target_objects", "unclaimed", "BOOLEAN"),
-                                ("target_objects", "checked", "VARCHAR(16)"),
+                                ("target_objects", "checked", "VARCHAR(16)"), ("target_objects", "sent", "TEXT"),
                                 ("source_objects", "gone_at", "VARCHAR(40)")):
         if column not in {c["name"] for c in inspector.get_columns(table)}:
             conn.exec_driver_sql(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {kind}")

@@ -271,18 +271,35 @@ def test_reconcile_every_reads_the_target_on_the_runs_it_says(quickstart_copy: P
 
 def test_a_value_the_target_accepts_but_does_not_keep_is_flagged(quickstart_env, provision, tmp_path: Path):
     db, before = provisioned(quickstart_env, provision, tmp_path)
+    assert "does not hold" not in provision("run", QUICKSTART, "--reconcile").err  # every add confirmed
     sql(db, "UPDATE users SET title = 'Set by the app' WHERE id = 7",
         "CREATE TRIGGER title_is_read_only AFTER UPDATE OF title ON users WHEN NEW.id = 7 "
         "BEGIN UPDATE users SET title = 'Set by the app' WHERE id = 7; END")
     first = provision("run", QUICKSTART, "--reconcile", "--output", "json")
     assert first.code == 0 and first.json()["object_types"]["user"]["updated"] == 1
-    assert "does not hold" not in first.err, "once is drift: someone may have edited it"
-    second = provision("run", QUICKSTART, "--reconcile")
-    assert "the target accepted values it does not hold" in second.err and "(title)" in second.err
+    assert "does not hold" not in first.err, "a value confirmed before, different now: drift (edited by someone)"
+    second = provision("run", QUICKSTART, "--reconcile")  # the first read since that update
+    assert "the target does not hold values it accepted" in second.err and "(title)" in second.err
     report = provision("check", QUICKSTART, "--output", "json").json()["check"]
     [drift] = [d for d in report["differences"] if d["situation"] == "drifted"]
     assert "the target accepted title and does not hold it" in drift["note"]
     assert drift["attributes"]["title"]["found"] == "Set by the app"
+
+
+def test_an_attribute_a_target_drops_on_create_is_flagged_at_the_first_read(quickstart_env, provision,
+                                                                           tmp_path: Path):
+    quickstart_env(60, 5)
+    db = tmp_path / "app.db"
+    assert provision("run", QUICKSTART).code == 0  # makes the tables; then the app starts dropping phones
+    sql(db, "CREATE TRIGGER no_phones AFTER INSERT ON users BEGIN UPDATE users SET phone = NULL "
+            "WHERE id = NEW.id; END", "DELETE FROM users WHERE id IN (2, 3)")
+    assert provision("run", QUICKSTART, "--reconcile").code == 0  # created again, phones dropped
+    report = provision("check", QUICKSTART, "--output", "json").json()["check"]
+    flagged = [d for d in report["differences"] if "not_held" in (d.get("note") or "") or
+               "does not hold" in (d.get("note") or "")]
+    phones = [d for d in flagged if "phone" in d["attributes"]]
+    assert phones, report["differences"]
+    assert all(d["attributes"]["phone"]["found"] is None for d in phones)
 
 
 def test_validate_refuses_orphan_deletes_without_a_boundary(quickstart_copy: Path, provision):
