@@ -39,6 +39,7 @@ def check(ctx: RunContext, connector_name: str) -> None:
         return
     if not identity:
         return
+    identity = {"connector": ctx.connectors[connector_name].type_name, **identity}
     store = ctx.store
     known = store.binding(ctx.pipeline, connector_name)
     if known == identity:

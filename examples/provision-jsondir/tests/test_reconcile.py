@@ -277,3 +277,16 @@ def test_a_lost_state_store_links_by_name_without_duplicates(tree: Tree):
     code, clean = tree.check()
     assert code == 0, clean
     assert clean["situations"]["user"]["linked"] == 5 and clean["situations"]["group"]["linked"] == 2
+
+
+def test_the_state_of_one_tree_is_not_taken_for_another(tree: Tree):
+    tree.run()
+    other = tree.tmp / "other"
+    tree.manifest.write_text(tree.manifest.read_text().replace(f'root: "{tree.tmp}/dir"', f'root: "{other}"'))
+    code, out, err = tree.provision("run")
+    assert code == 4, out + err
+    assert f"{tree.tmp}/dir" in err and str(other) in err and "--rebind" in err
+    assert not list(other.rglob("*.json")), "nothing written to the new tree"
+    counts = tree.run("--rebind")
+    assert counts["user"]["added"] == 5 and counts["group"]["added"] == 2
+    assert len(list(other.rglob("*.json"))) == PROVISIONED

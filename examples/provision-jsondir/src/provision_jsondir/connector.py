@@ -173,6 +173,10 @@ class JsonDirConnector(Connector):
         tree.load()
         self.tree = tree
 
+    def identity(self) -> Mapping[str, Any]:
+        """The tree's folder: a state store written for one tree must not be taken for another's."""
+        return {"root": str(self.root.resolve())}
+
     def close(self) -> None:
         if self.tree is not None:
             self.tree.close()
