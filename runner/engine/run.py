@@ -238,38 +238,57 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
         ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
     if ot.delete_after:  # deferred deletes whose restore window ended are decided now
         ctx.store.mark_gone_since(ctx.type_ids[ot.name], _ago(ot.delete_after))
-    matcher = None
+    matcher = _target_side(ctx, ot, mapper, reconciling)
+    held = _compute(ctx, ot, mapper, counts, matcher, reconciling)
+    if not ctx.options.plan:
+        _export_forward(ctx, ot, mapper, counts, matcher, safety.GUARDED if held else ())
+    return mapper
+
+
+def _target_side(ctx: RunContext, ot: ObjectType, mapper: Mapper, reconciling: str | None) -> Matcher | None:
+    """Reconcile with the target when due (engine/reconcile.py); the matcher compute links with."""
     if reconciling:
         reconcile.reconcile_target(ctx, ot, mapper, reconciling)
         matcher = Matcher(ctx, ot, correlate=True, link=ot.reconcile.unlinked == "link")
     else:
         ctx.store.drop_orphan_exports(ctx.type_ids[ot.name])  # decided by a reconciliation, for it alone
         reconcile.count_run_without(ctx, ot)
-        if ot.match:  # a handful of new objects since the target was read: ask, don't read everything
-            matcher = Matcher(ctx, ot, lookups=True)
-            ctx.logger.info("%s: matching by lookups in the target", ot.name)
-    if matcher is not None and not matcher.rules:
-        matcher = None
+        if not ot.match:
+            return None
+        matcher = Matcher(ctx, ot, lookups=True)  # a handful of new objects since the target was read
+        ctx.logger.info("%s: matching by lookups in the target", ot.name)
+    return matcher if matcher.rules else None
+
+
+def _compute(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, matcher: Matcher | None,
+             reconciling: str | None) -> bool:
+    """Compute, settle what the reconciliation found, and apply the deletion guard (True: it
+    holds this type's deletes and disables)."""
     compute_type(ctx, ot, mapper, counts, matcher)
-    if reconciling and matcher is not None and matcher.linked and ot.name in mapper.references.values():
+    own_references = ot.name in mapper.references.values()  # a manager: objects of this type refer to others
+    if reconciling and matcher is not None and matcher.linked and own_references:
         reconcile.resolve_references(ctx, ot, mapper)  # adopted objects referencing adopted objects
         compute_type(ctx, ot, mapper, TypeCounts(), matcher)
     if reconciling:
         reconcile.settle_orphans(ctx, ot, mapper, counts)
     held = safety.check(ctx, ot, counts)
     if held and (kept := safety.keep_references(ctx, ot)):
-        if ot.name in mapper.references.values():  # this type's own referrers (a manager's reports)
+        if own_references:  # the held objects' referrers of this type (a manager's reports)
             compute_type(ctx, ot, mapper, TypeCounts(), matcher)
         ctx.store.mark_dirty(ctx.type_ids[ot.name], kept)
         ctx.store.commit()
-    if not ctx.options.plan:
-        hold = safety.GUARDED if held else ()
-        gone = export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
-        if gone:  # updates that found their object deleted by hand: created again now, with what
-            ctx.recreated.setdefault(ot.name, {}).update(gone)  # of this type refers to them
-            compute_type(ctx, ot, mapper, TypeCounts(), matcher)  # exports count, not computes
-            export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
-    return mapper
+    return held
+
+
+def _export_forward(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, matcher: Matcher | None,
+                    hold: tuple[str, ...]) -> None:
+    """Every export but deletes. Updates that found their object deleted by hand: created again
+    now, with what of this type refers to them (computed again: exports count, not computes)."""
+    gone = export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
+    if gone:
+        ctx.recreated.setdefault(ot.name, {}).update(gone)
+        compute_type(ctx, ot, mapper, TypeCounts(), matcher)
+        export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
 
 
 def _ago(duration: str) -> str:
