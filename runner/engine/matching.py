@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.engine.context import RunContext
 from runner.engine.diff import comparer
+from runner.engine.targets import state_form
 from runner.manifest.model import ObjectType, Situation
 from runner.mapping.expressions import compile_expression, field_getter
 from runner.mapping.mapper import Mapper
@@ -148,8 +149,6 @@ class Matcher:
     def _ask(self, attribute: str, value: Any) -> list[str]:
         """Unlinked target objects holding ``value``, asked of the target; what they hold is
         recorded so compute can diff against it."""
-        from runner.engine.reconcile import state_form  # reconcile imports fold from here
-
         records = [r for r in self.ctx.target(self.ot).lookup(self.ot.target.object, {attribute: value})
                    if r.anchor is not None] if attribute != NAME else []
         linked = self.ctx.store.linked_anchors(self.type_id, [str(r.anchor) for r in records])

@@ -39,7 +39,7 @@ from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import PHASES, export_type
 from runner.engine.matching import Matcher, fold
 from runner.engine.plan import PlanItem, plan_changes
-from runner.engine.reconcile import reconcile_target, state_form
+from runner.engine.reconcile import reconcile_target
 from runner.engine.run import (
     Summary,
     close_connector,
@@ -49,6 +49,7 @@ from runner.engine.run import (
     open_store,
     selected_types,
 )
+from runner.engine.targets import state_form
 from runner.errors import ProvisionError, UsageError
 from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType

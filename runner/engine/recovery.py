@@ -29,7 +29,7 @@ from typing import Any
 from runner.connectors.base import ConfigurationError, Record
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.matching import fold
-from runner.engine.reconcile import read_all_partitions, state_form
+from runner.engine.targets import read_all_partitions, state_form
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper
 from runner.mapping.names import normalize_dn
