@@ -122,6 +122,16 @@ class ReconcileMixin(ValuesMixin):
         claimed = self.linked_anchors(type_id, [r.target_anchor for r in rows])
         found = [Orphan(a, n, p, bool(d), json.loads(data)) for a, n, p, d, data, seen in rows
                  if seen == mark and a not in claimed]
+        # candidates of earlier reconciliations: linked since (no longer candidates), or not read
+        # this time although no link claims them (gone from the target: forgotten)
+        linked = [r.target_anchor for r in rows if r.target_anchor in claimed]
+        gone = [r.target_anchor for r in rows if r.seen != mark and r.target_anchor not in claimed]
+        for part in chunks(linked):
+            self.conn.execute(t.target_objects.update().where(to.type_id == type_id, to.target_anchor.in_(part))
+                              .values(unclaimed=None))
+        for part in chunks(gone):
+            self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(part)))
+        self.drop_values(type_id, gone)
         return found, rows[-1].target_anchor
 
     def drop_orphan_exports(self, type_id: int) -> None:

@@ -344,3 +344,17 @@ def test_an_update_that_finds_its_row_deleted_creates_it_again_in_the_same_run(q
     assert sum(manager in g["members"] for g in after["groups"]) >= 1, "and the groups hold it again"
     assert len(after["groups"]) == len(expected_groups)
     assert provision("check", QUICKSTART).code == 0
+
+
+def test_an_orphan_removed_by_hand_is_forgotten(quickstart_env, provision, tmp_path: Path):
+    db, before = provisioned(quickstart_env, provision, tmp_path)
+    sql(db, "INSERT INTO users (user_name, display_name, active) VALUES ('svc.backup', 'Backup', 1)")
+    orphan = str(user_id(db, "svc.backup"))
+    provision("run", QUICKSTART, "--reconcile", "--output", "json").only_reported_orphans(1)
+    known = "SELECT count(*) FROM target_objects WHERE target_anchor = '" + orphan + "'"
+    assert sql(tmp_path / "app.db.state", known) == [(1,)]
+    sql(db, "DELETE FROM users WHERE user_name = 'svc.backup'")
+    again = provision("run", QUICKSTART, "--reconcile", "--output", "json")
+    assert again.code == 0 and again.json()["object_types"]["user"]["reconciled"]["orphan"] == 0
+    assert sql(tmp_path / "app.db.state", known) == [(0,)], "the state forgets what the target no longer holds"
+    assert provision("check", QUICKSTART).code == 0
