@@ -377,11 +377,13 @@ def _check_text(report: Any) -> str:
     if report.fixed:
         head = [_summary_text(report.summary, False)]
     else:
-        verdict = "differs from what the mappings say" if report.differs else "as the mappings say"
+        verdict = ("differs from what the mappings say" if report.differs else
+                   "could not be read whole" if report.unchecked else "as the mappings say")
         head = [f"check {report.summary.run_id} of {report.summary.pipeline}: the target {verdict}"]
         head += [f"  {name}: stopped: {c.error}" for name, c in report.summary.object_types.items() if c.error]
         head += [f"  {name}: the deletion guard would stop a run: {c.guard}"
                  for name, c in report.summary.object_types.items() if c.guard]
+        head += [f"  {name}: not checked: its target connector cannot read it" for name in report.unchecked]
     return "\n".join(head + check_lines(report))
 
 

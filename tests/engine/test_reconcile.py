@@ -358,3 +358,19 @@ def test_an_orphan_removed_by_hand_is_forgotten(quickstart_env, provision, tmp_p
     assert again.code == 0 and again.json()["object_types"]["user"]["reconciled"]["orphan"] == 0
     assert sql(tmp_path / "app.db.state", known) == [(0,)], "the state forgets what the target no longer holds"
     assert provision("check", QUICKSTART).code == 0
+
+
+def test_check_does_not_call_a_target_it_cannot_read_as_the_mappings_say(quickstart_env, provision, tmp_path: Path,
+                                                                          monkeypatch):
+    """A write-only target (a connector without read, as some plugins are) cannot be checked:
+    check says so and exits 1, never 0."""
+    from runner.connectors.base import Connector
+    from runner.connectors.sql import SqlConnector
+
+    provisioned(quickstart_env, provision, tmp_path)
+    monkeypatch.setattr(SqlConnector, "can", lambda self, method: method != "read" and Connector.can(self, method))
+    result = provision("check", QUICKSTART)
+    assert result.code == 1, result.out + result.err
+    assert "could not be read whole" in result.out
+    assert "user: not checked: its target connector cannot read it" in result.out
+    assert provision("check", QUICKSTART, "--output", "json").json()["check"]["unchecked"] == ["user", "group"]
