@@ -73,6 +73,21 @@ class CliResult:
         return counts
 
 
+def orphans_only_reported(provision: Any, manifest: Path, orphans: int) -> None:
+    """``run --reconcile`` of a pipeline without a boundary, whose target holds ``orphans`` user
+    accounts no HR person claims: reported by the run and by ``status``, nothing deleted."""
+    provision("run", manifest, "--reconcile", "--output", "json").only_reported_orphans(orphans)
+    status = provision("status", manifest, "--output", "json").json()
+    assert status["object_types"]["user"]["reconciled"]["found"] == {"orphan": orphans}
+
+
+def check_is_clean(provision: Any, manifest: Path, groups: int) -> None:
+    """``provision check`` finds the target as the mappings say, every group linked."""
+    again = provision("check", manifest, "--output", "json")
+    assert again.code == 0, again.out
+    assert again.json()["check"]["situations"]["group"]["linked"] == groups
+
+
 @pytest.fixture
 def provision(capsys: pytest.CaptureFixture[str]):
     """Run ``provision ARGS...`` in this process; returns exit code, stdout and stderr."""

@@ -15,7 +15,7 @@ HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from runner.manifest import load
-    from runner.engine.run import open_store
+    from runner.state.store import open_store
     store = open_store(load(sys.argv[1]))
     store.acquire_lock("quickstart", "holder-run")
     print("locked", flush=True)

@@ -20,6 +20,7 @@ from typing import Any
 from runner import secrets
 from runner.engine.context import RunContext
 from runner.errors import StateError
+from runner.manifest.model import ObjectType
 
 
 class TargetChanged(StateError):
@@ -66,7 +67,7 @@ def check(ctx: RunContext, connector_name: str) -> None:
     store.commit()
 
 
-def _holds_what_the_state_knows(ctx: RunContext, connector_name: str, types: list[Any]) -> bool:
+def _holds_what_the_state_knows(ctx: RunContext, connector_name: str, types: list[ObjectType]) -> bool:
     """Whether the system now reached holds the objects the state links to (a sample of the first
     and last of each type, looked up one by one): the same data under another address (a copied
     database file, a directory on a new port) is the same target; a new or empty one is not."""

@@ -2,9 +2,9 @@
 
 It is a plan that reconciles every object type with its target first (``run --reconcile``
 without the export), on a state store that is never written (:mod:`runner.state.dry`), so a
-check run twice says the same and a run afterwards still finds everything to do: each object the reconciliation or the plan found different is listed with
-its situation and, per attribute, the value the mappings give (expected) and the one the target
-holds (found). ``--fix`` runs the same with the export, so one command repairs a row deleted by
+check run twice says the same and a run afterwards still finds everything to do. Each object
+the reconciliation or the plan found different is listed with its situation and, per
+attribute, the value the mappings give (expected) and the one the target holds (found). ``--fix`` runs the same with the export, so one command repairs a row deleted by
 hand, a value edited in the target or an orphan (as ``reconcile.orphan`` says).
 
 The exit code suits monitoring: 0 when the target is as the mappings say, 1 when something

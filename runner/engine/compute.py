@@ -16,7 +16,6 @@ the new rules reach objects whose source did not change, straight from the state
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
@@ -29,6 +28,7 @@ from runner.manifest.model import ObjectType, Situation
 from runner.mapping.mapper import Mapper, MappingFailed, as_list, with_create_defaults
 from runner.mapping.names import NameError_, depth, render
 from runner.mapping.scope import compile_scope
+from runner.state.base import now_iso
 from runner.state.reconcile import GONE_PREFIX, Finding
 from runner.state.records import Change, PendingExport, SourceRow
 
@@ -49,8 +49,7 @@ def restore_window_over(row: SourceRow, ot: ObjectType) -> bool:
     has been gone from the source for longer than its restore window."""
     if not ot.delete_after or not row.deleted or row.gone_at is None:
         return False
-    gone = dt.datetime.fromisoformat(row.gone_at.replace("Z", "+00:00"))
-    return (dt.datetime.now(dt.UTC) - gone).total_seconds() >= (durations.seconds(ot.delete_after) or 0)
+    return row.gone_at <= now_iso(ago=durations.seconds(ot.delete_after) or 0)  # the store's times compare as text
 
 
 def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
@@ -264,7 +263,7 @@ def _forget_vanished_references(ctx: RunContext, ot: ObjectType, mapper: Mapper,
     a deleted object is treated as absent (the target dropped it, e.g. ON DELETE SET NULL), so a
     reference that becomes valid again is sent again. The same for an object deleted by hand and
     created again in this run under a new anchor: the reference is sent again, and a list that
-    held its old anchor drops it (``GONE_PREFIX``)."""
+    held its old anchor (not its name, which the new object has too) drops it (``GONE_PREFIX``)."""
     if not mapper.references:
         return
     caps = ctx.caps(ot)
@@ -278,14 +277,17 @@ def _forget_vanished_references(ctx: RunContext, ot: ObjectType, mapper: Mapper,
             continue
         for attr, ref_type in mapper.references.items():
             value = row.target_data.get(attr)
-            again = ctx.recreated.get(ref_type, {})
+            here, again = live.get(ref_type, ()), ctx.recreated.get(ref_type, {})
             if isinstance(value, list):
                 by_anchor = caps.reference_form(attr) == "anchor"
-                row.target_data[attr] = [
-                    (GONE_PREFIX + again[str(v)] if by_anchor else None) if str(v) in again else v
-                    for v in value if str(v) in live.get(ref_type, ()) or str(v).startswith(GONE_PREFIX)]
-                row.target_data[attr] = [v for v in row.target_data[attr] if v is not None]
-            elif value is not None and (str(value) not in live.get(ref_type, ()) or str(value) in again):
+                kept = []
+                for v in value:
+                    if str(v) in again:
+                        kept += [GONE_PREFIX + again[str(v)]] if by_anchor else []
+                    elif str(v) in here or str(v).startswith(GONE_PREFIX):
+                        kept.append(v)
+                row.target_data[attr] = kept
+            elif value is not None and (str(value) not in here or str(value) in again):
                 row.target_data[attr] = None
 
 

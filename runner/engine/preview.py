@@ -46,10 +46,9 @@ from runner.engine.run import (
     log_path,
     new_run_id,
     open_connector,
-    open_store,
     selected_types,
 )
-from runner.engine.targets import state_form
+from runner.engine.targets import keep_secrets, state_form
 from runner.errors import ProvisionError, UsageError
 from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
@@ -58,7 +57,7 @@ from runner.mapping.mapper import Mapper
 from runner.mapping.scope import compile_scope
 from runner.provlog import MASK, ProvisioningLog
 from runner.state.dry import dry_store
-from runner.state.store import StateStore, dumps, now_iso
+from runner.state.store import StateStore, dumps, now_iso, open_store
 
 
 @dataclass
@@ -164,14 +163,13 @@ def _read_linked(ctx: RunContext, ot: ObjectType, mapper: Mapper, anchor: str, t
         raise ProvisionError(f"{ot.name}: reading {target_anchor} from the target: {exc}") from None
     if record is None:
         store.unlink(type_id, [(anchor, target_anchor)])
-        store.mark_referrers_dirty(type_id, [anchor])
         store.commit()
         return "missing"
     if record.anchor is None:
         record = Record(record.attributes, target_anchor, record.name, record.partition, version=record.version)
     read = state_form(ctx, ot, mapper, [record])[0]
     old = store.targets_data(type_id, [target_anchor]).get(target_anchor, ({}, False))[0]
-    read = read._replace(data={**read.data, **{k: v for k, v in old.items() if k in mapper.sensitive}})
+    read = keep_secrets(read, old, mapper)
     store.store_targets(type_id, [read], overwrite=True)
     store.commit()
     return "read"

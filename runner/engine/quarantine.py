@@ -26,6 +26,7 @@ from runner.connectors.base import ConfigurationError, ConnectionFailed, Connect
 from runner.engine.context import TypeCounts
 from runner.manifest.model import Manifest, ObjectType
 from runner.state.runs import Quarantine
+from runner.state.store import open_store
 
 logger = logging.getLogger("provision")
 
@@ -73,7 +74,6 @@ def stopped_message(pipeline: str, quarantine: Quarantine, failure: str) -> str:
 
 def release(path: str | Path) -> tuple[str, Quarantine | None]:
     """``provision release FILE``: lift the pipeline's quarantine. Returns (pipeline, what was lifted)."""
-    from runner.engine.run import open_store
     from runner.manifest import load
 
     manifest = load(path)

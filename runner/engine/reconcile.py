@@ -44,7 +44,7 @@ from runner.engine import cadence
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import comparer
 from runner.engine.matching import NAME, correlation_rules, few_unlinked, fold
-from runner.engine.targets import read_all_partitions, state_form, values_of
+from runner.engine.targets import keep_secrets, read_all_partitions, state_form, values_of
 from runner.manifest.model import Boundary, ObjectType, Situation
 from runner.mapping.mapper import Mapper
 from runner.mapping.names import depth, normalize_dn
@@ -180,24 +180,26 @@ def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Cou
                 for v in values_of(record.attributes.get(attr)):
                     if v not in (None, ""):
                         index.append((attr, fold(v, attr, rules), str(record.anchor)))
-        digests = {str(r.anchor): digest(r, salt) for r in page.records}
-        checked = store.checked(type_id, list(digests)) if trusted else {}
-        same = {a for a, d in digests.items() if checked.get(a) == d}
-        rest = [r for r in page.records if str(r.anchor) not in same]
+        anchors = [str(r.anchor) for r in page.records]
+        # a quiet read neither trusts nor records fingerprints: it only takes what the target holds
+        digests = {a: digest(r, salt) for a, r in zip(anchors, page.records, strict=True)} if tally is not None else {}
+        checked = store.checked(type_id, anchors) if trusted else {}
+        same = {a for a, d in checked.items() if digests.get(a) == d}
+        rest = [r for a, r in zip(anchors, page.records, strict=True) if a not in same]
         objects = state_form(ctx, ot, mapper, rest)
         unlinked, equal = _classify(ctx, ot, mapper, objects, tally)
         if tally is not None:
             tally[Situation.LINKED] += len(same)
             store.set_checked(type_id, {a: digests[a] for a in equal})
         if index:
-            store.index_targets(type_id, list(digests), index, fresh=True)
-        for anchor in digests:
+            store.index_targets(type_id, anchors, index, fresh=True)
+        for anchor in anchors:
             if anchor not in unlinked:
                 seen.add(anchor)
         if unlinked:
-            store.stamp_targets(type_id, {str(r.anchor): inside(r) for r in page.records
-                                          if str(r.anchor) in unlinked}, mark)
-        read += len(digests)
+            store.stamp_targets(type_id, {a: inside(r) for a, r in zip(anchors, page.records, strict=True)
+                                          if a in unlinked}, mark)
+        read += len(anchors)
         # a page of objects all as the state says writes nothing: no commit, and the lock is
         # renewed now and then rather than per page
         if rest or index or unlinked or time.monotonic() - renewed > HEARTBEAT_SECONDS:
@@ -253,7 +255,7 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
             fresh.append(obj)
             if source is None:
                 unlinked.add(obj.target_anchor)
-            if source is not None:  # linked, but the state kept nothing of it: compute diffs against it
+            else:  # linked, but the state kept nothing of it: compute diffs against it
                 drifted.append(source)
                 tally[Situation.LINKED] += 1
             continue
@@ -274,12 +276,11 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
         found.append(Finding(Situation.DRIFTED, source, {"target_anchor": obj.target_anchor, "name": obj.name,
                                                          "attributes": differs}))
         if ot.reconcile.drifted == "update" or quiet:
-            merged = {**obj.data, **{k: v for k, v in old.items() if k in mapper.sensitive}}
-            changed.append(obj._replace(data=merged))
+            changed.append(keep_secrets(obj, old, mapper))
             drifted.append(source)
     if not quiet:
         _confirm_exports(ctx, ot, found, before, not_held)  # before the rows are rewritten
-        store.add_findings(type_id, ctx.run_id, _masked(found, mapper))
+        store.add_findings(type_id, ctx.run_id, found)  # sensitive values are never read back: none here
     store.store_targets(type_id, fresh, overwrite=False)
     store.store_targets(type_id, changed, overwrite=True)
     store.mark_dirty(type_id, drifted)
@@ -321,18 +322,6 @@ def _same(compare: Callable[[str, Any], Any], attribute: str, old: Any, new: Any
     return old is not None and new is not None and compare(attribute, old) == compare(attribute, new)
 
 
-def _masked(found: list[Finding], mapper: Mapper) -> list[Finding]:
-    """Findings never hold a sensitive value (they are shown by status and check)."""
-    out = []
-    for f in found:
-        attrs = f.detail.get("attributes")
-        if attrs:
-            attrs = {k: ({"expected": "***", "found": "***"} if k in mapper.sensitive else v) for k, v in attrs.items()}
-            f = f._replace(detail={**f.detail, "attributes": attrs})
-        out.append(f)
-    return out
-
-
 def _missing(ctx: RunContext, ot: ObjectType, seen: Seen, tally: Counter[str]) -> None:
     """Linked objects the read did not find: gone from the target. Created again (the link goes,
     compute adds them) unless ``reconcile.missing: report``. When the read saw as many linked
@@ -352,7 +341,6 @@ def _missing(ctx: RunContext, ot: ObjectType, seen: Seen, tally: Counter[str]) -
         if ot.reconcile.missing == "create":
             ctx.gone.setdefault(ot.name, set()).update(ta for _, ta in pairs)
             store.unlink(type_id, pairs)
-            store.mark_referrers_dirty(type_id, [s for s, _ in pairs])
         ctx.heartbeat()
         store.commit()
     if tally[Situation.MISSING]:

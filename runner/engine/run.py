@@ -32,7 +32,7 @@ from runner.manifest.model import Manifest, ObjectType
 from runner.mapping.mapper import Mapper
 from runner.provlog import ProvisioningLog
 from runner.state.dry import dry_store
-from runner.state.store import StateStore, default_url, now_iso
+from runner.state.store import now_iso, open_store
 
 logger = logging.getLogger("provision")
 
@@ -71,10 +71,6 @@ class Summary:
 
 def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + pysecrets.token_hex(3)
-
-
-def open_store(manifest: Manifest) -> StateStore:
-    return StateStore(manifest.state or default_url(manifest.path, manifest.name), manifest.base_dir)
 
 
 def selected_types(manifest: Manifest, names: tuple[str, ...]) -> list[ObjectType]:
@@ -237,7 +233,7 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
     if ctx.options.full_export:
         ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
     if ot.delete_after:  # deferred deletes whose restore window ended are decided now
-        ctx.store.mark_gone_since(ctx.type_ids[ot.name], _ago(ot.delete_after))
+        ctx.store.mark_gone_since(ctx.type_ids[ot.name], now_iso(ago=durations.seconds(ot.delete_after) or 0))
     matcher = _target_side(ctx, ot, mapper, reconciling)
     held = _compute(ctx, ot, mapper, counts, matcher, reconciling)
     if not ctx.options.plan:
@@ -289,13 +285,6 @@ def _export_forward(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Typ
         ctx.recreated.setdefault(ot.name, {}).update(gone)
         compute_type(ctx, ot, mapper, TypeCounts(), matcher)
         export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
-
-
-def _ago(duration: str) -> str:
-    """The time ``duration`` before now, in the state store's form."""
-    seconds = durations.seconds(duration) or 0
-    return (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)).isoformat(timespec="milliseconds") \
-        .replace("+00:00", "Z")
 
 
 def _open(ctx: RunContext, names: list[str], opened: dict[str, str | None]) -> None:

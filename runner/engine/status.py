@@ -17,7 +17,7 @@ from runner.manifest import load
 from runner.manifest.model import Manifest
 from runner.sqlutil import shown_url, sqlalchemy_url
 from runner.state import tables as t
-from runner.state.store import StateStore, default_url
+from runner.state.store import StateStore, state_url
 
 FAILURES_SHOWN = 20  # per object type, unless --failures says otherwise
 
@@ -56,10 +56,7 @@ def status(path: str | Path, failures: int | None = FAILURES_SHOWN) -> dict[str,
 
 def _open(manifest: Manifest) -> StateStore:
     """The state store, read only; an empty in-memory one when a SQLite store does not exist yet."""
-    url = manifest.state
-    if url is None:
-        file = manifest.path.parent / ".provision" / f"{manifest.name}.db"
-        url = default_url(manifest.path, manifest.name) if file.exists() else f"sqlite:///{file}"
+    url = state_url(manifest, create=False)
     parsed = sqlalchemy_url(url, manifest.base_dir)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).exists():

@@ -83,6 +83,12 @@ def state_form(ctx: RunContext, ot: ObjectType, mapper: Mapper, records: Sequenc
     return out
 
 
+def keep_secrets(read: TargetObject, known: dict[str, Any], mapper: Mapper) -> TargetObject:
+    """A target object as read, with the sensitive values' digests the state kept (a target never
+    returns them), so taking what it holds does not make every password look changed."""
+    return read._replace(data={**read.data, **{k: v for k, v in known.items() if k in mapper.sensitive}})
+
+
 def values_of(value: Any) -> Iterator[Any]:
     if value is None:
         return

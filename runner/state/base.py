@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,8 +16,10 @@ CHUNK = 500  # rows per IN (...) list: far below every database's parameter limi
 __all__ = ["CHUNK", "Base", "DuplicateAnchor", "chunks", "dumps", "now_iso", "record_hash"]
 
 
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def now_iso(ago: float = 0.0) -> str:
+    """Now (or ``ago`` seconds before), as the store keeps times: comparable as text."""
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ago)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def record_hash(data: Any) -> str:
@@ -48,12 +50,16 @@ class Base:
         third of an initial cycle's state cost. Values must already be plain (str, int, bool, None)."""
         if not rows:
             return
-        quote = self.conn.dialect.identifier_preparer.quote
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        quote, mark = self.driver_sql()
         sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
                f"VALUES ({', '.join([mark] * len(columns))})")
         self.conn.exec_driver_sql(sql, [tuple(r) for r in rows])
         self.grew(table.name, len(rows))
+
+    def driver_sql(self) -> tuple[Callable[[str], str], str]:
+        """How this database's driver wants names quoted and parameters marked, for the hot
+        statements sent without SQLAlchemy's per-parameter work."""
+        return self.conn.dialect.identifier_preparer.quote, "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
 
     def rows_in(self, table: sa.Table, columns: Sequence[str], key: str, values: Sequence[Any],
                 **equal: Any) -> list[tuple[Any, ...]]:
@@ -61,8 +67,7 @@ class Base:
         driver level: the lookups of whole pages (links, target objects) spend most of their time
         in SQLAlchemy's per-parameter work on IN lists otherwise (a third of a reconciliation's
         lookups at 10,000 objects). Values must be plain (str, int, bool)."""
-        quote = self.conn.dialect.identifier_preparer.quote
-        mark = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        quote, mark = self.driver_sql()
         head = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)} WHERE "
                 + "".join(f"{quote(k)} = {mark} AND " for k in equal))
         found: list[tuple[Any, ...]] = []

@@ -16,7 +16,7 @@ from pathlib import Path
 from runner.errors import StateError, state_problem
 from runner.manifest.model import Manifest
 from runner.sqlutil import shown_url, sqlalchemy_url
-from runner.state.store import StateStore, busy_timeout_seconds, default_url
+from runner.state.store import StateStore, busy_timeout_seconds, state_url
 
 
 class _DryStore(StateStore):
@@ -46,10 +46,7 @@ def dry_store(manifest: Manifest) -> StateStore:
     its write lock for the whole preview, so a run going on would fail with "database is
     locked". A server store (PostgreSQL, MariaDB) keeps its rows in one transaction that is
     rolled back: a run touching the same object's rows waits for it, it does not fail."""
-    url = manifest.state
-    if url is None:  # default_url() would create the folder: only use it when the store exists
-        file = manifest.path.parent / ".provision" / f"{manifest.name}.db"
-        url = default_url(manifest.path, manifest.name) if file.exists() else f"sqlite:///{file}"
+    url = state_url(manifest, create=False)
     parsed = sqlalchemy_url(url, manifest.base_dir)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         source = Path(parsed.database)

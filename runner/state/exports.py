@@ -286,7 +286,7 @@ class ExportMixin(ComputeMixin):
 
         ``retry_at``: when a failed export is due again, given the number of runs in a row it has
         failed in (the back-off schedule of ``runner.engine.retries``)."""
-        lk, to, pe, rf, so = t.links.c, t.target_objects.c, t.pending.c, t.refs.c, t.source_objects.c
+        lk, to, pe, rf = t.links.c, t.target_objects.c, t.pending.c, t.refs.c
         conn = self.conn
         if done.deletes:
             conn.execute(t.links.update().where(lk.type_id == type_id,
@@ -354,16 +354,8 @@ class ExportMixin(ComputeMixin):
         for part in chunks(list(done.resend)):
             conn.execute(t.pending.update().where(pe.type_id == type_id, pe.source_anchor.in_(part))
                          .values(sent_run=None, attempted_run=None))
-        if done.recompute:
-            for anchor, target_anchor in done.recompute:
-                conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor == anchor))
-                conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor == target_anchor))
-                self.drop_values(type_id, [target_anchor])
-            for part in chunks([r.source_anchor for r in done.recompute]):
-                conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
-                             .values(dirty=True))
-            # what referenced it holds a reference to an object no longer there
-            self.mark_referrers_dirty(type_id, [r.source_anchor for r in done.recompute])
+        if done.recompute:  # gone from the target: computed again (and what refers to them)
+            self.unlink(type_id, [(r.source_anchor, r.target_anchor) for r in done.recompute])
         if done.dirty:
             self.mark_dirty(type_id, done.dirty)
         if done.dropped:
@@ -375,6 +367,22 @@ class ExportMixin(ComputeMixin):
         # references to what was just added (left out before) or deleted change their value
         self.mark_referrers_dirty(type_id, [a.source_anchor for a in done.adds], only_dropped=True)
         self.mark_referrers_dirty(type_id, [d.source_anchor for d in done.deletes])
+
+    def unlink(self, type_id: int, pairs: Sequence[tuple[str, str]]) -> None:
+        """Forget that these source objects have target objects (they are gone from the target, as
+        an update or a reconciliation found): compute adds them again, and whatever references
+        them is computed again."""
+        lk, to, so = t.links.c, t.target_objects.c, t.source_objects.c
+        sources = [s for s, _ in pairs]
+        targets = [ta for _, ta in pairs]
+        for part in chunks(sources):
+            self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(part)))
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
+                              .values(dirty=True))
+        for part in chunks(targets):
+            self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(part)))
+        self.drop_values(type_id, targets)
+        self.mark_referrers_dirty(type_id, sources)
 
     def _record_failures(self, type_id: int, failures: Sequence[Failed], retry_at: Callable[[int], str]) -> None:
         """Failed exports stay pending with their error, one more failed run and the time of their

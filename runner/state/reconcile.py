@@ -52,8 +52,7 @@ class ReconcileMixin(ValuesMixin):
     def stamp_targets(self, type_id: int, unclaimed: Mapping[str, bool], mark: str) -> None:
         """Record that the reconciliation ``mark`` read these target objects no link claims
         (anchor -> inside the boundary): one driver-level update per chunk and flag."""
-        quote = self.conn.dialect.identifier_preparer.quote
-        q = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        quote, q = self.driver_sql()
         for flag in (True, False):
             anchors = [a for a, u in unclaimed.items() if u is flag]
             for part in chunks(anchors):
@@ -70,8 +69,7 @@ class ReconcileMixin(ValuesMixin):
     def set_checked(self, type_id: int, fingerprints: Mapping[str, str]) -> None:
         if not fingerprints:
             return
-        quote = self.conn.dialect.identifier_preparer.quote
-        q = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        quote, q = self.driver_sql()
         self.conn.exec_driver_sql(
             f"UPDATE {quote('target_objects')} SET {quote('checked')} = {q}, {quote('sent')} = NULL "
             f"WHERE {quote('type_id')} = {q} AND {quote('target_anchor')} = {q}",
@@ -90,20 +88,6 @@ class ReconcileMixin(ValuesMixin):
         if after is not None:
             query = query.where(lk.source_anchor > after)
         return [(s, ta) for s, ta in self.conn.execute(query)]
-
-    def unlink(self, type_id: int, pairs: Sequence[tuple[str, str]]) -> None:
-        """Forget that these source objects have target objects (they are gone from the target):
-        compute adds them again, and whatever references them is computed again."""
-        lk, to, so = t.links.c, t.target_objects.c, t.source_objects.c
-        sources = [s for s, _ in pairs]
-        targets = [ta for _, ta in pairs]
-        for part in chunks(sources):
-            self.conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(part)))
-            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
-                              .values(dirty=True))
-        for part in chunks(targets):
-            self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(part)))
-        self.drop_values(type_id, targets)
 
     def orphans(self, type_id: int, mark: str, after: str | None, limit: int) -> tuple[list[Orphan], str | None]:
         """Target objects the reconciliation ``mark`` found unclaimed inside the boundary and that

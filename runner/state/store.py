@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from runner.errors import StateError, state_problem
+from runner.manifest.model import Manifest
 from runner.sqlutil import driver_reason as _reason
 from runner.sqlutil import shown_url, sqlalchemy_url
 from runner.state import tables as t
@@ -45,7 +46,7 @@ from runner.state.tables import IncompatibleStore, migrate
 
 __all__ = ["CHUNK", "Added", "Change", "Confirmations", "Deleted", "Dropped", "DuplicateAnchor", "Failed",
            "LockHolder", "LockLost", "PendingExport", "Recompute", "SourceRow", "StateStore", "Updated",
-           "chunks", "default_url", "dumps", "now_iso", "record_hash"]
+           "chunks", "default_url", "dumps", "open_store", "state_url", "now_iso", "record_hash"]
 
 
 def default_url(manifest_path: Path, pipeline: str) -> str:
@@ -56,6 +57,20 @@ def default_url(manifest_path: Path, pipeline: str) -> str:
     if not ignore.exists():
         ignore.write_text("# provision's state: never commit it\n*\n")
     return f"sqlite:///{(folder / f'{pipeline}.db').resolve()}"
+
+
+def state_url(manifest: Manifest, create: bool = True) -> str:
+    """The manifest's state store: ``state:``, else the default beside the manifest (with
+    ``create=False``, its folder is not made: readers of a pipeline that never ran leave nothing)."""
+    if manifest.state is not None:
+        return manifest.state
+    file = manifest.path.parent / ".provision" / f"{manifest.name}.db"
+    return default_url(manifest.path, manifest.name) if create or file.exists() else f"sqlite:///{file}"
+
+
+def open_store(manifest: Manifest) -> StateStore:
+    """The pipeline's state store, for a run (created or migrated as needed)."""
+    return StateStore(state_url(manifest), manifest.base_dir)
 
 
 class StateStore(RunsMixin, ImportMixin, ExportMixin, ReconcileMixin, LogMixin):

@@ -102,8 +102,8 @@ def _steal_lock(args: list[str]) -> None:
     """Rewrite the lock row as if another run had taken it over."""
     import sqlalchemy as sa
 
-    from runner.engine.run import open_store
     from runner.manifest import load
+    from runner.state.store import open_store
 
     manifest = load(args[1])
     store = open_store(manifest)
