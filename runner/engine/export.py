@@ -264,6 +264,9 @@ class _Exporter:
     # ---- preparing operations -----------------------------------------------------------------
 
     def _prepare(self, rows: Sequence[PendingExport], force: bool) -> tuple[list[Prepared], list[PendingExport]]:
+        anchors = [r.target_anchor for r in rows if r.target_anchor]
+        self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
+        self.versions = self.store.target_versions(self.type_id, anchors) if anchors and self.caps.versioned else {}
         refs = self._referenced(rows)
         targets = {(rt, form): self._known(rt, form, anchors, live_only=True) for (rt, form), anchors in refs.items()}
         own = self.ot.name
@@ -271,9 +274,6 @@ class _Exporter:
         own_known = set().union(*(targets[k].keys() for k in targets if k[0] == own))
         waiting_adds = set() if force or not own_refs else self.store.pending_adds(
             self.type_id, own_refs - own_known, self.ctx.run_id, due=self.ctx.due) | (own_refs & self.flight_adds)
-        anchors = [r.target_anchor for r in rows if r.target_anchor]
-        self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
-        self.versions = self.store.target_versions(self.type_id, anchors) if anchors and self.caps.versioned else {}
         ready: list[Prepared] = []
         held: list[PendingExport] = []
         for row in rows:
@@ -293,10 +293,21 @@ class _Exporter:
             return self.store.target_names(type_id, anchors, live_only=live_only)
         return self.store.target_anchors(type_id, anchors, live_only=live_only)
 
+    @property
+    def _whole_lists(self) -> bool:
+        """Multi-valued changes go out as whole lists (what the target holds, changed), not as values."""
+        return not self.caps.multi_valued_deltas or self.caps.export_style != "delta"
+
     def _referenced(self, rows: Sequence[PendingExport]) -> dict[tuple[str, str], set[str]]:
+        """The objects the rows' references name, by type and form; for changes sent as whole lists,
+        the values the target holds too (each is sent again)."""
         refs: dict[tuple[str, str], set[str]] = defaultdict(set)
         for row in rows:
-            for part in (row.change.set, row.change.add, row.change.remove):
+            parts = [row.change.set, row.change.add, row.change.remove]
+            if self._whole_lists and (row.change.add or row.change.remove):
+                before = self.before.get(row.target_anchor or "", ({}, False))[0]
+                parts.append({a: before.get(a) or [] for a in set(row.change.add) | set(row.change.remove)})
+            for part in parts:
                 for attr, value in part.items():
                     ref_type = self.mapper.references.get(attr)
                     if ref_type is not None:
@@ -326,8 +337,7 @@ class _Exporter:
         for attr, values in (chunked[2] if chunked else change.remove).items():
             prepared.removed[attr] = list(values)
             remove_values[attr] = self._resolve_removed(attr, values)
-        whole_lists = not self.caps.multi_valued_deltas or self.caps.export_style != "delta"
-        if whole_lists and (add_values or remove_values):
+        if self._whole_lists and (add_values or remove_values):
             before = prepared.before
             for attr in set(add_values) | set(remove_values):
                 full = (set(before.get(attr, [])) | set(prepared.kept_add.get(attr, []))) - set(prepared.removed.get(attr, []))
