@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner import durations
 from runner.connectors.base import ConnectionFailed, WatermarkExpired
 
 DEFAULT_TIME_OVERLAP = 60  # seconds: longer than a typical HR transaction takes to commit
@@ -173,17 +174,10 @@ def shift_text(text: str, overlap: float) -> str:
     """An ISO 8601 timestamp kept as text, ``overlap`` seconds earlier, written the same way (so
     comparing the texts still orders them as times)."""
     try:
-        when = dt.datetime.fromisoformat(text)
+        return durations.earlier_iso(text, overlap)
     except ValueError:
         raise ConnectionFailed(f"the watermark column holds {text[:40]!r}, which is neither an ISO 8601 timestamp "
                                "nor a number; store one of those, or set delta.overlap: 0") from None
-    earlier = when - dt.timedelta(seconds=overlap)
-    if len(text) == 10:
-        return earlier.date().isoformat()
-    out = earlier.isoformat(sep=text[10], timespec="microseconds" if "." in text[19:] else "seconds")
-    if text.endswith("Z"):
-        out = out.replace("+00:00", "Z")
-    return out
 
 
 def trim(seen: Mapping[str, Any], floor: Any, kind: str | None) -> dict[str, Any]:
