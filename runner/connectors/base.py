@@ -38,7 +38,7 @@ one written for another version (:data:`INTERFACE_VERSION`) with a message sayin
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -423,6 +423,12 @@ class Connector:
         naming context, an empty RDN), or None. Called for every name compute renders, before
         anything is written; the object fails with the message. The default accepts any name."""
         return None
+
+    def template_problems(self, object: str, produced: Collection[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Names the connector's own block uses for ``object`` (body or query templates) that no
+        attribute the mapping ``produced`` gives, as (path in block, message); validation reports
+        them before anything runs. The default uses none."""
+        return []
 
     def can(self, method: str) -> bool:
         """Whether this connector implements ``read``, ``get`` or ``lookup`` (behaviours it has or lacks)."""

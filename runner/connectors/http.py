@@ -5,7 +5,7 @@ is easy to get subtly wrong alone:
 
 * a keep-alive :class:`requests.Session` per connector, its pool sized to the connector's
   concurrency;
-* auth: a bearer token, HTTP basic, OAuth 2.0 client credentials (RFC 6749 §4.4: the token is
+* auth: a bearer token, HTTP basic, an API key in a header or the query, OAuth 2.0 client credentials (RFC 6749 §4.4: the token is
   fetched, cached until shortly before it expires, and fetched again on a 401), custom headers;
 * TLS verification on by default, with a CA file option;
 * connect and read timeouts on every request;
@@ -63,6 +63,11 @@ AUTH_SCHEMA: dict[str, Any] = {
          "properties": {"type": {"const": "bearer"}, "token": {"type": "string", "minLength": 1}}},
         {"type": "object", "additionalProperties": False, "required": ["type", "username", "password"],
          "properties": {"type": {"const": "basic"}, "username": {"type": "string"}, "password": {"type": "string"}}},
+        {"type": "object", "additionalProperties": False, "required": ["type", "value"],
+         "oneOf": [{"required": ["header"]}, {"required": ["query"]}],
+         "properties": {"type": {"const": "api_key"}, "value": {"type": "string", "minLength": 1},
+                        "header": {"type": "string", "minLength": 1, "description": "e.g. X-API-Key"},
+                        "query": {"type": "string", "minLength": 1, "description": "e.g. api_key"}}},
         {"type": "object", "additionalProperties": False,
          "required": ["type", "token_url", "client_id", "client_secret"],
          "properties": {"type": {"const": "oauth2"}, "token_url": {"type": "string", "minLength": 1},
@@ -168,7 +173,7 @@ class HttpSettings:
             path = Path(config["ca_file"])
             verify = str(path if path.is_absolute() else base_dir / path)
         auth = dict(config.get("auth") or {"type": "none"})
-        protect(auth.get("token"), auth.get("password"), auth.get("client_secret"))
+        protect(auth.get("token"), auth.get("password"), auth.get("client_secret"), auth.get("value"))
         return cls(
             base_url=str(config.get("url", "")).rstrip("/"),
             auth=auth,
@@ -386,6 +391,10 @@ class HttpClient:
                     session.headers["Authorization"] = f"Bearer {auth['token']}"
                 elif auth.get("type") == "basic":
                     session.auth = (auth["username"], auth["password"])
+                elif auth.get("type") == "api_key" and auth.get("header"):
+                    session.headers[auth["header"]] = auth["value"]
+                elif auth.get("type") == "api_key":
+                    session.params = {auth["query"]: auth["value"]}  # type: ignore[assignment]
                 elif self.oauth is not None:
                     session.auth = self.oauth
                 http.client.HTTPConnection.debuglevel = 0

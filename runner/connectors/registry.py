@@ -16,6 +16,7 @@ BUILTIN: dict[str, str] = {
     "sql": "runner.connectors.sql:SqlConnector",
     "ldap": "runner.connectors.ldap.connector:LdapConnector",
     "scim": "runner.connectors.scim.connector:ScimConnector",
+    "rest": "runner.connectors.rest.connector:RestConnector",
 }
 
 

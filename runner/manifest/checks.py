@@ -140,6 +140,9 @@ def _target_capability_problems(ot: ObjectType, connector: Connector, located: L
         yield located.problem(at, f"{who} takes no passwords (neither in the create nor as set_password); "
                                   "check its configuration (the sql connector needs password: <column>)")
     yield from _correlation_problems(ot, caps, who, mapped, located)
+    produced = mapped | set(ot.target.disable)
+    for path, message in connector.template_problems(ot.target.object, produced):
+        yield located.problem(("connectors", ot.target.connector, *path), message)
     needed = {"delete"} if "delete" in (ot.when_deleted, ot.when_out_of_scope) or ot.delete_after else set()
     needed |= {"disable"} if ot.target.disable and "disable" in (ot.when_deleted, ot.when_out_of_scope) else set()
     for kind in sorted(needed - caps.operations):

@@ -1,7 +1,8 @@
 """The connectors the contract suite runs against, and the hooks that generate their tests.
 
 Each entry of :data:`HARNESSES` is one connector against a real system: CSV files, the sql
-connector on SQLite, PostgreSQL and MariaDB, and the jsondir plugin. A connector that talks to a
+connector on SQLite, PostgreSQL and MariaDB, the jsondir plugin, SCIM on scim2-server, rest on
+json-server and on a cursor API (tests/servers/restapp.py), and LDAP on slapd. A connector that talks to a
 server names the fixture that provides it (``server="postgresql_database"``); the fixture's value
 reaches ``make`` and ``prepare``. The SQL servers are the machine's own (127.0.0.1, as
 ``scripts/test`` starts them): every test gets a database of its own, created for it and
@@ -471,6 +472,121 @@ SCIM = Harness(
     values={"userName": "jsmith"},
 )
 
+# ---- rest: json-server (page numbers, PATCH) and a cursor API (PUT only, idempotency keys), both real --------
+
+
+@pytest.fixture(scope="session")
+def contract_json_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from servers.jsonserver import JsonServer
+
+    server = JsonServer.start(tmp_path_factory.mktemp("json-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def json_collections(contract_json_server: Any) -> str:
+    """The base URL of the session's json-server, every collection emptied for this test."""
+    contract_json_server.reset()
+    return contract_json_server.url
+
+
+@pytest.fixture(scope="session")
+def contract_rest_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from servers.restapp import RestApp
+
+    app = RestApp.start(tmp_path_factory.mktemp("restapp"))
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def rest_app_root(contract_rest_app: Any) -> str:
+    """The root URL of the session's cursor API, emptied for this test."""
+    contract_rest_app.reset()
+    return contract_rest_app.url
+
+
+def rest_person(i: int) -> dict[str, Any]:
+    """The i-th sample record as json-server stores it; every third has no phone."""
+    return {
+        "userName": f"user{i:03d}",
+        "displayName": f"User Number {i}",
+        "email": f"user{i:03d}@example.org",
+        "phone": None if i % 3 == 2 else f"+1555010{i:04d}",
+        "roles": sorted({"staff", f"team-{i % 4}"}),
+    }
+
+
+def make_rest(tmp_path: Path, page_size: int | None = None, server: Any = None) -> Made:
+    from servers.jsonserver import TOKEN
+
+    from runner.connectors.rest.connector import RestConnector
+
+    config: dict[str, Any] = {
+        "type": "rest", "url": server or "http://127.0.0.1:9", "auth": {"type": "bearer", "token": TOKEN},
+        "max_retries": 1, "concurrency": 4,
+        "paging": {"style": "page", "page_param": "_page", "size_param": "_limit", "total_header": "X-Total-Count"},
+        # json-server filters case-sensitively, the middleware holds userName unique case-insensitively
+        "objects": {"users": {"path": "/users", "correlate": {"query": {"userName": "{userName}"}},
+                              "normalizations": {"userName": ["case_insensitive"]}}},
+    }
+    if page_size:
+        config["page_size"] = page_size
+    return Made(RestConnector(config, ConnectorContext("api", tmp_path)), "users", None)
+
+
+REST = Harness(
+    name="rest", make=make_rest, server="json_collections", sample=rest_person, key="userName",
+    text="displayName", optional="phone", multi="roles", multi_value=role, disable={"active": False},
+    values={"userName": "jsmith"},
+)
+
+
+def cursor_account(i: int) -> dict[str, Any]:
+    """The i-th sample account of the cursor API, in attribute form; every third has no title."""
+    return {
+        "login": f"user{i:03d}",
+        "first_name": f"Given{i}",
+        "email": f"user{i:03d}@example.org",
+        "title": None if i % 3 == 2 else f"Title {i}",
+        "roles": sorted({"staff", f"team-{i % 4}"}),
+        "status": "ACTIVE",
+    }
+
+
+def make_rest_cursor(tmp_path: Path, page_size: int | None = None, server: Any = None) -> Made:
+    from servers import restapp
+
+    from runner.connectors.rest.connector import RestConnector
+
+    root = server or "http://127.0.0.1:9"
+    config: dict[str, Any] = {
+        "type": "rest", "url": f"{root}/api/v2", "max_retries": 1, "concurrency": 4,
+        "auth": {"type": "oauth2", "token_url": f"{root}/oauth/token", "client_id": restapp.CLIENT_ID,
+                 "client_secret": restapp.CLIENT_SECRET},
+        "records": "data", "idempotency_header": "Idempotency-Key",
+        "paging": {"style": "cursor", "size_param": "limit", "next": "meta.next_cursor"},
+        "answers": {"exists": [{"status": 409}, {"status": 400, "when": "error.code == 'duplicate'"}]},
+        "objects": {"accounts": {
+            "body": {"login": "{login}", "profile": {"firstName": "{first_name}", "email": "{email}"},
+                     "title": "{title}", "roles": "{roles}", "status": "{status}"},
+            "update": {"method": "PUT"},
+            "correlate": {"query": {"login": "{login}"}},
+            "normalizations": {"login": ["case_insensitive"]},
+        }},
+    }
+    if page_size:
+        config["page_size"] = page_size
+    return Made(RestConnector(config, ConnectorContext("saas", tmp_path)), "accounts", None)
+
+
+REST_CURSOR = Harness(
+    name="rest-cursor", make=make_rest_cursor, server="rest_app_root", sample=cursor_account, key="login",
+    text="first_name", optional="title", multi="roles", multi_value=role, disable={"status": "SUSPENDED"},
+    values={"login": "jsmith"},
+)
+
 # ---- ldap: OpenLDAP slapd, one per session, both suffixes emptied per test (tests/servers/ldap_contract.py) ----
 
 
@@ -495,7 +611,7 @@ LDAP = Harness(
     values={"manager": "cn=smith,ou=people"}, drop_connections=ldap_contract.drop_connections,
 )
 
-HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, SCIM, LDAP]
+HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, SCIM, REST, REST_CURSOR, LDAP]
 
 
 # ---- generating the tests -----------------------------------------------------------------------

@@ -3,7 +3,7 @@
     python tests/faults/killpoint.py N SIGNAL provision-args...
 
 Counts the target's commits: each transaction the sql connector commits (``_apply_batch``),
-each object file the jsondir connector writes, each operation a SCIM server confirmed and each
+each object file the jsondir connector writes, each operation a SCIM server or a REST API confirmed and each
 LDAP operation (add, modify, modDN, delete) the directory answered. Right after commit N it sends itself SIGNAL
 (KILL, TERM or INT), with ``TIMELIMIT`` makes the run's ``--time-limit`` pass, or with ``TAKEOVER`` steals the pipeline's lock in the state store, as a
 run would that decided this one was dead. N = 0 injects nothing and prints ``commits: K`` on
@@ -44,6 +44,7 @@ def main(argv: list[str]) -> int:
     _patch_jsondir(after_commit)
     _patch_ldap(after_commit)
     _patch_scim(after_commit)
+    _patch_rest(after_commit)
     if point == 0:
         atexit.register(lambda: print(f"commits: {commits}", file=sys.stderr))
     return cli.main(args)
@@ -90,6 +91,14 @@ def _patch_scim(after) -> None:  # type: ignore[no-untyped-def]
     for kind in ("add", "update", "disable", "delete", "set_password"):
         method = f"op_{kind}"
         setattr(ScimConnector, method, _counting(getattr(ScimConnector, method), after))
+
+
+def _patch_rest(after) -> None:  # type: ignore[no-untyped-def]
+    """Each REST operation the API confirmed (a create with its members, an update, a delete) is a commit."""
+    from runner.connectors.rest.connector import RestConnector
+    for kind in ("add", "update", "disable", "delete", "set_password"):
+        method = f"op_{kind}"
+        setattr(RestConnector, method, _counting(getattr(RestConnector, method), after))
 
 
 def _patch_ldap(after) -> None:  # type: ignore[no-untyped-def]

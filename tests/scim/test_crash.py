@@ -6,29 +6,16 @@ changes nothing. Adds whose answer the kill lost are found by externalId and ado
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
+from faults.killed import killed_run, spread
 
 from runner import sampledata
 
-from .conftest import REPO, env_for, hr_manifest
+from .conftest import env_for, hr_manifest
 from .world import tenant_state
-
-KILLPOINT = REPO / "tests" / "faults" / "killpoint.py"
-
-
-def killed_run(manifest, env, point: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(KILLPOINT), str(point), "KILL", "run", str(manifest), "--output", "json"],
-                          capture_output=True, text=True, env=os.environ | env, timeout=120, cwd=REPO)
-
-
-def spread(total: int, count: int) -> list[int]:
-    return sorted({1 + round(i * (total - 1) / (count - 1)) for i in range(count)})
 
 
 @pytest.fixture(scope="module")

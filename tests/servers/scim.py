@@ -13,17 +13,24 @@ with value filters refused, booleans stored as strings, 409 without scimType, no
 externalId). It also serves a tiny OAuth 2.0 token endpoint (``/token``, client credentials),
 records every request it saw (method, path, headers), and can refuse Bearer tokens it did not
 issue. Faults are set per test through :class:`Faults`.
+
+The proxy also stands in front of the rest connector's servers (``jsonserver.py``, ``restapp.py``):
+``FaultProxy(json_server.url, token=jsonserver.TOKEN)`` checks and forwards that token instead. For
+them it forwards the query string, ``Idempotency-Key`` and ``X-API-Key`` upstream and ``Link``,
+``X-Total-Count``, ``Allow``, ``WWW-Authenticate`` and ``Idempotent-Replayed`` back (``Link`` URLs
+rewritten to point at the proxy), and adds faults a gateway produces: 502 with an HTML page
+(``html_errors``), connections dropped before or after any request is applied
+(``drop_before_forward``, ``drop_before_answer``), and ``passthrough_auth`` to let the upstream
+judge the client's own credentials (API keys, Basic, its own OAuth tokens).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from .process import stop
 
 TOKEN = "scim-test-token-8d1f0c"  # a throwaway server's; never a real secret
 
@@ -97,14 +106,7 @@ class ScimServer:
         return f"{self.root}/{name or 't' + secrets.token_hex(6)}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop(self.process)
 
 
 # ---- the fault proxy ---------------------------------------------------------------------------------
@@ -126,6 +128,12 @@ class Faults:
     delay: float = 0.0
     #: close the connection without an answer for the next N POSTs, after forwarding them (applied, answer lost)
     drop_after_post: int = 0
+    #: the same for the next N requests of any method (applied upstream, answer lost)
+    drop_before_answer: int = 0
+    #: close the connection without an answer for the next N requests, without forwarding them (not applied)
+    drop_before_forward: int = 0
+    #: answer the next N requests of any kind 502 with an HTML page, as a gateway in front would (not applied)
+    html_errors: int = 0
     #: the service announces no PATCH (ServiceProviderConfig patch.supported false) and refuses it with 501
     patch_unsupported: bool = False
     #: a PATCH is answered 200 with the resource (RFC 7644 §3.5.2 allows either) instead of 204
@@ -142,6 +150,9 @@ class Faults:
     token_lifetime: int = 3600
     #: Basic auth instead (username, password), translated to the upstream token
     basic: tuple[str, str] | None = None
+    #: no auth check nor /token here: the client's Authorization goes upstream as sent (a REST upstream
+    #: judges its own API keys, Basic passwords and OAuth tokens)
+    passthrough_auth: bool = False
     seen: list[tuple[str, str, dict[str, str], int]] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -176,8 +187,10 @@ class _Server(ThreadingHTTPServer):
 class FaultProxy:
     """A threaded HTTP/1.1 server forwarding ``/<path>`` to ``upstream/<path>`` with :class:`Faults`."""
 
-    def __init__(self, upstream: str, token: str = TOKEN):
-        self.upstream, self.token = upstream.rstrip("/"), token
+    def __init__(self, upstream: str, token: str = TOKEN, rewrite_location: bool = False):
+        """``token``: the Bearer token clients must send, also sent upstream. ``rewrite_location``: a
+        ``Location`` naming the upstream is rewritten to name the proxy (``Link`` always is)."""
+        self.upstream, self.token, self.rewrite_location = upstream.rstrip("/"), token, rewrite_location
         self.faults = Faults()
         self.session = requests.Session()
         proxy = self
@@ -222,9 +235,13 @@ class FaultProxy:
         headers = {k: v for k, v in h.headers.items()}
         if f.delay:
             time.sleep(f.delay)
-        if path.endswith("/token") and method == "POST":
+        if f.take("html_errors"):
+            return self._raw(h, 502, _BAD_GATEWAY, method, path, headers, {"Content-Type": "text/html"})
+        if f.take("drop_before_forward"):
+            return self._drop(h, method, path, headers)
+        if path.endswith("/token") and method == "POST" and not f.passthrough_auth:
             return self._token(h, body)
-        if not self._authorised(f, headers):
+        if not f.passthrough_auth and not self._authorised(f, headers):
             return self._answer(h, 401, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
                                          "status": "401", "detail": "unauthorised"}, method, path, headers)
         if method != "GET" and f.take("throttle_writes"):
@@ -250,16 +267,16 @@ class FaultProxy:
                                 method, path, headers)
         if f.booleans_as_strings and body:
             body = _booleans_to_strings_in(body, to_wire=False)
-        upstream_headers = {k: v for k, v in headers.items() if k.lower() in ("content-type", "if-match", "accept")}
-        upstream_headers["Authorization"] = f"Bearer {self.token}"
+        forwarded = ("content-type", "if-match", "accept", "idempotency-key", "x-api-key")
+        upstream_headers = {k: v for k, v in headers.items() if k.lower() in forwarded}
+        if not f.passthrough_auth:
+            upstream_headers["Authorization"] = f"Bearer {self.token}"
+        elif "Authorization" in headers:
+            upstream_headers["Authorization"] = headers["Authorization"]
         answer = self.session.request(method, self.upstream + path, data=body or None, headers=upstream_headers,
                                       timeout=30)
-        if method == "POST" and f.take("drop_after_post"):
-            f.record(method, path, headers, -1)
-            h.close_connection = True
-            with contextlib.suppress(OSError):
-                h.connection.shutdown(socket.SHUT_RDWR)
-            return None
+        if (method == "POST" and f.take("drop_after_post")) or f.take("drop_before_answer"):
+            return self._drop(h, method, path, headers)
         content = answer.content
         status = answer.status_code
         if method == "PATCH" and f.patch_returns_body and status == 204:
@@ -276,7 +293,22 @@ class FaultProxy:
             doc.pop("scimType", None)
             content = json.dumps(doc).encode()
         extra = {k: v for k, v in answer.headers.items() if k in ("ETag", "Location", "Content-Type", "Date")}
+        # answer.headers is case-insensitive: these go back spelt as here, whatever the upstream's case
+        for name in ("Link", "X-Total-Count", "Allow", "WWW-Authenticate", "Idempotent-Replayed"):
+            if name in answer.headers:
+                extra[name] = answer.headers[name]
+        if "Link" in extra:
+            extra["Link"] = extra["Link"].replace(self.upstream + "/", self.url + "/")
+        if self.rewrite_location and "Location" in extra:
+            extra["Location"] = extra["Location"].replace(self.upstream + "/", self.url + "/")
         return self._raw(h, status, content, method, path, headers, extra)
+
+    def _drop(self, h: BaseHTTPRequestHandler, method: str, path: str, headers: dict[str, str]) -> None:
+        """Close the connection without an answer (recorded with status -1)."""
+        h.faults.record(method, path, headers, -1)  # type: ignore[attr-defined]
+        h.close_connection = True
+        with contextlib.suppress(OSError):
+            h.connection.shutdown(socket.SHUT_RDWR)
 
     def _authorised(self, f: Faults, headers: dict[str, str]) -> bool:
         given = headers.get("Authorization", "")
@@ -320,6 +352,7 @@ class FaultProxy:
 
 
 _BOOL_STR = re.compile(rb'"(True|False)"')
+_BAD_GATEWAY = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
 
 
 def _booleans_to_strings_in(content: bytes, *, to_wire: bool) -> bytes:

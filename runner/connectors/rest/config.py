@@ -1,0 +1,323 @@
+"""The rest connector's block: its JSON Schema, and the same block read once into plain dataclasses.
+
+An API is described per object type (a collection such as ``users``): where it lives (``path``),
+how a record maps to attributes (``body``, a template, see :mod:`.template`), where a record's id
+is (``id``, JMESPath), and one call per operation (``list``, ``get``, ``create``, ``update``,
+``delete``, optional ``disable``, ``add_member``/``remove_member``). Every call has defaults
+derived from ``path`` in the usual REST way (``GET /users``, ``POST /users``, ``PATCH
+/users/{id}``, ``DELETE /users/{id}``), so an ordinary API is a few lines. ``paging`` and
+``answers`` may be set for the whole connector and overridden per object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+
+from runner import durations
+from runner.connectors.base import ConfigurationError
+from runner.connectors.http import HTTP_PROPERTIES
+
+DEFAULT_PAGE_SIZE = 100
+DEFAULT_MAX_SCAN = 100_000
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+PAGING_STYLES = ("none", "page", "offset", "cursor", "link")
+
+_TEMPLATES = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+_JMESPATH = {"type": "string", "minLength": 1, "description": "a JMESPath expression (jmespath.org)"}
+_STATUSES = {"oneOf": [{"type": "integer", "minimum": 100, "maximum": 599},
+                       {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 100, "maximum": 599}}]}
+_RULE = {"type": "object", "additionalProperties": False, "minProperties": 1,
+         "properties": {"status": _STATUSES,
+                        "when": {**_JMESPATH, "description": "true (JMESPath truthy) over the answer's JSON body"}}}
+_RULES = {"type": "array", "items": _RULE}
+
+CALL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "method": {"enum": list(METHODS)},
+        "path": {"type": "string", "minLength": 1,
+                 "description": "path template below url: /users/{id}; {attribute} takes a mapped value"},
+        "query": {**_TEMPLATES, "description": "query parameters (templates)"},
+        "headers": {**_TEMPLATES, "description": "extra headers (templates)"},
+        "body": {"description": "the JSON body template (default: the object's body)"},
+        "record": {**_JMESPATH, "description": "where the record is in the answer (default: the whole body)"},
+        "read_first": {"type": "boolean",
+                       "description": "update by PUT: read the record and send it whole with the changes laid over"},
+    },
+}
+
+PAGING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "style": {"enum": list(PAGING_STYLES), "description": "page number, offset/limit, a cursor token, "
+                                                              "RFC 8288 Link headers, or one answer"},
+        "size": {"type": "integer", "minimum": 1, "description": "records asked per page"},
+        "size_param": {"type": "string", "description": "query parameter of the page size (limit, per_page)"},
+        "page_param": {"type": "string", "default": "page"},
+        "first_page": {"type": "integer", "minimum": 0, "default": 1},
+        "offset_param": {"type": "string", "default": "offset"},
+        "cursor_param": {"type": "string", "default": "cursor"},
+        "next": {**_JMESPATH, "description": "the next page's cursor token, or its URL (style link)"},
+        "total": {**_JMESPATH, "description": "the total count in the body"},
+        "total_header": {"type": "string", "description": "a header holding the total count (X-Total-Count)"},
+    },
+}
+
+DELTA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["param", "field"],
+    "properties": {
+        "param": {"type": "string", "minLength": 1, "description": "the 'changed since' query parameter"},
+        "field": {**_JMESPATH, "description": "a record's change time (ISO 8601 or a number)"},
+        "overlap": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdw]\s*$"}],
+                    "description": "how far behind the newest change seen each delta read starts (default 60s)"},
+    },
+}
+
+ANSWERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "exists": {**_RULES, "description": "answers meaning 'already exists' (default: 409)"},
+        "not_found": {**_RULES, "description": "answers meaning 'not there' (default: 404, 410)"},
+        "retry": {**_RULES, "description": "answers worth trying again later (besides 429, 5xx)"},
+    },
+}
+
+OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string", "minLength": 1, "description": "the collection's path (default: /<object>)"},
+        "id": {**_JMESPATH, "description": "a record's id (default: id)"},
+        "body": {"description": "the record template: where each attribute goes ({attribute} placeholders)"},
+        "records": {**_JMESPATH, "description": "the records of a list answer (default: the body, an array)"},
+        "list": CALL_SCHEMA, "get": CALL_SCHEMA, "create": CALL_SCHEMA, "update": CALL_SCHEMA,
+        "delete": {"oneOf": [CALL_SCHEMA, {"const": False}]},
+        "disable": CALL_SCHEMA,
+        "add_member": CALL_SCHEMA, "remove_member": CALL_SCHEMA,
+        "list_members": {**CALL_SCHEMA, "properties": {
+            **CALL_SCHEMA["properties"],
+            "records": {**_JMESPATH, "description": "the members in the answer (default: the body, an array)"},
+            "values": {**_JMESPATH, "description": "a member's id in one of them (default: the item itself)"}}},
+        "member_attribute": {"type": "string", "minLength": 1,
+                             "description": "the multi-valued attribute add_member/remove_member manage"},
+        "paging": PAGING_SCHEMA,
+        "delta": DELTA_SCHEMA,
+        "correlate": {"type": "object", "additionalProperties": False, "required": ["query"],
+                      "properties": {"path": {"type": "string"}, "query": _TEMPLATES},
+                      "description": "a list query that finds an object by mapped values: {email: '{email}'}"},
+        "idempotency_header": {"type": "string", "minLength": 1,
+                               "description": "send each create's key in this header (Idempotency-Key)"},
+        "answers": ANSWERS_SCHEMA,
+        "normalizations": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        "max_scan": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_SCAN,
+                     "description": "most records a lookup without correlate reads"},
+    },
+}
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url", "objects"],
+    "properties": {
+        "type": {"const": "rest"},
+        **HTTP_PROPERTIES,
+        "page_size": {"type": "integer", "minimum": 1, "default": DEFAULT_PAGE_SIZE},
+        "paging": PAGING_SCHEMA,
+        "answers": ANSWERS_SCHEMA,
+        "idempotency_header": {"type": "string", "minLength": 1},
+        "records": {**_JMESPATH, "description": "the records of a list answer, for every object (e.g. data)"},
+        "objects": {"type": "object", "minProperties": 1, "additionalProperties": OBJECT_SCHEMA},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP call of an operation, its templates not yet filled in."""
+
+    method: str
+    path: str
+    query: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    body: Any = None
+    record: str | None = None  # JMESPath: where the record is in the answer
+    read_first: bool = False
+    values: str | None = None  # list_members: JMESPath to the member ids
+
+
+@dataclass(frozen=True)
+class Paging:
+    style: str = "none"
+    size: int = DEFAULT_PAGE_SIZE
+    size_param: str | None = None
+    page_param: str = "page"
+    first_page: int = 1
+    offset_param: str = "offset"
+    cursor_param: str = "cursor"
+    next: str | None = None
+    total: str | None = None
+    total_header: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    statuses: frozenset[int] = frozenset()
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class Answers:
+    exists: tuple[Rule, ...] = (Rule(frozenset({409})),)
+    not_found: tuple[Rule, ...] = (Rule(frozenset({404, 410})),)
+    retry: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delta:
+    param: str
+    field: str
+    overlap: float = 60.0
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object type of the API, every default filled in."""
+
+    name: str
+    path: str
+    id: str
+    body: Any
+    records: str | None
+    list: Call
+    get: Call
+    create: Call
+    update: Call
+    delete: Call | None
+    disable: Call | None
+    add_member: Call | None
+    remove_member: Call | None
+    list_members: Call | None
+    member_attribute: str | None
+    paging: Paging
+    delta: Delta | None
+    correlate: Call | None
+    idempotency_header: str | None
+    answers: Answers
+    normalizations: Mapping[str, tuple[str, ...]]
+    max_scan: int
+
+    @property
+    def put(self) -> bool:
+        return self.update.method == "PUT"
+
+
+def _call(raw: Mapping[str, Any] | None, method: str, path: str, body: Any = None) -> Call:
+    raw = raw or {}
+    chosen = raw.get("method", method)
+    return Call(method=chosen, path=raw.get("path", path), query=dict(raw.get("query") or {}),
+                headers=dict(raw.get("headers") or {}), body=raw.get("body", body),
+                record=raw.get("record", raw.get("records")),
+                read_first=bool(raw.get("read_first", chosen == "PUT")), values=raw.get("values"))
+
+
+def _paging(raw: Mapping[str, Any] | None, outer: Mapping[str, Any] | None, page_size: int) -> Paging:
+    merged = {**(outer or {}), **(raw or {})}
+    return Paging(
+        style=merged.get("style", "none"), size=int(merged.get("size", page_size)),
+        size_param=merged.get("size_param"), page_param=merged.get("page_param", "page"),
+        first_page=int(merged.get("first_page", 1)), offset_param=merged.get("offset_param", "offset"),
+        cursor_param=merged.get("cursor_param", "cursor"), next=merged.get("next"), total=merged.get("total"),
+        total_header=merged.get("total_header"))
+
+
+def _rules(raw: list[Mapping[str, Any]] | None, default: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    if raw is None:
+        return default
+    out = []
+    for r in raw:
+        status = r.get("status")
+        statuses = frozenset([status] if isinstance(status, int) else status or [])
+        out.append(Rule(statuses, r.get("when")))
+    return tuple(out)
+
+
+def _answers(raw: Mapping[str, Any] | None, outer: Mapping[str, Any] | None) -> Answers:
+    merged = {**(outer or {}), **(raw or {})}
+    base = Answers()
+    return Answers(_rules(merged.get("exists"), base.exists), _rules(merged.get("not_found"), base.not_found),
+                   _rules(merged.get("retry"), base.retry))
+
+
+def overlap_seconds(value: int | str | None) -> float:
+    if value is None:
+        return 60.0
+    if isinstance(value, int | float):
+        return float(value)
+    found = durations.seconds(value)
+    if found is None:
+        raise ConfigurationError(f"delta.overlap {value!r}: write seconds, or a duration such as 30s, 5m")
+    return found
+
+
+def object_spec(name: str, raw: Mapping[str, Any], config: Mapping[str, Any]) -> ObjectSpec:
+    """The object's block with every default filled in from ``path`` and the connector's block."""
+    path = str(raw.get("path") or f"/{name}").rstrip("/") or "/"
+    item = f"{path}/{{id}}"
+    body = raw.get("body")
+    delete = raw.get("delete")
+    delta = raw.get("delta")
+    members = raw.get("member_attribute")
+    correlate = raw.get("correlate")
+    return ObjectSpec(
+        name=name, path=path, id=raw.get("id", "id"), body=body, records=raw.get("records", config.get("records")),
+        list=_call(raw.get("list"), "GET", path), get=_call(raw.get("get"), "GET", item),
+        create=_call(raw.get("create"), "POST", path, body), update=_call(raw.get("update"), "PATCH", item, body),
+        delete=None if delete is False else _call(delete, "DELETE", item),
+        disable=_call(raw["disable"], "PATCH", item, body) if "disable" in raw else None,
+        add_member=_call(raw["add_member"], "PUT", f"{item}/members/{{member}}") if "add_member" in raw else None,
+        remove_member=_call(raw["remove_member"], "DELETE", f"{item}/members/{{member}}")
+        if "remove_member" in raw else None,
+        list_members=_call(raw["list_members"], "GET", f"{item}/members") if "list_members" in raw else None,
+        member_attribute=members,
+        paging=_paging(raw.get("paging"), config.get("paging"), int(config.get("page_size", DEFAULT_PAGE_SIZE))),
+        delta=Delta(delta["param"], delta["field"], overlap_seconds(delta.get("overlap"))) if delta else None,
+        correlate=_call(correlate, "GET", path) if correlate else None,
+        idempotency_header=raw.get("idempotency_header", config.get("idempotency_header")),
+        answers=_answers(raw.get("answers"), config.get("answers")),
+        normalizations={k: tuple(v) for k, v in (raw.get("normalizations") or {}).items()},
+        max_scan=int(raw.get("max_scan", DEFAULT_MAX_SCAN)),
+    )
+
+
+def expressions(spec: ObjectSpec) -> dict[tuple[str, ...], str]:
+    """Every JMESPath expression of the object, by where it is in the block (to check they compile)."""
+    found = {("id",): spec.id, ("records",): spec.records, ("paging", "next"): spec.paging.next,
+             ("paging", "total"): spec.paging.total, ("delta", "field"): spec.delta.field if spec.delta else None,
+             ("list_members", "values"): spec.list_members.values if spec.list_members else None}
+    for kind in ("list", "get", "create", "update", "disable"):
+        call = getattr(spec, kind)
+        if call is not None:
+            found[(kind, "record")] = call.record
+    for kind in ("exists", "not_found", "retry"):
+        for i, rule in enumerate(getattr(spec.answers, kind)):
+            found[("answers", kind, str(i), "when")] = rule.when
+    return {k: v for k, v in found.items() if v}
+
+
+def compile_problem(expression: str) -> str | None:
+    try:
+        jmespath.compile(expression)
+    except jmespath.exceptions.JMESPathError as exc:
+        reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
+        return f"{expression!r} is not a JMESPath expression ({reason})"
+    return None
