@@ -116,6 +116,8 @@ class RunContext:
     gone: dict[str, set[str]] = field(default_factory=dict)  # type -> target anchors found missing this run
     # type -> source anchor -> old target anchor, of objects an update found gone and this run added again
     recreated: dict[str, dict[str, str]] = field(default_factory=dict)
+    # type -> how many objects an add found already there and adopted in the export (computed again in this run)
+    adopted: dict[str, int] = field(default_factory=dict)
     # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)
     drifted_before: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 

@@ -121,6 +121,7 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
         counts.recovered += len(rows) - len(stuck) - len(done.failures)
     else:
         counts.added += len(done.adds)
+        ctx.adopted[ot.name] = ctx.adopted.get(ot.name, 0) + len(done.adds)
     ctx.log.flush()
     ctx.heartbeat()
     store.commit()

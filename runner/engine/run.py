@@ -279,10 +279,14 @@ def _compute(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts
 def _export_forward(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, matcher: Matcher | None,
                     hold: tuple[str, ...]) -> None:
     """Every export but deletes. Updates that found their object deleted by hand: created again
-    now, with what of this type refers to them (computed again: exports count, not computes)."""
+    now, with what of this type refers to them; adds that found their object there already (made
+    by hand meanwhile, a 409): adopted, then updated now to what the mappings say (computed again:
+    exports count, not computes)."""
     gone = export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
-    if gone:
-        ctx.recreated.setdefault(ot.name, {}).update(gone)
+    adopted = ctx.adopted.pop(ot.name, 0)
+    if gone or adopted:
+        if gone:
+            ctx.recreated.setdefault(ot.name, {}).update(gone)
         compute_type(ctx, ot, mapper, TypeCounts(), matcher)
         export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
 
