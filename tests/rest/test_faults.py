@@ -88,6 +88,7 @@ def test_an_html_error_page_is_named_with_its_call_never_a_traceback(proxy, tmp_
 
 def test_a_run_against_an_html_error_page_exits_with_a_clear_message(provision, proxy, tmp_path, monkeypatch):
     manifest = hr_manifest(tmp_path, people=10, groups=1)
+    manifest.write_text(manifest.read_text().replace("    concurrency: 4\n", "    concurrency: 4\n    max_retries: 1\n"))
     for k, v in env_for(proxy.url, tmp_path).items():
         monkeypatch.setenv(k, v)
     proxy.faults.html_errors = 200
