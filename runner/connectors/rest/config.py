@@ -21,11 +21,10 @@ import jmespath.exceptions
 from runner import durations
 from runner.connectors.base import ConfigurationError
 from runner.connectors.http import HTTP_PROPERTIES
+from runner.connectors.paging import DEFAULT_PAGE_SIZE, PAGING_SCHEMA, Paging, paging_from
 
-DEFAULT_PAGE_SIZE = 100
 DEFAULT_MAX_SCAN = 100_000
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-PAGING_STYLES = ("none", "page", "offset", "cursor", "link")
 
 _TEMPLATES = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
 _JMESPATH = {"type": "string", "minLength": 1, "description": "a JMESPath expression (jmespath.org)"}
@@ -49,24 +48,6 @@ CALL_SCHEMA: dict[str, Any] = {
         "record": {**_JMESPATH, "description": "where the record is in the answer (default: the whole body)"},
         "read_first": {"type": "boolean",
                        "description": "update by PUT: read the record and send it whole with the changes laid over"},
-    },
-}
-
-PAGING_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "style": {"enum": list(PAGING_STYLES), "description": "page number, offset/limit, a cursor token, "
-                                                              "RFC 8288 Link headers, or one answer"},
-        "size": {"type": "integer", "minimum": 1, "description": "records asked per page"},
-        "size_param": {"type": "string", "description": "query parameter of the page size (limit, per_page)"},
-        "page_param": {"type": "string", "default": "page"},
-        "first_page": {"type": "integer", "minimum": 0, "default": 1},
-        "offset_param": {"type": "string", "default": "offset"},
-        "cursor_param": {"type": "string", "default": "cursor"},
-        "next": {**_JMESPATH, "description": "the next page's cursor token, or its URL (style link)"},
-        "total": {**_JMESPATH, "description": "the total count in the body"},
-        "total_header": {"type": "string", "description": "a header holding the total count (X-Total-Count)"},
     },
 }
 
@@ -156,20 +137,6 @@ class Call:
 
 
 @dataclass(frozen=True)
-class Paging:
-    style: str = "none"
-    size: int = DEFAULT_PAGE_SIZE
-    size_param: str | None = None
-    page_param: str = "page"
-    first_page: int = 1
-    offset_param: str = "offset"
-    cursor_param: str = "cursor"
-    next: str | None = None
-    total: str | None = None
-    total_header: str | None = None
-
-
-@dataclass(frozen=True)
 class Rule:
     statuses: frozenset[int] = frozenset()
     when: str | None = None
@@ -230,16 +197,6 @@ def _call(raw: Mapping[str, Any] | None, method: str, path: str, body: Any = Non
                 read_first=bool(raw.get("read_first", chosen == "PUT")), values=raw.get("values"))
 
 
-def _paging(raw: Mapping[str, Any] | None, outer: Mapping[str, Any] | None, page_size: int) -> Paging:
-    merged = {**(outer or {}), **(raw or {})}
-    return Paging(
-        style=merged.get("style", "none"), size=int(merged.get("size", page_size)),
-        size_param=merged.get("size_param"), page_param=merged.get("page_param", "page"),
-        first_page=int(merged.get("first_page", 1)), offset_param=merged.get("offset_param", "offset"),
-        cursor_param=merged.get("cursor_param", "cursor"), next=merged.get("next"), total=merged.get("total"),
-        total_header=merged.get("total_header"))
-
-
 def _rules(raw: list[Mapping[str, Any]] | None, default: tuple[Rule, ...]) -> tuple[Rule, ...]:
     if raw is None:
         return default
@@ -289,7 +246,7 @@ def object_spec(name: str, raw: Mapping[str, Any], config: Mapping[str, Any]) ->
         if "remove_member" in raw else None,
         list_members=_call(raw["list_members"], "GET", f"{item}/members") if "list_members" in raw else None,
         member_attribute=members,
-        paging=_paging(raw.get("paging"), config.get("paging"), int(config.get("page_size", DEFAULT_PAGE_SIZE))),
+        paging=paging_from(raw.get("paging"), config.get("paging"), int(config.get("page_size", DEFAULT_PAGE_SIZE))),
         delta=Delta(delta["param"], delta["field"], overlap_seconds(delta.get("overlap"))) if delta else None,
         correlate=_call(correlate, "GET", path) if correlate else None,
         idempotency_header=raw.get("idempotency_header", config.get("idempotency_header")),

@@ -25,6 +25,8 @@ import jmespath
 import requests
 
 from runner import durations
+from runner.connectors import paging
+from runner.connectors import template as tpl
 from runner.connectors.base import (
     AlreadyExists,
     AttributeInfo,
@@ -52,10 +54,8 @@ from runner.connectors.http import (
     error_for,
     retry_after_seconds,
 )
+from runner.connectors.jpath import search
 from runner.connectors.rest import config as cfg
-from runner.connectors.rest import paging
-from runner.connectors.rest import template as tpl
-from runner.connectors.rest.jpath import search
 
 
 class RestConnector(Connector):

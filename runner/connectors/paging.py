@@ -1,4 +1,5 @@
-"""The page loop of a list call: page numbers, offset/limit, cursor tokens, RFC 8288 Link headers.
+"""Paging of list calls: page numbers, offset/limit, cursor tokens, RFC 8288 Link headers, for the
+connectors that describe an API in the manifest (rest: query parameters; soap: operation arguments).
 
 A read that stops early loses records, and for a target that the engine reconciles a lost record
 looks missing and is created again: so the loop stops only on evidence. An empty page ends it, so
@@ -11,15 +12,73 @@ again is caught (the same first id twice) instead of read forever.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
-
-import requests
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from runner.connectors.base import ConnectionFailed
-from runner.connectors.rest.config import Paging
-from runner.connectors.rest.jpath import search
+from runner.connectors.jpath import search
 
-GetJson = Callable[[str, Mapping[str, Any] | None, str], tuple[Any, requests.Response]]
+DEFAULT_PAGE_SIZE = 100
+PAGING_STYLES = ("none", "page", "offset", "cursor", "link")
+_JMESPATH = {"type": "string", "minLength": 1, "description": "a JMESPath expression (jmespath.org)"}
+
+PAGING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "style": {"enum": list(PAGING_STYLES), "description": "page number, offset/limit, a cursor token, "
+                                                              "RFC 8288 Link headers, or one answer"},
+        "size": {"type": "integer", "minimum": 1, "description": "records asked per page"},
+        "size_param": {"type": "string", "description": "parameter of the page size (limit, per_page)"},
+        "page_param": {"type": "string", "default": "page"},
+        "first_page": {"type": "integer", "minimum": 0, "default": 1},
+        "offset_param": {"type": "string", "default": "offset"},
+        "cursor_param": {"type": "string", "default": "cursor"},
+        "next": {**_JMESPATH, "description": "the next page's cursor token, or its URL (style link)"},
+        "total": {**_JMESPATH, "description": "the total count in the body"},
+        "total_header": {"type": "string", "description": "a header holding the total count (X-Total-Count)"},
+    },
+}
+
+
+
+@dataclass(frozen=True)
+class Paging:
+    style: str = "none"
+    size: int = DEFAULT_PAGE_SIZE
+    size_param: str | None = None
+    page_param: str = "page"
+    first_page: int = 1
+    offset_param: str = "offset"
+    cursor_param: str = "cursor"
+    next: str | None = None
+    total: str | None = None
+    total_header: str | None = None
+
+
+
+def paging_from(raw: Mapping[str, Any] | None, outer: Mapping[str, Any] | None, page_size: int) -> Paging:
+    """An object's paging: its own block over the connector's, the connector's page size by default."""
+    merged = {**(outer or {}), **(raw or {})}
+    return Paging(
+        style=merged.get("style", "none"), size=int(merged.get("size", page_size)),
+        size_param=merged.get("size_param"), page_param=merged.get("page_param", "page"),
+        first_page=int(merged.get("first_page", 1)), offset_param=merged.get("offset_param", "offset"),
+        cursor_param=merged.get("cursor_param", "cursor"), next=merged.get("next"), total=merged.get("total"),
+        total_header=merged.get("total_header"))
+
+
+
+class Answer(Protocol):
+    """What the loop reads of an answer besides its body: headers (a total count) and RFC 8288 links."""
+
+    headers: Mapping[str, str]
+    links: Mapping[str, Mapping[str, str]]
+
+
+#: fetch(where, parameters, what) -> (body, answer): ``where`` is a path or the next page's URL (rest),
+#: or an operation (soap); parameters are None when ``where`` is a next URL that carries them
+GetJson = Callable[[str, Mapping[str, Any] | None, str], tuple[Any, Answer]]
 
 #: where list answers commonly hold their records, tried when the manifest names no ``records``
 COMMON_RECORDS = ("data", "items", "results", "records", "value", "Resources", "users", "groups")
@@ -91,7 +150,7 @@ def _records(body: Any, records: str | None, what: str) -> list[Any]:
                            "JMESPath to the list (e.g. data)")
 
 
-def _total(body: Any, response: requests.Response, paging: Paging) -> int | None:
+def _total(body: Any, response: Answer, paging: Paging) -> int | None:
     value: Any = None
     if paging.total_header:
         value = response.headers.get(paging.total_header)

@@ -1,4 +1,5 @@
-"""Templates: how mapped attributes become a JSON body, a path or a query, and a record becomes attributes.
+"""Templates: how mapped attributes become a JSON body (or SOAP arguments), a path or a query, and a record
+becomes attributes. Shared by the connectors that describe an API in the manifest (rest, soap).
 
 A body template is JSON (YAML in the manifest) whose strings may name attributes in braces:
 
@@ -98,8 +99,8 @@ def render(template: Any, values: Mapping[str, Any], *, only: set[str] | None = 
 
 def _render(template: Any, values: Mapping[str, Any], only: set[str] | None, nulls: bool) -> Any:
     named = set(fields(template))
-    if only is not None and named and not named & only:
-        return _ABSENT  # a part about attributes that did not change (constants always stay)
+    if only is not None and named - BUILT_IN and not named & only:
+        return _ABSENT  # a part about attributes that did not change (constants and {id} always stay)
     if isinstance(template, str):
         name = whole_field(template)
         if name is not None:
@@ -116,7 +117,8 @@ def _render(template: Any, values: Mapping[str, Any], only: set[str] | None, nul
     if isinstance(template, Mapping):
         out = {k: _render(v, values, only, nulls) for k, v in template.items()}
         kept = {k: v for k, v in out.items() if v is not _ABSENT}
-        if named and not any(True for k in kept if any(True for _ in fields(template[k]))):
+        if named and not any(True for k in kept if set(fields(template[k])) - BUILT_IN or
+                             (only is None and any(True for _ in fields(template[k])))):
             return _ABSENT  # only constants left: an element about a value that is not there
         return kept
     if isinstance(template, list):

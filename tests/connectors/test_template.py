@@ -1,9 +1,10 @@
-"""Body templates: one template makes the create, the PATCH of what changed and the PUT, and reads a
-record back into the same attributes (so reconciliation compares like with like)."""
+"""Body templates (runner/connectors/template.py): one template makes the create, the PATCH of what
+changed and the PUT, and reads a record back into the same attributes (so reconciliation compares
+like with like)."""
 
 from __future__ import annotations
 
-from runner.connectors.rest import template as tpl
+from runner.connectors import template as tpl
 
 ACCOUNT = {
     "login": "{login}",
