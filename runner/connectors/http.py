@@ -411,9 +411,15 @@ class HttpClient:
         return path if path.startswith(("http://", "https://")) else f"{self.settings.base_url}{path}"
 
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
-                headers: Mapping[str, str] | None = None, data: bytes | None = None) -> requests.Response:
-        """Send one request, retrying what is safe to retry; the final response."""
+                headers: Mapping[str, str] | None = None, data: bytes | None = None,
+                idempotent: bool | None = None, transient: frozenset[int] = TRANSIENT_STATUSES) -> requests.Response:
+        """Send one request, retrying what is safe to retry; the final response.
+
+        ``idempotent`` overrides what the method says (a SOAP read is a POST that is safe to send
+        again); ``transient``: the statuses worth another try of an idempotent request (SOAP answers
+        its faults with 500, so it leaves 500 out)."""
         session, url, s = self._session(), self.url(path), self.settings
+        safe = method in IDEMPOTENT if idempotent is None else idempotent
         attempt = 0
         refreshed = False
         while True:
@@ -428,7 +434,7 @@ class HttpClient:
             except requests.RequestException as exc:
                 self.stats.add(method, None)
                 sent = _maybe_sent(exc)
-                if sent and method not in IDEMPOTENT:
+                if sent and not safe:
                     raise RequestLost(f"{self.label}: the connection broke during {method} {_path(url)} "
                                       f"({_reason(exc)}); it may or may not have been applied") from None
                 if attempt > s.max_retries and isinstance(exc, requests.exceptions.ReadTimeout):
@@ -456,7 +462,7 @@ class HttpClient:
                     wait = backoff_delay(attempt, s.backoff, s.max_backoff, self._rng)
                 self._pause(wait, method, url, f"HTTP {status}")
                 continue
-            if status in TRANSIENT_STATUSES and method in IDEMPOTENT:
+            if status in transient and safe:
                 self._pause(backoff_delay(attempt, s.backoff, s.max_backoff, self._rng), method, url, f"HTTP {status}")
                 continue
             return response

@@ -68,10 +68,12 @@ def test_first_run_members_by_sub_resource_and_a_rerun_sends_no_write(provision,
 
 def test_changes_go_out_as_puts_of_the_whole_record_and_member_calls(provision, saas, restapp, tmp_path):
     assert provision("run", saas).code == 0
-    [kept] = [a for a in restapp.dump()["accounts"] if a["status"] == "ACTIVE"][:1]
+    before = sampledata.Dataset(tmp_path / "data").load().people
+    changes = sampledata.mutate(tmp_path / "data", 5, 25.0)
+    leaving = {before[eid]["email"].lower() for eid in changes["removed"] + changes["terminated"]}
+    [kept] = [a for a in restapp.dump()["accounts"] if a["status"] == "ACTIVE" and a["login"] not in leaving][:1]
     requests.put(f"{restapp.url}/api/v2/accounts/{kept['id']}", headers=restapp.headers, timeout=10,
                  json={**{k: v for k, v in kept.items() if k not in ("id",)}, "locale": "fr-FR"}).raise_for_status()
-    changes = sampledata.mutate(tmp_path / "data", 5, 25.0)
     run = provision("run", saas, "--output", "json")
     assert run.code == 0, run.err
     counts = json.loads(run.out)["object_types"]

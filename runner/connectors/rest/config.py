@@ -12,18 +12,20 @@ derived from ``path`` in the usual REST way (``GET /users``, ``POST /users``, ``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import jmespath
-import jmespath.exceptions
-
-from runner import durations
-from runner.connectors.base import ConfigurationError
+from runner.connectors.described import (
+    DEFAULT_MAX_SCAN,
+    Answers,
+    Call,
+    Delta,
+    ObjectSpec,
+    Rule,
+    overlap_seconds,
+)
 from runner.connectors.http import HTTP_PROPERTIES
-from runner.connectors.paging import DEFAULT_PAGE_SIZE, PAGING_SCHEMA, Paging, paging_from
+from runner.connectors.paging import DEFAULT_PAGE_SIZE, PAGING_SCHEMA, paging_from
 
-DEFAULT_MAX_SCAN = 100_000
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 _TEMPLATES = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
@@ -122,72 +124,6 @@ CONFIG_SCHEMA: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class Call:
-    """One HTTP call of an operation, its templates not yet filled in."""
-
-    method: str
-    path: str
-    query: Mapping[str, Any] = field(default_factory=dict)
-    headers: Mapping[str, Any] = field(default_factory=dict)
-    body: Any = None
-    record: str | None = None  # JMESPath: where the record is in the answer
-    read_first: bool = False
-    values: str | None = None  # list_members: JMESPath to the member ids
-
-
-@dataclass(frozen=True)
-class Rule:
-    statuses: frozenset[int] = frozenset()
-    when: str | None = None
-
-
-@dataclass(frozen=True)
-class Answers:
-    exists: tuple[Rule, ...] = (Rule(frozenset({409})),)
-    not_found: tuple[Rule, ...] = (Rule(frozenset({404, 410})),)
-    retry: tuple[Rule, ...] = ()
-
-
-@dataclass(frozen=True)
-class Delta:
-    param: str
-    field: str
-    overlap: float = 60.0
-
-
-@dataclass(frozen=True)
-class ObjectSpec:
-    """One object type of the API, every default filled in."""
-
-    name: str
-    path: str
-    id: str
-    body: Any
-    records: str | None
-    list: Call
-    get: Call
-    create: Call
-    update: Call
-    delete: Call | None
-    disable: Call | None
-    add_member: Call | None
-    remove_member: Call | None
-    list_members: Call | None
-    member_attribute: str | None
-    paging: Paging
-    delta: Delta | None
-    correlate: Call | None
-    idempotency_header: str | None
-    answers: Answers
-    normalizations: Mapping[str, tuple[str, ...]]
-    max_scan: int
-
-    @property
-    def put(self) -> bool:
-        return self.update.method == "PUT"
-
-
 def _call(raw: Mapping[str, Any] | None, method: str, path: str, body: Any = None) -> Call:
     raw = raw or {}
     chosen = raw.get("method", method)
@@ -210,20 +146,9 @@ def _rules(raw: list[Mapping[str, Any]] | None, default: tuple[Rule, ...]) -> tu
 
 def _answers(raw: Mapping[str, Any] | None, outer: Mapping[str, Any] | None) -> Answers:
     merged = {**(outer or {}), **(raw or {})}
-    base = Answers()
-    return Answers(_rules(merged.get("exists"), base.exists), _rules(merged.get("not_found"), base.not_found),
-                   _rules(merged.get("retry"), base.retry))
-
-
-def overlap_seconds(value: int | str | None) -> float:
-    if value is None:
-        return 60.0
-    if isinstance(value, int | float):
-        return float(value)
-    found = durations.seconds(value)
-    if found is None:
-        raise ConfigurationError(f"delta.overlap {value!r}: write seconds, or a duration such as 30s, 5m")
-    return found
+    return Answers(_rules(merged.get("exists"), (Rule(frozenset({409})),)),
+                   _rules(merged.get("not_found"), (Rule(frozenset({404, 410})),)),
+                   _rules(merged.get("retry"), ()))
 
 
 def object_spec(name: str, raw: Mapping[str, Any], config: Mapping[str, Any]) -> ObjectSpec:
@@ -254,27 +179,3 @@ def object_spec(name: str, raw: Mapping[str, Any], config: Mapping[str, Any]) ->
         normalizations={k: tuple(v) for k, v in (raw.get("normalizations") or {}).items()},
         max_scan=int(raw.get("max_scan", DEFAULT_MAX_SCAN)),
     )
-
-
-def expressions(spec: ObjectSpec) -> dict[tuple[str, ...], str]:
-    """Every JMESPath expression of the object, by where it is in the block (to check they compile)."""
-    found = {("id",): spec.id, ("records",): spec.records, ("paging", "next"): spec.paging.next,
-             ("paging", "total"): spec.paging.total, ("delta", "field"): spec.delta.field if spec.delta else None,
-             ("list_members", "values"): spec.list_members.values if spec.list_members else None}
-    for kind in ("list", "get", "create", "update", "disable"):
-        call = getattr(spec, kind)
-        if call is not None:
-            found[(kind, "record")] = call.record
-    for kind in ("exists", "not_found", "retry"):
-        for i, rule in enumerate(getattr(spec.answers, kind)):
-            found[("answers", kind, str(i), "when")] = rule.when
-    return {k: v for k, v in found.items() if v}
-
-
-def compile_problem(expression: str) -> str | None:
-    try:
-        jmespath.compile(expression)
-    except jmespath.exceptions.JMESPathError as exc:
-        reason = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ").rstrip(": ")
-        return f"{expression!r} is not a JMESPath expression ({reason})"
-    return None
