@@ -17,6 +17,7 @@ BUILTIN: dict[str, str] = {
     "ldap": "runner.connectors.ldap.connector:LdapConnector",
     "scim": "runner.connectors.scim.connector:ScimConnector",
     "rest": "runner.connectors.rest.connector:RestConnector",
+    "soap": "runner.connectors.soap.connector:SoapConnector",
 }
 
 

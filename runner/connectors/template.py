@@ -117,8 +117,7 @@ def _render(template: Any, values: Mapping[str, Any], only: set[str] | None, nul
     if isinstance(template, Mapping):
         out = {k: _render(v, values, only, nulls) for k, v in template.items()}
         kept = {k: v for k, v in out.items() if v is not _ABSENT}
-        if named and not any(True for k in kept if set(fields(template[k])) - BUILT_IN or
-                             (only is None and any(True for _ in fields(template[k])))):
+        if named and only is None and not any(True for k in kept if any(True for _ in fields(template[k]))):
             return _ABSENT  # only constants left: an element about a value that is not there
         return kept
     if isinstance(template, list):

@@ -3,7 +3,7 @@
     python tests/faults/killpoint.py N SIGNAL provision-args...
 
 Counts the target's commits: each transaction the sql connector commits (``_apply_batch``),
-each object file the jsondir connector writes, each operation a SCIM server or a REST API confirmed and each
+each object file the jsondir connector writes, each operation a SCIM server, a REST API or a SOAP service confirmed and each
 LDAP operation (add, modify, modDN, delete) the directory answered. Right after commit N it sends itself SIGNAL
 (KILL, TERM or INT), with ``TIMELIMIT`` makes the run's ``--time-limit`` pass, or with ``TAKEOVER`` steals the pipeline's lock in the state store, as a
 run would that decided this one was dead. N = 0 injects nothing and prints ``commits: K`` on
@@ -94,11 +94,14 @@ def _patch_scim(after) -> None:  # type: ignore[no-untyped-def]
 
 
 def _patch_rest(after) -> None:  # type: ignore[no-untyped-def]
-    """Each REST operation the API confirmed (a create with its members, an update, a delete) is a commit."""
+    """Each REST or SOAP operation the service confirmed (a create with its members, an update, a
+    delete) is a commit."""
     from runner.connectors.rest.connector import RestConnector
-    for kind in ("add", "update", "disable", "delete", "set_password"):
-        method = f"op_{kind}"
-        setattr(RestConnector, method, _counting(getattr(RestConnector, method), after))
+    from runner.connectors.soap.connector import SoapConnector
+    for cls in (RestConnector, SoapConnector):
+        for kind in ("add", "update", "disable", "delete", "set_password"):
+            method = f"op_{kind}"
+            setattr(cls, method, _counting(getattr(cls, method), after))
 
 
 def _patch_ldap(after) -> None:  # type: ignore[no-untyped-def]

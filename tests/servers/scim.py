@@ -22,6 +22,13 @@ rewritten to point at the proxy), and adds faults a gateway produces: 502 with a
 (``html_errors``), connections dropped before or after any request is applied
 (``drop_before_forward``, ``drop_before_answer``), and ``passthrough_auth`` to let the upstream
 judge the client's own credentials (API keys, Basic, its own OAuth tokens).
+
+It stands in front of the soap connector's service (``soapservice.py``) too, with
+``faults.passthrough_auth = True`` (the service judges the client's Basic auth itself) and
+``FaultProxy(service.url, rewrite_body_urls=True)``: the ``SOAPAction`` header goes upstream, the
+answer's ``Content-Type`` comes back, and the upstream's URL in GET answers (the WSDL's
+``soap:address``) is rewritten to the proxy's, so a zeep client made from ``proxy.url + "/?wsdl"``
+sends its calls through the proxy. ``soap_fault_500`` answers POSTs with a SOAP 1.1 Server fault.
 """
 
 from __future__ import annotations
@@ -134,6 +141,9 @@ class Faults:
     drop_before_forward: int = 0
     #: answer the next N requests of any kind 502 with an HTML page, as a gateway in front would (not applied)
     html_errors: int = 0
+    #: answer the next N POSTs 500 with a SOAP 1.1 fault envelope (faultcode soap:Server, faultstring
+    #: 'internal error'), as a failing SOAP service would (not forwarded, so not applied)
+    soap_fault_500: int = 0
     #: the service announces no PATCH (ServiceProviderConfig patch.supported false) and refuses it with 501
     patch_unsupported: bool = False
     #: a PATCH is answered 200 with the resource (RFC 7644 §3.5.2 allows either) instead of 204
@@ -187,10 +197,14 @@ class _Server(ThreadingHTTPServer):
 class FaultProxy:
     """A threaded HTTP/1.1 server forwarding ``/<path>`` to ``upstream/<path>`` with :class:`Faults`."""
 
-    def __init__(self, upstream: str, token: str = TOKEN, rewrite_location: bool = False):
+    def __init__(self, upstream: str, token: str = TOKEN, rewrite_location: bool = False,
+                 rewrite_body_urls: bool = False):
         """``token``: the Bearer token clients must send, also sent upstream. ``rewrite_location``: a
-        ``Location`` naming the upstream is rewritten to name the proxy (``Link`` always is)."""
+        ``Location`` naming the upstream is rewritten to name the proxy (``Link`` always is).
+        ``rewrite_body_urls``: the upstream's URL in the body of a GET answer (a WSDL's ``soap:address``)
+        is rewritten to the proxy's."""
         self.upstream, self.token, self.rewrite_location = upstream.rstrip("/"), token, rewrite_location
+        self.rewrite_body_urls = rewrite_body_urls
         self.faults = Faults()
         self.session = requests.Session()
         proxy = self
@@ -249,6 +263,9 @@ class FaultProxy:
             return self._answer(h, f.throttle_status, {"detail": "slow down"}, method, path, headers, extra)
         if f.take("errors_5xx"):
             return self._answer(h, 500, {"detail": "internal error"}, method, path, headers)
+        if method == "POST" and f.take("soap_fault_500"):
+            return self._raw(h, 500, _SOAP_SERVER_FAULT, method, path, headers,
+                             {"Content-Type": "text/xml; charset=utf-8"})
         if method == "PATCH" and f.max_patch_bytes and len(body) > f.max_patch_bytes:
             return self._answer(h, 413, {"detail": "payload too large"}, method, path, headers)
         if method == "PATCH" and f.refuse_value_filter_paths and b"[" in body:
@@ -267,7 +284,7 @@ class FaultProxy:
                                 method, path, headers)
         if f.booleans_as_strings and body:
             body = _booleans_to_strings_in(body, to_wire=False)
-        forwarded = ("content-type", "if-match", "accept", "idempotency-key", "x-api-key")
+        forwarded = ("content-type", "if-match", "accept", "idempotency-key", "x-api-key", "soapaction")
         upstream_headers = {k: v for k, v in headers.items() if k.lower() in forwarded}
         if not f.passthrough_auth:
             upstream_headers["Authorization"] = f"Bearer {self.token}"
@@ -286,6 +303,9 @@ class FaultProxy:
             doc = json.loads(content)
             doc["patch"] = {"supported": False}
             content = json.dumps(doc).encode()
+        if self.rewrite_body_urls and method == "GET" and content:
+            # the upstream's URL, not a longer port that starts with the same digits
+            content = re.sub(re.escape(self.upstream.encode()) + rb"(?![0-9])", self.url.encode(), content)
         if f.booleans_as_strings and content and ("/Users" in path or "/Groups" in path):
             content = _booleans_to_strings_in(content, to_wire=True)
         if answer.status_code == 409 and f.conflict_without_scim_type:
@@ -352,6 +372,10 @@ class FaultProxy:
 
 
 _BOOL_STR = re.compile(rb'"(True|False)"')
+_SOAP_SERVER_FAULT = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+                      b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+                      b"<soap:Fault><faultcode>soap:Server</faultcode><faultstring>internal error</faultstring>"
+                      b"</soap:Fault></soap:Body></soap:Envelope>")
 _BAD_GATEWAY = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
 
 
