@@ -2,7 +2,8 @@
 
 Each entry of :data:`HARNESSES` is one connector against a real system: CSV files, the sql
 connector on SQLite, PostgreSQL and MariaDB, the jsondir plugin, SCIM on scim2-server, rest on
-json-server and on a cursor API (tests/servers/restapp.py), and LDAP on slapd. A connector that talks to a
+json-server and on a cursor API (tests/servers/restapp.py), soap on a spyne service
+(tests/servers/soapservice.py), and LDAP on slapd. A connector that talks to a
 server names the fixture that provides it (``server="postgresql_database"``); the fixture's value
 reaches ``make`` and ``prepare``. The SQL servers are the machine's own (127.0.0.1, as
 ``scripts/test`` starts them): every test gets a database of its own, created for it and
@@ -587,6 +588,63 @@ REST_CURSOR = Harness(
     values={"login": "jsmith"},
 )
 
+# ---- soap: the spyne user-management service (tests/servers/soapservice.py), one a session, emptied per test ----
+
+
+@pytest.fixture(scope="session")
+def contract_soap_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from servers.soapservice import SoapService
+
+    service = SoapService.start(tmp_path_factory.mktemp("soapservice"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def soap_wsdl(contract_soap_service: Any) -> str:
+    contract_soap_service.reset()
+    return contract_soap_service.wsdl
+
+
+def soap_person(i: int) -> dict[str, Any]:
+    """The i-th sample user as the service stores it; every third has no e-mail."""
+    return {"userName": f"user{i:03d}", "givenName": f"Given{i}", "familyName": f"Family {i}",
+            "email": None if i % 3 == 2 else f"user{i:03d}@example.org"}
+
+
+def make_soap(tmp_path: Path, page_size: int | None = None, server: Any = None) -> Made:
+    from servers.soapservice import PASSWORD, USER
+
+    from runner.connectors.soap.connector import SoapConnector
+
+    fields = {"userName": "{userName}", "givenName": "{givenName}", "familyName": "{familyName}",
+              "email": "{email}", "active": "{active}"}
+    config: dict[str, Any] = {
+        "type": "soap", "wsdl": server or "http://127.0.0.1:9/?wsdl", "max_retries": 1, "concurrency": 4,
+        "auth": {"type": "basic", "username": USER, "password": PASSWORD},
+        "faults": {"exists": [{"code": "Client.AlreadyExists"}], "not_found": [{"code": "Client.NotFound"}]},
+        "objects": {"users": {
+            "id": "userName", "list": {"operation": "listUsers"}, "clear_as": "",
+            "paging": {"style": "offset", "offset_param": "offset", "size_param": "limit"},
+            "normalizations": {"userName": ["case_insensitive"]},
+            "get": {"operation": "getUser", "args": {"userName": "{id}"}},
+            "correlate": {"operation": "getUser", "args": {"userName": "{userName}"}},
+            "create": {"operation": "createUser", "args": {"user": fields}},
+            "update": {"operation": "updateUser", "args": {"user": {**fields, "userName": "{id}"}}},
+            "disable": {"operation": "setUserActive", "args": {"userName": "{id}", "active": False}},
+            "delete": {"operation": "deleteUser", "args": {"userName": "{id}"}},
+        }},
+    }
+    if page_size:
+        config["page_size"] = page_size
+    return Made(SoapConnector(config, ConnectorContext("svc", tmp_path)), "users", None)
+
+
+SOAP = Harness(
+    name="soap", make=make_soap, server="soap_wsdl", sample=soap_person, key="userName", text="givenName",
+    optional="email", disable={"active": False}, values={"userName": "jsmith"},
+)
+
 # ---- ldap: OpenLDAP slapd, one per session, both suffixes emptied per test (tests/servers/ldap_contract.py) ----
 
 
@@ -611,7 +669,8 @@ LDAP = Harness(
     values={"manager": "cn=smith,ou=people"}, drop_connections=ldap_contract.drop_connections,
 )
 
-HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, SCIM, REST, REST_CURSOR, LDAP]
+HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, SCIM, REST, REST_CURSOR, SOAP,
+                             LDAP]
 
 
 # ---- generating the tests -----------------------------------------------------------------------

@@ -90,6 +90,9 @@ OBJECT_SCHEMA: dict[str, Any] = {
         "faults": FAULTS_SCHEMA,
         "normalizations": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
         "max_scan": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_SCAN},
+        "clear_as": {"type": ["string", "null"], "default": None,
+                     "description": "what an update sends for a value cleared in the source (default: the "
+                                    "argument is left out; '' for services that clear a field given empty)"},
     },
 }
 

@@ -21,6 +21,7 @@ import datetime as dt
 import decimal
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from runner.connectors.base import (
     Throttled,
 )
 from runner.connectors.described import Call, DescribedApi, ObjectSpec, Rule
-from runner.connectors.http import HttpClient, HttpSettings, RequestLost, mask, protect
+from runner.connectors.http import HttpClient, HttpSettings, RequestLost, backoff_delay, mask, protect
 from runner.connectors.jpath import search
 from runner.connectors.paging import Paging
 from runner.connectors.soap import config as cfg
@@ -254,7 +255,10 @@ class SoapConnector(DescribedApi):
 
     def _send_update(self, spec: ObjectSpec, op: Operation, call: Call, values: Mapping[str, Any],
                      current: dict[str, Any] | None) -> None:
-        context = {"id": op.anchor, **values}
+        if call is spec.update and values and not set(values) & set(tpl.fields(call.body)):
+            return  # nothing the update operation takes changed (a key's spelling it cannot change)
+        clear_as = ((self.config.get("objects") or {}).get(spec.name) or {}).get("clear_as")
+        context = {"id": op.anchor, **{k: clear_as if v is None else v for k, v in values.items()}}
         args = tpl.render(call.body, context, only=set(values)) if values else tpl.render(call.body, context)
         self._invoke(spec, call.path, args, self._what(op))
 
@@ -280,6 +284,21 @@ class SoapConnector(DescribedApi):
         if self.service is None or self.transport is None:
             raise ConnectionFailed(f"{self._label()}: not open")
         self.transport.state.idempotent = idempotent
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._invoke_once(spec, operation, args, what, reading)
+            except (RetryableError, ConnectionFailed) as exc:
+                # a Server fault or a gateway's page on a call that is safe to repeat: again, after a pause
+                transient = isinstance(exc, RetryableError) or getattr(exc, "transient", False)
+                if not (idempotent and transient) or attempt > self.settings.max_retries:
+                    raise
+                time.sleep(backoff_delay(attempt, self.settings.backoff, self.settings.max_backoff))
+
+    def _invoke_once(self, spec: ObjectSpec, operation: str, args: Mapping[str, Any], what: str,
+                     reading: bool) -> Any:
+        assert self.service is not None
         try:
             method = getattr(self.service, operation)
             answer = method(**args)
@@ -311,7 +330,7 @@ class SoapConnector(DescribedApi):
             return AlreadyExists(message)
         retry = _matches(spec.answers.retry, local, text) or local.startswith("Server") or not code
         error: ConnectorError = RetryableError(message) if retry else ObjectError(message)
-        return ConnectionFailed(message) if reading else error
+        return _stops(message, transient=retry) if reading else error
 
     def _transport_error(self, exc: zeep.exceptions.TransportError, what: str, reading: bool) -> ConnectorError:
         status = int(exc.status_code or 0)
@@ -322,7 +341,7 @@ class SoapConnector(DescribedApi):
         if status in (401, 403, 407):
             return ConnectionFailed(f"{message} (the credentials were refused: check auth)")
         if reading:
-            return ConnectionFailed(message)
+            return _stops(message, transient=status >= 500 or status in (408, 429))
         if status in (429, 503):
             return Throttled(f"{message} (the service asks to slow down)")
         if status >= 500 or status == 408:
@@ -407,6 +426,13 @@ def plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value
+
+
+def _stops(message: str, transient: bool) -> ConnectionFailed:
+    """A read that failed stops the pass; ``transient`` ones (a Server fault, a 5xx) are first tried again."""
+    error = ConnectionFailed(message)
+    error.transient = transient  # type: ignore[attr-defined]
+    return error
 
 
 def _matches(rules: Sequence[Rule], code: str, text: str) -> bool:
