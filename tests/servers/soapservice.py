@@ -97,7 +97,10 @@ zeep ``Fault`` with ``.code`` None and ``.message == 'Unknown fault occured'`` (
 page; a non-XML error body (``errors_5xx``, ``throttle_writes``) a ``zeep.exceptions.TransportError``
 with ``.status_code`` (500, 429) and ``.content``.
 
-Auth: every POST (the SOAP calls) needs ``Authorization: Basic`` with the service's user and password,
+Auth: started with ``wsse=True`` (``--wsse``), every POST needs a WS-Security UsernameToken in the
+envelope's header instead (OASIS Username Token Profile 1.0: PasswordText, or PasswordDigest =
+Base64(SHA-1(nonce + created + password))), and a missing or wrong one is the same 401. Otherwise
+every POST (the SOAP calls) needs ``Authorization: Basic`` with the service's user and password,
 otherwise 401 with ``WWW-Authenticate: Basic realm="usermgmt"`` and a plain-text body (not a SOAP
 fault): zeep raises ``zeep.exceptions.TransportError`` with ``.status_code == 401`` ("Server returned
 response (401) with invalid XML"). GETs (the WSDL) need none.
@@ -122,6 +125,7 @@ import argparse
 import base64
 import binascii
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -511,14 +515,54 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+DIGEST = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest"
+
+
+def username_token(body: bytes) -> tuple[str, str, str | None, str | None, bool] | None:
+    """(username, password or digest, nonce, created, is_digest) of the envelope's WS-Security
+    UsernameToken (OASIS Username Token Profile 1.0), or None when there is none."""
+    from lxml import etree
+
+    try:
+        root = etree.fromstring(body)
+    except etree.XMLSyntaxError:
+        return None
+    token = root.find(f".//{{{WSSE}}}UsernameToken")
+    if token is None:
+        return None
+    user, password = token.findtext(f"{{{WSSE}}}Username"), token.find(f"{{{WSSE}}}Password")
+    if user is None or password is None:
+        return None
+    return (user, password.text or "", token.findtext(f"{{{WSSE}}}Nonce"), token.findtext(f"{{{WSU}}}Created"),
+            password.get("Type") == DIGEST)
+
+
+def wsse_valid(token: tuple[str, str, str | None, str | None, bool] | None, user: str, password: str) -> bool:
+    """PasswordText equals the password; PasswordDigest is Base64(SHA-1(nonce + created + password))."""
+    if token is None or token[0] != user:
+        return False
+    given, nonce, created, digest = token[1], token[2], token[3], token[4]
+    if not digest:
+        return secrets.compare_digest(given.encode(), password.encode())
+    if nonce is None or created is None:
+        return False
+    expected = base64.b64encode(hashlib.sha1(base64.b64decode(nonce) + created.encode() + password.encode())
+                                .digest()).decode()
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
 class Frontend:
-    """The WSGI application the server runs: ``/_test/*`` (no auth), then Basic auth on every POST, then
-    spyne; every POST that is not a test route is logged with its operation and answer status."""
+    """The WSGI application the server runs: ``/_test/*`` (no auth), then Basic auth (or, started with
+    ``--wsse``, a WS-Security UsernameToken in the envelope) on every POST, then spyne; every POST that
+    is not a test route is logged with its operation and answer status."""
 
     def __init__(self, store: Store, soap: Callable[..., Iterable[bytes]], address: str, user: str,
-                 password: str):
+                 password: str, wsse: bool = False):
         self.store, self.soap, self.address = store, soap, address
         self.credentials = (user, password)
+        self.wsse = wsse
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"].upper(), environ.get("PATH_INFO", "")
@@ -531,8 +575,12 @@ class Frontend:
         body = environ["wsgi.input"].read(length) if length else b""
         operation = operation_of(body)
         given = basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
-        if given is None or not all(secrets.compare_digest(a.encode(), b.encode())
-                                    for a, b in zip(given, self.credentials, strict=True)):
+        if self.wsse:
+            refused = not wsse_valid(username_token(body), *self.credentials)
+        else:
+            refused = given is None or not all(secrets.compare_digest(a.encode(), b.encode())
+                                               for a, b in zip(given, self.credentials, strict=True))
+        if refused:
             self.store.log_call(operation, 401)
             text = b"401 Unauthorized: HTTP Basic credentials required\n"
             start_response("401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
@@ -587,11 +635,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--user", default=USER)
     parser.add_argument("--password", default=PASSWORD)
+    parser.add_argument("--wsse", action="store_true", help="a WS-Security UsernameToken instead of Basic auth")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("spyne.application.client").setLevel(logging.CRITICAL + 1)  # faults are answers
     store = Store()
-    frontend = Frontend(store, make_soap_app(store), f"http://{args.host}:{args.port}/", args.user, args.password)
+    frontend = Frontend(store, make_soap_app(store), f"http://{args.host}:{args.port}/", args.user, args.password,
+                        wsse=args.wsse)
     with make_server(args.host, args.port, frontend, server_class=ThreadingWSGIServer,
                      handler_class=QuietHandler) as httpd:
         httpd.serve_forever()
@@ -615,10 +665,11 @@ class SoapService(TestRoutes):
     log: Path | None = None
 
     @classmethod
-    def start(cls, folder: Path, user: str = USER, password: str = PASSWORD) -> SoapService:
+    def start(cls, folder: Path, user: str = USER, password: str = PASSWORD, wsse: bool = False) -> SoapService:
+        """``wsse``: the calls need a WS-Security UsernameToken (text or digest) instead of Basic auth."""
         port = free_port()
         command = [sys.executable, str(Path(__file__).resolve()), "--port", str(port), "--user", user,
-                   "--password", password]
+                   "--password", password, *(["--wsse"] if wsse else [])]
         log = folder / "soapservice.log"
         probe = TestRoutes(port, None)  # type: ignore[arg-type]
         process = launch(command, folder, log, {**os.environ, "PYTHONUNBUFFERED": "1"}, probe.up, "soapservice")

@@ -104,3 +104,26 @@ def test_a_run_through_server_faults_and_dropped_answers_converges(provision, so
     assert service_state(soapservice.dump())["users"], "no user twice (service_state asserts it)"
     third = provision("run", manifest, "--output", "json")
     assert all(c["added"] + c["updated"] + c["deleted"] == 0 for c in json.loads(third.out)["object_types"].values())
+
+
+@pytest.mark.parametrize("digest", [False, True], ids=["PasswordText", "PasswordDigest"])
+def test_ws_security_username_tokens_reach_a_service_that_checks_them(tmp_path, digest, caplog):
+    from servers.soapservice import SoapService
+
+    service = SoapService.start(tmp_path / "wsse", wsse=True)
+    try:
+        auth = {"type": "wsse", "username": USER, "password": PASSWORD, "digest": digest}
+        c = SoapConnector({"type": "soap", "wsdl": service.wsdl, "auth": auth, "objects": {"users": USERS}},
+                          ConnectorContext("svc", tmp_path))
+        c.open()
+        [r] = c.apply([Operation(1, "add", "users", attributes={"userName": "wes"})])
+        assert r.ok, r.error
+        assert [u["userName"] for u in service.dump()["users"]] == ["wes"]
+        wrong = SoapConnector({"type": "soap", "wsdl": service.wsdl, "objects": {"users": USERS},
+                               "auth": {**auth, "password": "not-the-password-99"}}, ConnectorContext("svc", tmp_path))
+        wrong.open()
+        with pytest.raises(ConnectionFailed, match="HTTP 401") as caught:
+            list(wrong.apply([Operation(2, "add", "users", attributes={"userName": "eve"})]))
+        assert "not-the-password-99" not in str(caught.value) and PASSWORD not in caplog.text
+    finally:
+        service.stop()
