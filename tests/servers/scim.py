@@ -141,6 +141,8 @@ class Faults:
     drop_before_forward: int = 0
     #: answer the next N requests of any kind 502 with an HTML page, as a gateway in front would (not applied)
     html_errors: int = 0
+    #: the status those HTML pages come with (a gateway's 502, or an application server's 500)
+    html_status: int = 502
     #: answer the next N POSTs 500 with a SOAP 1.1 fault envelope (faultcode soap:Server, faultstring
     #: 'internal error'), as a failing SOAP service would (not forwarded, so not applied)
     soap_fault_500: int = 0
@@ -250,7 +252,7 @@ class FaultProxy:
         if f.delay:
             time.sleep(f.delay)
         if f.take("html_errors"):
-            return self._raw(h, 502, _BAD_GATEWAY, method, path, headers, {"Content-Type": "text/html"})
+            return self._raw(h, f.html_status, _BAD_GATEWAY, method, path, headers, {"Content-Type": "text/html"})
         if f.take("drop_before_forward"):
             return self._drop(h, method, path, headers)
         if path.endswith("/token") and method == "POST" and not f.passthrough_auth:

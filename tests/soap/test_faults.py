@@ -61,6 +61,15 @@ def test_an_html_page_is_named_and_a_read_that_meets_one_stops_the_pass(soap_pro
         list(c.read("users"))
 
 
+def test_a_500_with_an_html_page_is_named_and_tried_again_later(soap_proxy, soapservice, tmp_path):
+    c = connector(soap_proxy.url + "/?wsdl", tmp_path)
+    soap_proxy.faults.html_errors, soap_proxy.faults.html_status = 1, 500
+    [r] = c.apply([Operation(1, "add", "users", attributes={"userName": "hal"})])
+    assert not r.ok and isinstance(r.error, RetryableError) and "HTML page" in str(r.error), r.error
+    [r] = c.apply([Operation(2, "add", "users", attributes={"userName": "hal"})])
+    assert r.ok and [u["userName"] for u in soapservice.dump()["users"]] == ["hal"]
+
+
 def test_a_create_whose_answer_is_lost_is_adopted_not_duplicated(soap_proxy, soapservice, tmp_path):
     c = connector(soap_proxy.url + "/?wsdl", tmp_path)
     soap_proxy.faults.drop_after_post = 1
