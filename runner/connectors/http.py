@@ -26,9 +26,11 @@ from __future__ import annotations
 import email.utils
 import http.client
 import logging
+import os
 import random
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -273,11 +275,12 @@ class ClientCredentials(requests.auth.AuthBase):
     """OAuth 2.0 client credentials (RFC 6749 §4.4): a token fetched on first use, cached until a
     minute before ``expires_in`` says it ends, fetched again then or after a 401."""
 
-    def __init__(self, settings: HttpSettings, session_factory: Callable[[], requests.Session]):
+    def __init__(self, settings: HttpSettings, session_factory: Callable[[], requests.Session],
+                 proxies: Callable[[str], Mapping[str, str]] = lambda url: {}):
         auth = settings.auth
         self.token_url, self.client_id, self.client_secret = auth["token_url"], auth["client_id"], auth["client_secret"]
         self.scope, self.audience = auth.get("scope"), auth.get("audience")
-        self.settings, self.session_factory = settings, session_factory
+        self.settings, self.session_factory, self.proxies = settings, session_factory, proxies
         self.token: str | None = None
         self.expires_at = 0.0
         self.lock = threading.Lock()
@@ -304,7 +307,7 @@ class ClientCredentials(requests.auth.AuthBase):
         try:
             response = self.session_factory().post(
                 self.token_url, data=form, auth=(self.client_id, self.client_secret),
-                timeout=self.settings.timeout, verify=self.settings.verify)
+                timeout=self.settings.timeout, proxies=self.proxies(self.token_url))
         except requests.RequestException as exc:
             raise ConnectionFailed(f"cannot reach the OAuth token endpoint {self.token_url}: {_reason(exc)}") from None
         if response.status_code != 200:
@@ -372,8 +375,9 @@ class HttpClient:
         self.oauth: ClientCredentials | None = None
         self._lock = threading.Lock()
         self._rng = random.Random()
+        self._proxy_cache: dict[str, Mapping[str, str]] = {}
         if settings.auth.get("type") == "oauth2":
-            self.oauth = ClientCredentials(settings, self._session)
+            self.oauth = ClientCredentials(settings, self._session, self._proxies)
 
     def _session(self) -> requests.Session:
         with self._lock:
@@ -383,7 +387,12 @@ class HttpClient:
                                         max_retries=0)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
-                session.verify = self.settings.verify
+                # The environment (proxies, a CA bundle, .netrc) is read here once, not on every request
+                # as requests does by default: that lookup costs more than the rest of a request's
+                # client side (py-spy on bench/soap_export.py). Proxies are looked up once per host.
+                session.trust_env = False
+                session.verify = self.settings.verify if self.settings.verify is not True else \
+                    os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
                 session.headers["User-Agent"] = self.user_agent
                 session.headers.update(self.settings.headers)
                 auth = self.settings.auth
@@ -397,9 +406,20 @@ class HttpClient:
                     session.params = {auth["query"]: auth["value"]}  # type: ignore[assignment]
                 elif self.oauth is not None:
                     session.auth = self.oauth
+                elif self.settings.base_url:
+                    session.auth = requests.utils.get_netrc_auth(self.settings.base_url)
                 http.client.HTTPConnection.debuglevel = 0
                 self.session = session
             return self.session
+
+    def _proxies(self, url: str) -> Mapping[str, str]:
+        """The proxies the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) names for ``url``'s host, looked up once."""
+        parts = urllib.parse.urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        found = self._proxy_cache.get(key)
+        if found is None:
+            found = self._proxy_cache[key] = requests.utils.get_environ_proxies(key)
+        return found
 
     def close(self) -> None:
         with self._lock:
@@ -427,6 +447,7 @@ class HttpClient:
             self.limiter.wait()
             try:
                 response = session.request(method, url, json=json, params=params, headers=headers, data=data,
+                                           proxies=self._proxies(url),
                                            timeout=s.timeout, allow_redirects=False)
             except requests.exceptions.SSLError as exc:
                 raise ConnectionFailed(f"{self.label}: TLS verification of {s.base_url} failed ({_reason(exc)}): "

@@ -260,17 +260,18 @@ class SoapConnector(DescribedApi):
         clear_as = ((self.config.get("objects") or {}).get(spec.name) or {}).get("clear_as")
         context = {"id": op.anchor, **{k: clear_as if v is None else v for k, v in values.items()}}
         args = tpl.render(call.body, context, only=set(values)) if values else tpl.render(call.body, context)
-        self._invoke(spec, call.path, args, self._what(op))
+        self._invoke(spec, call.path, args, self._what(op), answer=False)
 
     def _send_delete(self, spec: ObjectSpec, op: Operation) -> None:
         call = spec.delete
         assert call is not None
-        self._invoke(spec, call.path, tpl.render(call.body, {"id": op.anchor, **op.attributes}), self._what(op))
+        self._invoke(spec, call.path, tpl.render(call.body, {"id": op.anchor, **op.attributes}), self._what(op),
+                     answer=False)
 
     def _send_member(self, spec: ObjectSpec, op: Operation, call: Call, context: Mapping[str, Any],
                      what: str) -> ConnectorError | None:
         try:
-            self._invoke(spec, call.path, tpl.render(call.body, context), what)
+            self._invoke(spec, call.path, tpl.render(call.body, context), what, answer=False)
         except (AlreadyExists, NotFound, ObjectError, RetryableError) as exc:
             return exc
         return None
@@ -278,7 +279,7 @@ class SoapConnector(DescribedApi):
     # ---- calling an operation -----------------------------------------------------------------
 
     def _invoke(self, spec: ObjectSpec, operation: str, args: Mapping[str, Any], what: str, *,
-                reading: bool = False, idempotent: bool = True) -> Any:
+                reading: bool = False, idempotent: bool = True, answer: bool = True) -> Any:
         """Call ``operation`` with ``args``; the answer as plain data. Faults and transport failures
         become the interface's errors (a read that fails stops the pass: ConnectionFailed)."""
         if self.service is None or self.transport is None:
@@ -288,7 +289,7 @@ class SoapConnector(DescribedApi):
         while True:
             attempt += 1
             try:
-                return self._invoke_once(spec, operation, args, what, reading)
+                return self._invoke_once(spec, operation, args, what, reading, answer)
             except (RetryableError, ConnectionFailed) as exc:
                 # a Server fault or a gateway's page on a call that is safe to repeat: again, after a pause
                 transient = isinstance(exc, RetryableError) or getattr(exc, "transient", False)
@@ -297,7 +298,7 @@ class SoapConnector(DescribedApi):
                 time.sleep(backoff_delay(attempt, self.settings.backoff, self.settings.max_backoff))
 
     def _invoke_once(self, spec: ObjectSpec, operation: str, args: Mapping[str, Any], what: str,
-                     reading: bool) -> Any:
+                     reading: bool, wanted: bool) -> Any:
         assert self.service is not None
         try:
             method = getattr(self.service, operation)
@@ -315,7 +316,7 @@ class SoapConnector(DescribedApi):
         except zeep.exceptions.XMLSyntaxError as exc:
             error = RetryableError(f"{what}: {operation} answered something that is not XML ({str(exc)[:120]})")
             raise (ConnectionFailed(str(error)) if reading else error) from None
-        return plain(zeep.helpers.serialize_object(answer, dict))
+        return plain(zeep.helpers.serialize_object(answer, dict)) if wanted else None
 
     def _fault_error(self, spec: ObjectSpec, fault: zeep.exceptions.Fault, what: str, reading: bool) -> ConnectorError:
         code = str(fault.code or "")
