@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from runner import sampledata  # noqa: E402
+from bench.wholeruns import example, report, timed  # noqa: E402
 from tests.servers.jsonserver import TOKEN, JsonServer  # noqa: E402
 
 BUDGET = 1.25
@@ -58,15 +55,6 @@ def raw_posts(url: str, bodies_file: str, threads: int) -> int:
     return 0
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return elapsed
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=5000)
@@ -79,15 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return raw_posts(args.raw[0], args.raw[1], args.concurrency)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        data = tmp / "data"
-        sampledata.make(data, args.users, 1, 7)
-        manifest = tmp / "manifests" / "hr-to-rest.yaml"
-        manifest.parent.mkdir()
-        manifest.write_text((REPO / "manifests" / "hr-to-rest.yaml").read_text()
-                            .replace("concurrency: 4", f"concurrency: {args.concurrency}"))
-        (tmp / "mappings").mkdir()
-        for name in ("person-to-rest-user.yaml", "group-to-rest-group.yaml"):
-            (tmp / "mappings" / name).write_text((REPO / "mappings" / name).read_text())
+        manifest, data = example(tmp, "hr-to-rest", ("person-to-rest-user.yaml", "group-to-rest-group.yaml"),
+                                 args.users, args.concurrency)
         server = JsonServer.start(tmp / "server")
         try:
             env = os.environ | {"REST_URL": server.url, "REST_TOKEN": TOKEN, "PROVISION_DATA": str(data)}
@@ -107,16 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                 assert len(server.records("users")) == len(bodies)
         finally:
             server.stop()
-    o, r = statistics.median(ours), statistics.median(raws)
-    print(f"{len(bodies)} users created ({args.users} HR people), {args.concurrency} threads, median of {args.repeat}")
-    print(f"raw requests POSTs  {r:7.2f} s  {len(bodies) / r:7.0f}/s   runs: {', '.join(f'{x:.2f}' for x in raws)}")
-    print(f"provision run       {o:7.2f} s  {len(bodies) / o:7.0f}/s   runs: {', '.join(f'{x:.2f}' for x in ours)}")
-    print(f"ratio {o / r:.2f}x (budget {BUDGET}x)")
-    if args.json:
-        args.json.write_text(json.dumps({"users": len(bodies), "concurrency": args.concurrency,
-                                         "raw_seconds": raws, "provision_seconds": ours, "ratio": o / r,
-                                         "budget": BUDGET}, indent=2))
-    return 0 if o / r <= BUDGET else 1
+    return report(f"{len(bodies)} users created ({args.users} HR people), {args.concurrency} threads",
+                  "raw requests POSTs", len(bodies), raws, ours, BUDGET, args.json, users=len(bodies),
+                  concurrency=args.concurrency)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from runner import sampledata  # noqa: E402
+from bench.wholeruns import example, report, timed  # noqa: E402
 from tests.servers.soapservice import PASSWORD, USER, SoapService  # noqa: E402
 
 BUDGET = 1.25
@@ -69,15 +66,6 @@ def raw_creates(wsdl: str, bodies_file: str, threads: int) -> int:
     return 0
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return elapsed
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=2000)
@@ -90,16 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         return raw_creates(args.raw[0], args.raw[1], args.concurrency)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        data = tmp / "data"
-        sampledata.make(data, args.users, 1, 7)
-        manifest = tmp / "manifests" / "hr-to-soap.yaml"
-        manifest.parent.mkdir()
-        text = (REPO / "manifests" / "hr-to-soap.yaml").read_text()
-        assert "concurrency: 4" in text, "manifests/hr-to-soap.yaml no longer says concurrency: 4"
-        manifest.write_text(text.replace("concurrency: 4", f"concurrency: {args.concurrency}"))
-        (tmp / "mappings").mkdir()
-        for name in ("person-to-soap-user.yaml", "group-to-soap-group.yaml"):
-            (tmp / "mappings" / name).write_text((REPO / "mappings" / name).read_text())
+        manifest, data = example(tmp, "hr-to-soap", ("person-to-soap-user.yaml", "group-to-soap-group.yaml"),
+                                 args.users, args.concurrency)
         service = SoapService.start(tmp / "server")
         try:
             env = os.environ | {"SOAP_WSDL": service.wsdl, "SOAP_USER": USER, "SOAP_PASSWORD": PASSWORD,
@@ -122,16 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                     "the raw run left other users than provision's"
         finally:
             service.stop()
-    o, r = statistics.median(ours), statistics.median(raws)
-    print(f"{len(bodies)} users created ({args.users} HR people), {args.concurrency} threads, median of {args.repeat}")
-    print(f"raw zeep createUser {r:7.2f} s  {len(bodies) / r:7.0f}/s   runs: {', '.join(f'{x:.2f}' for x in raws)}")
-    print(f"provision run       {o:7.2f} s  {len(bodies) / o:7.0f}/s   runs: {', '.join(f'{x:.2f}' for x in ours)}")
-    print(f"ratio {o / r:.2f}x (budget {BUDGET}x)")
-    if args.json:
-        args.json.write_text(json.dumps({"users": len(bodies), "concurrency": args.concurrency,
-                                         "raw_seconds": raws, "provision_seconds": ours, "ratio": o / r,
-                                         "budget": BUDGET}, indent=2))
-    return 0 if o / r <= BUDGET else 1
+    return report(f"{len(bodies)} users created ({args.users} HR people), {args.concurrency} threads",
+                  "raw zeep createUser", len(bodies), raws, ours, BUDGET, args.json, users=len(bodies),
+                  concurrency=args.concurrency)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import jmespath.exceptions
 
@@ -37,6 +37,7 @@ from runner.connectors.base import (
     ConfigurationError,
     ConnectionFailed,
     Connector,
+    ConnectorContext,
     ConnectorError,
     NotFound,
     ObjectError,
@@ -47,6 +48,7 @@ from runner.connectors.base import (
     Result,
     WatermarkExpired,
 )
+from runner.connectors.http import HttpClient, HttpSettings
 from runner.connectors.jpath import search
 from runner.connectors.paging import Paging
 
@@ -174,12 +176,31 @@ def expressions(spec: ObjectSpec) -> dict[tuple[str, ...], str]:
 
 
 class DescribedApi(Connector):
-    """What a connector over an API described in the manifest does, whatever carries its calls."""
+    """What a connector over an API described in the manifest does, whatever carries its calls.
 
-    specs: dict[str, ObjectSpec]
-    concurrency: int = 1
+    A subclass sets ``object_spec``: the function that reads one object's block (with the
+    connector's block for its defaults) into an :class:`ObjectSpec`."""
+
     #: what a record is called in messages ("a JSON object", "a SOAP record")
     record_kind: str = "an object"
+    object_spec: ClassVar[Callable[[str, Mapping[str, Any], Mapping[str, Any]], ObjectSpec]]
+
+    def __init__(self, config: Mapping[str, Any], context: ConnectorContext):
+        super().__init__(config, context)
+        self.settings = HttpSettings.from_config(config, context.base_dir)
+        self.concurrency = self.settings.concurrency
+        try:
+            self.specs: dict[str, ObjectSpec] = {
+                name: type(self).object_spec(name, block or {}, config)
+                for name, block in (config.get("objects") or {}).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"{self._label()}: {exc}") from None
+        self.client: HttpClient | None = None
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
     # ---- transport: the subclass's part ---------------------------------------------------------
 

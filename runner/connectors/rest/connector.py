@@ -29,7 +29,6 @@ from runner.connectors.base import (
     AlreadyExists,
     ConfigurationError,
     ConnectionFailed,
-    ConnectorContext,
     ConnectorError,
     NotFound,
     ObjectError,
@@ -39,7 +38,6 @@ from runner.connectors.base import (
 from runner.connectors.described import Answers, Call, DescribedApi, ObjectSpec, Rule
 from runner.connectors.http import (
     HttpClient,
-    HttpSettings,
     RequestLost,
     check_settings,
     error_for,
@@ -56,17 +54,7 @@ class RestConnector(DescribedApi):
     interface_version = 2
     config_schema = cfg.CONFIG_SCHEMA
     record_kind = "a JSON object"
-
-    def __init__(self, config: Mapping[str, Any], context: ConnectorContext):
-        super().__init__(config, context)
-        self.settings = HttpSettings.from_config(config, context.base_dir)
-        self.concurrency = self.settings.concurrency
-        try:
-            self.specs = {name: cfg.object_spec(name, block or {}, config)
-                          for name, block in (config.get("objects") or {}).items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigurationError(f"{self._label()}: {exc}") from None
-        self.client: HttpClient | None = None
+    object_spec = staticmethod(cfg.object_spec)
 
     # ---- facts --------------------------------------------------------------------------------
 
@@ -87,11 +75,6 @@ class RestConnector(DescribedApi):
             raise ConfigurationError(f"{self._label()}: url is required")
         self.client = HttpClient(self.settings, label=self._label(), logger=self.context.logger,
                                  user_agent="provision-rest")
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
 
     def ping(self) -> None:
         if self.client is None:

@@ -50,7 +50,7 @@ from runner.connectors.base import (
     Throttled,
 )
 from runner.connectors.described import Call, DescribedApi, ObjectSpec, Rule
-from runner.connectors.http import HttpClient, HttpSettings, RequestLost, backoff_delay, mask, protect
+from runner.connectors.http import HttpClient, RequestLost, backoff_delay, mask, protect
 from runner.connectors.jpath import search
 from runner.connectors.paging import Paging
 from runner.connectors.soap import config as cfg
@@ -94,17 +94,10 @@ class SoapConnector(DescribedApi):
     interface_version = 2
     config_schema = cfg.CONFIG_SCHEMA
     record_kind = "a SOAP record"
+    object_spec = staticmethod(cfg.object_spec)
 
     def __init__(self, config: Mapping[str, Any], context: ConnectorContext):
         super().__init__(config, context)
-        self.settings = HttpSettings.from_config(config, context.base_dir)
-        self.concurrency = self.settings.concurrency
-        try:
-            self.specs = {name: cfg.object_spec(name, block or {}, config)
-                          for name, block in (config.get("objects") or {}).items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigurationError(f"{self._label()}: {exc}") from None
-        self.client: HttpClient | None = None
         self.zeep: zeep.Client | None = None
         self.service: Any = None
         self.transport: _Transport | None = None
@@ -179,9 +172,7 @@ class SoapConnector(DescribedApi):
                 f"{'.'.join(map(str, where))}: {message}" for where, message in problems))
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        super().close()
         self.zeep = self.service = self.transport = None
 
     def ping(self) -> None:
