@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import __version__, durations, secrets
+from runner.actions import Action
 from runner.errors import ManifestError, ProvisionError, StoppedError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
@@ -440,7 +441,8 @@ def _stop_on_signals(time_limit: tuple[str, float] | None = None) -> Any:
     return flag
 
 
-_SYMBOL = {"add": "+", "update": "~", "disable": "!", "delete": "-", "rename": ">", "replace": "±"}
+_SYMBOL = {Action.ADD: "+", Action.UPDATE: "~", Action.DISABLE: "!", Action.DELETE: "-", Action.RENAME: ">",
+           Action.REPLACE: "±"}
 
 
 def _plan_line(item: Any) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.actions import Action
 from runner.engine.context import RunContext, RunOptions
 from runner.engine.plan import PlanItem
 from runner.engine.run import Summary, execute
@@ -117,7 +118,7 @@ def check(path: str | Path, options: RunOptions, fix: bool = False, links: bool 
 def _difference(object_type: str, situation: str, key: str, detail: dict[str, Any],
                 item: PlanItem | None) -> Difference:
     attributes: dict[str, dict[str, Any]] = {}
-    if item is not None and item.action == "add":
+    if item is not None and item.action == Action.ADD:
         pass  # nothing of it is there: every attribute would be listed as expected
     elif item is not None:  # the plan's old -> new: what the target holds -> what the mappings say
         for attr, change in item.changes.items():

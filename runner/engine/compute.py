@@ -21,6 +21,7 @@ from collections.abc import Collection
 from typing import Any
 
 from runner import durations
+from runner.actions import Action
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import attribute_changes, comparer, same_name, stored_form
 from runner.engine.matching import MatchConflict, Matcher, pick_unique
@@ -105,16 +106,16 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                 if not linked:
                     page.forget.append(row.anchor)
                 elif ot.when_deleted == "delete" or restore_window_over(row, ot):
-                    page.add(row, "delete", Change(gone=True))
+                    page.add(row, Action.DELETE, Change(gone=True))
                 elif ot.when_deleted == "disable" and not row.disabled:
-                    page.add(row, "disable", _disable_change(ot, row, gone=True))
+                    page.add(row, Action.DISABLE, _disable_change(ot, row, gone=True))
                 else:
                     page.cleared.append(row.anchor)
             elif not row.in_scope:
                 if linked and not row.disabled and ot.when_out_of_scope == "delete":
-                    page.add(row, "delete", Change())
+                    page.add(row, Action.DELETE, Change())
                 elif linked and not row.disabled and ot.when_out_of_scope == "disable":
-                    page.add(row, "disable", _disable_change(ot, row))
+                    page.add(row, Action.DISABLE, _disable_change(ot, row))
                 else:
                     page.cleared.append(row.anchor)
             else:
@@ -161,7 +162,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     page.fail(ctx, ot, counts, row, "map", str(exc))
                     continue
                 values = _payload_values(with_create_defaults(desired, mapper), mapper)
-                page.add(row, "add", Change(set=values, name=name, partition=partition), name=name,
+                page.add(row, Action.ADD, Change(set=values, name=name, partition=partition), name=name,
                          partition=partition)
                 continue
             # --full-export on a target that was just read sends what differs from what it holds,
@@ -179,9 +180,9 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
             if renamed or moved:
                 change.name, change.old_name = name or row.target_name, row.target_name
                 change.partition, change.old_partition = partition or row.target_partition, row.target_partition
-                page.add(row, "rename", change, name=change.name)
+                page.add(row, Action.RENAME, change, name=change.name)
             elif change.attribute_changes():
-                page.add(row, "update", change)
+                page.add(row, Action.UPDATE, change)
             else:
                 page.cleared.append(row.anchor)
         if page.findings:

@@ -7,15 +7,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from runner.actions import COUNTED_AS
 from runner.connectors.base import Capabilities, Connector
 from runner.errors import Interrupted
 from runner.manifest.model import Manifest, ObjectType
 from runner.provlog import ProvisioningLog
 from runner.state.store import StateStore
-
-# pending action -> the count it lands in
-COUNTED_AS = {"add": "added", "update": "updated", "rename": "renamed", "disable": "disabled",
-              "delete": "deleted", "delete_first": "deleted", "replace": "added", "set_password": "updated"}
 
 
 @dataclass

@@ -51,6 +51,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.actions import Action
 from runner.connectors.base import (
     AlreadyExists,
     Capabilities,
@@ -88,13 +89,13 @@ SHARES_PER_THREAD = 4  # a round is dealt in this many shares per thread, so no 
 FLUSH_EVERY = 500  # results recorded at least this often...
 FLUSH_SECONDS = 1.0  # ...and at least this often
 # (actions, children first?)
-PHASES: tuple[tuple[tuple[str, ...], bool], ...] = (
-    (("delete_first",), True),
-    (("add", "replace", "update", "rename", "disable", "set_password"), False),
-    (("delete",), True),
+PHASES: tuple[tuple[tuple[Action, ...], bool], ...] = (
+    ((Action.DELETE_FIRST,), True),
+    ((Action.ADD, Action.REPLACE, Action.UPDATE, Action.RENAME, Action.DISABLE, Action.SET_PASSWORD), False),
+    ((Action.DELETE,), True),
 )
 FORWARD, DELETES = PHASES[:2], PHASES[2:]
-OP_KIND = {"delete_first": "delete"}
+OP_KIND = {Action.DELETE_FIRST: Action.DELETE}
 
 MAX_RETRIES = 3  # in-run retries of an operation the connector calls retryable (timeouts, throttling)
 FIRST_BACKOFF = 0.5  # seconds; doubles per retry unless the connector says how long (retry_after)
@@ -223,10 +224,10 @@ class _Exporter:
             add, gone = rows[add_anchor], rows[delete_anchor]
             if self.caps.delete_add_as_replace:
                 add.change.replaces, add.change.replaces_gone = delete_anchor, gone.change.gone
-                self.store.update_pending(self.type_id, add_anchor, "replace", add.change, old_target)
+                self.store.update_pending(self.type_id, add_anchor, Action.REPLACE, add.change, old_target)
                 self.store.drop_pending(self.type_id, [delete_anchor])
             else:
-                self.store.update_pending(self.type_id, delete_anchor, "delete_first", gone.change, old_target)
+                self.store.update_pending(self.type_id, delete_anchor, Action.DELETE_FIRST, gone.change, old_target)
         self.store.commit()
 
     def sweep(self, actions: Sequence[str], deepest_first: bool, force: bool) -> tuple[int, int]:
@@ -345,34 +346,34 @@ class _Exporter:
             add_values, remove_values = {}, {}
         kind, password = OP_KIND.get(action, action), None
         passwords = {a: attributes.pop(a) for a in list(attributes) if a in self.mapper.passwords}
-        if action == "rename":
+        if action == Action.RENAME:
             if change.attribute_changes():
-                prepared.followup = self._next(row, "update", Change(set=change.set, add=change.add,
+                prepared.followup = self._next(row, Action.UPDATE, Change(set=change.set, add=change.add,
                                                                      remove=change.remove, old=change.old,
                                                                      followup=True))
             attributes, add_values, remove_values, prepared.kept_set, prepared.kept_add, prepared.removed = \
                 {}, {}, {}, {}, {}, {}
         elif passwords:
             password = next(iter(passwords.values()))
-            first_pass = kind in ("add", "replace") and self.caps.password_in_first_pass
-            only_password = kind in ("update", "set_password") and not (attributes or add_values or remove_values)
+            first_pass = kind in (Action.ADD, Action.REPLACE) and self.caps.password_in_first_pass
+            only_password = kind in (Action.UPDATE, Action.SET_PASSWORD) and not (attributes or add_values or remove_values)
             if only_password:
-                kind = "set_password"
+                kind = Action.SET_PASSWORD
             elif not first_pass:
                 for attr in passwords:  # the object is created without it; the state learns it with the second step
                     prepared.kept_set.pop(attr, None)
-                prepared.followup = self._next(row, "set_password",
+                prepared.followup = self._next(row, Action.SET_PASSWORD,
                                                Change(set={a: SENSITIVE for a in passwords}, followup=True))
                 password = None
         if chunked is not None and prepared.followup is None:
-            prepared.followup = self._next(row, "update", chunked[3])
+            prepared.followup = self._next(row, Action.UPDATE, chunked[3])
         prepared.op = Operation(
             index, kind, self.ot.target.object, anchor=row.target_anchor,
             name=change.name or row.name, attributes=attributes, add_values=add_values,
             remove_values=remove_values, password=password, partition=change.partition or row.partition,
             old_name=change.old_name, key=operation_key(self.ctx, self.ot, row), source_anchor=row.source_anchor,
             attempt=row.attempts + 1, old_partition=change.old_partition,
-            version=self.versions.get(row.target_anchor or "") if row.action != "add" else None)
+            version=self.versions.get(row.target_anchor or "") if row.action != Action.ADD else None)
         return prepared
 
     def _next(self, row: PendingExport, action: str, change: Change) -> PendingExport:
@@ -384,7 +385,7 @@ class _Exporter:
         """Split a multi-valued change bigger than the connector takes in one operation:
         (lists to set now, values to add now, values to remove now, the rest as a follow-up)."""
         limit = self.caps.max_values_per_operation
-        if not limit or row.action not in ("add", "update") or self._needs_password_step(row):
+        if not limit or row.action not in (Action.ADD, Action.UPDATE) or self._needs_password_step(row):
             return None
         sets = {a: v for a, v in row.change.set.items() if a in self.mapper.multi_valued and isinstance(v, list)}
         total = sum(map(len, sets.values())) + sum(map(len, row.change.add.values())) + \
@@ -404,7 +405,7 @@ class _Exporter:
         return now_set, now_add, now_remove, rest
 
     def _needs_password_step(self, row: PendingExport) -> bool:
-        return row.action in ("add", "replace") and not self.caps.password_in_first_pass and \
+        return row.action in (Action.ADD, Action.REPLACE) and not self.caps.password_in_first_pass and \
             any(a in self.mapper.passwords for a in row.change.set)
 
     def _clear_values(self, anchor: str) -> dict[str, Any]:
@@ -453,7 +454,7 @@ class _Exporter:
         self._flush()
         for p in prepared:
             self.flight[p.op.id] = p
-            if p.row.action == "add":
+            if p.row.action == Action.ADD:
                 self.flight_adds.add(p.row.source_anchor)
         self.flight_depth = prepared[0].row.depth
         if self.workers is None:
@@ -508,7 +509,7 @@ class _Exporter:
         if p is None:
             return  # a connector must report each operation once; ignore anything else
         self._record(p, result)
-        if p.row.action == "add" and not (self.exists and self.exists[-1] is p.row):
+        if p.row.action == Action.ADD and not (self.exists and self.exists[-1] is p.row):
             self.flight_adds.discard(p.row.source_anchor)  # one that found its object there waits for adoption
         self._maybe_flush()
 
@@ -522,7 +523,7 @@ class _Exporter:
             p = self.flight.pop(op.id, None)
             if p is None:
                 continue
-            if p.row.action == "add":
+            if p.row.action == Action.ADD:
                 self.flight_adds.discard(p.row.source_anchor)
             if not started:
                 self.done.resend.append(p.row.source_anchor)
@@ -545,22 +546,22 @@ class _Exporter:
 
     def _record(self, p: Prepared, result: Result) -> None:
         row, action, done = p.row, p.row.action, self.done
-        if not result.ok and not (action in ("delete", "delete_first") and isinstance(result.error, NotFound)):
+        if not result.ok and not (action in (Action.DELETE, Action.DELETE_FIRST) and isinstance(result.error, NotFound)):
             self._record_failure(row, action, result.error)
             return
         digest = self.store.sensitive_digest
         name = result.name or p.op.name
         partition = p.op.partition
         target_anchor = str(result.anchor or row.target_anchor or "")
-        if action in ("add", "replace"):
+        if action in (Action.ADD, Action.REPLACE):
             data = {k: stored_form(k, v, self.mapper, digest) for k, v in p.kept_set.items()}
             data.update(self._stored(result))
-            if action == "replace":
+            if action == Action.REPLACE:
                 done.deletes.append(Deleted(row.change.replaces or "", row.target_anchor, row.change.replaces_gone))
-                self.counts.count("delete", source_present=not row.change.replaces_gone)
+                self.counts.count(Action.DELETE, source_present=not row.change.replaces_gone)
             done.adds.append(Added(row.source_anchor, target_anchor, data, name, partition, result.version))
             changes = changes_for_log(p.kept_set, None, self.mapper.sensitive)
-        elif action in ("delete", "delete_first"):
+        elif action in (Action.DELETE, Action.DELETE_FIRST):
             done.deletes.append(Deleted(row.source_anchor, row.target_anchor, row.change.gone))
             changes = {}
         else:
@@ -582,10 +583,10 @@ class _Exporter:
                 done.dirty.append(row.source_anchor)
             data.update(stored)
             done.updates.append(Updated(row.source_anchor, row.target_anchor or "", target_anchor, data,
-                                        action == "disable", name, partition, result.version, added, removed,
+                                        action == Action.DISABLE, name, partition, result.version, added, removed,
                                         tuple(sorted({*p.kept_set, *p.kept_add, *p.removed}))))
             changes = self._log_changes(p, before)
-            if action == "rename":
+            if action == Action.RENAME:
                 changes["__name__"] = {"old": row.change.old_name, "new": name}
         if p.followup is not None:
             p.followup.target_anchor = target_anchor
@@ -600,7 +601,7 @@ class _Exporter:
 
     def _record_failure(self, row: PendingExport, action: str, error: ConnectorError | None) -> None:
         done = self.done
-        if isinstance(error, NotFound) and action in ("update", "disable", "rename", "set_password"):
+        if isinstance(error, NotFound) and action in (Action.UPDATE, Action.DISABLE, Action.RENAME, Action.SET_PASSWORD):
             # gone from the target (deleted by hand): the link goes, and the run computes and
             # sends it again as an add (export_type returns these)
             done.recompute.append(Recompute(row.source_anchor, row.target_anchor or ""))
@@ -610,15 +611,15 @@ class _Exporter:
                              error=f"{_error_text(error)}; the object is gone from the target: it is created again",
                              target_anchor=row.target_anchor)
             return
-        if isinstance(error, NotFound) and action == "replace":
+        if isinstance(error, NotFound) and action == Action.REPLACE:
             # the object it replaces is gone already: an add of the new one is all that is left
             row.change.replaces = None
-            done.followups.append(PendingExport(row.source_anchor, "add", None, row.change, row.name, row.depth,
+            done.followups.append(PendingExport(row.source_anchor, Action.ADD, None, row.change, row.name, row.depth,
                                                 row.partition))
             done.settled.append(row.source_anchor)
             self.again += 1
             return
-        if isinstance(error, AlreadyExists) and action == "add":
+        if isinstance(error, AlreadyExists) and action == Action.ADD:
             # an object made by someone else, or by a run whose result was lost: it is looked up
             # by its correlation and adopted once this round is recorded (it stays in flight
             # until then, so a kill meanwhile leaves it to the next run's recovery)

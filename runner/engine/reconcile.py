@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from runner.actions import Action
 from runner.connectors.base import ConnectionFailed, Record
 from runner.engine import cadence
 from runner.engine.context import RunContext, TypeCounts
@@ -380,8 +381,8 @@ def settle_orphans(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Type
                 change = (Change(gone=True) if reaction == "delete" else
                           Change(set=dict(ot.target.disable), old={k: o.data.get(k) for k in ot.target.disable},
                                  gone=True))
-                exports.append(PendingExport(ORPHAN_PREFIX + o.target_anchor, reaction, o.target_anchor, change,
-                                             o.name, depth(o.name), o.partition))
+                exports.append(PendingExport(ORPHAN_PREFIX + o.target_anchor, Action(reaction), o.target_anchor,
+                                             change, o.name, depth(o.name), o.partition))
         store.set_pending(type_id, exports, [])
         ctx.heartbeat()
         store.commit()

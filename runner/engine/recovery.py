@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from runner.actions import Action
 from runner.connectors.base import ConfigurationError, Record
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.matching import fold
@@ -73,7 +74,7 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
     for row in rows:
         hits = found.get(row.source_anchor, [])
         action = row.action
-        if action in ("add", "replace"):
+        if action in (Action.ADD, Action.REPLACE):
             owners = {taken[str(h.anchor)] for h in hits if str(h.anchor) in taken} - {row.source_anchor}
             hits = [h for h in hits if str(h.anchor) not in taken or taken[str(h.anchor)] == row.source_anchor]
             if conflicts is not None and not hits:
@@ -86,7 +87,7 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
                 counts.touched += not row.change.gone
             elif len(hits) == 1:
                 _adopt(ctx, ot, row, hits[0], states, done)
-                if action == "replace" and row.change.replaces:
+                if action == Action.REPLACE and row.change.replaces:
                     done.deletes.append(Deleted(row.change.replaces, row.target_anchor, row.change.replaces_gone))
             elif len(hits) > 1:
                 stuck.append(Failed(row.source_anchor, f"{len(hits)} target objects match its correlation "
@@ -94,13 +95,13 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
                                     "remains"))
             else:
                 done.resend.append(row.source_anchor)
-        elif action in ("update", "disable", "rename"):
+        elif action in (Action.UPDATE, Action.DISABLE, Action.RENAME):
             if hits:
                 _reread(ctx, ot, mapper, row, hits[0], states, before, done)
             else:
                 done.recompute.append(Recompute(row.source_anchor, row.target_anchor or ""))
                 done.settled.append(row.source_anchor)
-        elif action in ("delete", "delete_first"):
+        elif action in (Action.DELETE, Action.DELETE_FIRST):
             if hits:
                 done.resend.append(row.source_anchor)
             else:
@@ -113,7 +114,8 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
         store.keep_in_doubt(ctx.type_ids[ot.name], stuck)
     counts.failed += len(stuck)
     for f in stuck + done.failures:
-        ctx.log.add(ot.name, f.source_anchor, "add" if conflicts is not None else "recover", "failed", error=f.error)
+        ctx.log.add(ot.name, f.source_anchor, Action.ADD if conflicts is not None else "recover", "failed",
+                    error=f.error)
     for a in done.adds:
         ctx.log.add(ot.name, a.source_anchor, "recover", "ok", changes={"adopted": {"new": a.target_anchor}},
                     target_anchor=a.target_anchor)
@@ -193,7 +195,7 @@ class Finder:
 
     def _ask(self, row: PendingExport) -> list[Record]:
         partition = row.change.partition or row.partition
-        if row.action in ("add", "replace"):
+        if row.action in (Action.ADD, Action.REPLACE):
             key = self._key(row)
             if key is None:
                 return []
@@ -211,7 +213,7 @@ class Finder:
         by_values: dict[tuple[str, ...], list[str]] = defaultdict(list)
         by_name: dict[str, list[str]] = defaultdict(list)
         for row in rows:
-            if row.action not in ("add", "replace"):
+            if row.action not in (Action.ADD, Action.REPLACE):
                 by_anchor[str(row.target_anchor)].append(row.source_anchor)
                 continue
             key = self._key(row)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 
+from runner.actions import REMOVALS, Action
 from runner.engine.context import RunContext, TypeCounts
 from runner.manifest.model import ObjectType
 
 DEFAULT_SHARE = 0.10
 DEFAULT_MINIMUM = 5
-GUARDED = ("delete", "delete_first", "disable")
-REMOVALS = ("delete", "delete_first")  # the guarded actions after which an object no longer exists
+GUARDED = (Action.DELETE, Action.DELETE_FIRST, Action.DISABLE)
 ALL = -1  # --allow-deletes all
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runner.actions import Action
 from runner.engine import retries  # the back-off schedule: a module of plain functions, no engine state
 from runner.mapping.names import normalize_dn
 from runner.state import tables as t
@@ -49,7 +50,7 @@ def _select() -> sa.Select:
 
 
 def _rows(result: Iterable[Any]) -> list[PendingExport]:
-    return [PendingExport(r.source_anchor, r.action, r.target_anchor, Change.from_json(r.payload), r.name, r.depth,
+    return [PendingExport(r.source_anchor, Action(r.action), r.target_anchor, Change.from_json(r.payload), r.name, r.depth,
                           r.partition, r.attempts, r.last_error, r.revision or "", r.sent_run, r.next_attempt or "",
                           bool(r.held), r.failed_runs or 0) for r in result]
 
@@ -65,7 +66,7 @@ def _due(due: str | None) -> list[sa.ColumnElement[bool]]:
 
 
 class ExportMixin(ComputeMixin):
-    def pending_page(self, type_id: int, run_id: str, actions: Sequence[str], after: tuple[int, str] | None,
+    def pending_page(self, type_id: int, run_id: str, actions: Sequence[Action], after: tuple[int, str] | None,
                      limit: int, deepest_first: bool = False, due: str | None = None) -> list[PendingExport]:
         """Pending exports not yet attempted by this run, not in doubt and due (``due``: the time
         up to which next attempts are due; None: every one): parents before children (or children
@@ -105,7 +106,7 @@ class ExportMixin(ComputeMixin):
             depth, anchor = self._next_depth(type_id, actions, depth, deepest_first), None
         return []
 
-    def _next_depth(self, type_id: int, actions: Sequence[str], depth: int | None, deepest_first: bool) -> int | None:
+    def _next_depth(self, type_id: int, actions: Sequence[Action], depth: int | None, deepest_first: bool) -> int | None:
         """The next name depth holding pending exports of ``actions`` after ``depth`` (None: the
         first): one index lookup per action."""
         pe = t.pending.c
@@ -155,7 +156,7 @@ class ExportMixin(ComputeMixin):
         freed: dict[str, list[tuple[str, str | None]]] = {}
         for anchor, target_anchor, name in self.conn.execute(
                 sa.select(pe.source_anchor, pe.target_anchor, pe.name)
-                .where(pe.type_id == type_id, pe.action == "delete", pe.name.is_not(None), pe.sent_run.is_(None))):
+                .where(pe.type_id == type_id, pe.action == Action.DELETE, pe.name.is_not(None), pe.sent_run.is_(None))):
             freed.setdefault(name, []).append((anchor, target_anchor))
         found: list[tuple[str, str, str | None]] = []
         if not freed:
@@ -171,7 +172,7 @@ class ExportMixin(ComputeMixin):
                 return found
             after = rows[-1].source_anchor
             found += [(anchor, gone, target) for anchor, name, action, sent in rows
-                      if action == "add" and sent is None and name is not None
+                      if action == Action.ADD and sent is None and name is not None
                       for gone, target in freed.get(name, ())]
 
     def all_pending_for(self, type_id: int, anchors: Sequence[str]) -> list[PendingExport]:
@@ -207,7 +208,7 @@ class ExportMixin(ComputeMixin):
             # anchors up by key, once per page of the export (quadratic at 100k objects)
             found.update(anchor for anchor, action in self.conn.execute(sa.select(pe.source_anchor, pe.action).where(
                 pe.type_id == type_id, pe.source_anchor.in_(part),
-                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))) if action == "add")
+                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))) if action == Action.ADD)
         return found
 
     def waiting(self, type_id: int, run_id: str, due: str | None) -> Waiting:

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+from runner.actions import Action
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -77,7 +79,7 @@ class PendingExport:
     """
 
     source_anchor: str
-    action: str
+    action: Action
     target_anchor: str | None
     change: Change
     name: str | None = None
