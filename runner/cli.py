@@ -582,6 +582,11 @@ def _run_lines(run: dict[str, Any], order: list[str]) -> list[str]:
     elif run["status"] == "abandoned":
         head += "  (killed or crashed; the next run settled what it left in doubt)"
     lines = [head]
+    if run.get("manifest_hash"):
+        commit = run.get("manifest_commit")
+        lines.append(f"      manifest {run['manifest_hash'][:12]}" + (
+            f" at commit {commit.rstrip('+')[:12]}" + (" with changes not committed" if commit.endswith("+") else "")
+            if commit else " (not in a git repository)"))
     summary = run.get("summary") or {}
     plan = run["kind"] == "plan"
     counts = summary.get("object_types") or {}

@@ -54,7 +54,8 @@ def test_cycle_matches_the_model(quickstart_env, provision, tmp_path: Path, peop
 def test_json_output_is_one_object_with_the_documented_keys(quickstart_env, provision):
     quickstart_env()
     out = run_json(provision)
-    assert set(out) == {"pipeline", "run_id", "status", "started", "finished", "object_types"}
+    assert set(out) == {"pipeline", "run_id", "status", "started", "finished", "object_types", "manifest"}
+    assert len(out["manifest"]["hash"]) == 64 and set(out["manifest"]) == {"hash", "commit", "modified"}
     assert out["pipeline"] == "quickstart"
     assert out["started"] <= out["finished"]
     for counts in out["object_types"].values():

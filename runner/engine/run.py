@@ -29,6 +29,7 @@ from runner.engine.recovery import recover
 from runner.errors import Interrupted, UsageError
 from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
+from runner.manifest.provenance import provenance
 from runner.mapping.mapper import Mapper
 from runner.provlog import ProvisioningLog
 from runner.state.dry import dry_store
@@ -48,11 +49,14 @@ class Summary:
     taken_over: str | None = None
     # set when the pipeline is quarantined: this run stopped at the probe, or quarantined it
     quarantine: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None  # where the manifest came from (runner/manifest/provenance.py)
 
     def as_json(self) -> dict[str, Any]:
         out = {"pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
                "started": self.started, "finished": self.finished,
                "object_types": {name: c.as_dict() for name, c in self.object_types.items()}}
+        if self.manifest is not None:
+            out["manifest"] = self.manifest
         if self.quarantine is not None:
             out["quarantine"] = self.quarantine
         if self.stopped_by:
@@ -100,9 +104,13 @@ def execute(path: str | Path, options: RunOptions,
         if holder is not None:
             summary.taken_over = holder.describe()
             logger.warning("took over the lock of a run that is no longer alive (%s)", holder.describe())
-        store.start_run(run_id, manifest.name, "plan" if options.plan else "run", summary.started)
+        origin = provenance(manifest.path)
+        summary.manifest = origin.as_json()
+        store.start_run(run_id, manifest.name, "plan" if options.plan else "run", summary.started, origin.hash,
+                        None if origin.commit is None else origin.commit + ("+" if origin.modified else ""))
         log = ProvisioningLog(None if options.plan else store, manifest.name, run_id,
                               None if options.plan else log_path(manifest, options.log_file))
+        log.add("*", "*", "run", "started", changes={"manifest": origin.as_json()})
         for connector in loaded.connectors.values():
             connector.context.run_id = run_id
             connector.context.redact = secrets.redact

@@ -103,9 +103,11 @@ class RunsMixin(Base):
 
     # ---- runs ------------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, pipeline: str, kind: str, started: str) -> None:
-        self.conn.execute(t.runs.insert().values(run_id=run_id, pipeline=pipeline, kind=kind,
-                                                 started=started, status="running"))
+    def start_run(self, run_id: str, pipeline: str, kind: str, started: str, manifest_hash: str | None = None,
+                  manifest_commit: str | None = None) -> None:
+        self.conn.execute(t.runs.insert().values(run_id=run_id, pipeline=pipeline, kind=kind, started=started,
+                                                 status="running", manifest_hash=manifest_hash,
+                                                 manifest_commit=manifest_commit))
         self.commit()
 
     def finish_run(self, run_id: str, status: str, finished: str, summary: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -58,6 +58,8 @@ runs = sa.Table(
     sa.Column("finished", sa.String(40)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("summary", Doc),
+    sa.Column("manifest_hash", sa.String(64)),  # runner/manifest/provenance.py
+    sa.Column("manifest_commit", sa.String(64)),  # HEAD of the manifest's git repository, "+" when modified
 )
 
 # What the source held when last read. dirty: changed since last computed. exists_after: will the
@@ -359,8 +361,17 @@ def _to_v5(conn: sa.Connection) -> None:
     conn.execute(source_objects.update().where(so.deleted.is_(True)).values(gone_at=now_iso()))
 
 
+def _to_v6(conn: sa.Connection) -> None:
+    """Each run records where its manifest came from (a hash of its files, the git commit)."""
+    q = conn.dialect.identifier_preparer.quote
+    have = {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+    for column in ("manifest_hash", "manifest_commit"):
+        if column not in have:
+            conn.exec_driver_sql(f"ALTER TABLE {q('runs')} ADD COLUMN {q(column)} VARCHAR(64)")
+
+
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}
 
 
 class IncompatibleStore(RuntimeError):
