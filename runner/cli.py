@@ -180,7 +180,9 @@ def _parser() -> argparse.ArgumentParser:
                            ("plan", "import and compute; print what run would export, change nothing in targets")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("file", type=Path, metavar="FILE")
-        p.add_argument("--output", choices=("text", "json"), default="text")
+        p.add_argument("--output", "--format", choices=("text", "json", "markdown") if name == "plan" else
+                       ("text", "json"), default="text",
+                       help="markdown (plan): counts and operations to paste into a pull request")
         p.add_argument("--object-type", action="append", default=[], metavar="NAME",
                        help="only this object type (repeatable)")
         p.add_argument("--no-import", action="store_true",
@@ -346,6 +348,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             out["changes"] = [vars(i) for i in items]
             out["changes_not_shown"] = more
         print(secrets.redact(json.dumps(out, ensure_ascii=False, default=str)))
+        return summary.exit_code
+    if args.output == "markdown":
+        from runner.report import plan_markdown
+
+        print(plan_markdown(summary, items, more))
         return summary.exit_code
     print(_summary_text(summary, args.plan))  # counts first, then each object, as terraform plan does
     for item in items:

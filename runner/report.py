@@ -180,3 +180,63 @@ def adopt_lines(report: Any) -> list[str]:
         else:
             lines.append(f"  {d.situation} {d.object_type} {d.anchor}" + (f": {d.note}" if d.note else ""))
     return lines
+
+
+# ---- a plan as Markdown, for a pull request ---------------------------------------------------------
+
+_MD_SYMBOL = {"add": "➕", "update": "✏️", "rename": "↪️", "disable": "⏸️", "delete": "🗑️", "replace": "🔁"}
+
+
+def plan_markdown(summary: Any, items: list[Any], more: int) -> str:
+    """``provision plan --output markdown``: the counts as a table, then each object's operation with
+    its attribute changes, folded per object type: what a reviewer pastes into the pull request that
+    changes the manifest. Secrets are masked as everywhere else."""
+    lines = [f"### provision plan: `{summary.pipeline}`", ""]
+    origin = summary.manifest or {}
+    if origin.get("hash"):
+        where = f"commit `{origin['commit'][:12]}`" if origin.get("commit") else "no git repository"
+        modified = ", with changes not committed" if origin.get("modified") else ""
+        lines += [f"Manifest `{origin['hash'][:12]}` ({where}{modified}); plan `{summary.run_id}`: "
+                  f"**{summary.status}**.", ""]
+    lines += ["| object type | imported | add | update | rename | disable | delete | unchanged | failed |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    notes = []
+    for name, c in summary.object_types.items():
+        lines.append(f"| {name} | {c.imported} | {c.added} | {c.updated} | {c.renamed} | {c.disabled} | {c.deleted} "
+                     f"| {c.unchanged} | {c.failed} |")
+        if c.guard:
+            notes.append(f"- **{name}**: the deletion guard would stop this run: {c.guard}")
+        if c.error:
+            notes.append(f"- **{name}**: stopped: {c.error}")
+        if c.reconciled:
+            found = ", ".join(f"{n} {s}" for s, n in c.reconciled.items() if n and s != "linked")
+            if found:
+                notes.append(f"- **{name}**: reconciled with the target: {found}")
+    if notes:
+        lines += ["", *notes]
+    by_type: dict[str, list[Any]] = {}
+    for item in items:
+        by_type.setdefault(item.object_type, []).append(item)
+    for name, group in by_type.items():
+        lines += ["", f"<details><summary>{name}: {len(group)} operation{'s' if len(group) != 1 else ''}</summary>",
+                  ""]
+        for item in group:
+            head = f"- {_MD_SYMBOL.get(str(item.action), '•')} **{item.action}** `{item.anchor}`"
+            if item.target_anchor:
+                head += f" (target `{item.target_anchor}`)"
+            if item.error:
+                head += f"; retrying after: {item.error}"
+            lines.append(head)
+            lines += [f"  - {_code(line)}" for line in change_lines(item.changes)]
+        lines += ["", "</details>"]
+    if more:
+        lines += ["", f"... and {more} more operations (`provision plan --output json`, or narrow with --object-type)"]
+    if not items:
+        lines += ["", "No operation: the targets are as the mappings say."]
+    return secrets.redact("\n".join(lines))
+
+
+def _code(text: str) -> str:
+    """``text`` as Markdown inline code, whatever backticks it holds."""
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
