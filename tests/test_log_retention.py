@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import QUICKSTART
 
-from runner.engine import retries
+from runner import retries
 
 
 def plant(state: Path, pipeline: str, days_ago: float, anchor: str) -> None:

@@ -1,6 +1,6 @@
 """Retries across runs: a failing export backs off (next run, 6 h, 12 h, 24 h, then daily) instead of
 being sent on every run; --retry-now sends it at once; a source change retries it at once; a
-permanent error is held until the source changes. The clock is runner.engine.retries.now."""
+permanent error is held until the source changes. The clock is runner.retries.now."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import QUICKSTART, REPO, group, person, read_app, write_hr
 
-from runner.engine import retries
+from runner import retries
 from runner.state import tables as t
 from runner.state.records import Confirmations, Failed
 

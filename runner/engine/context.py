@@ -105,7 +105,7 @@ class RunContext:
     negotiated: dict[tuple[str, str], Capabilities] = field(default_factory=dict)
     opened: set[str] = field(default_factory=set)  # connectors open for this run
     # exports whose next attempt (after failures) is later than this are not sent; None: all are
-    # (provision preview --apply, run --retry-now). runner/engine/retries.py
+    # (provision preview --apply, run --retry-now). runner/retries.py
     due: str | None = None
     # object types this run reconciled with their target -> the mark of that read (engine/reconcile.py)
     reconciled: dict[str, str] = field(default_factory=dict)

@@ -37,7 +37,7 @@ rounds are in flight; a round waits for the one before it when it is one name de
 run, up to MAX_RETRIES times, after a backoff (the connector's ``retry_after`` when it gives
 one; a :class:`Throttled` pause is honoured in full); then it fails like any other and stays
 pending. Failed exports are retried by later runs on a back-off, and one that failed with a
-:class:`PermanentError` is held until its source changes (:mod:`runner.engine.retries`): a sweep
+:class:`PermanentError` is held until its source changes (:mod:`runner.retries`): a sweep
 sends only the exports that are due.
 """
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import durations, secrets
+from runner import durations, retries, secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
-from runner.engine import binding, quarantine, reconcile, retries, safety
+from runner.engine import binding, quarantine, reconcile, safety
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type

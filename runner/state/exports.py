@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runner import retries  # the back-off schedule: plain functions of the clock
 from runner.actions import Action
-from runner.engine import retries  # the back-off schedule: a module of plain functions, no engine state
 from runner.mapping.names import normalize_dn
 from runner.state import tables as t
 from runner.state.base import chunks, dumps
@@ -286,7 +286,7 @@ class ExportMixin(ComputeMixin):
         pending export it settles loses its in-flight mark in the same transaction.
 
         ``retry_at``: when a failed export is due again, given the number of runs in a row it has
-        failed in (the back-off schedule of ``runner.engine.retries``)."""
+        failed in (the back-off schedule of ``runner.retries``)."""
         lk, to, pe, rf = t.links.c, t.target_objects.c, t.pending.c, t.refs.c
         conn = self.conn
         if done.deletes:

@@ -75,7 +75,7 @@ class PendingExport:
     each time compute rewrites the export; with the source anchor it makes the operation's key.
     ``sent_run`` is set while the export is in flight: a run that dies before recording the result
     leaves it set, and the next run resolves it before anything else. ``next_attempt``, ``held``
-    and ``failed_runs`` are its retry state after failures (``runner/engine/retries.py``).
+    and ``failed_runs`` are its retry state after failures (``runner/retries.py``).
     """
 
     source_anchor: str

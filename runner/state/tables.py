@@ -182,7 +182,7 @@ pending = sa.Table(
     sa.Column("revision", sa.String(16), nullable=False, default=""),  # new each time compute rewrites it
     sa.Column("sent_run", sa.String(40)),  # in flight: sent by this run, result not yet recorded
     sa.Column("partition", S),  # where the object lives now
-    # retries across runs (runner/engine/retries.py): not sent before next_attempt ('' : due now);
+    # retries across runs (runner/retries.py): not sent before next_attempt ('' : due now);
     # held: failed with a permanent error, not sent until compute rewrites it (the source changed);
     # failed_runs: runs in a row in which it failed (the back-off step). A rewrite resets all three.
     # No index of their own: pages keep walking pending_action, and these are plain comparisons on
