@@ -137,6 +137,14 @@ class ObjectSpec:
         return bool(self.member_attribute and self.add_member and self.remove_member)
 
 
+#: JSON Schema of the keys every described object has alike
+OVERLAP_SCHEMA = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdw]\s*$"}],
+                  "description": "how far behind the newest change seen each delta read starts (default 60s)"}
+NORMALIZATIONS_SCHEMA = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
+MAX_SCAN_SCHEMA = {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_SCAN,
+                   "description": "most records a lookup without correlate reads"}
+
+
 def overlap_seconds(value: int | str | None) -> float:
     if value is None:
         return 60.0
@@ -196,6 +204,7 @@ class DescribedApi(Connector):
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"{self._label()}: {exc}") from None
         self.client: HttpClient | None = None
+        self._allowed: dict[str, frozenset[str]] = {}  # object -> the operation kinds its description allows
 
     def close(self) -> None:
         if self.client is not None:
@@ -443,7 +452,7 @@ class DescribedApi(Connector):
     def apply(self, operations: Sequence[Operation]) -> Iterable[Result]:
         """Each operation by its ``op_<kind>``; a kind the object's description does not allow
         (a delete where ``delete: false``, a password where no template places one) is refused."""
-        allowed: dict[str, frozenset[str]] = {}
+        allowed = self._allowed  # the description does not change: asked once per object, not per call
         for op in operations:
             if op.object not in allowed:
                 allowed[op.object] = self.capabilities(op.object).operations if op.object in self.specs else frozenset()

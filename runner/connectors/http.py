@@ -432,12 +432,15 @@ class HttpClient:
 
     def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
                 headers: Mapping[str, str] | None = None, data: bytes | None = None,
-                idempotent: bool | None = None, transient: frozenset[int] = TRANSIENT_STATUSES) -> requests.Response:
+                idempotent: bool | None = None, transient: frozenset[int] = TRANSIENT_STATUSES,
+                reading: bool = False) -> requests.Response:
         """Send one request, retrying what is safe to retry; the final response.
 
         ``idempotent`` overrides what the method says (a SOAP read is a POST that is safe to send
         again); ``transient``: the statuses worth another try of an idempotent request (SOAP answers
-        its faults with 500, so it leaves 500 out)."""
+        its faults with 500, so it leaves 500 out). ``reading``: a read that still gets no answer
+        after the retries stops the pass (ConnectionFailed), where a write's would be tried again
+        later (RetryableError)."""
         session, url, s = self._session(), self.url(path), self.settings
         safe = method in IDEMPOTENT if idempotent is None else idempotent
         attempt = 0
@@ -459,9 +462,9 @@ class HttpClient:
                     raise RequestLost(f"{self.label}: the connection broke during {method} {_path(url)} "
                                       f"({_reason(exc)}); it may or may not have been applied") from None
                 if attempt > s.max_retries and isinstance(exc, requests.exceptions.ReadTimeout):
-                    raise RetryableError(f"{self.label}: {method} {_path(url)} got no answer within "
-                                         f"{s.timeout[1]:g} s, {attempt} times (raise timeout if the service is "
-                                         "slow)") from None
+                    fails = ConnectionFailed if reading else RetryableError
+                    raise fails(f"{self.label}: {method} {_path(url)} got no answer within {s.timeout[1]:g} s, "
+                                f"{attempt} times (raise timeout if the service is slow)") from None
                 if attempt > s.max_retries:
                     raise ConnectionFailed(f"{self.label}: cannot reach {s.base_url} ({_reason(exc)}) after "
                                            f"{attempt} tries: check url and that the service is up") from None

@@ -7,6 +7,9 @@ from typing import Any
 
 import jmespath
 
+#: JSON Schema of a manifest key holding a JMESPath expression
+JMESPATH_SCHEMA = {"type": "string", "minLength": 1, "description": "a JMESPath expression (jmespath.org)"}
+
 
 @functools.lru_cache(maxsize=256)
 def _compiled(expression: str) -> Any:

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runner.connectors.base import ConnectionFailed
-from runner.connectors.jpath import search
+from runner.connectors.jpath import JMESPATH_SCHEMA, search
 
 DEFAULT_PAGE_SIZE = 100
 PAGING_STYLES = ("none", "page", "offset", "cursor", "link")
-_JMESPATH = {"type": "string", "minLength": 1, "description": "a JMESPath expression (jmespath.org)"}
 
 PAGING_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -34,8 +33,8 @@ PAGING_SCHEMA: dict[str, Any] = {
         "first_page": {"type": "integer", "minimum": 0, "default": 1},
         "offset_param": {"type": "string", "default": "offset"},
         "cursor_param": {"type": "string", "default": "cursor"},
-        "next": {**_JMESPATH, "description": "the next page's cursor token, or its URL (style link)"},
-        "total": {**_JMESPATH, "description": "the total count in the body"},
+        "next": {**JMESPATH_SCHEMA, "description": "the next page's cursor token, or its URL (style link)"},
+        "total": {**JMESPATH_SCHEMA, "description": "the total count in the body"},
         "total_header": {"type": "string", "description": "a header holding the total count (X-Total-Count)"},
     },
 }

@@ -10,6 +10,7 @@ import re
 import shutil
 
 import pytest
+from faults.killed import converges as settles
 from faults.killed import killed_run, spread
 from servers.jsonserver import JsonServer
 
@@ -45,16 +46,7 @@ def world(tmp_path_factory):
 
 def converges(provision, monkeypatch, world, url: str, state: str, data, expected) -> dict:
     env = env_for(url, world["tmp"]) | {"PROVISION_STATE": state, "PROVISION_DATA": str(data)}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    rerun = provision("run", world["manifest"], "--output", "json")
-    assert rerun.code == 0, rerun.err + rerun.out
-    assert all(c["failed"] == 0 for c in json.loads(rerun.out)["object_types"].values()), rerun.out
-    assert api_state(world["server"].dump()) == expected
-    again = provision("run", world["manifest"], "--output", "json")
-    counts = json.loads(again.out)["object_types"]
-    assert all(c["added"] + c["updated"] + c["deleted"] + c["disabled"] == 0 for c in counts.values()), counts
-    return json.loads(rerun.out)
+    return settles(provision, monkeypatch, world["manifest"], env, lambda: api_state(world["server"].dump()), expected)
 
 
 def test_the_scenario_has_many_kill_points_of_every_kind(world):

@@ -5,11 +5,11 @@ changes nothing. Adds whose answer the kill lost are found by externalId and ado
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 
 import pytest
+from faults.killed import converges as settles
 from faults.killed import killed_run, spread
 
 from runner import sampledata
@@ -42,16 +42,7 @@ def world(scim, tmp_path_factory):
 
 def converges(provision, monkeypatch, world, url: str, state: str, data, expected) -> dict:
     env = env_for(url, world["tmp"]) | {"PROVISION_STATE": state, "PROVISION_DATA": str(data)}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    rerun = provision("run", world["manifest"], "--output", "json")
-    assert rerun.code == 0, rerun.err + rerun.out
-    assert all(c["failed"] == 0 for c in json.loads(rerun.out)["object_types"].values()), rerun.out
-    assert tenant_state(url) == expected
-    again = provision("run", world["manifest"], "--output", "json")
-    counts = json.loads(again.out)["object_types"]
-    assert all(c["added"] + c["updated"] + c["deleted"] + c["disabled"] == 0 for c in counts.values()), counts
-    return json.loads(rerun.out)
+    return settles(provision, monkeypatch, world["manifest"], env, lambda: tenant_state(url), expected)
 
 
 def test_the_scenario_has_many_kill_points(world):

@@ -75,7 +75,11 @@ class TestRoutes:
 
     def dump(self) -> dict[str, Any]:
         """Everything the server holds."""
-        answer = requests.get(f"{self.url}/_test/dump", timeout=10)
+        return self.route("dump")
+
+    def route(self, name: str) -> Any:
+        """The JSON a ``GET /_test/NAME`` answers."""
+        answer = requests.get(f"{self.url}/_test/{name}", timeout=10)
         answer.raise_for_status()
         return answer.json()
 

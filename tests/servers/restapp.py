@@ -724,9 +724,7 @@ class RestApp(TestRoutes):
         requests.post(f"{self.url}/_test/revoke", timeout=10).raise_for_status()
 
     def requests_seen(self) -> list[dict[str, Any]]:
-        answer = requests.get(f"{self.url}/_test/requests", timeout=10)
-        answer.raise_for_status()
-        return answer.json()
+        return self.route("requests")
 
 
 @contextlib.contextmanager

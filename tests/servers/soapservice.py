@@ -689,9 +689,7 @@ class SoapService(TestRoutes):
 
     def calls(self) -> list[dict[str, Any]]:
         """The SOAP calls so far, in order: ``[{"operation": "createUser", "status": 200}, ...]``."""
-        answer = requests.get(f"{self.url}/_test/calls", timeout=10)
-        answer.raise_for_status()
-        return answer.json()
+        return self.route("calls")
 
     def client(self, wsdl: str | None = None, *, auth: bool = True, timeout: float = 10) -> Any:
         """A zeep client from ``wsdl`` (this service's by default; a proxy's ``url + "/?wsdl"`` sends the

@@ -10,6 +10,7 @@ import re
 import shutil
 
 import pytest
+from faults.killed import converges as settles
 from faults.killed import killed_run, spread
 from servers.soapservice import SoapService
 
@@ -50,22 +51,8 @@ def fresh(world, tmp_path):
 
 
 def converges(provision, monkeypatch, world, service, state: str, data, expected) -> dict:
-    for k, v in (env_for(service.wsdl, world["tmp"]) | {"PROVISION_STATE": state, "PROVISION_DATA": str(data)}).items():
-        monkeypatch.setenv(k, v)
-    rerun = provision("run", world["manifest"], "--output", "json")
-    assert rerun.code == 0, rerun.err + rerun.out
-    assert all(c["failed"] == 0 for c in json.loads(rerun.out)["object_types"].values()), rerun.out
-    got = service_state(service.dump())
-    for kind in ("users", "groups"):
-        diff = {k: {f: (v, (expected[kind].get(k) or {}).get(f)) for f, v in (got[kind].get(k) or {}).items()
-                    if v != (expected[kind].get(k) or {}).get(f)} if got[kind].get(k) and expected[kind].get(k)
-                else (got[kind].get(k), expected[kind].get(k))
-                for k in set(got[kind]) | set(expected[kind]) if got[kind].get(k) != expected[kind].get(k)}
-        assert not diff, diff
-    again = provision("run", world["manifest"], "--output", "json")
-    counts = json.loads(again.out)["object_types"]
-    assert all(c["added"] + c["updated"] + c["deleted"] + c["disabled"] == 0 for c in counts.values()), counts
-    return json.loads(rerun.out)
+    env = env_for(service.wsdl, world["tmp"]) | {"PROVISION_STATE": state, "PROVISION_DATA": str(data)}
+    return settles(provision, monkeypatch, world["manifest"], env, lambda: service_state(service.dump()), expected)
 
 
 def test_the_scenario_has_many_kill_points_of_every_kind(world):

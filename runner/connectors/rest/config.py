@@ -16,6 +16,9 @@ from typing import Any
 
 from runner.connectors.described import (
     DEFAULT_MAX_SCAN,
+    MAX_SCAN_SCHEMA,
+    NORMALIZATIONS_SCHEMA,
+    OVERLAP_SCHEMA,
     Answers,
     Call,
     Delta,
@@ -24,17 +27,17 @@ from runner.connectors.described import (
     overlap_seconds,
 )
 from runner.connectors.http import HTTP_PROPERTIES
+from runner.connectors.jpath import JMESPATH_SCHEMA
 from runner.connectors.paging import DEFAULT_PAGE_SIZE, PAGING_SCHEMA, paging_from
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 _TEMPLATES = {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}
-_JMESPATH = {"type": "string", "minLength": 1, "description": "a JMESPath expression (jmespath.org)"}
 _STATUSES = {"oneOf": [{"type": "integer", "minimum": 100, "maximum": 599},
                        {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 100, "maximum": 599}}]}
 _RULE = {"type": "object", "additionalProperties": False, "minProperties": 1,
          "properties": {"status": _STATUSES,
-                        "when": {**_JMESPATH, "description": "true (JMESPath truthy) over the answer's JSON body"}}}
+                        "when": {**JMESPATH_SCHEMA, "description": "true (JMESPath truthy) over the answer's JSON body"}}}
 _RULES = {"type": "array", "items": _RULE}
 
 CALL_SCHEMA: dict[str, Any] = {
@@ -47,7 +50,7 @@ CALL_SCHEMA: dict[str, Any] = {
         "query": {**_TEMPLATES, "description": "query parameters (templates)"},
         "headers": {**_TEMPLATES, "description": "extra headers (templates)"},
         "body": {"description": "the JSON body template (default: the object's body)"},
-        "record": {**_JMESPATH, "description": "where the record is in the answer (default: the whole body)"},
+        "record": {**JMESPATH_SCHEMA, "description": "where the record is in the answer (default: the whole body)"},
         "read_first": {"type": "boolean",
                        "description": "update by PUT: read the record and send it whole with the changes laid over"},
     },
@@ -59,9 +62,8 @@ DELTA_SCHEMA: dict[str, Any] = {
     "required": ["param", "field"],
     "properties": {
         "param": {"type": "string", "minLength": 1, "description": "the 'changed since' query parameter"},
-        "field": {**_JMESPATH, "description": "a record's change time (ISO 8601 or a number)"},
-        "overlap": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdw]\s*$"}],
-                    "description": "how far behind the newest change seen each delta read starts (default 60s)"},
+        "field": {**JMESPATH_SCHEMA, "description": "a record's change time (ISO 8601 or a number)"},
+        "overlap": OVERLAP_SCHEMA,
     },
 }
 
@@ -80,17 +82,17 @@ OBJECT_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "path": {"type": "string", "minLength": 1, "description": "the collection's path (default: /<object>)"},
-        "id": {**_JMESPATH, "description": "a record's id (default: id)"},
+        "id": {**JMESPATH_SCHEMA, "description": "a record's id (default: id)"},
         "body": {"description": "the record template: where each attribute goes ({attribute} placeholders)"},
-        "records": {**_JMESPATH, "description": "the records of a list answer (default: the body, an array)"},
+        "records": {**JMESPATH_SCHEMA, "description": "the records of a list answer (default: the body, an array)"},
         "list": CALL_SCHEMA, "get": CALL_SCHEMA, "create": CALL_SCHEMA, "update": CALL_SCHEMA,
         "delete": {"oneOf": [CALL_SCHEMA, {"const": False}]},
         "disable": CALL_SCHEMA,
         "add_member": CALL_SCHEMA, "remove_member": CALL_SCHEMA,
         "list_members": {**CALL_SCHEMA, "properties": {
             **CALL_SCHEMA["properties"],
-            "records": {**_JMESPATH, "description": "the members in the answer (default: the body, an array)"},
-            "values": {**_JMESPATH, "description": "a member's id in one of them (default: the item itself)"}}},
+            "records": {**JMESPATH_SCHEMA, "description": "the members in the answer (default: the body, an array)"},
+            "values": {**JMESPATH_SCHEMA, "description": "a member's id in one of them (default: the item itself)"}}},
         "member_attribute": {"type": "string", "minLength": 1,
                              "description": "the multi-valued attribute add_member/remove_member manage"},
         "paging": PAGING_SCHEMA,
@@ -101,9 +103,8 @@ OBJECT_SCHEMA: dict[str, Any] = {
         "idempotency_header": {"type": "string", "minLength": 1,
                                "description": "send each create's key in this header (Idempotency-Key)"},
         "answers": ANSWERS_SCHEMA,
-        "normalizations": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-        "max_scan": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_SCAN,
-                     "description": "most records a lookup without correlate reads"},
+        "normalizations": NORMALIZATIONS_SCHEMA,
+        "max_scan": MAX_SCAN_SCHEMA,
     },
 }
 
@@ -118,7 +119,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "paging": PAGING_SCHEMA,
         "answers": ANSWERS_SCHEMA,
         "idempotency_header": {"type": "string", "minLength": 1},
-        "records": {**_JMESPATH, "description": "the records of a list answer, for every object (e.g. data)"},
+        "records": {**JMESPATH_SCHEMA, "description": "the records of a list answer, for every object (e.g. data)"},
         "objects": {"type": "object", "minProperties": 1, "additionalProperties": OBJECT_SCHEMA},
     },
 }

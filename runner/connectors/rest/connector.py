@@ -188,14 +188,7 @@ class RestConnector(DescribedApi):
         if self.client is None:
             raise ConnectionFailed(f"{self._label()}: not open")
         wire = {"Accept": "application/json", **(headers or {})}
-        try:
-            return self.client.request(method, path, json=json, params=params or None, headers=wire)
-        except RequestLost:
-            raise
-        except RetryableError as exc:
-            if reading:
-                raise ConnectionFailed(self.context.redact(str(exc))) from None
-            raise
+        return self.client.request(method, path, json=json, params=params or None, headers=wire, reading=reading)
 
     def _get_json(self, path: str, params: Mapping[str, Any] | None, what: str) -> tuple[Any, requests.Response]:
         """One page of a list: its JSON body and the response (for Link and total headers)."""

@@ -542,14 +542,7 @@ class ScimConnector(Connector):
         if json is not None:
             wire["Content-Type"] = p.MEDIA_TYPE
         wire.update(headers or {})
-        try:
-            return self.client.request(method, path, json=json, params=params, headers=wire)
-        except RequestLost:
-            raise
-        except RetryableError as exc:
-            if reading:
-                raise ConnectionFailed(self.context.redact(str(exc))) from None
-            raise
+        return self.client.request(method, path, json=json, params=params, headers=wire, reading=reading)
 
     def _raise_for(self, response: requests.Response, what: str, reading: bool = False) -> None:
         """Nothing for a 2xx answer (RFC 7644 §3.12); else the interface error (see :meth:`_error`)."""

@@ -14,6 +14,9 @@ from typing import Any
 
 from runner.connectors.described import (
     DEFAULT_MAX_SCAN,
+    MAX_SCAN_SCHEMA,
+    NORMALIZATIONS_SCHEMA,
+    OVERLAP_SCHEMA,
     Answers,
     Call,
     Delta,
@@ -22,9 +25,9 @@ from runner.connectors.described import (
     overlap_seconds,
 )
 from runner.connectors.http import AUTH_SCHEMA, HTTP_PROPERTIES
+from runner.connectors.jpath import JMESPATH_SCHEMA
 from runner.connectors.paging import DEFAULT_PAGE_SIZE, PAGING_SCHEMA, paging_from
 
-_JMESPATH = {"type": "string", "minLength": 1, "description": "a JMESPath expression (jmespath.org)"}
 _RULE = {"type": "object", "additionalProperties": False, "minProperties": 1,
          "properties": {"code": {"type": "string", "minLength": 1,
                                  "description": "the fault code, with or without its prefix (Client.NotFound)"},
@@ -40,9 +43,9 @@ CALL_SCHEMA: dict[str, Any] = {
         "operation": {"type": "string", "minLength": 1, "description": "the WSDL operation's name"},
         "args": {"type": "object", "description": "the arguments: a template over mapped attributes ({id} is the "
                                                   "object's id, {member} a member's)"},
-        "record": {**_JMESPATH, "description": "where the record is in the answer (default: the answer)"},
-        "records": {**_JMESPATH, "description": "where the records are in the answer (list_members)"},
-        "values": {**_JMESPATH, "description": "list_members: a member's id in one of them"},
+        "record": {**JMESPATH_SCHEMA, "description": "where the record is in the answer (default: the answer)"},
+        "records": {**JMESPATH_SCHEMA, "description": "where the records are in the answer (list_members)"},
+        "values": {**JMESPATH_SCHEMA, "description": "list_members: a member's id in one of them"},
     },
 }
 
@@ -68,10 +71,10 @@ OBJECT_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["list"],
     "properties": {
-        "id": {**_JMESPATH, "description": "a record's id, what {id} is in arguments (default: id)"},
+        "id": {**JMESPATH_SCHEMA, "description": "a record's id, what {id} is in arguments (default: id)"},
         "body": {"description": "the record template: which attribute a record's field holds (default: the "
                                 "fields themselves, nested ones dotted)"},
-        "records": {**_JMESPATH, "description": "the records of a list answer (default: the answer, a list)"},
+        "records": {**JMESPATH_SCHEMA, "description": "the records of a list answer (default: the answer, a list)"},
         "list": CALL_SCHEMA, "get": CALL_SCHEMA, "create": CALL_SCHEMA, "update": CALL_SCHEMA,
         "delete": {"oneOf": [CALL_SCHEMA, {"const": False}]},
         "disable": CALL_SCHEMA,
@@ -82,14 +85,13 @@ OBJECT_SCHEMA: dict[str, Any] = {
         "delta": {"type": "object", "additionalProperties": False, "required": ["arg", "field"],
                   "properties": {"arg": {"type": "string", "minLength": 1,
                                          "description": "the list operation's 'modified since' argument"},
-                                 "field": {**_JMESPATH, "description": "a record's change time"},
-                                 "overlap": {"oneOf": [{"type": "integer", "minimum": 0},
-                                                       {"type": "string", "pattern": r"^\s*[0-9.]+\s*[smhdw]\s*$"}]}}},
+                                 "field": {**JMESPATH_SCHEMA, "description": "a record's change time"},
+                                 "overlap": OVERLAP_SCHEMA}},
         "correlate": {**CALL_SCHEMA, "description": "a call that finds an object by mapped values (getUser with "
                                                     "{userName}); a fault meaning 'not found' finds none"},
         "faults": FAULTS_SCHEMA,
-        "normalizations": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-        "max_scan": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_SCAN},
+        "normalizations": NORMALIZATIONS_SCHEMA,
+        "max_scan": MAX_SCAN_SCHEMA,
         "clear_as": {"type": ["string", "null"], "default": None,
                      "description": "what an update sends for a value cleared in the source (default: the "
                                     "argument is left out; '' for services that clear a field given empty)"},
