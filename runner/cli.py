@@ -203,12 +203,45 @@ def _parser() -> argparse.ArgumentParser:
                             "recorded, the run exits 3 and the next one carries on; set it below a cron "
                             "job's timeout so the scheduler never has to kill a run")
         _reconcile_arguments(p)
+        if name == "plan":
+            p.add_argument("--out", metavar="PLAN", type=Path,
+                           help="save the plan (every operation, with fingerprints of its inputs) for "
+                                "`provision apply PLAN`, which sends exactly it or refuses")
+            p.add_argument("--expires", metavar="DURATION", type=_duration,
+                           help="how long a saved plan may be applied (default 72h)")
+            p.add_argument("--against", metavar="OLD", type=Path,
+                           help="simulate a manifest change: compute this manifest and OLD over the state store "
+                                "(no source read, no target contact) and show what the change does to each object")
+            p.add_argument("--rev", metavar="REVISION",
+                           help="like --against, with OLD this same file at a git revision (HEAD, main, a commit)")
         if name == "run":
             p.add_argument("--adopt-report", action="store_true",
                            help="read the target and list how each of its objects would link (by the match and "
                                 "correlate rules), then stop: nothing is written to the target")
         p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
         p.set_defaults(func=cmd_run, plan=name == "plan")
+
+    p = sub.add_parser("apply", help="send exactly the operations of a plan saved with `plan --out`; refuse "
+                                     "(exit 3, nothing sent) when the manifest, a source or a target changed since")
+    p.add_argument("plan_file", type=Path, metavar="PLAN")
+    p.add_argument("--replan", action="store_true",
+                   help="plan again with the same options, over the same file, for another review; nothing is sent")
+    p.add_argument("--output", "--format", choices=("text", "json"), default="text")
+    p.add_argument("--log-file", metavar="PATH", help="append the provisioning log (JSON lines) here")
+    p.add_argument("--time-limit", metavar="DURATION", type=_duration,
+                   help="stop cleanly once this long has passed; the rest is left to a later run")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("approve", help="release named objects the deletion guard holds (and no others): the next "
+                                       "run, or apply of the plan, sends exactly those")
+    p.add_argument("file", type=Path, metavar="FILE_OR_PLAN", help="the manifest, or a plan saved with plan --out")
+    p.add_argument("run", nargs="?", metavar="RUN", help="the run whose held objects these are (provision status)")
+    p.add_argument("--anchor", action="append", default=[], metavar="ANCHOR",
+                   help="an object's source anchor (repeatable); without it, every held object")
+    p.add_argument("--object-type", action="append", default=[], metavar="NAME", help="only this object type")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("check", help="reconcile with the targets without writing to them: exit 0 when they are "
                                      "as the mappings say, 1 when something differs; --fix repairs it")
@@ -270,7 +303,7 @@ def _reconcile_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from runner.engine.online import Unreachable, online_problems
-    from runner.manifest import load
+    from runner.mapping.checks import load
 
     status = EXIT_OK
     for file in args.files:
@@ -320,7 +353,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.engine.context import RunOptions
-    from runner.engine.run import PlanItem, execute
+    from runner.engine.run import execute
 
     adopt = getattr(args, "adopt_report", False)
     if adopt:
@@ -331,21 +364,75 @@ def cmd_run(args: argparse.Namespace) -> int:
                          stop=None if args.plan else _stop_on_signals(args.time_limit),
                          allow_deletes=args.allow_deletes, retry_now=args.retry_now,
                          reconcile=args.reconcile, rebind=args.rebind)
-    items: list[PlanItem] = []
-    more = 0
+    if args.plan and (args.against or args.rev):
+        return _simulation(args)
+    if args.plan and args.out:
+        options.plan_out = str(args.out)
+        if args.expires:
+            options.plan_expires = args.expires[1]
+    shown = _Shown()
+    summary = execute(args.file, options, shown.add if args.plan else None)
+    return _print_outcome(args, summary, shown, plan=args.plan)
 
-    def on_item(item: PlanItem) -> None:
-        nonlocal more
-        if len(items) < PLAN_ITEMS_SHOWN:
-            items.append(item)
+
+def _simulation(args: argparse.Namespace) -> int:
+    from runner.engine.simulate import simulate
+    from runner.report import simulation_lines
+
+    sim = simulate(args.file, args.against, args.rev, tuple(args.object_type))
+    if args.output == "json":
+        print(secrets.redact(json.dumps(sim.as_json(), ensure_ascii=False, default=str)))
+    else:
+        print("\n".join(simulation_lines(sim, markdown=args.output == "markdown")))
+    return sim.exit_code
+
+
+class _Shown:
+    """The plan's items kept for printing (the first PLAN_ITEMS_SHOWN), and how many more."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.more = 0
+
+    def add(self, item: Any) -> None:
+        if len(self.items) < PLAN_ITEMS_SHOWN:
+            self.items.append(item)
         else:
-            more += 1
+            self.more += 1
 
-    summary = execute(args.file, options, on_item if args.plan else None)
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from runner.engine.apply import apply_plan
+
+    shown = _Shown()
+    summary = apply_plan(args.plan_file, replan=args.replan, log_file=args.log_file,
+                         stop=None if args.replan else _stop_on_signals(args.time_limit),
+                         on_plan_item=shown.add)
+    return _print_outcome(args, summary, shown, plan=args.replan)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from runner.engine.approve import approve
+
+    result = approve(args.file, args.run, args.anchor, tuple(args.object_type))
+    if args.output == "json":
+        print(secrets.redact(json.dumps(result.as_json(), ensure_ascii=False)))
+        return EXIT_OK
+    for name, held in result.approved.items():
+        for h in held:
+            print(secrets.redact(f"approved: {name} {h.source_anchor}: {h.action}" + (f" ({h.name})" if h.name else "")))
+    print("the next run sends these although the deletion guard holds the others"
+          + (" (or `provision apply` of the plan)" if result.from_plan else ""))
+    return EXIT_OK
+
+
+def _print_outcome(args: argparse.Namespace, summary: Any, shown: _Shown, plan: bool) -> int:
+    """A run's, plan's or apply's summary on stdout, in the output format asked for."""
+    items, more = shown.items, shown.more
     if args.output == "json":
         out = summary.as_json()
-        if args.plan:
-            out["changes"] = [vars(i) for i in items]
+        if plan:
+            out["changes"] = [i.as_json() for i in items]
             out["changes_not_shown"] = more
         print(secrets.redact(json.dumps(out, ensure_ascii=False, default=str)))
         return summary.exit_code
@@ -354,11 +441,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(plan_markdown(summary, items, more))
         return summary.exit_code
-    print(_summary_text(summary, args.plan))  # counts first, then each object, as terraform plan does
+    print(_summary_text(summary, plan))  # counts first, then each object, as terraform plan does
     for item in items:
         print(secrets.redact(_plan_line(item)))
     if more:
         print(f"... and {more} more (see --output json, or narrow with --object-type)")
+    if summary.plan_file:
+        print(f"\nthe plan was saved to {summary.plan_file}; `provision apply {summary.plan_file}` sends exactly "
+              "these operations, or refuses if anything they depend on changed")
     return summary.exit_code
 
 
@@ -449,11 +539,15 @@ def _stop_on_signals(time_limit: tuple[str, float] | None = None) -> Any:
 
 
 _SYMBOL = {Action.ADD: "+", Action.UPDATE: "~", Action.DISABLE: "!", Action.DELETE: "-", Action.RENAME: ">",
-           Action.REPLACE: "±"}
+           Action.REPLACE: "±", Action.DELETE_FIRST: "-", Action.SET_PASSWORD: "~"}
 
 
 def _plan_line(item: Any) -> str:
     head = f"{_SYMBOL.get(item.action, '?')} {item.object_type} {item.anchor}: {item.action}"
+    if item.steps:
+        head += f" (as {' then '.join(item.steps)})"
+    if item.held:
+        head += "  (held by the deletion guard: `provision approve` or --allow-deletes releases it)"
     if item.error:
         head += f"  (retrying after: {item.error})"
     from runner.report import change_lines
@@ -462,9 +556,17 @@ def _plan_line(item: Any) -> str:
 
 
 def _summary_text(summary: Any, plan: bool) -> str:
-    verb = "plan" if plan else "run"
+    verb = "plan" if plan else getattr(summary, "kind", "run")
     lines = [f"{verb} {summary.run_id} of {summary.pipeline}: {summary.status}"]
+    if summary.refused is not None:
+        lines.append(f"refused: nothing was sent; {len(summary.refused)} reason{'s' if len(summary.refused) != 1 else ''}:")
+        lines += [f"  {reason}" for reason in summary.refused[:PLAN_ITEMS_SHOWN]]
+        lines.append("review a new plan: `provision apply PLAN --replan` (same options), then apply it")
+    if summary.unplanned:
+        lines.append(f"{summary.unplanned} operations pending now are not in the plan: left for a later run")
     for name, c in summary.object_types.items():
+        if summary.refused is not None and not c.error:
+            continue  # nothing was sent: the counts would only say so
         if plan:
             line = (f"  {name}: {c.imported} imported; would add {c.added}, update {c.updated}, "
                     f"disable {c.disabled}, delete {c.deleted}; {c.unchanged} unchanged, {c.failed} failed")
@@ -478,6 +580,12 @@ def _summary_text(summary: Any, plan: bool) -> str:
             line += "\n    reconciled with the target: " + (found or "it held none of these objects yet")
         if c.guard:
             line += f"\n    {'would be ' if plan else ''}stopped by the deletion guard: {c.guard}"
+        for attr, found in (c.proposed or {}).items():
+            examples = "; ".join(f"{e['anchor']}: {json.dumps(e['current'], ensure_ascii=False, default=str)} -> "
+                                 f"{json.dumps(e['proposed'], ensure_ascii=False, default=str)}"
+                                 for e in found["examples"][:3])
+            line += (f"\n    proposed rule for {attr} (not exported): differs on {found['differs']} objects, "
+                     f"e.g. {examples}")
         if c.error:
             line += f"\n    stopped: {c.error}"
         lines.append(line)
@@ -569,6 +677,13 @@ def _status_text(report: dict[str, Any]) -> str:
         if c["failures_not_shown"]:
             lines.append(f"    ... and {c['failures_not_shown']} more (--failures all lists every one)")
     lines.append(f"failures: {report['failing']} in all" if report["failing"] else "failures: none")
+    for name, held in report.get("held", {}).items():
+        lines.append(f"held by the deletion guard in run {held['run']}: {name}: {held['count']} objects, "
+                     f"{held['approved']} approved (`provision approve FILE {held['run']} --anchor ANCHOR` releases one; "
+                     "the next run sends what is approved)")
+        for h in held["objects"]:
+            lines.append(f"    {h['anchor']}: {h['action']}" + (f" ({h['name']})" if h["name"] else "")
+                         + ("  approved" if h["approved"] else ""))
     lines.append("last runs:")
     for run in report["runs"]:
         lines += _run_lines(run, list(report["object_types"]))

@@ -240,3 +240,49 @@ def _code(text: str) -> str:
     """``text`` as Markdown inline code, whatever backticks it holds."""
     fence = "``" if "`" in text else "`"
     return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
+SHOWN = 10000  # operations listed in a simulation's text; JSON has them all
+
+
+def simulation_lines(sim: Any, markdown: bool = False) -> list[str]:
+    """``provision plan NEW --against OLD``: counts per type and attribute, then each object the
+    change affects with its values, as text or as Markdown for the pull request."""
+    counts = sim.counts()
+    title = f"simulation of `{sim.pipeline}`" if markdown else f"simulation of {sim.pipeline}"
+    lines = [f"### {title}: this manifest against {sim.old_label}" if markdown else
+             f"{title}: this manifest against {sim.old_label}"]
+    if markdown:
+        lines += ["", "| object type | add | change | disable | delete | rename | values changed |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, c in counts.items():
+        values = ", ".join(f"{a} {n}" for a, n in c["attributes"].items()) or "none"
+        if markdown:
+            lines.append(f"| {name} | {c['added']} | {c['updated']} | {c['disabled']} | {c['deleted']} | "
+                         f"{c['renamed']} | {values} |")
+        else:
+            lines.append(f"  {name}: would add {c['added']}, change {c['updated']}, disable {c['disabled']}, "
+                         f"delete {c['deleted']}, rename {c['renamed']}; values changed: {values}")
+    for name, c in sim.new.object_types.items():
+        if c.guard:
+            lines.append(f"{'- **' + name + '**' if markdown else '  ' + name}: the deletion guard would stop a "
+                         f"run: {c.guard}")
+    if not sim.differences:
+        lines += ["", "No object changes: the new manifest does what the old one does."]
+    elif markdown:
+        lines += ["", f"<details><summary>{len(sim.differences)} objects</summary>", ""]
+    for d in sim.differences[:SHOWN]:
+        head = f"{d.action} {d.object_type} {d.anchor}"
+        if d.before is not None:
+            head += f" (instead of: {d.before.action})" if d.after is not None else " (no longer: " \
+                f"{d.before.action})"
+        body = change_lines(d.after.changes) if d.after is not None else []
+        if markdown:
+            lines += [f"- **{head}**"] + [f"  - {_code(line)}" for line in body]
+        else:
+            lines += [head] + [f"    {line}" for line in body]
+    if len(sim.differences) > SHOWN:
+        lines.append(f"... and {len(sim.differences) - SHOWN} more (--output json lists them all)")
+    if markdown and sim.differences:
+        lines += ["", "</details>"]
+    return [secrets.redact(line) for line in lines]

@@ -200,7 +200,15 @@ def test_an_anchor_change_is_one_replace_or_delete_then_add(tmp_path: Path, prov
     pipeline.people[0]["employee_id"] = "E9"      # re-hired under a new employee id, same account name
     pipeline.groups = [("G1", "Everyone", ["E9", "E2", "E3"])]
     pipeline.write_hr()
-    counts = pipeline.run()
+    # the plan shows what run sends, decided by compute: one replace, or the delete going first
+    planned = tmp_path / "replace.plan"
+    assert provision("plan", pipeline.manifest, "--out", planned).code == 0
+    items = [json.loads(line) for line in planned.read_text().splitlines()[1:]]
+    users = sorted((i["action"], i["anchor"]) for i in items if i["object_type"] == "user")
+    assert users == ([("replace", "E9")] if replace else [("add", "E9"), ("delete_first", "E1")])
+    result = provision("apply", planned, "--output", "json", "--log-file", tmp_path / "log.jsonl")
+    assert result.code == 0, result.out + result.err
+    counts = result.json()["object_types"]
     assert counts["user"]["added"] == 1 and counts["user"]["deleted"] == 1 and counts["user"]["failed"] == 0
     new = pipeline.objects()["corp", "uid=ann.lee,ou=Engineering"]
     assert new["anchor"] != old

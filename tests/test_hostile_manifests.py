@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import ManifestError, Problem
-from runner.manifest import load
 from runner.manifest.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_VALUES
+from runner.mapping.checks import load
 
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART_TEXT = (REPO / "manifests" / "quickstart.yaml").read_text()

@@ -14,7 +14,7 @@ from conftest import QUICKSTART
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from runner.manifest import load
+    from runner.mapping.checks import load
     from runner.state.store import open_store
     store = open_store(load(sys.argv[1]))
     store.acquire_lock("quickstart", "holder-run")

@@ -58,8 +58,9 @@ def test_an_in_scope_new_person_would_be_added(provision, hr, tmp_path: Path):
     data = provision("preview", QUICKSTART, "--object-type", "user", "--anchor", "E1", "--output", "json").json()
     assert data["scope"]["in_scope"] is True
     assert data["diff"]["action"] == "add"
-    assert data["diff"]["changes"]["user_name"] == {"new": "zoe.odegard"}
-    assert data["diff"]["changes"]["display_name"] == {"new": "Zo Ødegård"}
+    assert data["diff"]["changes"]["user_name"] == {"new": "zoe.odegard",
+                                                    "rule": "expression lower(split(email, '@')[0])"}
+    assert data["diff"]["changes"]["display_name"]["new"] == "Zo Ødegård"
     assert {"target": "given_name", "rule": "source first_name", "value": "Zoë"} in data["mapping"]
     assert data["applied"] is False and data["result"] is None
 

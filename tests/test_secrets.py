@@ -62,7 +62,9 @@ def test_sensitive_values_reach_the_target_and_nowhere_else(provision, tmp_path:
                provision("status", manifest), provision("status", manifest, "--output", "json")]
     assert all(r.code == 0 for r in outputs), [r.err for r in outputs]
     plan = json.loads(outputs[1].out)
-    assert plan["changes"][0]["changes"]["initial_password"] == {"new": "***"}
+    assert plan["changes"][0]["changes"]["initial_password"] == {
+        "new": "***", "rule": "constant *** (on create only, sensitive)"}
+    assert plan["changes"][0]["changes"]["pin"]["rule"].startswith("expression *** ")
 
     target = sqlite3.connect(tmp_path / "app.db")
     assert target.execute("SELECT initial_password, pin FROM users WHERE user_name = 'E1'").fetchone() == (

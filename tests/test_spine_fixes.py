@@ -11,7 +11,8 @@ from test_capabilities import DELTA_MANIFEST
 
 from runner.connectors.base import Capabilities
 from runner.engine.diff import comparer, same_name
-from runner.mapping.names import normalize_dn, parse_dn, render
+from runner.mapping.names import render
+from runner.names import normalize_dn, parse_dn
 
 DIRECTORY = """
 version: 1

@@ -25,6 +25,7 @@ from runner.actions import Action
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.diff import attribute_changes, comparer, same_name, stored_form
 from runner.engine.matching import MatchConflict, Matcher, pick_unique
+from runner.engine.provlog import MASK
 from runner.manifest.model import ObjectType, Situation
 from runner.mapping.mapper import Mapper, MappingFailed, as_list, with_create_defaults
 from runner.mapping.names import NameError_, depth, render
@@ -66,6 +67,51 @@ def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCo
         store.commit()
     _scope_sweep(ctx, ot, type_id, only)
     _map_sweep(ctx, ot, type_id, mapper, counts, matcher, only)
+    if only is None:
+        pair_replacements(ctx, ot)
+
+
+PROPOSED_EXAMPLES = 5  # per attribute and run
+
+
+def propose(counts: TypeCounts, mapper: Mapper, row: SourceRow, desired: dict[str, Any]) -> None:
+    """Count where the rules under review (``proposed:``) give another value than the current
+    rule (or, for an attribute not exported yet, than the target is known to hold), with a few
+    examples: the report a reviewer reads before the rule replaces the current one."""
+    known = row.target_data or {}
+    found = counts.proposed if counts.proposed is not None else {}
+    for attr, value in mapper.map_proposed(row.data).items():
+        current = desired[attr] if attr in mapper.names else known.get(attr)
+        if value == current:
+            continue
+        entry = found.setdefault(attr, {"differs": 0, "examples": []})
+        entry["differs"] += 1
+        if len(entry["examples"]) < PROPOSED_EXAMPLES:
+            hidden = attr in mapper.sensitive
+            entry["examples"].append({"anchor": row.anchor, "current": MASK if hidden else current,
+                                      "proposed": MASK if hidden else value})
+    counts.proposed = found or counts.proposed
+
+
+def pair_replacements(ctx: RunContext, ot: ObjectType) -> None:
+    """An add that takes the name a delete frees is the same object with a new anchor: one
+    ``replace`` when the target declares DeleteAddAsReplace, else the delete goes first
+    (``delete_first``). Decided here, not by the export, so the plan shows what run sends."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    collisions = store.name_collisions(type_id)
+    if not collisions:
+        return
+    as_replace = ctx.caps(ot).delete_add_as_replace
+    for add_anchor, delete_anchor, old_target in collisions:
+        rows = {r.source_anchor: r for r in store.all_pending_for(type_id, [add_anchor, delete_anchor])}
+        add, gone = rows[add_anchor], rows[delete_anchor]
+        if as_replace:
+            add.change.replaces, add.change.replaces_gone = delete_anchor, gone.change.gone
+            store.update_pending(type_id, add_anchor, Action.REPLACE, add.change, old_target)
+            store.drop_pending(type_id, [delete_anchor])
+        else:
+            store.update_pending(type_id, delete_anchor, Action.DELETE_FIRST, gone.change, old_target)
+    store.commit()
 
 
 def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[str] | None = None) -> None:
@@ -123,6 +169,9 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     mapped[row.anchor] = mapper.map(row.data)
                 except MappingFailed as exc:
                     page.fail(ctx, ot, counts, row, "map", str(exc))
+                    continue
+                if mapper.proposed:
+                    propose(counts, mapper, row, mapped[row.anchor])
         _keep_existing_references(ctx, type_id, mapper, mapped)
         _forget_vanished_references(ctx, ot, mapper, [r for r in rows if r.anchor in mapped])
         for row in rows:

@@ -9,9 +9,9 @@ from typing import Any
 
 from runner.actions import COUNTED_AS
 from runner.connectors.base import Capabilities, Connector
+from runner.engine.provlog import ProvisioningLog
 from runner.errors import Interrupted
 from runner.manifest.model import Manifest, ObjectType
-from runner.provlog import ProvisioningLog
 from runner.state.store import StateStore
 
 
@@ -35,6 +35,8 @@ class TypeCounts:
     # what a reconciliation found, per situation (linked, drifted, missing, ...); None: none ran
     reconciled: dict[str, int] | None = None
     error: str | None = None  # set when the whole pass stopped (connection failed)
+    # rules under review (proposed:): per attribute, objects whose value would differ, and examples
+    proposed: dict[str, Any] | None = None
     touched: int = 0  # objects still in the source that got an action or failed (not reported)
     present: int = 0  # objects in the source at the end of the run (not reported)
 
@@ -43,7 +45,7 @@ class TypeCounts:
         del out["touched"], out["present"]
         if out["error"] is None:
             del out["error"]
-        for key in ("recovered", "held", "waiting", "blocked", "guard", "reconciled"):
+        for key in ("recovered", "held", "waiting", "blocked", "guard", "reconciled", "proposed"):
             if not out[key]:
                 del out[key]
         return out
@@ -69,7 +71,15 @@ class RunOptions:
     retry_now: bool = False  # --retry-now: send exports that failed before now, ignoring their back-off
     reconcile: bool = False  # --reconcile: read the target and react per situation (engine/reconcile.py)
     rebind: bool = False  # --rebind: the target is another system now; reconcile everything with it
-    dry: bool = False  # a plan on a store that is never written (provision check)
+    dry: bool = False  # a store that is never written (check, preview); every plan is dry too
+    plan_out: str | None = None  # plan --out: save the plan here, with its inputs' fingerprints
+    plan_expires: float = 72 * 3600.0  # seconds a saved plan stays valid
+    # a simulation (plan --against): compute from the state store alone, every object afresh, no
+    # connector opened; state_url: the store to work on (a copy of it), when not the manifest's own
+    simulate: bool = False
+    state_url: str | None = None
+    # apply: the saved plan (runner/engine/planfile.py:SavedPlan) whose operations alone are sent
+    apply: Any = None
 
 
 class StopFlag:
@@ -115,6 +125,8 @@ class RunContext:
     recreated: dict[str, dict[str, str]] = field(default_factory=dict)
     # type -> how many objects an add found already there and adopted in the export (computed again in this run)
     adopted: dict[str, int] = field(default_factory=dict)
+    # type -> approved objects the deletion guard lets through while it holds the others (engine/safety.py)
+    released: dict[str, set[str]] = field(default_factory=dict)
     # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)
     drifted_before: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 

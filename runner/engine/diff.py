@@ -15,7 +15,7 @@ from typing import Any
 from runner.connectors.base import Capabilities
 from runner.mapping.functions import normalize_diacritics
 from runner.mapping.mapper import Mapper
-from runner.mapping.names import normalize_dn
+from runner.names import normalize_dn
 from runner.state.records import Change
 
 SENSITIVE = {"$sensitive": True}  # stands in a pending export for a value re-derived at export time

@@ -19,7 +19,7 @@ from runner.engine.targets import state_form
 from runner.manifest.model import ObjectType, Situation
 from runner.mapping.expressions import compile_expression, field_getter
 from runner.mapping.mapper import Mapper
-from runner.mapping.names import normalize_dn
+from runner.names import normalize_dn
 
 NAME = "__name__"  # the target index's entry for an object's name (correlation by DN)
 

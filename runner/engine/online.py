@@ -19,9 +19,9 @@ from runner import secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector, ObjectInfo
 from runner.engine.run import close_connector, open_connector
 from runner.errors import Problem
-from runner.manifest import Loaded, load_with_connectors
 from runner.manifest.model import ObjectType
 from runner.manifest.yamlfile import quoted
+from runner.mapping.checks import Loaded, load_with_connectors
 
 
 class Unreachable(Exception):

@@ -39,6 +39,7 @@ from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import PHASES, export_type
 from runner.engine.matching import Matcher, fold
 from runner.engine.plan import PlanItem, plan_changes
+from runner.engine.provlog import MASK, ProvisioningLog
 from runner.engine.reconcile import reconcile_target
 from runner.engine.run import (
     Summary,
@@ -50,12 +51,11 @@ from runner.engine.run import (
 )
 from runner.engine.targets import keep_secrets, state_form
 from runner.errors import ProvisionError, UsageError
-from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
+from runner.mapping.checks import load_with_connectors
 from runner.mapping.explain import AttributeStep, ScopeStep, explain_mapping, explain_scope
 from runner.mapping.mapper import Mapper
 from runner.mapping.scope import compile_scope
-from runner.provlog import MASK, ProvisioningLog
 from runner.state.dry import dry_store
 from runner.state.store import StateStore, dumps, now_iso, open_store
 

@@ -74,7 +74,7 @@ def stopped_message(pipeline: str, quarantine: Quarantine, failure: str) -> str:
 
 def release(path: str | Path) -> tuple[str, Quarantine | None]:
     """``provision release FILE``: lift the pipeline's quarantine. Returns (pipeline, what was lifted)."""
-    from runner.manifest import load
+    from runner.mapping.checks import load
 
     manifest = load(path)
     store = open_store(manifest)

@@ -48,8 +48,9 @@ from runner.engine.matching import NAME, correlation_rules, few_unlinked, fold
 from runner.engine.targets import keep_secrets, read_all_partitions, state_form, values_of
 from runner.manifest.model import Boundary, ObjectType, Situation
 from runner.mapping.mapper import Mapper
-from runner.mapping.names import depth, normalize_dn
+from runner.mapping.names import depth
 from runner.mapping.scope import compile_scope
+from runner.names import normalize_dn
 from runner.state.imports import TargetObject
 from runner.state.reconcile import ORPHAN_PREFIX, Finding
 from runner.state.records import Change, PendingExport

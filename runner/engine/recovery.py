@@ -33,7 +33,7 @@ from runner.engine.matching import fold
 from runner.engine.targets import read_all_partitions, state_form
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper
-from runner.mapping.names import normalize_dn
+from runner.names import normalize_dn
 from runner.state.imports import TargetObject
 from runner.state.records import Added, Confirmations, Deleted, Failed, PendingExport, Recompute, Updated
 

@@ -18,20 +18,21 @@ from typing import Any
 
 from runner import durations, retries, secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
-from runner.engine import binding, quarantine, reconcile, safety
+from runner.engine import binding, gate, planfile, quarantine, reconcile, safety
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.importer import import_type
 from runner.engine.matching import Matcher
-from runner.engine.plan import PlanItem, plan_items
+from runner.engine.plan import PlanItem, fingerprints, plan_items
+from runner.engine.planfile import PlanWriter
+from runner.engine.provlog import ProvisioningLog
 from runner.engine.recovery import recover
 from runner.errors import Interrupted, UsageError
-from runner.manifest import load_with_connectors
 from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.provenance import provenance
+from runner.mapping.checks import load_with_connectors
 from runner.mapping.mapper import Mapper
-from runner.provlog import ProvisioningLog
 from runner.state.dry import dry_store
 from runner.state.store import now_iso, open_store
 
@@ -50,6 +51,10 @@ class Summary:
     # set when the pipeline is quarantined: this run stopped at the probe, or quarantined it
     quarantine: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None  # where the manifest came from (runner/manifest/provenance.py)
+    refused: list[str] | None = None  # apply: why the planned operations cannot be sent as reviewed
+    unplanned: int = 0  # apply: operations pending now that the plan does not hold (left for a later run)
+    plan_file: str | None = None  # plan --out: where the plan was saved
+    kind: str = "run"  # run, plan or apply
 
     def as_json(self) -> dict[str, Any]:
         out = {"pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
@@ -61,6 +66,12 @@ class Summary:
             out["quarantine"] = self.quarantine
         if self.stopped_by:
             out["stopped_by"] = self.stopped_by
+        if self.refused is not None:
+            out["refused"] = self.refused
+        if self.unplanned:
+            out["unplanned"] = self.unplanned
+        if self.plan_file:
+            out["plan_file"] = self.plan_file
         return out
 
     signal: int | None = None  # the signal that interrupted the run (0: its time limit)
@@ -70,7 +81,7 @@ class Summary:
     def exit_code(self) -> int:
         if self.status == "interrupted":
             return 128 + self.signal if self.signal else 3  # 0: the run's time limit
-        return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3, "quarantined": 3}[self.status]
+        return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3, "quarantined": 3, "refused": 3}[self.status]
 
 
 def new_run_id() -> str:
@@ -90,13 +101,14 @@ def selected_types(manifest: Manifest, names: tuple[str, ...]) -> list[ObjectTyp
 def execute(path: str | Path, options: RunOptions,
             on_plan_item: Callable[[PlanItem], None] | None = None,
             inspect: Callable[[RunContext], None] | None = None) -> Summary:
-    """Run (or plan) the pipeline in ``path``. ``inspect`` sees the run's context once its passes
-    are over, before the store closes (``check`` reads what the reconciliation found). A plan
-    with ``options.dry`` works on a store that is never written (:mod:`runner.state.dry`)."""
+    """Run (or plan, or apply a saved plan: ``options.apply``) the pipeline in ``path``.
+    ``inspect`` sees the run's context once its passes are over, before the store closes
+    (``check`` reads what the reconciliation found). A plan works on a store that is never
+    written (:mod:`runner.state.dry`): it stages nothing a later run would trust."""
     loaded = load_with_connectors(path)
     manifest = loaded.manifest
     types = selected_types(manifest, options.object_types)
-    store = dry_store(manifest) if options.dry else open_store(manifest)
+    store = dry_store(manifest, options.state_url) if options.dry or options.plan else open_store(manifest)
     run_id = new_run_id()
     summary = Summary(manifest.name, run_id, "ok", now_iso())
     try:
@@ -106,7 +118,8 @@ def execute(path: str | Path, options: RunOptions,
             logger.warning("took over the lock of a run that is no longer alive (%s)", holder.describe())
         origin = provenance(manifest.path)
         summary.manifest = origin.as_json()
-        store.start_run(run_id, manifest.name, "plan" if options.plan else "run", summary.started, origin.hash,
+        summary.kind = kind = "plan" if options.plan else "apply" if options.apply is not None else "run"
+        store.start_run(run_id, manifest.name, kind, summary.started, origin.hash,
                         None if origin.commit is None else origin.commit + ("+" if origin.modified else ""))
         log = ProvisioningLog(None if options.plan else store, manifest.name, run_id,
                               None if options.plan else log_path(manifest, options.log_file))
@@ -119,16 +132,18 @@ def execute(path: str | Path, options: RunOptions,
         ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
         ctx.due = None if options.retry_now else retries.due()
         opened: dict[str, str | None] = {}
+        writer = PlanWriter(Path(options.plan_out)) if options.plan and options.plan_out else None
         try:
             if _probe_if_quarantined(ctx, types, summary, opened):
                 _run_types(ctx, types, summary, opened)
-            if options.plan and on_plan_item is not None:
-                for ot in types:
-                    for item, _ in plan_items(ctx, ot):
-                        on_plan_item(item)
+            if options.plan and (on_plan_item is not None or writer is not None):
+                _emit_plan(ctx, types, summary, opened, on_plan_item, writer)
             if inspect is not None:
                 inspect(ctx)
         except Interrupted as stop:
+            if writer is not None:
+                writer.discard()
+                writer = None
             store.rollback()
             log.flush()
             summary.status, summary.signal, summary.stopped_by = "interrupted", stop.signum, str(stop)
@@ -137,7 +152,7 @@ def execute(path: str | Path, options: RunOptions,
             log.close()
             for connector in loaded.connectors.values():
                 close_connector(connector)
-        if summary.status not in ("interrupted", "quarantined"):
+        if summary.status not in ("interrupted", "quarantined", "refused"):
             summary.status = _status(summary)
         if not options.plan:
             _count_for_quarantine(ctx, summary)
@@ -147,6 +162,8 @@ def execute(path: str | Path, options: RunOptions,
                 logger.info("provisioning log: %d entries older than %d days pruned", pruned,
                             manifest.safety.log_retention)
         summary.finished = now_iso()
+        if writer is not None:
+            _save_plan(ctx, writer, summary, origin.as_json())
         store.finish_run(run_id, summary.status, summary.finished, summary.as_json())
         return summary
     finally:
@@ -154,6 +171,89 @@ def execute(path: str | Path, options: RunOptions,
             store.release_lock(manifest.name, run_id)
         finally:
             store.close()
+
+
+def _planned(ctx: RunContext, ot: ObjectType) -> set[str]:
+    """apply: the objects whose pending exports it may send: the plan's operations, and those of
+    its held deletes and disables that were approved since (``provision approve``)."""
+    saved = ctx.options.apply
+    held = set(saved.held().get(ot.name, ()))
+    approved = {h.source_anchor for h in ctx.store.guarded_pending(ctx.type_ids[ot.name], safety.GUARDED)
+                if h.approved and h.source_anchor in held} if held else set()
+    return set(saved.operations(ot.name)) | approved
+
+
+def _release(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, phases: Any) -> None:
+    """The deletion guard holds this type's deletes and disables, but lets approved objects go."""
+    released = ctx.released.get(ot.name)
+    if counts.held and released:
+        export_type(ctx, ot, mapper, counts, phases, only=released)
+
+
+def _gate(ctx: RunContext, ran: list[tuple[ObjectType, Mapper, TypeCounts]], summary: Summary) -> bool:
+    """apply: compare every type's planned operations with what compute decided now (engine/gate.py);
+    False (nothing is sent, status refused) when any planned object changed since the plan."""
+    saved = ctx.options.apply
+    refusals = []
+    for ot, _, counts in ran:
+        planned = saved.operations(ot.name)
+        if planned:
+            _open(ctx, [ot.target.connector], {})
+        found, unplanned = gate.compare(ctx, ot, planned, bool(counts.held))
+        refusals += found
+        summary.unplanned += unplanned
+    ctx.store.commit()
+    if refusals:
+        summary.status = "refused"
+        summary.refused = [str(r) for r in refusals]
+        ctx.logger.error("apply refused: %d planned objects changed since the plan; nothing was sent", len(refusals))
+        return False
+    return True
+
+
+def _emit_plan(ctx: RunContext, types: list[ObjectType], summary: Summary, opened: dict[str, str | None],
+               on_item: Callable[[PlanItem], None] | None, writer: PlanWriter | None) -> None:
+    """Hand each planned operation to ``on_item``; with a writer, save it with the fingerprints
+    of its inputs (the target objects read back live: the target connector opens for this)."""
+    for ot in types:
+        counts = summary.object_types.get(ot.name)
+        if counts is None or counts.error:
+            continue
+        if writer is not None:
+            with _stops_the_pass(ctx, ot, counts):
+                _open(ctx, [ot.target.connector], opened)
+        mapper = Mapper(ot)
+        batch: list[tuple[PlanItem, str | None]] = []
+        for item, state in plan_items(ctx, ot, held=bool(counts.held)):
+            if on_item is not None:
+                on_item(item)
+            if writer is not None:
+                batch.append((item, state))
+                if len(batch) >= 500:
+                    _save_items(ctx, ot, mapper, batch, writer, live=not counts.error)
+                    batch = []
+        if writer is not None:
+            _save_items(ctx, ot, mapper, batch, writer, live=not counts.error)
+
+
+def _save_items(ctx: RunContext, ot: ObjectType, mapper: Mapper, batch: list[tuple[PlanItem, str | None]],
+                writer: PlanWriter, live: bool) -> None:
+    found = fingerprints(ctx, ot, mapper, [item for item, _ in batch], live=live)
+    for item, (_, state) in zip(found, batch, strict=True):
+        writer.add(item, state)
+
+
+def _save_plan(ctx: RunContext, writer: PlanWriter, summary: Summary, origin: dict[str, Any]) -> None:
+    created = dt.datetime.now(dt.UTC)
+    options = ctx.options
+    writer.finish({
+        "pipeline": summary.pipeline, "plan_id": summary.run_id, "status": summary.status,
+        "created": created.isoformat(timespec="seconds"), "expires": planfile.expiry(created, options.plan_expires),
+        "manifest": {**origin, "path": str(ctx.manifest.path.resolve())},
+        "options": {k: getattr(options, k) for k in planfile.OPTIONS},
+        "object_types": {name: c.as_dict() for name, c in summary.object_types.items()},
+    })
+    summary.plan_file = str(writer.path)
 
 
 def _probe_if_quarantined(ctx: RunContext, types: list[ObjectType], summary: Summary,
@@ -185,7 +285,7 @@ def _probe_if_quarantined(ctx: RunContext, types: list[ObjectType], summary: Sum
 
 def _count_for_quarantine(ctx: RunContext, summary: Summary) -> None:
     """A run that failed wholesale counts towards quarantine; any other finished run resets the count."""
-    if summary.status in ("interrupted", "quarantined", "stopped"):
+    if summary.status in ("interrupted", "quarantined", "stopped", "refused"):
         return
     safety_ = ctx.manifest.safety
     reason = quarantine.assess(ctx.manifest, summary.object_types)
@@ -216,23 +316,43 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
             with _stops_the_pass(ctx, ot, counts):
                 _open(ctx, [ot.target.connector], opened)
                 recover(ctx, ot, Mapper(ot), counts)
+    saved = ctx.options.apply
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
         if counts.error:
             continue
         with _stops_the_pass(ctx, ot, counts):
-            ran.append((ot, _forward(ctx, ot, counts, opened), counts))
+            ran.append((ot, _forward(ctx, ot, counts, opened, export=saved is None), counts))
+    if saved is not None:  # apply: the plan computed now must be the plan reviewed, for every type
+        ran = [r for r in ran if not r[2].error]
+        if not _gate(ctx, ran, summary):
+            for ot in types:
+                _finish_counts(ctx, ot, summary.object_types[ot.name])
+            return
+        for ot, mapper, counts in ran:
+            with _stops_the_pass(ctx, ot, counts):
+                _export_forward(ctx, ot, mapper, counts, None, safety.GUARDED if counts.held else (),
+                                only=_planned(ctx, ot))
+                _release(ctx, ot, mapper, counts, FORWARD)
     if not ctx.options.plan:
         for ot, mapper, counts in reversed(ran):
             with _stops_the_pass(ctx, ot, counts):
-                export_type(ctx, ot, mapper, counts, DELETES, hold=safety.GUARDED if counts.held else ())
+                export_type(ctx, ot, mapper, counts, DELETES, hold=safety.GUARDED if counts.held else (),
+                            only=None if saved is None else _planned(ctx, ot))
+                _release(ctx, ot, mapper, counts, DELETES)
     for ot in types:
         _finish_counts(ctx, ot, summary.object_types[ot.name])
 
 
-def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None]) -> Mapper:
-    """Import, compute and (unless planning) every export but deletes, for one object type."""
+def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None],
+             export: bool = True) -> Mapper:
+    """Import, compute and (unless planning, or ``export`` is False) every export but deletes,
+    for one object type."""
     mapper = Mapper(ot)
+    if ctx.options.simulate:  # the state store alone: no source read, no target contact
+        ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
+        _compute(ctx, ot, mapper, counts, None, None)
+        return mapper
     reconciling = reconcile.why(ctx, ot, mapper)
     _open(ctx, [ot.source.connector] + ([ot.target.connector] if reconciling or not ctx.options.plan else []),
           opened)
@@ -244,8 +364,9 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
         ctx.store.mark_gone_since(ctx.type_ids[ot.name], now_iso(ago=durations.seconds(ot.delete_after) or 0))
     matcher = _target_side(ctx, ot, mapper, reconciling)
     held = _compute(ctx, ot, mapper, counts, matcher, reconciling)
-    if not ctx.options.plan:
+    if export and not ctx.options.plan:
         _export_forward(ctx, ot, mapper, counts, matcher, safety.GUARDED if held else ())
+        _release(ctx, ot, mapper, counts, FORWARD)
     return mapper
 
 
@@ -285,18 +406,18 @@ def _compute(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts
 
 
 def _export_forward(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, matcher: Matcher | None,
-                    hold: tuple[str, ...]) -> None:
+                    hold: tuple[str, ...], only: set[str] | None = None) -> None:
     """Every export but deletes. Updates that found their object deleted by hand: created again
     now, with what of this type refers to them; adds that found their object there already (made
     by hand meanwhile, a 409): adopted, then updated now to what the mappings say (computed again:
     exports count, not computes)."""
-    gone = export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
+    gone = export_type(ctx, ot, mapper, counts, FORWARD, hold=hold, only=only)
     adopted = ctx.adopted.pop(ot.name, 0)
     if gone or adopted:
         if gone:
             ctx.recreated.setdefault(ot.name, {}).update(gone)
         compute_type(ctx, ot, mapper, TypeCounts(), matcher)
-        export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
+        export_type(ctx, ot, mapper, counts, FORWARD, hold=hold, only=only)
 
 
 def _open(ctx: RunContext, names: list[str], opened: dict[str, str | None]) -> None:
@@ -343,13 +464,15 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
     that are not waiting to be retried after failing in earlier runs."""
     type_id = ctx.type_ids[ot.name]
     if ctx.options.plan:
-        for item, state in plan_items(ctx, ot):
+        for item, state in plan_items(ctx, ot, held=bool(counts.held)):
             if state is None:
                 counts.count(item.action, source_present=not item.gone)
             else:
                 setattr(counts, state, getattr(counts, state) + 1)
                 counts.touched += not item.gone
     else:
+        ctx.store.prune_approvals(type_id)
+        ctx.store.commit()
         waiting = ctx.store.waiting(type_id, ctx.run_id, ctx.due)
         counts.waiting, counts.blocked = waiting.waiting, waiting.blocked
         counts.touched += waiting.present

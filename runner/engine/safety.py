@@ -5,7 +5,8 @@ looks exactly like everyone leaving. So, per object type, when the deletes and d
 would send pass ``safety.max_deletes`` (a count, or a share of the type's provisioned objects;
 by default the larger of 10% and 5 objects), none of them is sent: the rest of the run goes on,
 the held objects are listed, and the run ends ``stopped`` (exit 3) until a person looks.
-``provision run --allow-deletes N`` (or ``all``) lets one run through. A full read that returns
+``provision run --allow-deletes N`` (or ``all``) lets one run through; ``provision approve``
+releases named objects only (:mod:`runner.state.approvals`). A full read that returns
 nothing where the state holds objects is refused whatever the threshold: nothing is marked
 deleted at all. For comparison, Entra's accidental-deletions threshold is a count per job
 (default 500) and MIM's is a share of the connector space.
@@ -43,17 +44,25 @@ def check(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> bool:
     """After compute: hold this type's deletes and disables if there are too many. Returns
     whether they are held."""
     type_id = ctx.type_ids[ot.name]
-    pending = ctx.store.count_pending(type_id, GUARDED)
-    if not pending:
+    guarded = ctx.store.guarded_pending(type_id, GUARDED)
+    if not guarded:
         return False
+    approved = {h.source_anchor for h in guarded if h.approved}
+    if ctx.options.apply is not None:  # apply sends what its plan holds, approved or not, and nothing else
+        approved &= set(ctx.options.apply.items.get(ot.name, ()))
+    pending = len(guarded) - len(approved)
     provisioned = ctx.store.count_linked(type_id)
     limit = threshold(ot.max_deletes, provisioned)
     if pending <= limit or allowed(ctx, pending):
         return False
     counts.held = pending
+    ctx.released[ot.name] = approved
+    sent = f"{len(approved)} approved one{'s' if len(approved) != 1 else ''} go, the others wait" if approved \
+        else "none of them was sent"
     counts.guard = (f"would delete or disable {pending} of {provisioned} provisioned objects, more than "
-                    f"safety.max_deletes allows ({limit}); none of them was sent. Check the source; if this is "
-                    f"right, run again with --allow-deletes {pending} (or all)")
+                    f"safety.max_deletes allows ({limit}); {sent}. Check the source; if this is "
+                    f"right, run again with --allow-deletes {pending} (or all), or release named objects with "
+                    f"`provision approve {ctx.manifest.path.name} {ctx.run_id} --anchor ANCHOR`")
     ctx.logger.error("%s: stopped by the deletion guard: %s", ot.name, counts.guard)
     return True
 
@@ -81,7 +90,7 @@ def keep_references(ctx: RunContext, ot: ObjectType) -> list[str]:
     types' in their own pass, which comes later), and the held objects are marked dirty so the
     next run decides again. Returns the held anchors; the caller recomputes the referrers."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    held = store.keep_held(type_id, REMOVALS)
+    held = store.keep_held(type_id, REMOVALS, ctx.released.get(ot.name, ()))
     store.mark_referrers_dirty(type_id, held)
     store.clean(type_id, held, {})  # among the referrers (a held manager's held reports): decided already
     store.commit()

@@ -1,7 +1,9 @@
-"""Load a manifest: YAML with positions -> interpolation -> JSON Schema -> mapping files -> model -> checks.
+"""Read a manifest: YAML with positions -> interpolation -> JSON Schema -> mapping files -> model -> checks.
 
-``load(path)`` returns a :class:`Manifest` or raises :class:`ManifestError` carrying every
-problem found, each with file, line, column and JSON path.
+``load_with_checks(path, checks)`` returns the :class:`Manifest` with its connectors or raises
+:class:`ManifestError` carrying every problem found, each with file, line, column and JSON path.
+The checks that need the mapping layer (expressions, scope filters) come from above, as
+``checks``: load a manifest with :func:`runner.mapping.checks.load`, which passes them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from runner.manifest.checks import connector_problems, semantic_problems
 from runner.manifest.model import Manifest, build
 from runner.manifest.yamlfile import Located, one_line, read_yaml
 
-__all__ = ["Loaded", "Manifest", "load", "load_with_connectors"]
+__all__ = ["Check", "Loaded", "Manifest", "load_with_checks"]
 
 
 @dataclass(frozen=True)
@@ -30,18 +33,18 @@ class Loaded:
     located: Located
 
 
-def load(path: str | Path) -> Manifest:
-    return load_with_connectors(path).manifest
+Check = Callable[[Manifest, Located, dict[str, Connector]], list[Problem]]
+"""A semantic check a layer above adds (:func:`runner.mapping.checks.mapping_problems`)."""
 
 
-def load_with_connectors(path: str | Path) -> Loaded:
+def load_with_checks(path: str | Path, checks: Iterable[Check]) -> Loaded:
     """Load and check ``path``; raise ManifestError listing every problem.
 
     Stages: YAML (syntax, duplicate keys, ``${...}``) -> JSON Schema -> mapping files ->
-    connector blocks -> semantic checks. A syntax error stops at once (there is no data); the
-    later stages run on whatever the earlier ones did not already complain about, so one
-    ``validate`` shows as much as it can. Semantic checks need schema-valid data, so they run
-    only when everything before them was clean.
+    connector blocks -> semantic checks (:mod:`runner.manifest.checks`, then each of ``checks``).
+    A syntax error stops at once (there is no data); the later stages run on whatever the earlier
+    ones did not already complain about, so one ``validate`` shows as much as it can. Semantic
+    checks need schema-valid data, so they run only when everything before them was clean.
     """
     path = Path(path)
     display = str(path)
@@ -64,6 +67,8 @@ def load_with_connectors(path: str | Path) -> Loaded:
         raise _error(problems)
     manifest = build(data, path.resolve())
     problems += semantic_problems(manifest, located, connectors)
+    for check in checks:
+        problems += check(manifest, located, connectors)
     if problems:
         raise _error(problems)
     return Loaded(manifest, connectors, located)

@@ -1,8 +1,9 @@
 """Semantic checks: what a JSON Schema cannot say about a manifest.
 
-Unknown connector types and objects, duplicate target attributes, expressions that do not
-compile, references to unknown object types or to types listed later, and options that
-contradict each other. Every check reports all it finds; nothing stops at the first.
+Unknown connector types and objects, duplicate target attributes, references to unknown object
+types or to types listed later, and options that contradict each other. Every check reports all
+it finds; nothing stops at the first. What needs the mapping layer (expressions that do not
+compile, scope filters that cannot be built) is checked in :mod:`runner.mapping.checks`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from runner.connectors.base import Capabilities, ConfigurationError, Connector, 
 from runner.connectors.registry import UnknownConnector, connector_class
 from runner.errors import Problem
 from runner.manifest import schema
-from runner.manifest.model import Clause, Group, Manifest, ObjectType, YamlPath
+from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.yamlfile import Located, dotted, quoted
-from runner.mapping.expressions import Expression, ExpressionError, compile_expression
-from runner.mapping.names import shape, template_fields
-from runner.mapping.scope import DATE_OPS, scope_problems
+from runner.names import shape, template_fields
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -84,8 +83,6 @@ def semantic_problems(manifest: Manifest, located: Located, connectors: dict[str
         seen.setdefault(ot.name, index)
         found += list(_endpoint_problems(ot, located, connectors))
         found += list(_mapping_problems(ot, index, manifest, located))
-        found += list(_scope_problems(ot.scope, located))
-        found += list(_scope_problems(ot.target.boundary.scope if ot.target.boundary else None, located))
         found += list(_match_problems(ot, located))
         found += list(_disable_problems(ot, located))
     return found
@@ -204,12 +201,6 @@ def _mapping_problems(ot: ObjectType, index: int, manifest: Manifest, located: L
             yield located.problem((*m.path, "target"), f"duplicate target attribute {quoted(m.target)} "
                                   f"(first mapped at line {first[1]})")
         targets.setdefault(m.target, m.path)
-        if m.expression is not None:
-            yield from _expression_problems(m.expression, (*m.path, "expression"), located)
-            if m.apply != "on_create" and _volatile(m.expression):
-                yield located.problem((*m.path, "expression"), f"attribute {quoted(m.target)} changes on every "
-                                      "evaluation (now, guid or random_string): add 'apply: on_create', or it "
-                                      "is updated on every run")
         if m.reference is not None:
             if m.reference not in order:
                 yield located.problem((*m.path, "reference"), f"unknown object type {quoted(m.reference)}"
@@ -226,107 +217,6 @@ def _match_problems(ot: ObjectType, located: Located) -> Iterator[Problem]:
     for rule in ot.match:
         if (rule.source is None) == (rule.expression is None):
             yield located.problem(rule.path, "a match rule needs exactly one of source or expression")
-        if rule.expression is not None:
-            yield from _expression_problems(rule.expression, (*rule.path, "expression"), located)
-
-
-def _compile(text: str) -> Expression:
-    """compile_expression, with nesting too deep for JMESPath's recursive parser as an ExpressionError.
-
-    ``((((...))))`` a few hundred levels deep exhausts Python's stack inside jmespath; that is a
-    problem with the expression, to report where it is written, not a crash of ``validate``.
-    """
-    try:
-        return compile_expression(text)
-    except RecursionError:
-        raise ExpressionError(f"cannot parse expression {text!r}: nested too deeply") from None
-
-
-def _expression_problems(text: str, at: YamlPath, located: Located) -> Iterator[Problem]:
-    try:
-        _compile(text)
-    except ExpressionError as exc:
-        # The message quotes the expression with repr(); quoted() keeps secrets maskable.
-        yield located.problem(at, str(exc).replace(repr(text), quoted(text)))
-
-
-def _volatile(text: str) -> bool:
-    try:
-        return _compile(text).volatile
-    except ExpressionError:
-        return False
-
-
-def _find_clause(group: Group | None, path: YamlPath) -> Clause | None:
-    for item in group.items if group else ():
-        if isinstance(item, Group):
-            found = _find_clause(item, path)
-            if found is not None:
-                return found
-        elif item.path == path:
-            return item
-    return None
-
-
-def _scope_error_path(scope: Group | None, path: YamlPath, located: Located) -> YamlPath:
-    """Point at a clause's ``value`` when the clause is complete and the problem can only be its value."""
-    clause = _find_clause(scope, path)
-    if clause is not None and clause.attribute and clause.op and (*path, "value") in located.positions:
-        return (*path, "value")
-    return path
-
-
-def _clauses(group: Group | None) -> Iterator[Clause]:
-    for item in group.items if group else ():
-        if isinstance(item, Group):
-            yield from _clauses(item)
-        else:
-            yield item
-
-
-def _scope_problems(scope: Group | None, located: Located) -> Iterator[Problem]:
-    """The scope filter's problems, clause by clause.
-
-    Building a clause's test can fail on values the scope module does not expect: days such as
-    "²" or 10**90 (int() and timedelta refuse them), a regular expression nested a thousand
-    deep or repeating a{99999999999}. Each is a problem at that clause's value, and the other
-    clauses are still checked.
-    """
-    for clause in _clauses(scope):
-        try:
-            errors = scope_problems(Group("all", (clause,), clause.path))
-        except (ValueError, OverflowError, RecursionError) as exc:
-            yield located.problem(_scope_error_path(scope, clause.path, located), _unusable_value(clause, exc))
-            continue
-        yield from (located.problem(_scope_error_path(scope, e.path, located), str(e)) for e in errors)
-        days = _days(clause.value) if clause.op in DATE_OPS and not errors else None
-        if days is not None and days > MAX_DAYS:
-            yield located.problem(_scope_error_path(scope, clause.path, located), _unusable_value(clause, None))
-
-
-MAX_DAYS = 100_000  # ~270 years: today plus or minus that is a date the calendar has, for millennia
-
-
-def _days(value: Any) -> int | None:
-    """The whole number of days a date operator reads from ``value`` (as runner.mapping.scope does)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 20:
-        return int(value)
-    return None
-
-
-def _unusable_value(clause: Clause, exc: Exception | None) -> str:
-    value = quoted(clause.value)
-    if clause.op in DATE_OPS:
-        return (f"op {clause.op} needs a whole number of days from 0 to {MAX_DAYS:,} (about 270 years), "
-                f"got {value}")
-    if clause.op in ("regex_match", "not_regex_match"):
-        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        return f"invalid regular expression {value}: {why}"
-    return f"op {clause.op} cannot use the value {value}: {exc}"
 
 
 def _disable_problems(ot: ObjectType, located: Located) -> Iterator[Problem]:

@@ -103,6 +103,9 @@ class AttributeMapping:
     default_always: bool = False
     null: str = "skip"  # skip: a null value leaves the target value alone; clear: removes it
     path: YamlPath = ()
+    # a rule under review (``proposed:``): computed beside this one, reported, never exported
+    proposed: AttributeMapping | None = None
+    proposed_only: bool = False  # ``proposed: true``: the whole entry is under review, not exported
 
 
 @dataclass(frozen=True)
@@ -247,8 +250,20 @@ def _attribute(m: dict[str, Any], at: YamlPath) -> AttributeMapping:
         sensitive=m.get("sensitive", False) or m.get("password", False) or _from_outside(m),
         reference=m.get("reference"), multi_valued=m.get("multi_valued", False),
         password=m.get("password", False), default_always=m.get("default_always", False),
-        null=m.get("null", "skip"), path=at,
+        null=m.get("null", "skip"), path=at, proposed=_proposed(m, at), proposed_only=m.get("proposed") is True,
     )
+
+
+def _proposed(m: dict[str, Any], at: YamlPath) -> AttributeMapping | None:
+    """The rule under review for this attribute: the entry itself with ``proposed: true``, else
+    the entry with its source, expression or constant replaced by the proposed one."""
+    rule = m.get("proposed")
+    if rule is None or rule is False:
+        return None
+    if rule is True:
+        return _attribute({k: v for k, v in m.items() if k != "proposed"}, at)
+    base = {k: v for k, v in m.items() if k not in ("proposed", "source", "expression", "constant")}
+    return _attribute({**base, **rule}, (*at, "proposed"))
 
 
 def _from_outside(m: dict[str, Any]) -> bool:

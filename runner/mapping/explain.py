@@ -113,7 +113,8 @@ def rule_text(spec: AttributeMapping) -> str:
         text = f"source {spec.source}"
     elif spec.expression is not None:
         text = ("expression *** (it holds a ${env:}/${file:} value)" if isinstance(spec.expression, FromOutside)
-                else f"expression {spec.expression}")
+                else "expression *** (sensitive: its text may hold the secret)" if hide
+                else f"expression {' '.join(spec.expression.split())}")
     else:
         text = f"constant {MASK_TEXT if hide else show(spec.constant)}"
     extras = []

@@ -82,7 +82,9 @@ class Mapper:
 
     def __init__(self, object_type: ObjectType):
         self.object_type = object_type
-        self.attributes = [_compile(spec) for spec in object_type.mapping]
+        self.attributes = [_compile(spec) for spec in object_type.mapping if not spec.proposed_only]
+        # rules under review: computed beside the current ones, reported, never exported
+        self.proposed = [_compile(spec.proposed) for spec in object_type.mapping if spec.proposed is not None]
         self.names = frozenset(a.name for a in self.attributes)
         self.unique = frozenset(a.name for a in self.attributes if a.unique)
         self.on_create = frozenset(a.name for a in self.attributes if a.spec.apply == "on_create" or a.unique)
@@ -94,6 +96,16 @@ class Mapper:
         self.clear_on_null = frozenset(a.name for a in self.attributes if a.spec.null == "clear" or a.spec.reference)
         self.create_defaults = {a.name: normalize(a.spec.default, a.spec.multi_valued) for a in self.attributes
                                 if a.spec.default is not None and not a.spec.default_always}
+
+    def map_proposed(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The values the proposed rules give ``record`` (an attribute whose rule fails: its error)."""
+        out: dict[str, Any] = {}
+        for attr in self.proposed:
+            try:
+                out[attr.name] = normalize(attr.get(record), attr.spec.multi_valued)
+            except Exception as exc:  # reported, like any difference: the rule is under review
+                out[attr.name] = f"(fails: {evaluation_error(exc)})"
+        return out
 
     def map(self, record: dict[str, Any]) -> dict[str, Any]:
         """Every mapped attribute of ``record``; raises MappingFailed naming the attribute."""

@@ -19,13 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
+from runner.manifest.model import Clause, Group, YamlPath
 from runner.mapping import dotnet_regex, functions
 from runner.mapping.functions import FALSE_WORDS, TRUE_WORDS, parse_date
-
-if TYPE_CHECKING:  # runner.manifest imports this module: no import of it at run time
-    from runner.manifest.model import Clause, Group, YamlPath
 
 Predicate = Callable[[dict[str, Any]], bool]
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ManifestError, Problem
-from runner.manifest import load_with_connectors, schema
+from runner.manifest import schema
 from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.yamlfile import Located, Path_, quoted, read_yaml
 from runner.mapping import entra, functions
+from runner.mapping.checks import load_with_connectors
 from runner.mapping.explain import explain_scope, show
 from runner.mapping.expressions import ExpressionError, compile_expression
 from runner.mapping.mapper import Mapper, MappingFailed, normalize, with_create_defaults

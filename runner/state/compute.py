@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets as pysecrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import sqlalchemy as sa
 
@@ -98,14 +98,14 @@ class ComputeMixin(ValuesMixin):
         self.mark_dirty(type_id, anchors)
         return len(anchors)
 
-    def keep_held(self, type_id: int, actions: Sequence[str]) -> list[str]:
+    def keep_held(self, type_id: int, actions: Sequence[str], released: Collection[str] = ()) -> list[str]:
         """Objects whose pending ``actions`` (deletes) the deletion guard holds: they will still
         exist after this run, so references to them must stay. They are marked dirty again, so
         the next run decides afresh (the source fixed: nothing to do; the deletes allowed: the
-        references go first)."""
+        references go first). ``released``: approved objects, which go."""
         so, pe = t.source_objects.c, t.pending.c
-        anchors = sorted(self.conn.execute(sa.select(pe.source_anchor).where(
-            pe.type_id == type_id, pe.action.in_(list(actions)))).scalars())
+        anchors = sorted(a for a in self.conn.execute(sa.select(pe.source_anchor).where(
+            pe.type_id == type_id, pe.action.in_(list(actions)))).scalars() if a not in released)
         for part in chunks(anchors):
             self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
                               .values(exists_after=True))

@@ -37,7 +37,7 @@ class _DryStore(StateStore):
                 shutil.rmtree(self.snapshot_folder, ignore_errors=True)
 
 
-def dry_store(manifest: Manifest) -> StateStore:
+def dry_store(manifest: Manifest, url: str | None = None) -> StateStore:
     """The store a preview without --apply works on; the real one is never written.
 
     A SQLite store is copied first (the backup API, one read transaction: in WAL mode it waits
@@ -45,8 +45,9 @@ def dry_store(manifest: Manifest) -> StateStore:
     (the record, its scope, its pending export), and on the real file those writes would hold
     its write lock for the whole preview, so a run going on would fail with "database is
     locked". A server store (PostgreSQL, MariaDB) keeps its rows in one transaction that is
-    rolled back: a run touching the same object's rows waits for it, it does not fail."""
-    url = state_url(manifest, create=False)
+    rolled back: a run touching the same object's rows waits for it, it does not fail. ``url``:
+    another manifest's store (a simulation computes an old manifest over the new one's state)."""
+    url = url or state_url(manifest, create=False)
     parsed = sqlalchemy_url(url, manifest.base_dir)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         source = Path(parsed.database)

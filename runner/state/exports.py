@@ -1,6 +1,6 @@
 """Export: pending exports in export order, in-flight marks, and recording what the target confirmed.
 
-The protocol (``runner/engine/export.py`` drives it, ``runner/engine/recovery.py`` finishes it
+The protocol (``runner/engine/export/`` drives it, ``runner/engine/recovery.py`` finishes it
 after a crash): :meth:`ExportMixin.mark_sent` sets ``sent_run`` on the exports about to go out,
 committed before the target sees them; :meth:`ExportMixin.record` writes results as they stream
 back and clears the mark in the same commit. A mark that outlives its run is an operation in
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from runner import retries  # the back-off schedule: plain functions of the clock
 from runner.actions import Action
-from runner.mapping.names import normalize_dn
+from runner.names import normalize_dn
 from runner.state import tables as t
 from runner.state.base import chunks, dumps
 from runner.state.compute import ComputeMixin

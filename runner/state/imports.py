@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from runner.mapping.names import normalize_dn
+from runner.names import normalize_dn
 from runner.state import tables as t
 from runner.state.base import DuplicateAnchor, chunks, dumps, now_iso, record_hash
 from runner.state.values import ValuesMixin, split
@@ -236,6 +236,11 @@ class ImportMixin(ValuesMixin):
         holder = self.conn.execute(sa.select(rv.anchor).where(rv.type_id == type_id, rv.attribute == attribute,
                                                               rv.value == value).with_for_update(read=True)).scalar()
         return holder == anchor
+
+    def source_hashes(self, type_id: int, anchors: Sequence[str]) -> dict[str, str]:
+        """The hash of each source object as last imported (a saved plan's fingerprint of its input)."""
+        return dict(self.rows_in(t.source_objects, ("anchor", "hash"), "anchor", sorted(set(anchors)),
+                                 type_id=type_id))
 
     def target_name(self, type_id: int, target_anchor: str) -> str | None:
         to = t.target_objects.c

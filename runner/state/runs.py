@@ -210,15 +210,6 @@ class RunsMixin(Base):
             + one(sa.select(sa.func.count()).where(pe.type_id == type_id, pe.last_error.is_not(None))).scalar_one(),
         }
 
-    def failures(self, type_id: int, limit: int = 20) -> list[tuple[str, str]]:
-        so, pe = t.source_objects.c, t.pending.c
-        rows = list(self.conn.execute(sa.select(so.anchor, so.error).where(so.type_id == type_id, so.error.is_not(None))
-                                      .order_by(so.anchor).limit(limit)))
-        rows += list(self.conn.execute(sa.select(pe.source_anchor, pe.last_error)
-                                       .where(pe.type_id == type_id, pe.last_error.is_not(None))
-                                       .order_by(pe.source_anchor).limit(limit)))
-        return [(a, e) for a, e in rows][:limit]
-
 
 def _alive(host: str, pid: int, heartbeat: float) -> bool:
     """Is the lock holder still running? Same host: ask the OS. Other host: trust a recent heartbeat."""

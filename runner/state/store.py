@@ -24,6 +24,7 @@ from runner.manifest.model import Manifest
 from runner.sqlutil import driver_reason as _reason
 from runner.sqlutil import shown_url, sqlalchemy_url
 from runner.state import tables as t
+from runner.state.approvals import ApprovalsMixin
 from runner.state.base import CHUNK, DuplicateAnchor, chunks, dumps, now_iso, record_hash
 from runner.state.exports import ExportMixin
 from runner.state.imports import ImportMixin
@@ -73,7 +74,7 @@ def open_store(manifest: Manifest) -> StateStore:
     return StateStore(state_url(manifest), manifest.base_dir)
 
 
-class StateStore(RunsMixin, ImportMixin, ExportMixin, ReconcileMixin, LogMixin):
+class StateStore(RunsMixin, ImportMixin, ExportMixin, ReconcileMixin, LogMixin, ApprovalsMixin):
     """One open state store. Not thread-safe: the engine's main thread owns it."""
 
     def __init__(self, url: str, base_dir: Path, *, read_only: bool = False):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -95,7 +95,7 @@ links = sa.Table(
     sa.Column("target_anchor", S, nullable=False),
     sa.Column("live", sa.Boolean, nullable=False, default=True),
     # the object's name in the target (an LDAP DN), kept after a delete for removing references by
-    # name; name_key is its comparable form (runner.mapping.names.normalize_dn), cut to 255
+    # name; name_key is its comparable form (runner.names.normalize_dn), cut to 255
     sa.Column("target_name", sa.Text),
     sa.Column("name_key", S),
     sa.Index("links_target", "type_id", "target_anchor"),
@@ -262,6 +262,20 @@ quarantine = sa.Table(
     sa.Column("run_id", sa.String(40)),  # the last run that failed wholesale
 )
 
+# Objects a person released past the deletion guard (`provision approve`): each for the action
+# pending when it was approved; a run sends it although the guard holds the rest, and the row goes
+# once that action is no longer pending (sent, or the source changed its mind).
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("type_id", sa.Integer, primary_key=True),
+    sa.Column("source_anchor", S, primary_key=True),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("approved_at", sa.String(40), nullable=False),
+    sa.Column("approved_by", S),  # the operating-system user who approved it
+    sa.Column("released_from", sa.String(64)),  # the run or plan that held it
+)
+
+
 def _to_v2(conn: sa.Connection) -> None:
     """Spine v2: in-flight marks, revisions, recorded partitions and versions; retries across runs,
     quarantine and log retention."""
@@ -370,8 +384,13 @@ def _to_v6(conn: sa.Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {q('runs')} ADD COLUMN {q(column)} VARCHAR(64)")
 
 
+def _to_v7(conn: sa.Connection) -> None:
+    """Approvals by object past the deletion guard."""
+    approvals.create(conn, checkfirst=True)
+
+
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7}
 
 
 class IncompatibleStore(RuntimeError):

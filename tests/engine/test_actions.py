@@ -10,7 +10,7 @@ from pathlib import Path
 from runner.actions import COUNTED_AS, Action
 
 RUNNER = Path(__file__).resolve().parents[2] / "runner"
-USERS = ["engine/export.py", "engine/compute.py", "engine/recovery.py", "engine/safety.py", "engine/reconcile.py",
+USERS = ["engine/export/__init__.py", "engine/export/operations.py", "engine/export/flight.py", "engine/export/record.py", "engine/compute.py", "engine/recovery.py", "engine/safety.py", "engine/reconcile.py",
          "engine/check.py", "state/exports.py", "cli.py"]
 VALUES = {a.value for a in Action}
 

@@ -234,7 +234,8 @@ def test_preview_diffs_against_the_target_as_it_is(quickstart_env, provision, tm
     shown = provision("preview", QUICKSTART, "--object-type", "user", "--anchor", anchor, "--output", "json").json()
     assert shown["target"]["read"] == "read" and shown["target"]["data"]["title"] == "Edited by hand"
     assert shown["diff"]["action"] == "update"
-    assert shown["diff"]["changes"]["title"] == {"old": "Edited by hand", "new": before["users"][name]["title"]}
+    assert shown["diff"]["changes"]["title"] == {"old": "Edited by hand", "new": before["users"][name]["title"],
+                                                 "rule": "source title"}
     applied = provision("preview", QUICKSTART, "--object-type", "user", "--anchor", anchor, "--apply")
     assert applied.code == 0, applied.out
     assert read_app(db) == before

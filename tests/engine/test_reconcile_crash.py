@@ -41,7 +41,7 @@ trace, lock = [], threading.Lock()
 PHASES = (("reconcile.py", "_read", "target read"), ("reconcile.py", "_missing", "missing"),
           ("reconcile.py", "settle_orphans", "orphans"), ("recovery.py", None, "recovery"),
           ("binding.py", None, "binding"), ("importer.py", None, "import"), ("compute.py", None, "compute"),
-          ("export.py", None, "export"))
+          ("__init__.py", "export_type", "export"))
 
 def phase():
     frame, seen = sys._getframe(2), []

@@ -14,11 +14,13 @@ REPO = Path(__file__).resolve().parents[2]
 KILLPOINT = REPO / "tests" / "faults" / "killpoint.py"
 
 
-def killed_run(manifest: Path, env: Mapping[str, str], point: int) -> subprocess.CompletedProcess[str]:
+def killed_run(manifest: Path, env: Mapping[str, str], point: int,
+               command: tuple[str, ...] = ("run",)) -> subprocess.CompletedProcess[str]:
     """``provision run MANIFEST --output json`` SIGKILLed right after the target's ``point``-th write
-    (0: never; its stderr then ends with ``commits: N``)."""
-    return subprocess.run([sys.executable, str(KILLPOINT), str(point), "KILL", "run", str(manifest), "--output", "json"],
-                          capture_output=True, text=True, env=os.environ | dict(env), timeout=120, cwd=REPO)
+    (0: never; its stderr then ends with ``commits: N``). ``command``: another one, such as
+    ``("apply",)`` with a saved plan as ``manifest``."""
+    return subprocess.run([sys.executable, str(KILLPOINT), str(point), "KILL", *command, str(manifest), "--output",
+                           "json"], capture_output=True, text=True, env=os.environ | dict(env), timeout=120, cwd=REPO)
 
 
 def spread(total: int, count: int) -> list[int]:

@@ -114,7 +114,7 @@ def _steal_lock(args: list[str]) -> None:
     """Rewrite the lock row as if another run had taken it over."""
     import sqlalchemy as sa
 
-    from runner.manifest import load
+    from runner.mapping.checks import load
     from runner.state.store import open_store
 
     manifest = load(args[1])

@@ -12,7 +12,7 @@ from servers.slapd import Slapd
 
 from runner.connectors.base import ConnectorContext, Operation
 from runner.connectors.ldap.connector import LdapConnector
-from runner.mapping.names import normalize_dn
+from runner.names import normalize_dn
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP = {"entryuuid", "entrycsn", "createtimestamp", "modifytimestamp", "creatorsname", "modifiersname",

@@ -14,7 +14,7 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from runner.mapping.names import parse_dn
+from runner.names import parse_dn
 
 from .helpers import admin, manifest
 

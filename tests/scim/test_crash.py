@@ -72,3 +72,21 @@ def test_killed_while_following_changes_converges(world, scim, provision, monkey
     killed = killed_run(world["manifest"], env, point)
     assert killed.returncode == -9, killed.stderr
     converges(provision, monkeypatch, world, url, state, world["after"], world["clean_after"])
+
+
+@pytest.mark.parametrize("nth", range(4))
+def test_killed_while_applying_a_plan_converges(world, scim, provision, monkeypatch, nth):
+    """``provision apply`` is the export of a run: killed part way, the next run settles what it
+    left in doubt and finishes the job, nothing twice."""
+    url, state = scim.tenant(), str(world["tmp"] / f"apply-{nth}.db")
+    for k, v in (env_for(url, world["tmp"]) | {"PROVISION_STATE": state, "PROVISION_DATA": str(world["before"])}).items():
+        monkeypatch.setenv(k, v)
+    assert provision("run", world["manifest"]).code == 0
+    monkeypatch.setenv("PROVISION_DATA", str(world["after"]))
+    plan = world["tmp"] / f"apply-{nth}.plan"
+    assert provision("plan", world["manifest"], "--out", plan).code == 0
+    point = spread(world["delta_commits"], 4)[nth]
+    env = env_for(url, world["tmp"]) | {"PROVISION_STATE": state, "PROVISION_DATA": str(world["after"])}
+    killed = killed_run(plan, env, point, command=("apply",))
+    assert killed.returncode == -9, killed.stderr
+    converges(provision, monkeypatch, world, url, state, world["after"], world["clean_after"])

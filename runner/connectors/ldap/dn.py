@@ -1,6 +1,6 @@
 """Distinguished names as the LDAP connector handles them: full DNs, names relative to a partition.
 
-Parsing, escaping and the comparable form are RFC 4514's and live in :mod:`runner.mapping.names`
+Parsing, escaping and the comparable form are RFC 4514's and live in :mod:`runner.names`
 (the engine compares names with the same functions); this module only adds what a directory
 client needs on top: a DN's parent and leading RDN, whether a DN lies under a base, and turning
 an object's name (full, or relative to its partition's base DN) into the DN to send.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from runner.mapping.names import BadDN, escape_rdn_value, normalize_dn, parse_dn, template_fields
+from runner.names import BadDN, escape_rdn_value, normalize_dn, parse_dn, template_fields
 
 __all__ = ["BadDN", "escape_rdn_value", "normalize_dn", "parse_dn", "split", "parent", "is_under", "join",
            "relative_to", "rdn_values", "build_rdn", "shape_problem", "last_type",

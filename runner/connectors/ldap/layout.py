@@ -19,7 +19,7 @@ from typing import Any
 from runner.connectors.base import ObjectError, PermanentError
 from runner.connectors.ldap import dn as dns
 from runner.connectors.ldap.schema import Schema
-from runner.mapping.names import template_fields
+from runner.names import template_fields
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # attributes read as lists even when they hold one value (the rest: a list only when they hold several)

@@ -1,0 +1,166 @@
+"""The export pass: send pending exports to the target and record each confirmation.
+
+**Crash safety.** Before a round of operations goes to the connector, their pending exports are
+marked in flight (``sent_run``) and that mark is committed (:mod:`.flight`). Results are recorded
+as they stream back, at least every FLUSH_EVERY results or FLUSH_SECONDS, each commit clearing the
+marks of what it records (:mod:`.record`). A run killed anywhere (kill -9, OOM, a cron timeout)
+therefore leaves every operation either recorded, or marked in doubt; never "applied but not
+recorded" looking like "never sent". The next run resolves the ones in doubt before anything else
+(:mod:`runner.engine.recovery`). Every commit renews the run's lock in the same transaction, so
+a run whose lock was taken over cannot record anything (fencing).
+
+**Order.**
+1. Objects whose anchor changed (a delete and an add claiming the same name): their deletes go
+   first (``delete_first``), or they go as one ``replace``: compute decided which
+   (:func:`runner.engine.compute.pair_replacements`).
+2. Adds, updates, renames and disables, parents before children (by name depth).
+3. Deletes, children before parents (a group drops a member before the member is deleted).
+
+References are rendered just before sending, in the form the target declares for the attribute:
+its target anchor (SQL keys, SCIM ids) or its target name (LDAP DNs) (:mod:`.operations`). An
+export that points at an object of its own type whose add is still waiting is held back to a later
+round of the same run, so a report is created after their manager; when no round makes progress
+(a cycle), the rest go out with the unresolved references left out, recorded, and filled in once
+the object exists.
+
+**Two-step changes.** A password the connector cannot take inside the create (no
+ExportPasswordInFirstPass) follows as ``set_password``; a rename with attribute changes is
+followed by an update; a multi-valued change larger than the connector takes at once
+(``max_values_per_operation``) goes in chunks (:mod:`.operations`). The next step is stored as a
+pending export in the same commit that records the first, so a run killed in between finishes
+the job next time.
+
+**Concurrency.** Operations go to the connector in parallel, as many at once as it declares
+(``concurrency:`` lowers it). Worker threads live as long as the pass and take each round in
+small shares (:mod:`.workers`); while they send one round, the main thread records the previous
+one's results and prepares and marks the next, so the target's connections are not left waiting
+for the state store. At most two rounds are in flight; a round waits for the one before it when
+it is one name depth deeper (parents first) or holds exports that waited for an add still in
+flight (a manager).
+
+**Failures.** An operation the connector reports as retryable is tried again later in the same
+run, up to MAX_RETRIES times, after a backoff (the connector's ``retry_after`` when it gives one;
+a :class:`Throttled` pause is honoured in full); then it fails like any other and stays pending
+(:mod:`.record`). Failed exports are retried by later runs on a back-off, and one that failed
+with a :class:`PermanentError` is held until its source changes (:mod:`runner.retries`): a sweep
+sends only the exports that are due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from runner.actions import Action
+from runner.connectors.base import ConnectionFailed
+from runner.engine.context import RunContext, TypeCounts
+from runner.engine.export.flight import Flight, levels
+from runner.engine.export.operations import Operations
+from runner.engine.export.record import Recorder
+from runner.manifest.model import ObjectType
+from runner.mapping.mapper import Mapper
+
+__all__ = ["DELETES", "FORWARD", "PHASES", "export_type"]
+
+BATCH = 500  # pending exports read per page
+# (actions, children first?)
+PHASES: tuple[tuple[tuple[Action, ...], bool], ...] = (
+    ((Action.DELETE_FIRST,), True),
+    ((Action.ADD, Action.REPLACE, Action.UPDATE, Action.RENAME, Action.DISABLE, Action.SET_PASSWORD), False),
+    ((Action.DELETE,), True),
+)
+FORWARD, DELETES = PHASES[:2], PHASES[2:]
+
+
+def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
+                phases: tuple[tuple[tuple[str, ...], bool], ...] = PHASES,
+                only: Collection[str] | None = None, hold: Collection[str] = ()) -> dict[str, str]:
+    """Run the given export phases for one object type. The engine runs FORWARD for every type in
+    manifest order, then DELETES in reverse order, so objects that contain or reference others
+    (users inside an OU, members of a group) are deleted before what they point at.
+
+    ``only``: export just the pending exports of these anchors (``provision preview --apply``).
+    ``hold``: actions not to send this run (the deletion guard); they stay pending.
+
+    Returns the objects found gone from the target by an update (source anchor -> the target
+    anchor they had): their links are dropped, and the caller computes and exports them again,
+    so they are created again in the same run."""
+    ensure_alive(ctx, ot)
+    exporter = _Exporter(ctx, ot, mapper, counts, only)
+    try:
+        for all_actions, deepest_first in phases:
+            actions = tuple(a for a in all_actions if a not in hold)
+            if not actions:
+                continue
+            force = False
+            while True:
+                sent, waiting = exporter.sweep(actions, deepest_first, force)
+                if not waiting:
+                    break
+                force = sent == 0  # no progress: a reference cycle; send the rest without those references
+                exporter.recorder.back_off()
+    finally:
+        exporter.flight.close()
+    ctx.store.prune_tombstones(ctx.type_ids[ot.name])
+    ctx.heartbeat()
+    ctx.store.commit()
+    return exporter.recorder.gone
+
+
+def ensure_alive(ctx: RunContext, ot: ObjectType) -> None:
+    """Reopen the target connection when it died while import and compute ran."""
+    connector = ctx.target(ot)
+    try:
+        connector.ping()
+    except ConnectionFailed as exc:
+        ctx.logger.warning("%s: the target connection was lost (%s); reconnecting", ot.name, exc)
+        connector.close()
+        connector.open()
+
+
+class _Exporter:
+    """One object type's pass: reads pages of pending exports and moves them through preparation
+    (:class:`Operations`), sending (:class:`Flight`) and recording (:class:`Recorder`)."""
+
+    def __init__(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
+                 only: Collection[str] | None = None):
+        self.ctx, self.only = ctx, only
+        self.store = ctx.store
+        self.type_id = ctx.type_ids[ot.name]
+        self.operations = Operations(ctx, ot, mapper)
+        self.recorder = Recorder(ctx, ot, mapper, counts)
+        self.flight = Flight(ctx, ot, self.recorder)
+
+    def sweep(self, actions: Sequence[str], deepest_first: bool, force: bool) -> tuple[int, int]:
+        """One pass over the pending exports not yet tried this run. Returns (sent, still waiting)."""
+        flight, recorder = self.flight, self.recorder
+        sent = waiting = 0
+        recorder.again = 0
+        after: tuple[int, str] | None = None
+        while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first,
+                                              due=self.ctx.due):
+            last = rows[-1]
+            after = (-last.depth if deepest_first else last.depth, last.source_anchor)
+            remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
+            again = False
+            while remaining:  # within a page, send in rounds so a manager goes before their reports
+                if flight.busy() and (again or remaining[0].depth != flight.depth):
+                    flight.settle()  # held rows wait for what they reference; children for their parents
+                ready, held, failed = self.operations.prepare(remaining, force, flight.adds)
+                for row, error in failed:
+                    recorder.failed(row, error)
+                for level in levels(ready):
+                    if flight.busy() and level[0].row.depth != flight.depth:
+                        flight.settle()
+                    flight.submit(level)
+                    flight.settle(rounds_left=1)  # the one just handed over runs while the next is prepared
+                if self.ctx.options.stop:
+                    flight.settle()
+                    self.ctx.check_stop()
+                if not ready:
+                    break
+                sent += len(ready)
+                remaining, again = held, True
+            waiting += len(remaining)
+        flight.settle()
+        self.ctx.check_stop()
+        return sent, waiting + recorder.again
