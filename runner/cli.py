@@ -188,6 +188,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-import", action="store_true",
                        help="skip reading sources; compute from the state store (e.g. after a mapping change)")
         p.add_argument("--log-file", metavar="PATH", help="append the provisioning log (JSON lines) here")
+        if name == "run":
+            p.add_argument("--metrics-file", metavar="PATH", type=Path,
+                           help="write Prometheus textfile metrics here after the run (node_exporter's textfile "
+                                "collector reads them)")
         p.add_argument("--full", action="store_true", help="read sources whole, ignoring delta watermarks")
         p.add_argument("--full-export", action="store_true",
                        help="re-send every in-scope object's mapped attributes (a target that lost data or drifted)")
@@ -230,6 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", metavar="PATH", help="append the provisioning log (JSON lines) here")
     p.add_argument("--time-limit", metavar="DURATION", type=_duration,
                    help="stop cleanly once this long has passed; the rest is left to a later run")
+    p.add_argument("--metrics-file", metavar="PATH", type=Path, help="write Prometheus textfile metrics here after it")
     p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
     p.set_defaults(func=cmd_apply)
 
@@ -276,6 +281,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--failures", metavar="N|all", type=_failures_shown, default=20,
                    help="failures listed per object type (default 20; all: every one)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="one self-contained HTML page: runs over time, failures grouped by error, "
+                                      "the pending queue, held deletes, quarantine")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--html", type=Path, metavar="OUT", required=True, help="the page to write")
+    p.add_argument("--runs", type=int, default=30, metavar="N", help="the last N runs (default 30)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("logs", help="the provisioning log as steps per object (import, scope, match, action, "
+                                    "export), newest first")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--anchor", metavar="ANCHOR", help="one object's story")
+    p.add_argument("--object-type", metavar="NAME")
+    p.add_argument("--action", metavar="ACTION", help="add, update, rename, disable, delete, replace, ...")
+    p.add_argument("--result", choices=("ok", "failed"))
+    p.add_argument("--since", metavar="DURATION", help="only the last 24h, 7d, ...")
+    p.add_argument("--run", metavar="RUN", help="only this run's entries")
+    p.add_argument("--limit", type=int, default=200, metavar="N", help="at most N entries (default 200)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("pending", help="the queue of exports: in doubt, blocked, waiting, failing and due, with "
+                                       "their action, attempts, last error and next attempt")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--anchor", action="append", default=[], metavar="ANCHOR", help="only this object (repeatable)")
+    p.add_argument("--all", action="store_true", help="every pending export (default: the first 200 per type)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_pending)
 
     p = sub.add_parser("release", help="lift a pipeline's quarantine: the next run goes ahead without a probe")
     p.add_argument("file", type=Path, metavar="FILE")
@@ -372,7 +405,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             options.plan_expires = args.expires[1]
     shown = _Shown()
     summary = execute(args.file, options, shown.add if args.plan else None)
+    _metrics(args, args.file, summary)
     return _print_outcome(args, summary, shown, plan=args.plan)
+
+
+def _metrics(args: argparse.Namespace, manifest: Path, summary: Any) -> None:
+    if getattr(args, "metrics_file", None) and summary.kind != "plan":
+        from runner.engine.metrics import publish
+
+        publish(manifest, summary.as_json(), args.metrics_file)
 
 
 def _simulation(args: argparse.Namespace) -> int:
@@ -408,6 +449,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     summary = apply_plan(args.plan_file, replan=args.replan, log_file=args.log_file,
                          stop=None if args.replan else _stop_on_signals(args.time_limit),
                          on_plan_item=shown.add)
+    if summary.kind == "apply":
+        from runner.engine import planfile
+
+        _metrics(args, planfile.read(args.plan_file).manifest_path, summary)
     return _print_outcome(args, summary, shown, plan=args.replan)
 
 
@@ -637,6 +682,65 @@ def cmd_preview(args: argparse.Namespace) -> int:
     else:
         print(render(result))
     return result.exit_code
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from runner.engine.overview import overview
+    from runner.htmlreport import render
+
+    page = render(overview(args.file, runs=args.runs))
+    args.html.parent.mkdir(parents=True, exist_ok=True)
+    args.html.write_text(page, encoding="utf-8")
+    print(f"{args.html}: the report of {args.file}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from runner.engine.logs import Filters, logs
+    from runner.report import change_lines
+
+    found = logs(args.file, Filters(args.anchor, args.object_type, args.action, args.result, args.since, args.run,
+                                    args.limit))
+    if args.output == "json":
+        print(secrets.redact(json.dumps(found, ensure_ascii=False, default=str)))
+        return EXIT_OK
+    lines = []
+    for e in found["entries"]:
+        commit = f", manifest {e['manifest_commit'][:12]}" if e.get("manifest_commit") else ""
+        lines.append(f"{e['time']} {e['object_type']} {e['anchor']}: {e['action']} {e['result']} "
+                     f"(run {e['run_id']}{commit})")
+        for step in e["steps"]:
+            lines.append(f"    {step['step']}: {step['outcome']}" + (f": {step['error']}" if step.get("error") else ""))
+            for attr, change in (step.get("changes") or {}).items():
+                lines += [f"        {text}" + (f"   [{change['rule']}]" if "rule" in change else "")
+                          for text in change_lines({attr: change})]
+    if not found["entries"]:
+        lines.append("no entries match")
+    elif found["more"]:
+        lines.append(f"... the newest {args.limit} shown (--limit, or narrow with --since / --anchor)")
+    print(secrets.redact("\n".join(lines)))
+    return EXIT_OK
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    from runner.engine.overview import pending
+
+    queue = pending(args.file, tuple(args.anchor), None if args.all else 200)
+    if args.output == "json":
+        print(secrets.redact(json.dumps(queue, ensure_ascii=False, default=str)))
+        return EXIT_OK
+    lines = []
+    for name, items in queue["object_types"].items():
+        lines.append(f"{name}: {len(items)} pending" + ("" if args.all or len(items) < 200 else " (the first 200; --all)"))
+        for p in items:
+            line = f"  {p['anchor']}: {p['action']}, {p['state']}, {p['attempts']} attempts"
+            if p["state"] == "waiting":
+                line += f", next attempt {p['next_attempt']}"
+            if p["last_error"]:
+                line += f"; last error: {p['last_error']}"
+            lines.append(line)
+    print(secrets.redact("\n".join(lines)))
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:

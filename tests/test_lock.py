@@ -15,9 +15,9 @@ HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from runner.mapping.checks import load
-    from runner.state.store import open_store
-    store = open_store(load(sys.argv[1]))
-    store.acquire_lock("quickstart", "holder-run")
+    from runner.state.opening import Mode, open_store
+    store = open_store(load(sys.argv[1]), Mode.WRITE)
+    store.runs.acquire_lock("quickstart", "holder-run")
     print("locked", flush=True)
     time.sleep(120)
 """)

@@ -122,7 +122,7 @@ def test_apply_exports_that_one_object_and_the_next_run_finds_it_unchanged(provi
     assert status["object_types"]["user"]["linked"] == 1
     store = StateStore(f"sqlite:///{tmp_path / 'app.db.state'}", tmp_path)
     try:
-        log = store.read_log("quickstart")
+        log = store.log.read_log("quickstart")
     finally:
         store.close()
     assert [(e["anchor"], e["action"], e["result"]) for e in log] == [("E1", "add", "ok")]
@@ -194,12 +194,12 @@ def test_apply_waits_for_no_one_but_respects_the_lock(provision, hr, tmp_path: P
     assert provision("run", QUICKSTART).code == 0
     store = StateStore(f"sqlite:///{tmp_path / 'app.db.state'}", tmp_path)
     try:
-        store.acquire_lock("quickstart", "someone-else")  # held by this (live) process
+        store.runs.acquire_lock("quickstart", "someone-else")  # held by this (live) process
         result = provision("preview", QUICKSTART, "--object-type", "user", "--anchor", "E1", "--apply")
         assert result.code == 3, result.out + result.err
         assert "already running" in result.err
         # without --apply, a preview takes no lock
         assert provision("preview", QUICKSTART, "--object-type", "user", "--anchor", "E1").code == 0
     finally:
-        store.release_lock("quickstart", "someone-else")
+        store.runs.release_lock("quickstart", "someone-else")
         store.close()

@@ -37,7 +37,7 @@ def nightly(quickstart_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def quarantine_of(tmp_path: Path):
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}", tmp_path)
     try:
-        return store.quarantine("quickstart")
+        return store.runs.quarantine("quickstart")
     finally:
         store.close()
 

@@ -188,13 +188,13 @@ SO, PE = ("source_objects", "anchor"), ("pending_exports", "source_anchor")
 def test_paging_queries_walk_an_index_range_without_sorting(store: StateStore):
     tid = store.type_id("plans", "user")
     pages = {  # name: (call, the keyset the page starts at)
-        "dirty objects (compute)": (lambda: store.dirty_rows(tid, "E010000", PAGE), SO),
-        "adds, parents first": (lambda: store.pending_page(tid, "run", ["add"], (1, "E010000"), PAGE, due="9"), PE),
-        "the forward phase": (lambda: store.pending_page(tid, "run", FORWARD, (1, "E010000"), PAGE, due="9"), PE),
-        "deletes, children first": (lambda: store.pending_page(tid, "run", ["delete"], (-1, "E010000"), PAGE, True,
-                                                               due="9"), PE),
-        "the first page of deletes": (lambda: store.pending_page(tid, "run", ["delete"], None, PAGE, True), None),
-        "every pending export (plan)": (lambda: store.all_pending(tid, "E010000", PAGE), PE),
+        "dirty objects (compute)": (lambda: store.compute.dirty_rows(tid, "E010000", PAGE), SO),
+        "adds, parents first": (lambda: store.exports.pending_page(tid, "run", ["add"], (1, "E010000"), PAGE, due="9"), PE),
+        "the forward phase": (lambda: store.exports.pending_page(tid, "run", FORWARD, (1, "E010000"), PAGE, due="9"), PE),
+        "deletes, children first": (lambda: store.exports.pending_page(tid, "run", ["delete"], (-1, "E010000"), PAGE, True,
+                                                                       due="9"), PE),
+        "the first page of deletes": (lambda: store.exports.pending_page(tid, "run", ["delete"], None, PAGE, True), None),
+        "every pending export (plan)": (lambda: store.exports.all_pending(tid, "E010000", PAGE), PE),
     }
     found = {name: explained(store, call, True, ranged) for name, (call, ranged) in pages.items()}
     assert not {name: f for name, f in found.items() if f}
@@ -205,23 +205,23 @@ def test_lookups_and_anti_joins_use_indexes(store: StateStore):
     some = [f"E{i:06d}" for i in range(5000, 5500)]
 
     def full_import() -> None:
-        store.begin_full_import(tid)
-        store.import_page(tid, [(a, {"n": a}) for a in some], full=True)
-        store.finish_full_import(tid)
+        store.imports.begin_full_import(tid)
+        store.imports.import_page(tid, [(a, {"n": a}) for a in some], full=True)
+        store.imports.finish_full_import(tid)
 
     calls = {
-        "match candidates": lambda: store.match_candidates(tid, "email", "e005000@example.org"),
+        "match candidates": lambda: store.imports.match_candidates(tid, "email", "e005000@example.org"),
         "a full import's page and its end": full_import,
-        "referrers of changed objects": lambda: store.mark_referrers_dirty(tid, some),
-        "referrers of added objects": lambda: store.mark_referrers_dirty(tid, some, only_dropped=True),
-        "tombstones": lambda: store.prune_tombstones(tid),
-        "recording deletes": lambda: store.record(tid, "run", Confirmations(
+        "referrers of changed objects": lambda: store.compute.mark_referrers_dirty(tid, some),
+        "referrers of added objects": lambda: store.compute.mark_referrers_dirty(tid, some, only_dropped=True),
+        "tombstones": lambda: store.exports.prune_tombstones(tid),
+        "recording deletes": lambda: store.exports.record(tid, "run", Confirmations(
             deletes=[Deleted(a, f"T{a}", True) for a in some[:100]])),
-        "name collisions": lambda: store.name_collisions(tid),
+        "name collisions": lambda: store.exports.name_collisions(tid),
         # the few operations a killed run left in flight: the database may sort those few
-        "in doubt (recovery)": lambda: store.in_doubt(tid, "run", "E010000", 500),
-        "unique values": lambda: store.reserve_if_free(tid, "email", "new@example.org", "E000001"),
-        "replacing pending exports": lambda: store.set_pending(
+        "in doubt (recovery)": lambda: store.exports.in_doubt(tid, "run", "E010000", 500),
+        "unique values": lambda: store.imports.reserve_if_free(tid, "email", "new@example.org", "E000001"),
+        "replacing pending exports": lambda: store.compute.set_pending(
             tid, [PendingExport(a, "update", f"T{a}", Change(set={"n": 1})) for a in some], []),
     }
     found = {name: explained(store, call, paging=False) for name, call in calls.items()}
@@ -269,10 +269,10 @@ def test_a_version_2_store_moves_its_reservations(tmp_path: Path):
     engine.dispose()
     store = StateStore(url, tmp_path)
     try:
-        assert store.reserved(1, "user_name", "E1") == "ada.l"
-        assert store.match_candidates(1, "user_name", "ada.l") == []  # a reservation is not a target object
-        assert not store.reserve_if_free(1, "user_name", "ada.l", "E2")
-        assert store.reserve_if_free(1, "user_name", "ada.l", "E1")  # its own reservation
+        assert store.imports.reserved(1, "user_name", "E1") == "ada.l"
+        assert store.imports.match_candidates(1, "user_name", "ada.l") == []  # a reservation is not a target object
+        assert not store.imports.reserve_if_free(1, "user_name", "ada.l", "E2")
+        assert store.imports.reserve_if_free(1, "user_name", "ada.l", "E1")  # its own reservation
     finally:
         store.close()
 
@@ -302,12 +302,12 @@ def test_two_workers_never_reserve_the_same_value(server_database: str, tmp_path
     first, second = StateStore(server_database, tmp_path), StateStore(server_database, tmp_path)
     try:
         assert first.insert_new(t.object_types, dict(pipeline="p", name="user"))  # not committed yet
-        assert first.reserve_if_free(1, "user_name", "ada.l", "E1")
+        assert first.imports.reserve_if_free(1, "user_name", "ada.l", "E1")
         answers: dict[str, Any] = {}
 
         def other() -> None:
             answers["type_id"] = second.type_id("p", "user")
-            answers["reserved"] = second.reserve_if_free(1, "user_name", "ada.l", "E2")
+            answers["reserved"] = second.imports.reserve_if_free(1, "user_name", "ada.l", "E2")
             second.commit()
 
         worker = threading.Thread(target=other)
@@ -317,7 +317,7 @@ def test_two_workers_never_reserve_the_same_value(server_database: str, tmp_path
         first.commit()
         worker.join(30)
         assert answers == {"type_id": first.type_id("p", "user"), "reserved": False}
-        assert second.reserve_if_free(1, "user_name", "ada.l2", "E2")
+        assert second.imports.reserve_if_free(1, "user_name", "ada.l2", "E2")
     finally:
         first.close()
         second.close()
@@ -360,12 +360,12 @@ def test_sqlite_looks_objects_up_by_their_anchor(sqlite_store: StateStore):
     tid = store.type_id("plans", "user")
     some = [f"E{i:06d}" for i in range(5000, 5500)]
     calls = {
-        "target anchors of references": (lambda: store.target_anchors(tid, some), "source_anchor"),
-        "target names of references": (lambda: store.target_names(tid, some), "source_anchor"),
-        "anchors of deleted objects too": (lambda: store.target_anchors(tid, some, live_only=False), "source_anchor"),
-        "adds still waiting": (lambda: store.pending_adds(tid, some, "run", due="9"), "source_anchor"),
-        "objects that will exist": (lambda: store.exists_after(tid, some), "anchor"),
-        "what the target holds": (lambda: store.targets_data(tid, [f"T{a}" for a in some]), "target_anchor"),
+        "target anchors of references": (lambda: store.exports.target_anchors(tid, some), "source_anchor"),
+        "target names of references": (lambda: store.exports.target_names(tid, some), "source_anchor"),
+        "anchors of deleted objects too": (lambda: store.exports.target_anchors(tid, some, live_only=False), "source_anchor"),
+        "adds still waiting": (lambda: store.exports.pending_adds(tid, some, "run", due="9"), "source_anchor"),
+        "objects that will exist": (lambda: store.compute.exists_after(tid, some), "anchor"),
+        "what the target holds": (lambda: store.exports.targets_data(tid, [f"T{a}" for a in some]), "target_anchor"),
     }
     found = {name: sqlite_lookups_by_key(store, call, column) for name, (call, column) in calls.items()}
     assert not {name: f for name, f in found.items() if f}
@@ -379,7 +379,7 @@ def test_the_sqlite_check_catches_the_old_index(sqlite_store: StateStore):
     store.conn.exec_driver_sql("DROP INDEX links_live_anchor")  # rolled back below, as the new index is
     store.conn.exec_driver_sql("CREATE INDEX links_live_v3 ON links (type_id, live)")
     try:
-        wrong = sqlite_lookups_by_key(store, lambda: store.target_anchors(tid, [f"E{i:06d}" for i in range(500)]),
+        wrong = sqlite_lookups_by_key(store, lambda: store.exports.target_anchors(tid, [f"E{i:06d}" for i in range(500)]),
                                       "source_anchor")
     finally:
         store.rollback()

@@ -246,17 +246,17 @@ def _upgraded_store_keeps_retrying(url: str, base: Path, clock: Clock) -> None:
         version = store.conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar()
         assert version == str(t.SCHEMA_VERSION)
         # the export that failed before the upgrade is due at once, and backs off from now on
-        (row,) = store.pending_page(1, "run-1", ["add"], None, 10, due=retries.due())
+        (row,) = store.exports.pending_page(1, "run-1", ["add"], None, 10, due=retries.due())
         assert (row.source_anchor, row.attempts, row.next_attempt, row.held) == ("E1", 2, "", False)
         for run in ("run-1", "run-2"):
-            store.record(1, run, Confirmations(failures=[Failed("E1", "ObjectError: timeout")]))
-        waiting = store.waiting(1, "run-3", retries.due())
+            store.exports.record(1, run, Confirmations(failures=[Failed("E1", "ObjectError: timeout")]))
+        waiting = store.exports.waiting(1, "run-3", retries.due())
         assert waiting.waiting == 1 and waiting.first == retries.stamp(clock.now + dt.timedelta(hours=6))
-        assert store.pending_page(1, "run-3", ["add"], None, 10, due=retries.due()) == []
+        assert store.exports.pending_page(1, "run-3", ["add"], None, 10, due=retries.due()) == []
         # quarantine and log retention have their table and index
-        assert store.note_run("p", "run-3", "every object type's pass stopped", 1) is not None
-        assert store.quarantine("p") is not None
-        assert store.prune_log("p", retries.due()) == 0
+        assert store.runs.note_run("p", "run-3", "every object type's pass stopped", 1) is not None
+        assert store.runs.quarantine("p") is not None
+        assert store.log.prune_log("p", retries.due()) == 0
         store.commit()
     finally:
         store.close()

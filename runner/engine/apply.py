@@ -48,6 +48,7 @@ def apply_plan(path: Path, *, replan: bool = False, stop: StopFlag | None = None
         reasons.append(f"the manifest {manifest} or one of its mapping files changed since the plan "
                        f"(hash {was[:12]}, now {now[:12]})")
     if reasons:
-        summary = Summary(saved.header["pipeline"], new_run_id(), "refused", now_iso(), now_iso(), refused=reasons)
+        summary = Summary(saved.header["pipeline"], new_run_id(), "refused", now_iso(), now_iso(), refused=reasons,
+                          kind="apply")
         return summary
     return execute(manifest, RunOptions(**options, apply=saved, stop=stop, log_file=log_file))

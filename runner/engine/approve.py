@@ -17,7 +17,7 @@ from runner.engine import planfile, safety
 from runner.errors import UsageError
 from runner.mapping.checks import load
 from runner.state.approvals import Held
-from runner.state.store import open_store
+from runner.state.opening import Mode, open_store
 
 
 @dataclass
@@ -42,15 +42,15 @@ def approve(file: Path, run_id: str | None, anchors: list[str], object_types: tu
     released_from = plan.header["plan_id"] if plan else run_id
     planned = plan.held() if plan else None
     types = [t for t in manifest.object_types if not object_types or t.name in object_types]
-    store = open_store(manifest)
+    store = open_store(manifest, Mode.WRITE)
     try:
-        if run_id is not None and plan is None and not store.run_exists(manifest.name, run_id):
+        if run_id is not None and plan is None and not store.approvals.run_exists(manifest.name, run_id):
             raise UsageError(f"no run {run_id!r} of {manifest.name!r} in its state store; `provision status "
                              f"{file}` lists the runs")
         found: dict[str, list[Held]] = {}
         for ot in types:
             type_id = store.type_id(manifest.name, ot.name)
-            held = store.guarded_pending(type_id, safety.GUARDED)
+            held = store.approvals.guarded_pending(type_id, safety.GUARDED)
             if planned is not None:  # a plan's held objects, still pending as the plan saw them
                 mine = planned.get(ot.name, {})
                 held = [h for h in held if h.source_anchor in mine and mine[h.source_anchor]["action"] == h.action]
@@ -59,7 +59,7 @@ def approve(file: Path, run_id: str | None, anchors: list[str], object_types: tu
         approval = Approval(manifest.name, released_from, plan is not None)
         for ot in types:
             if chosen.get(ot.name):
-                store.approve(store.type_id(manifest.name, ot.name), chosen[ot.name], _user(), released_from)
+                store.approvals.approve(store.type_id(manifest.name, ot.name), chosen[ot.name], _user(), released_from)
                 approval.approved[ot.name] = chosen[ot.name]
         store.commit()
         return approval

@@ -42,7 +42,7 @@ def check(ctx: RunContext, connector_name: str) -> None:
         return
     identity = {"connector": ctx.connectors[connector_name].type_name, **identity}
     store = ctx.store
-    known = store.binding(ctx.pipeline, connector_name)
+    known = store.reconcile.binding(ctx.pipeline, connector_name)
     if known == identity:
         return
     if known is not None and not ctx.options.rebind and _holds_what_the_state_knows(ctx, connector_name, types):
@@ -61,8 +61,8 @@ def check(ctx: RunContext, connector_name: str) -> None:
                            "target and reconciles every object with it", connector_name, describe(identity),
                            describe(known))
         for ot in types:
-            store.forget_target(ctx.type_ids[ot.name])
-    store.bind(ctx.pipeline, connector_name, identity)
+            store.reconcile.forget_target(ctx.type_ids[ot.name])
+    store.reconcile.bind(ctx.pipeline, connector_name, identity)
     ctx.heartbeat()
     store.commit()
 
@@ -76,7 +76,7 @@ def _holds_what_the_state_knows(ctx: RunContext, connector_name: str, types: lis
         return False
     sampled = 0
     for ot in types:
-        for anchor, name, partition in ctx.store.sample_linked(ctx.type_ids[ot.name]):
+        for anchor, name, partition in ctx.store.reconcile.sample_linked(ctx.type_ids[ot.name]):
             sampled += 1
             try:
                 if connector.get(ot.target.object, anchor, name=name, partition=partition) is None:

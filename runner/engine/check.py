@@ -87,7 +87,7 @@ def check(path: str | Path, options: RunOptions, fix: bool = False, links: bool 
 
     def inspect(ctx: RunContext) -> None:
         for name in ctx.reconciled:
-            found[name] = ctx.store.findings(ctx.type_ids[name])
+            found[name] = ctx.store.reconcile.findings(ctx.type_ids[name])
 
     summary = execute(path, options, items.append if not fix else None, inspect)
     report = CheckReport(summary, fix)

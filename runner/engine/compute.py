@@ -62,7 +62,7 @@ def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCo
     if store.config_hash(type_id) != fingerprint:
         if store.config_hash(type_id) is not None:
             ctx.logger.info("%s: mapping or scope changed; re-evaluating every object", ot.name)
-        store.mark_all_dirty(type_id)
+        store.compute.mark_all_dirty(type_id)
         store.set_config_hash(type_id, fingerprint)
         store.commit()
     _scope_sweep(ctx, ot, type_id, only)
@@ -98,19 +98,19 @@ def pair_replacements(ctx: RunContext, ot: ObjectType) -> None:
     ``replace`` when the target declares DeleteAddAsReplace, else the delete goes first
     (``delete_first``). Decided here, not by the export, so the plan shows what run sends."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    collisions = store.name_collisions(type_id)
+    collisions = store.exports.name_collisions(type_id)
     if not collisions:
         return
     as_replace = ctx.caps(ot).delete_add_as_replace
     for add_anchor, delete_anchor, old_target in collisions:
-        rows = {r.source_anchor: r for r in store.all_pending_for(type_id, [add_anchor, delete_anchor])}
+        rows = {r.source_anchor: r for r in store.exports.all_pending_for(type_id, [add_anchor, delete_anchor])}
         add, gone = rows[add_anchor], rows[delete_anchor]
         if as_replace:
             add.change.replaces, add.change.replaces_gone = delete_anchor, gone.change.gone
-            store.update_pending(type_id, add_anchor, Action.REPLACE, add.change, old_target)
-            store.drop_pending(type_id, [delete_anchor])
+            store.exports.update_pending(type_id, add_anchor, Action.REPLACE, add.change, old_target)
+            store.exports.drop_pending(type_id, [delete_anchor])
         else:
-            store.update_pending(type_id, delete_anchor, Action.DELETE_FIRST, gone.change, old_target)
+            store.exports.update_pending(type_id, delete_anchor, Action.DELETE_FIRST, gone.change, old_target)
     store.commit()
 
 
@@ -118,7 +118,7 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection
     store = ctx.store
     in_scope = compile_scope(ot.scope)
     after: str | None = None
-    while rows := store.dirty_rows(type_id, after, PAGE, targets=False):
+    while rows := store.compute.dirty_rows(type_id, after, PAGE, targets=False):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
             continue
@@ -129,8 +129,8 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection
             if will_exist != row.exists_after:
                 flipped.append(row.anchor)
             updates.append((row.anchor, scoped, will_exist))
-        store.set_scope(type_id, updates)
-        store.mark_referrers_dirty(type_id, flipped)
+        store.compute.set_scope(type_id, updates)
+        store.compute.mark_referrers_dirty(type_id, flipped)
         store.commit()
 
 
@@ -140,7 +140,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
     caps = ctx.caps(ot)
     compare = comparer(caps.normalizations)
     after: str | None = None
-    while rows := store.dirty_rows(type_id, after, PAGE):
+    while rows := store.compute.dirty_rows(type_id, after, PAGE):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
             continue
@@ -197,12 +197,12 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
                     continue
                 if found is not None:
                     page.found(ctx, ot, Situation.UNLINKED, row.anchor, {"target_anchor": found, "linked": True})
-                    row.target_name = store.target_name(type_id, found)
+                    row.target_name = store.imports.target_name(type_id, found)
                     # with its name: references by name (an LDAP manager, a member) resolve to it
-                    store.link(type_id, row.anchor, found, row.target_name)
+                    store.imports.link(type_id, row.anchor, found, row.target_name)
                     page.adopted.append(row.anchor)
                     row.target_anchor = found
-                    row.target_data, row.disabled = store.targets_data(type_id, [found]).get(found, ({}, False))
+                    row.target_data, row.disabled = store.exports.targets_data(type_id, [found]).get(found, ({}, False))
                     ctx.log.add(ot.name, row.anchor, "match", "ok", target_anchor=found)
             if row.target_anchor is None:
                 try:
@@ -235,13 +235,13 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
             else:
                 page.cleared.append(row.anchor)
         if page.findings:
-            store.add_findings(type_id, ctx.run_id, page.findings)
-        store.set_pending(type_id, page.entries, page.cleared)
+            store.reconcile.add_findings(type_id, ctx.run_id, page.findings)
+        store.compute.set_pending(type_id, page.entries, page.cleared)
         # references left out while these objects had no link (a manager adopted after their reports
         # were computed) are computed again, as after an add
-        store.mark_referrers_dirty(type_id, page.adopted, only_dropped=True)
-        store.forget_source(type_id, page.forget)
-        store.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
+        store.compute.mark_referrers_dirty(type_id, page.adopted, only_dropped=True)
+        store.compute.forget_source(type_id, page.forget)
+        store.compute.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
         ctx.log.flush()
         store.commit()
         ctx.check_stop()
@@ -297,7 +297,8 @@ def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,
             for ref in as_list(values.get(attr)):
                 wanted[ref_type].add(str(ref))
                 ref_rows.append((anchor, ctx.type_ids[ref_type], str(ref)))
-    existing = {ref_type: store.exists_after(ctx.type_ids[ref_type], anchors) for ref_type, anchors in wanted.items()}
+    existing = {ref_type: store.compute.exists_after(ctx.type_ids[ref_type], anchors)
+                for ref_type, anchors in wanted.items()}
     for values in mapped.values():
         for attr, ref_type in mapper.references.items():
             value = values.get(attr)
@@ -305,7 +306,7 @@ def _keep_existing_references(ctx: RunContext, type_id: int, mapper: Mapper,
                 values[attr] = [v for v in value if str(v) in existing[ref_type]]
             elif value is not None:
                 values[attr] = str(value) if str(value) in existing[ref_type] else None
-    store.replace_refs(type_id, list(mapped), ref_rows)
+    store.compute.replace_refs(type_id, list(mapped), ref_rows)
 
 
 def _forget_vanished_references(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: list[SourceRow]) -> None:
@@ -321,7 +322,8 @@ def _forget_vanished_references(ctx: RunContext, ot: ObjectType, mapper: Mapper,
     for row in rows:
         for attr, ref_type in mapper.references.items():
             wanted[ref_type].update(str(v) for v in as_list((row.target_data or {}).get(attr)))
-    live = {rt: set(ctx.store.target_anchors(ctx.type_ids[rt], anchors)) for rt, anchors in wanted.items() if anchors}
+    live = {rt: set(ctx.store.exports.target_anchors(ctx.type_ids[rt], anchors))
+            for rt, anchors in wanted.items() if anchors}
     for row in rows:
         if not row.target_data:
             continue

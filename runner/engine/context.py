@@ -157,7 +157,7 @@ class RunContext:
 
     def heartbeat(self) -> None:
         """Renew the lock inside the transaction about to commit (fencing: raises LockLost)."""
-        self.store.heartbeat(self.pipeline, self.run_id)
+        self.store.runs.heartbeat(self.pipeline, self.run_id)
 
     def check_stop(self) -> None:
         """Stop at a safe point once a signal asked for it (everything before is recorded)."""

@@ -33,9 +33,9 @@ def import_type(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
 def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, counts: TypeCounts) -> None:
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     delta = ctx.source_caps(ot).delta_read and not ctx.options.full_import
-    watermark = store.watermark(type_id, "source", partition) if delta else None
+    watermark = store.imports.watermark(type_id, "source", partition) if delta else None
     if watermark is not None:
-        due = cadence.due(ot.source.full_import_every, store.watermark(type_id, "full", partition),
+        due = cadence.due(ot.source.full_import_every, store.imports.watermark(type_id, "full", partition),
                           "full_import_every")
         if due:
             ctx.logger.info("%s%s: full import (%s)", ot.name, f" [{partition}]" if partition else "", due)
@@ -46,7 +46,7 @@ def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, co
         store.rollback()
         ctx.logger.warning("%s%s: %s; reading everything instead", ot.name, f" [{partition}]" if partition else "",
                            exc)
-        store.clear_watermark(type_id, "source", partition)
+        store.imports.clear_watermark(type_id, "source", partition)
         store.commit()
         _read_partition(ctx, ot, partition, counts, None)
 
@@ -58,7 +58,7 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
     delta_read = ctx.source_caps(ot).delta_read
     full = watermark is None
     if full:
-        store.begin_full_import(type_id)
+        store.imports.begin_full_import(type_id)
     changed = gone = read_here = 0
     empty: str | None = None
     for page in connector.read(ot.source.object, partition, watermark):
@@ -86,38 +86,38 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
         counts.imported += len(records)
         read_here += len(records) + len(unreadable)
         try:
-            changed += store.import_page(type_id, records, full=full, partition=partition, natives=natives)
+            changed += store.imports.import_page(type_id, records, full=full, partition=partition, natives=natives)
         except DuplicateAnchor as exc:
             store.rollback()
             raise ConnectionFailed(f"{ot.name}: anchor {exc.anchor!r} appears twice in "
                                    f"{ot.source.connector}/{ot.source.object}; anchors must be unique") from None
         if (deleted or deleted_natives) and not full:
-            store.mark_deleted(type_id, deleted, deleted_natives)
+            store.imports.mark_deleted(type_id, deleted, deleted_natives)
             gone += len(deleted) + len(deleted_natives)
         if unreadable:
             counts.failed += len(unreadable)
             counts.touched += len(unreadable)
             keep = [a for a, _ in unreadable if a is not None]
-            store.keep_unreadable(type_id, keep, full)
+            store.imports.keep_unreadable(type_id, keep, full)
             for anchor, error in unreadable:
                 ctx.log.add(ot.name, anchor or "?", "import", "failed", error=error)
             ctx.log.flush()
         if page.watermark is not None and delta_read:
-            store.set_watermark(type_id, "source", partition, page.watermark)
+            store.imports.set_watermark(type_id, "source", partition, page.watermark)
         ctx.heartbeat()
         store.commit()
         ctx.check_stop()
     refused = False
     if full:
-        present = store.count_present(type_id, partition) if read_here == 0 else 0
+        present = store.runs.count_present(type_id, partition) if read_here == 0 else 0
         refused = bool(present) and safety.refuse_empty_read(ctx, ot, counts, present, empty)
         if refused:
-            store.begin_full_import(type_id)  # forget what was seen: nothing is marked deleted
+            store.imports.begin_full_import(type_id)  # forget what was seen: nothing is marked deleted
         else:
-            gone += store.finish_full_import(type_id, partition)
+            gone += store.imports.finish_full_import(type_id, partition)
     if delta_read and not refused:
-        mark = store.watermark(type_id, "full", partition)
-        store.set_watermark(type_id, "full", partition, cadence.next_mark(full, mark))
+        mark = store.imports.watermark(type_id, "full", partition)
+        store.imports.set_watermark(type_id, "full", partition, cadence.next_mark(full, mark))
     if full or delta_read:
         store.commit()
     ctx.logger.info("%s%s: %s import: %d read, %d new or changed, %d gone", ot.name,

@@ -54,13 +54,14 @@ def pick_unique(ctx: RunContext, type_id: int, anchor: str, desired: dict[str, A
         if not isinstance(candidates, list) or not candidates:
             desired[attr] = None
             continue
-        earlier = store.reserved(type_id, attr, anchor)
+        earlier = store.imports.reserved(type_id, attr, anchor)
         chosen = next((c for c in candidates if fold(c, attr, rules) == earlier), None)
         numbered = getattr(candidates, "numbered", False)  # one candidate only: jsmith2, jsmith3, ...
         if chosen is None:
             tries = list(candidates) + ([f"{candidates[-1]}{n}" for n in range(2, UNIQUE_SUFFIXES + 2)]
                                         if numbered else [])
-            chosen = next((c for c in tries if store.reserve_if_free(type_id, attr, fold(c, attr, rules), anchor)), None)
+            chosen = next((c for c in tries if store.imports.reserve_if_free(type_id, attr, fold(c, attr, rules), anchor)),
+                          None)
         if chosen is None:
             raise ValueError(f"attribute {attr!r}: no free value among {candidates[:3]} and "
                              f"{UNIQUE_SUFFIXES} numbered variants" if numbered else
@@ -105,7 +106,7 @@ class Matcher:
         if correlate and not self.rules:
             self.rules = correlation_rules(ctx, ot)
         self.linked = 0  # objects linked by the rules in this run
-        self.indexed = lookups or ctx.store.has_target_index(self.type_id)
+        self.indexed = lookups or ctx.store.imports.has_target_index(self.type_id)
 
     def find(self, record: dict[str, Any], desired: dict[str, Any] | None = None,
              name: str | None = None) -> str | None:
@@ -126,9 +127,9 @@ class Matcher:
             else:
                 folded = normalize_dn(str(value)) if target_attr == NAME else fold(value, target_attr,
                                                                                     self.normalizations)
-                hits = self.ctx.store.match_candidates(self.type_id, target_attr, folded)
+                hits = self.ctx.store.imports.match_candidates(self.type_id, target_attr, folded)
                 if not hits:
-                    claimed = self.ctx.store.match_candidates(self.type_id, target_attr, folded, claimed=True)
+                    claimed = self.ctx.store.imports.match_candidates(self.type_id, target_attr, folded, claimed=True)
             shown = "name" if target_attr == NAME else target_attr
             if len(hits) == 1:
                 if not self.link:
@@ -151,11 +152,11 @@ class Matcher:
         recorded so compute can diff against it."""
         records = [r for r in self.ctx.target(self.ot).lookup(self.ot.target.object, {attribute: value})
                    if r.anchor is not None] if attribute != NAME else []
-        linked = self.ctx.store.linked_anchors(self.type_id, [str(r.anchor) for r in records])
+        linked = self.ctx.store.imports.linked_anchors(self.type_id, [str(r.anchor) for r in records])
         records = [r for r in records if str(r.anchor) not in linked]
         if len(records) == 1:
-            self.ctx.store.store_targets(self.type_id, state_form(self.ctx, self.ot, Mapper(self.ot), records),
-                                         overwrite=False)
+            self.ctx.store.imports.store_targets(self.type_id, state_form(self.ctx, self.ot, Mapper(self.ot), records),
+                                                 overwrite=False)
         return sorted(str(r.anchor) for r in records)
 
 
@@ -164,11 +165,11 @@ def few_unlinked(ctx: RunContext, ot: ObjectType) -> bool:
     a target object now that lookups beat reading the target again. Lookups compare values as
     the target does (its collation), a full read as match rules fold them (trimmed, case-folded)."""
     type_id = ctx.type_ids[ot.name]
-    if ctx.store.watermark(type_id, "target", None) is None:
+    if ctx.store.imports.watermark(type_id, "target", None) is None:
         return False
-    if ctx.store.count_unlinked(type_id, 1, failing=True):
+    if ctx.store.runs.count_unlinked(type_id, 1, failing=True):
         return False  # an unresolved match (a conflict) is judged again the way it was first judged
-    return ctx.store.count_unlinked(type_id, LOOKUP_LIMIT + 1) <= LOOKUP_LIMIT
+    return ctx.store.runs.count_unlinked(type_id, LOOKUP_LIMIT + 1) <= LOOKUP_LIMIT
 
 
 def _on_source(get: Callable[[dict[str, Any]], Any]) -> Value:

@@ -69,7 +69,7 @@ def plan_items(ctx: RunContext, ot: ObjectType, held: bool = False) -> Iterator[
     caps = ctx.caps(ot)
     type_id = ctx.type_ids[ot.name]
     after: str | None = None
-    while rows := ctx.store.all_pending(type_id, after, 500):
+    while rows := ctx.store.exports.all_pending(type_id, after, 500):
         after = rows[-1].source_anchor
         for row in rows:
             state = row.waiting(ctx.due)
@@ -144,7 +144,7 @@ def fingerprints(ctx: RunContext, ot: ObjectType, mapper: Mapper, items: Sequenc
     mapped form, read back live when ``live`` and the connector can look objects up ("state"
     says the digest is of what the state store knows instead; None: no target object yet)."""
     type_id = ctx.type_ids[ot.name]
-    sources = ctx.store.source_hashes(type_id, [i.anchor for i in items])
+    sources = ctx.store.imports.source_hashes(type_id, [i.anchor for i in items])
     anchors = [i.target_anchor for i in items if i.target_anchor]
     connector = ctx.target(ot)
     read_live = live and connector.can("get")
@@ -178,7 +178,7 @@ def _live_targets(ctx: RunContext, ot: ObjectType, mapper: Mapper, anchors: Sequ
 
 
 def _known_targets(ctx: RunContext, ot: ObjectType, anchors: Sequence[str]) -> dict[str, str]:
-    known = ctx.store.targets_data(ctx.type_ids[ot.name], anchors)
+    known = ctx.store.exports.targets_data(ctx.type_ids[ot.name], anchors)
     return {anchor: _digest([{k: v for k, v in data.items() if v != SENSITIVE}, disabled])
             for anchor, (data, disabled) in known.items()}
 

@@ -56,8 +56,8 @@ from runner.mapping.checks import load_with_connectors
 from runner.mapping.explain import AttributeStep, ScopeStep, explain_mapping, explain_scope
 from runner.mapping.mapper import Mapper
 from runner.mapping.scope import compile_scope
-from runner.state.dry import dry_store
-from runner.state.store import StateStore, dumps, now_iso, open_store
+from runner.state.opening import Mode, open_store
+from runner.state.store import StateStore, dumps, now_iso
 
 
 @dataclass
@@ -136,7 +136,7 @@ def preview(path: str | Path, object_type: str, anchor: str, apply: bool = False
             raise UsageError(f"no {ot.name} with {ot.source.anchor} = {anchor!r} in "
                              f"{ot.source.connector}/{ot.source.object} ({out.read} records read)")
         record, partition = found
-        store = open_store(manifest) if apply else dry_store(manifest)
+        store = open_store(manifest, Mode.WRITE if apply else Mode.DRY)
         try:
             _steps(manifest, ot, loaded.connectors, opened, store, out, record, partition)
         finally:
@@ -155,22 +155,22 @@ def _read_linked(ctx: RunContext, ot: ObjectType, mapper: Mapper, anchor: str, t
     connector, store, type_id = ctx.target(ot), ctx.store, ctx.type_ids[ot.name]
     if not connector.can("get"):
         return "not read"
-    name = store.target_name(type_id, target_anchor)
+    name = store.imports.target_name(type_id, target_anchor)
     try:
         record = connector.get(ot.target.object, target_anchor, name=name, partition=ot.target.partition
                                if ot.target.partition and "{" not in ot.target.partition else None)
     except (ConnectionFailed, ConfigurationError) as exc:
         raise ProvisionError(f"{ot.name}: reading {target_anchor} from the target: {exc}") from None
     if record is None:
-        store.unlink(type_id, [(anchor, target_anchor)])
+        store.exports.unlink(type_id, [(anchor, target_anchor)])
         store.commit()
         return "missing"
     if record.anchor is None:
         record = Record(record.attributes, target_anchor, record.name, record.partition, version=record.version)
     read = state_form(ctx, ot, mapper, [record])[0]
-    old = store.targets_data(type_id, [target_anchor]).get(target_anchor, ({}, False))[0]
+    old = store.exports.targets_data(type_id, [target_anchor]).get(target_anchor, ({}, False))[0]
     read = keep_secrets(read, old, mapper)
-    store.store_targets(type_id, [read], overwrite=True)
+    store.imports.store_targets(type_id, [read], overwrite=True)
     store.commit()
     return "read"
 
@@ -216,12 +216,12 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
     run_id = new_run_id()
     started = now_iso()
     if out.applied:
-        holder = store.acquire_lock(manifest.name, run_id)
+        holder = store.runs.acquire_lock(manifest.name, run_id)
         if holder is not None:
             logging.getLogger("provision").warning("took over the lock of a run that is no longer alive (%s)",
                                                    holder.describe())
         out.run_id = run_id
-        store.start_run(run_id, manifest.name, "preview", started)
+        store.runs.start_run(run_id, manifest.name, "preview", started)
     log = _Log(store if out.applied else None, manifest.name, run_id,
                log_path(manifest, None) if out.applied else None)
     ctx = RunContext(manifest, store, connectors, run_id, RunOptions(plan=not out.applied), log)
@@ -236,13 +236,13 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         # 1. import: this record only, as a run stores it
         anchor = out.anchor
         stored = json.loads(dumps(record))
-        before = store.source_data(type_id, anchor)
+        before = store.exports.source_data(type_id, anchor)
         if before is not None:
             out.changed = sorted(k for k in set(before) | set(stored) if before.get(k) != stored.get(k))
             out.imported = "changed" if out.changed else "unchanged"
         out.source = _masked_source(ot, mapper, {k: stored.get(k) for k in record})
-        store.import_page(type_id, [(anchor, record)], full=False, partition=partition)
-        store.mark_dirty(type_id, [anchor])  # evaluated again even when unchanged
+        store.imports.import_page(type_id, [(anchor, record)], full=False, partition=partition)
+        store.compute.mark_dirty(type_id, [anchor])  # evaluated again even when unchanged
         store.commit()
 
         # 2. scope
@@ -250,7 +250,7 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         out.in_scope = bool(compile_scope(ot.scope)(stored))
 
         # 3. match: the stored link, else the match rules (which need the target's objects)
-        out.linked = store.target_anchors(type_id, [anchor]).get(anchor)
+        out.linked = store.exports.target_anchors(type_id, [anchor]).get(anchor)
         matcher = None
         if out.linked is not None:
             _ensure_open(connectors, ot.target.connector, opened)
@@ -270,17 +270,17 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         compute_type(ctx, ot, mapper, counts, matcher, only={anchor})
         store.commit()
         if out.linked is None:
-            out.matched = store.target_anchors(type_id, [anchor]).get(anchor)
+            out.matched = store.exports.target_anchors(type_id, [anchor]).get(anchor)
         target_anchor = out.linked or out.matched
         if target_anchor is not None:
-            data, out.target_disabled = store.targets_data(type_id, [target_anchor]).get(target_anchor, ({}, False))
+            data, out.target_disabled = store.exports.targets_data(type_id, [target_anchor]).get(target_anchor, ({}, False))
             out.target = {k: MASK if k in mapper.sensitive and v is not None else v for k, v in data.items()}
         out.mapping = explain_mapping(ot, stored)
         out.references = _references(ctx, mapper, out.mapping)
         failed = [e for e in log.entries if e["result"] == "failed"]
         if failed:
             out.error = f"{failed[-1]['action']}: {failed[-1]['error']}"
-        pending = store.all_pending_for(type_id, [anchor])
+        pending = store.exports.all_pending_for(type_id, [anchor])
         if pending:
             row = pending[0]
             out.change = PlanItem(ot.name, anchor, row.action, plan_changes(row.change, mapper),
@@ -301,7 +301,7 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
                     done = [e for e in log.entries[seen:] if e["action"] != "match"]
                     last = done[-1] if done else {"result": "failed", "error": "nothing was exported"}
                     out.result = {"result": last["result"], "action": last.get("action"),
-                                  "target_anchor": store.target_anchors(type_id, [anchor]).get(anchor),
+                                  "target_anchor": store.exports.target_anchors(type_id, [anchor]).get(anchor),
                                   "error": last.get("error")}
             log.flush()
             _finish(store, manifest, ot, run_id, started, counts)
@@ -311,8 +311,8 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         if out.applied:
             if not finished:  # stopped by an error: the run record says so
                 store.rollback()
-                store.finish_run(run_id, "failed", now_iso(), {"pipeline": manifest.name, "run_id": run_id})
-            store.release_lock(manifest.name, run_id)
+                store.runs.finish_run(run_id, "failed", now_iso(), {"pipeline": manifest.name, "run_id": run_id})
+            store.runs.release_lock(manifest.name, run_id)
 
 
 def _finish(store: StateStore, manifest: Manifest, ot: ObjectType, run_id: str, started: str,
@@ -320,7 +320,7 @@ def _finish(store: StateStore, manifest: Manifest, ot: ObjectType, run_id: str, 
     counts.unchanged = max(0, 1 - counts.touched)
     status = "failed" if counts.error else "partial" if counts.failed else "ok"
     summary = Summary(manifest.name, run_id, status, started, now_iso(), {ot.name: counts})
-    store.finish_run(run_id, status, summary.finished, summary.as_json())
+    store.runs.finish_run(run_id, status, summary.finished, summary.as_json())
 
 
 def _masked_source(ot: ObjectType, mapper: Mapper, record: dict[str, Any]) -> dict[str, Any]:
@@ -337,7 +337,7 @@ def _explain_rules(ctx: RunContext, matcher: Matcher, type_id: int, record: dict
         except Exception as exc:  # as in Matcher.find: a rule that cannot be evaluated does not match
             yield {"rule": f"{label} -> {target_attr}", "value": None, "hits": [], "error": str(exc)}
             continue
-        hits = [] if value in (None, "") else ctx.store.match_candidates(
+        hits = [] if value in (None, "") else ctx.store.imports.match_candidates(
             type_id, target_attr, fold(value, target_attr, matcher.normalizations))
         yield {"rule": f"{label} -> {target_attr}", "value": value, "hits": hits}
 
@@ -351,8 +351,8 @@ def _references(ctx: RunContext, mapper: Mapper, steps: list[AttributeStep]) -> 
             continue
         values = [str(v) for v in (step.value if isinstance(step.value, list) else [step.value])]
         type_id = ctx.type_ids[ref_type]
-        exists = ctx.store.exists_after(type_id, values)
-        keys = ctx.store.target_anchors(type_id, values)
+        exists = ctx.store.compute.exists_after(type_id, values)
+        keys = ctx.store.exports.target_anchors(type_id, values)
         out[step.target] = [{"anchor": v, "provisioned": v in exists, "target_anchor": keys.get(v)} for v in values]
     return out
 

@@ -38,6 +38,7 @@ class ProvisioningLog:
     def __init__(self, store: StateStore | None, pipeline: str, run_id: str, file: Path | None):
         self.store, self.pipeline, self.run_id = store, pipeline, run_id
         self.batch: list[dict[str, Any]] = []
+        self.failed: set[tuple[str, str, str, str | None]] = set()
         self.handle: IO[str] | None = None
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +47,11 @@ class ProvisioningLog:
     def add(self, object_type: str, anchor: str, action: str, result: str, *,
             changes: dict[str, Any] | None = None, target_anchor: str | None = None,
             error: str | None = None) -> None:
+        if result == "failed":  # an object computed again in the same run (a referrer) fails the same way once
+            key = (object_type, anchor, action, error)
+            if key in self.failed:
+                return
+            self.failed.add(key)
         entry = {"time": None, "run_id": self.run_id, "pipeline": self.pipeline,
                  "object_type": object_type, "anchor": anchor, "target_anchor": target_anchor,
                  "action": action, "result": result, "changes": changes or {},
@@ -69,7 +75,7 @@ class ProvisioningLog:
         # spans one, so the lines come back apart exactly as they went in
         text = secrets.redact("\n".join(dumps(entry) for entry in self.batch))
         if self.store is not None:
-            self.store.write_log(self.batch, text.split("\n"))
+            self.store.log.write_log(self.batch, text.split("\n"))
         if self.handle is not None:
             self.handle.write(text + "\n")
             self.handle.flush()

@@ -12,7 +12,7 @@ what the probe met. Once the probe passes, the quarantine lifts and the run goes
 count. Plans never probe and never count.
 
 The state (the count, the reason, since when) is a row of the state store's ``quarantine``
-table; ``StateStore.quarantine(pipeline)`` reads it, for ``provision status``.
+table; ``store.runs.quarantine(pipeline)`` reads it, for ``provision status``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from runner import secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
 from runner.engine.context import TypeCounts
 from runner.manifest.model import Manifest, ObjectType
+from runner.state.opening import Mode, open_store
 from runner.state.runs import Quarantine
-from runner.state.store import open_store
 
 logger = logging.getLogger("provision")
 
@@ -77,8 +77,8 @@ def release(path: str | Path) -> tuple[str, Quarantine | None]:
     from runner.mapping.checks import load
 
     manifest = load(path)
-    store = open_store(manifest)
+    store = open_store(manifest, Mode.WRITE)
     try:
-        return manifest.name, store.release_quarantine(manifest.name)
+        return manifest.name, store.runs.release_quarantine(manifest.name)
     finally:
         store.close()

@@ -70,7 +70,7 @@ def why(ctx: RunContext, ot: ObjectType, mapper: Mapper) -> str | None:
         return "--full"
     if options.full_export:
         return "--full-export: only what differs is sent"
-    mark = ctx.store.watermark(type_id, "target", None)
+    mark = ctx.store.imports.watermark(type_id, "target", None)
     if mark is None:
         return "first contact with this target: objects it holds already are linked, not added twice"
     due = cadence.due(ot.target.reconcile_every, mark, "reconcile_every")
@@ -86,8 +86,8 @@ def count_run_without(ctx: RunContext, ot: ObjectType) -> None:
     """A run that did not reconcile brings ``reconcile_every: N`` (runs) one closer."""
     if isinstance(ot.target.reconcile_every, int):
         type_id = ctx.type_ids[ot.name]
-        ctx.store.set_watermark(type_id, "target", None,
-                                cadence.next_mark(False, ctx.store.watermark(type_id, "target", None)))
+        ctx.store.imports.set_watermark(type_id, "target", None,
+                                        cadence.next_mark(False, ctx.store.imports.watermark(type_id, "target", None)))
         ctx.store.commit()
 
 
@@ -98,8 +98,8 @@ def reconcile_target(ctx: RunContext, ot: ObjectType, mapper: Mapper, reason: st
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     ctx.logger.info("%s: reconciling with the target (%s)", ot.name, reason)
     ctx.drifted_before[ot.name] = {f.key: f.detail.get("attributes", {})
-                                   for f in store.findings(type_id, Situation.DRIFTED)}
-    mark = store.begin_reconcile(type_id)
+                                   for f in store.reconcile.findings(type_id, Situation.DRIFTED)}
+    mark = store.reconcile.begin_reconcile(type_id)
     ctx.reconciled[ot.name] = mark
     tally: Counter[str] = Counter()
     seen = Seen()
@@ -156,10 +156,10 @@ def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Cou
     """One paged read of the target: index, classify, stamp what no link claims (``tally`` None:
     quietly, no findings)."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    store.begin_target_import(type_id)
+    store.imports.begin_target_import(type_id)
     # the values match rules, correlation and unique values look up: only needed when some
     # source object has no target object yet (a first contact, new hires), not in steady state
-    indexed = _indexed_attributes(ctx, ot, mapper) if store.count_unlinked(type_id, 1) else set()
+    indexed = _indexed_attributes(ctx, ot, mapper) if store.runs.count_unlinked(type_id, 1) else set()
     rules = ctx.caps(ot).normalizations
     inside = boundary_test(ot.target.boundary)
     # an object read exactly as when a reconciliation last found it as the state says, and not
@@ -185,22 +185,22 @@ def _read(ctx: RunContext, ot: ObjectType, mapper: Mapper, mark: str, tally: Cou
         anchors = [str(r.anchor) for r in page.records]
         # a quiet read neither trusts nor records fingerprints: it only takes what the target holds
         digests = {a: digest(r, salt) for a, r in zip(anchors, page.records, strict=True)} if tally is not None else {}
-        checked = store.checked(type_id, anchors) if trusted else {}
+        checked = store.reconcile.checked(type_id, anchors) if trusted else {}
         same = {a for a, d in checked.items() if digests.get(a) == d}
         rest = [r for a, r in zip(anchors, page.records, strict=True) if a not in same]
         objects = state_form(ctx, ot, mapper, rest)
         unlinked, equal = _classify(ctx, ot, mapper, objects, tally)
         if tally is not None:
             tally[Situation.LINKED] += len(same)
-            store.set_checked(type_id, {a: digests[a] for a in equal})
+            store.reconcile.set_checked(type_id, {a: digests[a] for a in equal})
         if index:
-            store.index_targets(type_id, anchors, index, fresh=True)
+            store.imports.index_targets(type_id, anchors, index, fresh=True)
         for anchor in anchors:
             if anchor not in unlinked:
                 seen.add(anchor)
         if unlinked:
-            store.stamp_targets(type_id, {a: inside(r) for a, r in zip(anchors, page.records, strict=True)
-                                          if a in unlinked}, mark)
+            store.reconcile.stamp_targets(type_id, {a: inside(r) for a, r in zip(anchors, page.records, strict=True)
+                                                    if a in unlinked}, mark)
         read += len(anchors)
         # a page of objects all as the state says writes nothing: no commit, and the lock is
         # renewed now and then rather than per page
@@ -243,8 +243,8 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
     tally = Counter() if tally is None else tally
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     anchors = [o.target_anchor for o in objects]
-    links = store.linked_anchors(type_id, anchors)
-    known = store.targets_data(type_id, anchors)
+    links = store.imports.linked_anchors(type_id, anchors)
+    known = store.exports.targets_data(type_id, anchors)
     compare = comparer(ctx.caps(ot).normalizations)
     before = {} if quiet else ctx.drifted_before.get(ot.name, {})
     fresh, changed, drifted, found = [], [], [], []
@@ -282,10 +282,10 @@ def _classify(ctx: RunContext, ot: ObjectType, mapper: Mapper, objects: list[Tar
             drifted.append(source)
     if not quiet:
         _confirm_exports(ctx, ot, found, before, not_held)  # before the rows are rewritten
-        store.add_findings(type_id, ctx.run_id, found)  # sensitive values are never read back: none here
-    store.store_targets(type_id, fresh, overwrite=False)
-    store.store_targets(type_id, changed, overwrite=True)
-    store.mark_dirty(type_id, drifted)
+        store.reconcile.add_findings(type_id, ctx.run_id, found)  # sensitive values are never read back: none here
+    store.imports.store_targets(type_id, fresh, overwrite=False)
+    store.imports.store_targets(type_id, changed, overwrite=True)
+    store.compute.mark_dirty(type_id, drifted)
     _report_not_held(ctx, ot, not_held)
     return unlinked, equal
 
@@ -297,7 +297,7 @@ def _confirm_exports(ctx: RunContext, ot: ObjectType, found: list[Finding], befo
     last reconciliation although it updated them."""
     if not found:
         return
-    sent = ctx.store.sent(ctx.type_ids[ot.name], [f.detail["target_anchor"] for f in found])
+    sent = ctx.store.reconcile.sent(ctx.type_ids[ot.name], [f.detail["target_anchor"] for f in found])
     for f in found:
         differs = f.detail["attributes"]
         written = set(sent.get(f.detail["target_anchor"], ()))
@@ -329,20 +329,20 @@ def _missing(ctx: RunContext, ot: ObjectType, seen: Seen, tally: Counter[str]) -
     compute adds them) unless ``reconcile.missing: report``. When the read saw as many linked
     objects as the state links, none is missing and the links are not walked."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    if len(seen) >= store.count_linked(type_id):
+    if len(seen) >= store.runs.count_linked(type_id):
         return
     after: str | None = None
-    while links := store.live_links(type_id, after, PAGE):
+    while links := store.reconcile.live_links(type_id, after, PAGE):
         after = links[-1][0]
         pairs = [(s, ta) for s, ta in links if ta not in seen]
         if not pairs:
             continue
         tally[Situation.MISSING] += len(pairs)
-        store.add_findings(type_id, ctx.run_id, [Finding(Situation.MISSING, s, {"target_anchor": ta})
-                                                 for s, ta in pairs])
+        store.reconcile.add_findings(type_id, ctx.run_id, [Finding(Situation.MISSING, s, {"target_anchor": ta})
+                                                           for s, ta in pairs])
         if ot.reconcile.missing == "create":
             ctx.gone.setdefault(ot.name, set()).update(ta for _, ta in pairs)
-            store.unlink(type_id, pairs)
+            store.exports.unlink(type_id, pairs)
         ctx.heartbeat()
         store.commit()
     if tally[Situation.MISSING]:
@@ -358,20 +358,20 @@ def settle_orphans(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Type
     run (the next reconciliation decides again)."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     mark = ctx.reconciled[ot.name]
-    store.drop_orphan_exports(type_id)
+    store.reconcile.drop_orphan_exports(type_id)
     reaction = ot.reconcile.orphan
-    candidates = {c for f in store.findings(type_id, Situation.AMBIGUOUS) for c in f.detail.get("candidates", [])}
+    candidates = {c for f in store.reconcile.findings(type_id, Situation.AMBIGUOUS) for c in f.detail.get("candidates", [])}
     shown = [a for a in (ot.target.correlate or ctx.caps(ot).correlation) if a not in mapper.sensitive] or \
         [m.target for m in ot.mapping if not (m.sensitive or m.password or m.reference)][:2]
     after: str | None = None
     total = 0
     while True:
-        orphans, after = store.orphans(type_id, mark, after, PAGE)
+        orphans, after = store.reconcile.orphans(type_id, mark, after, PAGE)
         if after is None:
             break
         orphans = [o for o in orphans if o.target_anchor not in candidates]  # held for a person to decide
         total += len(orphans)
-        store.add_findings(type_id, ctx.run_id, [
+        store.reconcile.add_findings(type_id, ctx.run_id, [
             Finding(Situation.ORPHAN, o.target_anchor, {"target_anchor": o.target_anchor, "name": o.name,
                                                         "holds": {k: o.data[k] for k in shown if k in o.data},
                                                         "disabled": o.disabled, "reaction": reaction})
@@ -384,12 +384,13 @@ def settle_orphans(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Type
                                  gone=True))
                 exports.append(PendingExport(ORPHAN_PREFIX + o.target_anchor, Action(reaction), o.target_anchor,
                                              change, o.name, depth(o.name), o.partition))
-        store.set_pending(type_id, exports, [])
+        store.compute.set_pending(type_id, exports, [])
         ctx.heartbeat()
         store.commit()
     # only now is this reconciliation done (compute linked what it found): a run killed before
     # this point reconciles again, instead of taking the objects it read for linked
-    store.set_watermark(type_id, "target", None, cadence.next_mark(True, store.watermark(type_id, "target", None)))
+    store.imports.set_watermark(type_id, "target", None,
+                                cadence.next_mark(True, store.imports.watermark(type_id, "target", None)))
     ctx.heartbeat()
     store.commit()
     situations = _situations(ctx, ot)
@@ -403,7 +404,7 @@ def settle_orphans(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Type
 
 def _situations(ctx: RunContext, ot: ObjectType) -> dict[str, int]:
     """Counts per situation of this run's reconciliation, every situation named."""
-    found = ctx.store.finding_counts(ctx.type_ids[ot.name])
+    found = ctx.store.reconcile.finding_counts(ctx.type_ids[ot.name])
     return {str(s): ctx.linked_seen.get(ot.name, 0) if s == Situation.LINKED else found.get(str(s), 0)
             for s in Situation}
 

@@ -44,11 +44,11 @@ LOOKUP_LIMIT = 100  # more objects than this in doubt at once: read the target i
 def recover(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts) -> int:
     """Settle every in-doubt export of ``ot``; returns how many there were."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    if not store.has_in_doubt(type_id, ctx.run_id):
+    if not store.exports.has_in_doubt(type_id, ctx.run_id):
         return 0
     total = 0
     after: str | None = None
-    while rows := store.in_doubt(type_id, ctx.run_id, after, PAGE):
+    while rows := store.exports.in_doubt(type_id, ctx.run_id, after, PAGE):
         after = rows[-1].source_anchor
         total += len(rows)
         resolve(ctx, ot, mapper, rows, counts)
@@ -69,7 +69,7 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
     taken = _owned_by_others(ctx, ot, found)
     done = Confirmations()
     stuck: list[Failed] = []
-    before = ctx.store.targets_data(ctx.type_ids[ot.name], [r.target_anchor for r in rows if r.target_anchor])
+    before = ctx.store.exports.targets_data(ctx.type_ids[ot.name], [r.target_anchor for r in rows if r.target_anchor])
     states = _state_forms(ctx, ot, mapper, [rec for hits in found.values() for rec in hits])
     for row in rows:
         hits = found.get(row.source_anchor, [])
@@ -109,9 +109,9 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
         else:  # set_password: cannot be read back; sending it again is harmless
             done.resend.append(row.source_anchor)
     store = ctx.store
-    store.record(ctx.type_ids[ot.name], ctx.run_id, done)
+    store.exports.record(ctx.type_ids[ot.name], ctx.run_id, done)
     if stuck:
-        store.keep_in_doubt(ctx.type_ids[ot.name], stuck)
+        store.exports.keep_in_doubt(ctx.type_ids[ot.name], stuck)
     counts.failed += len(stuck)
     for f in stuck + done.failures:
         ctx.log.add(ot.name, f.source_anchor, Action.ADD if conflicts is not None else "recover", "failed",
@@ -134,7 +134,7 @@ def _owned_by_others(ctx: RunContext, ot: ObjectType, found: dict[str, list[Reco
     """target anchor -> the source anchor it is linked to, for the objects found: an object that
     belongs to another source object is never adopted."""
     anchors = [str(r.anchor) for hits in found.values() for r in hits if r.anchor is not None]
-    return ctx.store.linked_anchors(ctx.type_ids[ot.name], anchors) if anchors else {}
+    return ctx.store.imports.linked_anchors(ctx.type_ids[ot.name], anchors) if anchors else {}
 
 
 def _adopt(ctx: RunContext, ot: ObjectType, row: PendingExport, record: Record,

@@ -18,7 +18,7 @@ from typing import Any
 
 from runner import durations, retries, secrets
 from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
-from runner.engine import binding, gate, planfile, quarantine, reconcile, safety
+from runner.engine import binding, gate, notify, planfile, quarantine, reconcile, safety
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
@@ -33,8 +33,8 @@ from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.provenance import provenance
 from runner.mapping.checks import load_with_connectors
 from runner.mapping.mapper import Mapper
-from runner.state.dry import dry_store
-from runner.state.store import now_iso, open_store
+from runner.state.opening import Mode, open_store
+from runner.state.store import now_iso
 
 logger = logging.getLogger("provision")
 
@@ -108,19 +108,20 @@ def execute(path: str | Path, options: RunOptions,
     loaded = load_with_connectors(path)
     manifest = loaded.manifest
     types = selected_types(manifest, options.object_types)
-    store = dry_store(manifest, options.state_url) if options.dry or options.plan else open_store(manifest)
+    store = (open_store(manifest, Mode.DRY, options.state_url) if options.dry or options.plan
+             else open_store(manifest, Mode.WRITE))
     run_id = new_run_id()
     summary = Summary(manifest.name, run_id, "ok", now_iso())
     try:
-        holder = store.acquire_lock(manifest.name, run_id)
+        holder = store.runs.acquire_lock(manifest.name, run_id)
         if holder is not None:
             summary.taken_over = holder.describe()
             logger.warning("took over the lock of a run that is no longer alive (%s)", holder.describe())
         origin = provenance(manifest.path)
         summary.manifest = origin.as_json()
         summary.kind = kind = "plan" if options.plan else "apply" if options.apply is not None else "run"
-        store.start_run(run_id, manifest.name, kind, summary.started, origin.hash,
-                        None if origin.commit is None else origin.commit + ("+" if origin.modified else ""))
+        store.runs.start_run(run_id, manifest.name, kind, summary.started, origin.hash,
+                             None if origin.commit is None else origin.commit + ("+" if origin.modified else ""))
         log = ProvisioningLog(None if options.plan else store, manifest.name, run_id,
                               None if options.plan else log_path(manifest, options.log_file))
         log.add("*", "*", "run", "started", changes={"manifest": origin.as_json()})
@@ -156,7 +157,7 @@ def execute(path: str | Path, options: RunOptions,
             summary.status = _status(summary)
         if not options.plan:
             _count_for_quarantine(ctx, summary)
-            pruned = store.prune_log(manifest.name, retries.stamp(
+            pruned = store.log.prune_log(manifest.name, retries.stamp(
                 retries.now() - dt.timedelta(days=manifest.safety.log_retention)))
             if pruned:
                 logger.info("provisioning log: %d entries older than %d days pruned", pruned,
@@ -164,11 +165,13 @@ def execute(path: str | Path, options: RunOptions,
         summary.finished = now_iso()
         if writer is not None:
             _save_plan(ctx, writer, summary, origin.as_json())
-        store.finish_run(run_id, summary.status, summary.finished, summary.as_json())
+        store.runs.finish_run(run_id, summary.status, summary.finished, summary.as_json())
+        if not options.plan and not options.dry:
+            notify.after_run(manifest, store, summary.as_json())
         return summary
     finally:
         try:
-            store.release_lock(manifest.name, run_id)
+            store.runs.release_lock(manifest.name, run_id)
         finally:
             store.close()
 
@@ -178,7 +181,7 @@ def _planned(ctx: RunContext, ot: ObjectType) -> set[str]:
     its held deletes and disables that were approved since (``provision approve``)."""
     saved = ctx.options.apply
     held = set(saved.held().get(ot.name, ()))
-    approved = {h.source_anchor for h in ctx.store.guarded_pending(ctx.type_ids[ot.name], safety.GUARDED)
+    approved = {h.source_anchor for h in ctx.store.approvals.guarded_pending(ctx.type_ids[ot.name], safety.GUARDED)
                 if h.approved and h.source_anchor in held} if held else set()
     return set(saved.operations(ot.name)) | approved
 
@@ -260,7 +263,7 @@ def _probe_if_quarantined(ctx: RunContext, types: list[ObjectType], summary: Sum
                           opened: dict[str, str | None]) -> bool:
     """A quarantined pipeline's run probes its targets first: False (stop here) while the probe
     fails; once it passes the quarantine lifts and the run goes on. Plans only say so."""
-    held = ctx.store.quarantine(ctx.pipeline)
+    held = ctx.store.runs.quarantine(ctx.pipeline)
     if held is None:
         return True
     if ctx.options.plan:
@@ -272,7 +275,7 @@ def _probe_if_quarantined(ctx: RunContext, types: list[ObjectType], summary: Sum
         if error is None:
             binding.check(ctx, name)
     if failure is None:
-        ctx.store.release_quarantine(ctx.pipeline)
+        ctx.store.runs.release_quarantine(ctx.pipeline)
         logger.warning("the probe of the targets passed: the quarantine is lifted (the pipeline was %s)",
                        held.describe())
         return True
@@ -289,7 +292,7 @@ def _count_for_quarantine(ctx: RunContext, summary: Summary) -> None:
         return
     safety_ = ctx.manifest.safety
     reason = quarantine.assess(ctx.manifest, summary.object_types)
-    started = ctx.store.note_run(ctx.pipeline, ctx.run_id, reason, safety_.quarantine_after_runs)
+    started = ctx.store.runs.note_run(ctx.pipeline, ctx.run_id, reason, safety_.quarantine_after_runs)
     if started is not None:
         summary.quarantine = {"since": started.since, "failed_runs": started.failed_runs, "reason": started.reason}
         logger.error("pipeline %r is now quarantined after %d runs in a row that failed wholesale (%s). Later runs "
@@ -297,7 +300,7 @@ def _count_for_quarantine(ctx: RunContext, summary: Summary) -> None:
                      "lifts the quarantine", ctx.pipeline, started.failed_runs, started.reason)
     elif reason is not None:
         logger.warning("this run failed wholesale (%s): %d of safety.quarantine.after_runs (%d) in a row",
-                       reason, ctx.store.failed_runs(ctx.pipeline), safety_.quarantine_after_runs)
+                       reason, ctx.store.runs.failed_runs(ctx.pipeline), safety_.quarantine_after_runs)
 
 
 def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
@@ -350,7 +353,7 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
     for one object type."""
     mapper = Mapper(ot)
     if ctx.options.simulate:  # the state store alone: no source read, no target contact
-        ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
+        ctx.store.compute.mark_all_dirty(ctx.type_ids[ot.name])
         _compute(ctx, ot, mapper, counts, None, None)
         return mapper
     reconciling = reconcile.why(ctx, ot, mapper)
@@ -359,9 +362,9 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
     if not ctx.options.no_import:
         import_type(ctx, ot, counts)
     if ctx.options.full_export:
-        ctx.store.mark_all_dirty(ctx.type_ids[ot.name])
+        ctx.store.compute.mark_all_dirty(ctx.type_ids[ot.name])
     if ot.delete_after:  # deferred deletes whose restore window ended are decided now
-        ctx.store.mark_gone_since(ctx.type_ids[ot.name], now_iso(ago=durations.seconds(ot.delete_after) or 0))
+        ctx.store.compute.mark_gone_since(ctx.type_ids[ot.name], now_iso(ago=durations.seconds(ot.delete_after) or 0))
     matcher = _target_side(ctx, ot, mapper, reconciling)
     held = _compute(ctx, ot, mapper, counts, matcher, reconciling)
     if export and not ctx.options.plan:
@@ -376,7 +379,7 @@ def _target_side(ctx: RunContext, ot: ObjectType, mapper: Mapper, reconciling: s
         reconcile.reconcile_target(ctx, ot, mapper, reconciling)
         matcher = Matcher(ctx, ot, correlate=True, link=ot.reconcile.unlinked == "link")
     else:
-        ctx.store.drop_orphan_exports(ctx.type_ids[ot.name])  # decided by a reconciliation, for it alone
+        ctx.store.reconcile.drop_orphan_exports(ctx.type_ids[ot.name])  # decided by a reconciliation, for it alone
         reconcile.count_run_without(ctx, ot)
         if not ot.match:
             return None
@@ -400,7 +403,7 @@ def _compute(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts
     if held and (kept := safety.keep_references(ctx, ot)):
         if own_references:  # the held objects' referrers of this type (a manager's reports)
             compute_type(ctx, ot, mapper, TypeCounts(), matcher)
-        ctx.store.mark_dirty(ctx.type_ids[ot.name], kept)
+        ctx.store.compute.mark_dirty(ctx.type_ids[ot.name], kept)
         ctx.store.commit()
     return held
 
@@ -471,9 +474,9 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
                 setattr(counts, state, getattr(counts, state) + 1)
                 counts.touched += not item.gone
     else:
-        ctx.store.prune_approvals(type_id)
+        ctx.store.approvals.prune_approvals(type_id)
         ctx.store.commit()
-        waiting = ctx.store.waiting(type_id, ctx.run_id, ctx.due)
+        waiting = ctx.store.exports.waiting(type_id, ctx.run_id, ctx.due)
         counts.waiting, counts.blocked = waiting.waiting, waiting.blocked
         counts.touched += waiting.present
         if waiting.waiting:
@@ -483,7 +486,7 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
         if waiting.blocked:
             logger.warning("%s: %d exports that failed with a permanent error are held until their source "
                            "objects change; `provision run --retry-now` sends them anyway", ot.name, waiting.blocked)
-    counts.present = ctx.store.count_present(type_id)
+    counts.present = ctx.store.runs.count_present(type_id)
     counts.unchanged = max(0, counts.present - counts.touched)
 
 

@@ -44,14 +44,14 @@ def check(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> bool:
     """After compute: hold this type's deletes and disables if there are too many. Returns
     whether they are held."""
     type_id = ctx.type_ids[ot.name]
-    guarded = ctx.store.guarded_pending(type_id, GUARDED)
+    guarded = ctx.store.approvals.guarded_pending(type_id, GUARDED)
     if not guarded:
         return False
     approved = {h.source_anchor for h in guarded if h.approved}
     if ctx.options.apply is not None:  # apply sends what its plan holds, approved or not, and nothing else
         approved &= set(ctx.options.apply.items.get(ot.name, ()))
     pending = len(guarded) - len(approved)
-    provisioned = ctx.store.count_linked(type_id)
+    provisioned = ctx.store.runs.count_linked(type_id)
     limit = threshold(ot.max_deletes, provisioned)
     if pending <= limit or allowed(ctx, pending):
         return False
@@ -90,8 +90,8 @@ def keep_references(ctx: RunContext, ot: ObjectType) -> list[str]:
     types' in their own pass, which comes later), and the held objects are marked dirty so the
     next run decides again. Returns the held anchors; the caller recomputes the referrers."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
-    held = store.keep_held(type_id, REMOVALS, ctx.released.get(ot.name, ()))
-    store.mark_referrers_dirty(type_id, held)
-    store.clean(type_id, held, {})  # among the referrers (a held manager's held reports): decided already
+    held = store.compute.keep_held(type_id, REMOVALS, ctx.released.get(ot.name, ()))
+    store.compute.mark_referrers_dirty(type_id, held)
+    store.compute.clean(type_id, held, {})  # among the referrers (a held manager's held reports): decided already
     store.commit()
     return held

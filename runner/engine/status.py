@@ -16,6 +16,7 @@ from runner.engine import cadence
 from runner.engine.plan import GUARDED
 from runner.mapping.checks import load
 from runner.state import status as queries
+from runner.state.opening import Mode, open_store
 from runner.state.store import StateStore
 
 FAILURES_SHOWN = 20  # per object type, unless --failures says otherwise
@@ -23,31 +24,31 @@ FAILURES_SHOWN = 20  # per object type, unless --failures says otherwise
 _NO_COUNTS = {"source_objects": 0, "in_scope": 0, "linked": 0, "pending": 0, "in_doubt": 0, "failing": 0}
 
 
-def status(path: str | Path, failures: int | None = FAILURES_SHOWN) -> dict[str, Any]:
+def status(path: str | Path, failures: int | None = FAILURES_SHOWN, runs: int = 10) -> dict[str, Any]:
     """The pipeline's lock, counts per object type with up to ``failures`` failures each (None:
     all of them; ``failures_not_shown`` says how many were left out), and its recent runs."""
     manifest = load(path)
-    store = queries.open_read_only(manifest)
+    store = open_store(manifest, Mode.READ)
     try:
         lock = queries.lock_holder(store, manifest.name)
         types: dict[str, Any] = {}
         for ot in manifest.object_types:
             type_id = queries.known_type_id(store, manifest.name, ot.name)
-            counts = dict(_NO_COUNTS) if type_id is None else store.counts(type_id)
+            counts = dict(_NO_COUNTS) if type_id is None else store.runs.counts(type_id)
             listed = [] if type_id is None else queries.failures(store, type_id, failures)
             types[ot.name] = counts | {"failures": listed,
                                        "failures_not_shown": max(0, counts["failing"] - len(listed)),
                                        "reconciled": None if type_id is None else _reconciled(store, type_id)}
-        runs = store.recent_runs(manifest.name)
+        recent = store.runs.recent_runs(manifest.name, runs)
         return {
             "pipeline": manifest.name,
             "state": store.url_shown,
             "lock": lock.describe() if lock else None,
-            "quarantine": quarantined.describe() if (quarantined := store.quarantine(manifest.name)) else None,
+            "quarantine": quarantined.describe() if (quarantined := store.runs.quarantine(manifest.name)) else None,
             "failing": sum(c["failing"] for c in types.values()),
             "object_types": types,
-            "held": _held(store, manifest, runs, failures),
-            "runs": [run | {"duration_seconds": _duration(run)} for run in runs],
+            "held": _held(store, manifest, recent, failures),
+            "runs": [run | {"duration_seconds": _duration(run)} for run in recent],
         }
     finally:
         store.close()
@@ -64,7 +65,7 @@ def _held(store: StateStore, manifest: Any, runs: list[dict[str, Any]], shown: i
         type_id = queries.known_type_id(store, manifest.name, name)
         if not counts.get("held") or type_id is None:
             continue
-        held = store.guarded_pending(type_id, GUARDED)
+        held = store.approvals.guarded_pending(type_id, GUARDED)
         if held:
             out[name] = {"run": last["run_id"], "count": len(held), "approved": sum(h.approved for h in held),
                          "objects": [{"anchor": h.source_anchor, "action": h.action, "name": h.name,
@@ -75,10 +76,10 @@ def _held(store: StateStore, manifest: Any, runs: list[dict[str, Any]], shown: i
 def _reconciled(store: StateStore, type_id: int) -> dict[str, Any] | None:
     """When the target was last reconciled and what that found besides linked objects (orphans,
     drift, ...), or None when it never was."""
-    last = cadence.read(store.watermark(type_id, "target", None))
+    last = cadence.read(store.imports.watermark(type_id, "target", None))
     if last is None:
         return None
-    return {"at": last["at"], "found": store.finding_counts(type_id)}
+    return {"at": last["at"], "found": store.reconcile.finding_counts(type_id)}
 
 
 def _duration(run: dict[str, Any]) -> float | None:

@@ -56,9 +56,9 @@ def state_form(ctx: RunContext, ot: ObjectType, mapper: Mapper, records: Sequenc
     for (ref_type, form), values in wanted.items():
         type_id = ctx.type_ids[ref_type]
         if form == "name":
-            known[(ref_type, form)] = ctx.store.anchors_by_name(type_id, sorted(values))
+            known[(ref_type, form)] = ctx.store.imports.anchors_by_name(type_id, sorted(values))
         else:
-            known[(ref_type, form)] = ctx.store.linked_anchors(type_id, sorted(values))
+            known[(ref_type, form)] = ctx.store.imports.linked_anchors(type_id, sorted(values))
     out: list[TargetObject] = []
     disable = list(ot.target.disable.items())
     for record in records:

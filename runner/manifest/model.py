@@ -174,6 +174,18 @@ class Safety:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """Where alerts go and when (``notify:``); the blocks as written, checked by the schema."""
+
+    webhook: dict[str, Any] | None = None
+    email: dict[str, Any] | None = None
+    quarantined: bool = True
+    deletion_guard: bool = True
+    failed_share: float = 0.10
+    no_success_for: str | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: Path
     name: str
@@ -182,6 +194,7 @@ class Manifest:
     state: str | None = None
     log_file: str | None = None
     safety: Safety = field(default_factory=Safety)
+    notify: Notify | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -202,7 +215,8 @@ def build(data: dict[str, Any], path: Path) -> Manifest:
     types = tuple(_object_type(raw, ("object_types", i), default_max_deletes)
                   for i, raw in enumerate(data["object_types"]))
     return Manifest(path=path, name=data["name"], connectors=connectors, object_types=types,
-                    state=data.get("state"), log_file=data.get("log_file"), safety=_safety(safety))
+                    state=data.get("state"), log_file=data.get("log_file"), safety=_safety(safety),
+                    notify=_notify(data.get("notify")))
 
 
 def _safety(raw: dict[str, Any]) -> Safety:
@@ -289,3 +303,11 @@ def _scope_item(raw: dict[str, Any], at: YamlPath) -> Clause | Group:
     if "all" in raw or "any" in raw:
         return _group(raw, at)
     return Clause(raw.get("attribute", ""), raw.get("op", ""), raw.get("value"), at)
+
+
+def _notify(raw: dict[str, Any] | None) -> Notify | None:
+    if not raw:
+        return None
+    when = raw.get("when") or {}
+    return Notify(raw.get("webhook"), raw.get("email"), when.get("quarantined", True), when.get("deletion_guard", True),
+                  float(str(when.get("failed_share", "10%")).rstrip("%")) / 100, when.get("no_success_for"))

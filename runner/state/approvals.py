@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from runner.state import tables as t
-from runner.state.base import Base, chunks, now_iso
+from runner.state.base import Part, chunks, now_iso
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,9 @@ class Held:
     approved: bool
 
 
-class ApprovalsMixin(Base):
+class Approvals(Part):
+    """``store.approvals``: deletes and disables approved object by object."""
+
     def guarded_pending(self, type_id: int, actions: Sequence[str]) -> list[Held]:
         """The pending exports of ``actions`` (deletes, disables), each with whether it is approved
         for exactly that action."""

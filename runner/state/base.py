@@ -5,15 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from runner.state.records import dumps
 
+if TYPE_CHECKING:
+    from runner.state.store import StateStore
+
 CHUNK = 500  # rows per IN (...) list: far below every database's parameter limit
 
-__all__ = ["CHUNK", "Base", "DuplicateAnchor", "chunks", "dumps", "now_iso", "record_hash"]
+__all__ = ["CHUNK", "Base", "DuplicateAnchor", "Part", "chunks", "dumps", "now_iso", "record_hash"]
 
 
 def now_iso(ago: float = 0.0) -> str:
@@ -38,7 +41,8 @@ class DuplicateAnchor(ValueError):
 
 
 class Base:
-    """The connection the store's parts work on. Not thread-safe: the engine's main thread owns it."""
+    """The connection the store's parts work on, and the driver-level helpers they share (the
+    :class:`~runner.state.store.StateStore` is one). Not thread-safe: the engine's main thread owns it."""
 
     conn: sa.Connection
     engine: sa.Engine
@@ -118,3 +122,13 @@ class Base:
 
     def rollback(self) -> None:
         self.conn.rollback()
+
+
+class Part:
+    """One part of the state store (its runs, imports, compute, ...): works on the store's
+    connection, and reaches the store's shared helpers (``bulk_insert``, ``rows_in``, ``commit``)
+    and the other parts through ``self.store``."""
+
+    def __init__(self, store: StateStore):
+        self.store = store
+        self.conn = store.conn  # the store keeps one connection for its whole life

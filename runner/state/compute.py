@@ -9,9 +9,8 @@ from collections.abc import Collection, Iterable, Sequence
 import sqlalchemy as sa
 
 from runner.state import tables as t
-from runner.state.base import chunks
+from runner.state.base import Part, chunks
 from runner.state.records import PendingExport, SourceRow
-from runner.state.values import ValuesMixin
 
 BULK_REWRITE = 500  # more references gone than this in one page: rewrite those objects' references whole
 
@@ -20,7 +19,9 @@ def new_revision() -> str:
     return pysecrets.token_hex(6)
 
 
-class ComputeMixin(ValuesMixin):
+class Compute(Part):
+    """``store.compute``: dirty marks, scope, references and the pending exports compute decides."""
+
     def mark_all_dirty(self, type_id: int) -> None:
         so = t.source_objects.c
         self.conn.execute(t.source_objects.update().where(so.type_id == type_id).values(dirty=True))
@@ -62,7 +63,7 @@ class ComputeMixin(ValuesMixin):
                                   target.target_partition if target else None, r.partition, r.gone_at))
         if targets:
             known = {r.target_anchor: r.target_data for r in rows if r.target_anchor and r.target_data is not None}
-            self.with_values(type_id, known)  # type: ignore[arg-type]
+            self.store.values.with_values(type_id, known)  # type: ignore[arg-type]
         return rows
 
     def set_scope(self, type_id: int, updates: Sequence[tuple[str, bool | None, bool]]) -> None:
@@ -154,8 +155,8 @@ class ComputeMixin(ValuesMixin):
                                                     rf.ref_type_id == sa.bindparam("k_ref_type"),
                                                     rf.ref_anchor == sa.bindparam("k_ref")),
                               [{"k_anchor": a, "k_ref_type": rt, "k_ref": ra} for a, rt, ra in sorted(gone)])
-        self.bulk_insert(t.refs, ("type_id", "anchor", "ref_type_id", "ref_anchor", "dropped"),
-                         [(type_id, a, rt, ra, False) for a, rt, ra in sorted(wanted - held)])
+        self.store.bulk_insert(t.refs, ("type_id", "anchor", "ref_type_id", "ref_anchor", "dropped"),
+                               [(type_id, a, rt, ra, False) for a, rt, ra in sorted(wanted - held)])
 
     def clean(self, type_id: int, anchors: Sequence[str], errors: dict[str, str]) -> None:
         """Mark computed objects clean; keep failed ones dirty, with their error. The clean ones
@@ -198,7 +199,7 @@ class ComputeMixin(ValuesMixin):
             self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
         fresh = [e for e in entries if e.source_anchor not in in_flight]
         prefix = new_revision()[:8]  # new for this page; with a counter, unique per export
-        self.bulk_insert(t.pending, ("type_id", "source_anchor", "action", "target_anchor", "name", "depth", "payload",
-                                     "attempts", "partition", "revision"),
-                         [(type_id, e.source_anchor, e.action, e.target_anchor, e.name, e.depth, e.change.to_json(), 0,
-                           e.partition, e.revision or f"{prefix}{i:x}") for i, e in enumerate(fresh)])
+        self.store.bulk_insert(t.pending, ("type_id", "source_anchor", "action", "target_anchor", "name", "depth", "payload",
+                                           "attempts", "partition", "revision"),
+                               [(type_id, e.source_anchor, e.action, e.target_anchor, e.name, e.depth, e.change.to_json(), 0,
+                                 e.partition, e.revision or f"{prefix}{i:x}") for i, e in enumerate(fresh)])

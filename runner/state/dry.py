@@ -3,7 +3,8 @@
 The engine's passes run on it exactly as on the real store (import, reconcile, compute, plan), so
 what they show is what a run would do; nothing they write survives. A SQLite store is worked on
 as a private snapshot (deleted afterwards); a server store (PostgreSQL, MariaDB) keeps
-everything in one transaction that is rolled back.
+everything in one transaction that is rolled back. ``open_store(manifest, Mode.DRY)``
+(:mod:`runner.state.opening`) opens one.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import tempfile
 from pathlib import Path
 
 from runner.errors import StateError, state_problem
-from runner.manifest.model import Manifest
-from runner.sqlutil import shown_url, sqlalchemy_url
-from runner.state.store import StateStore, busy_timeout_seconds, state_url
+from runner.state.store import StateStore, busy_timeout_seconds
 
 
-class _DryStore(StateStore):
+class DryStore(StateStore):
     """A state store that never commits: everything the passes write is rolled back on close
     (and a snapshot's folder is removed)."""
 
@@ -37,30 +36,7 @@ class _DryStore(StateStore):
                 shutil.rmtree(self.snapshot_folder, ignore_errors=True)
 
 
-def dry_store(manifest: Manifest, url: str | None = None) -> StateStore:
-    """The store a preview without --apply works on; the real one is never written.
-
-    A SQLite store is copied first (the backup API, one read transaction: in WAL mode it waits
-    for no writer and no writer waits for it) into a private temporary file: the passes write
-    (the record, its scope, its pending export), and on the real file those writes would hold
-    its write lock for the whole preview, so a run going on would fail with "database is
-    locked". A server store (PostgreSQL, MariaDB) keeps its rows in one transaction that is
-    rolled back: a run touching the same object's rows waits for it, it does not fail. ``url``:
-    another manifest's store (a simulation computes an old manifest over the new one's state)."""
-    url = url or state_url(manifest, create=False)
-    parsed = sqlalchemy_url(url, manifest.base_dir)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        source = Path(parsed.database)
-        if not source.exists():
-            store = _DryStore("sqlite://", manifest.base_dir)  # never ran: nothing known, no file left behind
-        else:
-            store = _snapshot(source, manifest.base_dir)
-        store.url_shown = shown_url(parsed)
-        return store
-    return _DryStore(url, manifest.base_dir)
-
-
-def _snapshot(source: Path, base_dir: Path) -> _DryStore:
+def snapshot(source: Path, base_dir: Path) -> DryStore:
     """A private copy of the SQLite state store ``source``, as a dry store removed on close."""
     folder = Path(tempfile.mkdtemp(prefix="provision-preview-"))
     copy = folder / "state.db"
@@ -84,7 +60,7 @@ def _snapshot(source: Path, base_dir: Path) -> _DryStore:
                 dst.close()
         finally:
             src.close()
-        store = _DryStore(f"sqlite:///{copy}", base_dir)
+        store = DryStore(f"sqlite:///{copy}", base_dir)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -1,8 +1,8 @@
 """Export: pending exports in export order, in-flight marks, and recording what the target confirmed.
 
 The protocol (``runner/engine/export/`` drives it, ``runner/engine/recovery.py`` finishes it
-after a crash): :meth:`ExportMixin.mark_sent` sets ``sent_run`` on the exports about to go out,
-committed before the target sees them; :meth:`ExportMixin.record` writes results as they stream
+after a crash): :meth:`Exports.mark_sent` sets ``sent_run`` on the exports about to go out,
+committed before the target sees them; :meth:`Exports.record` writes results as they stream
 back and clears the mark in the same commit. A mark that outlives its run is an operation in
 doubt: applied or not, nobody knows until the target is asked.
 """
@@ -20,8 +20,7 @@ from runner import retries  # the back-off schedule: plain functions of the cloc
 from runner.actions import Action
 from runner.names import normalize_dn
 from runner.state import tables as t
-from runner.state.base import chunks, dumps
-from runner.state.compute import ComputeMixin
+from runner.state.base import Part, chunks, dumps
 from runner.state.records import Change, Confirmations, Failed, PendingExport
 from runner.state.values import split
 
@@ -65,7 +64,9 @@ def _due(due: str | None) -> list[sa.ColumnElement[bool]]:
     return [pe.held == sa.false(), pe.next_attempt <= due]
 
 
-class ExportMixin(ComputeMixin):
+class Exports(Part):
+    """``store.exports``: pending exports in export order, in-flight marks, and what the target confirmed."""
+
     def pending_page(self, type_id: int, run_id: str, actions: Sequence[Action], after: tuple[int, str] | None,
                      limit: int, deepest_first: bool = False, due: str | None = None) -> list[PendingExport]:
         """Pending exports not yet attempted by this run, not in doubt and due (``due``: the time
@@ -274,10 +275,10 @@ class ExportMixin(ComputeMixin):
     def targets_data(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, tuple[dict[str, Any], bool]]:
         """What the target holds for each of ``target_anchors``: (data, disabled)."""
         found: dict[str, tuple[dict[str, Any], bool]] = {}
-        for anchor, data, disabled in self.rows_in(t.target_objects, ("target_anchor", "data", "disabled"),
-                                                   "target_anchor", sorted(set(target_anchors)), type_id=type_id):
+        for anchor, data, disabled in self.store.rows_in(t.target_objects, ("target_anchor", "data", "disabled"),
+                                                         "target_anchor", sorted(set(target_anchors)), type_id=type_id):
             found[anchor] = (json.loads(data), bool(disabled))
-        self.with_values(type_id, {a: d for a, (d, _) in found.items()})
+        self.store.values.with_values(type_id, {a: d for a, (d, _) in found.items()})
         return found
 
     def record(self, type_id: int, run_id: str, done: Confirmations,
@@ -288,15 +289,15 @@ class ExportMixin(ComputeMixin):
         ``retry_at``: when a failed export is due again, given the number of runs in a row it has
         failed in (the back-off schedule of ``runner.retries``)."""
         lk, to, pe, rf = t.links.c, t.target_objects.c, t.pending.c, t.refs.c
-        conn = self.conn
+        conn, store, values = self.conn, self.store, self.store.values
         if done.deletes:
             conn.execute(t.links.update().where(lk.type_id == type_id,
                                                 lk.source_anchor.in_([d.source_anchor for d in done.deletes]))
                          .values(live=False))
             gone = [d.target_anchor for d in done.deletes if d.target_anchor is not None]
             conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(gone)))
-            self.drop_values(type_id, gone)
-            self.forget_source(type_id, [d.source_anchor for d in done.deletes if d.source_gone])
+            values.drop_values(type_id, gone)
+            store.compute.forget_source(type_id, [d.source_anchor for d in done.deletes if d.source_gone])
             ix, rv = t.target_index.c, t.reservations.c  # values select_unique_value reserved are free again
             conn.execute(t.reservations.delete().where(rv.type_id == type_id, rv.anchor.in_(
                 [d.source_anchor for d in done.deletes])))
@@ -306,17 +307,17 @@ class ExportMixin(ComputeMixin):
             conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
             conn.execute(t.target_objects.delete().where(to.type_id == type_id,
                                                          to.target_anchor.in_([a.target_anchor for a in done.adds])))
-            self.bulk_insert(t.links, ("type_id", "source_anchor", "target_anchor", "live", "target_name", "name_key"),
-                             [(type_id, a.source_anchor, a.target_anchor, True, a.name, name_key(a.name))
-                              for a in done.adds])
+            store.bulk_insert(t.links, ("type_id", "source_anchor", "target_anchor", "live", "target_name", "name_key"),
+                              [(type_id, a.source_anchor, a.target_anchor, True, a.name, name_key(a.name))
+                               for a in done.adds])
             parts = {a.target_anchor: split(a.data) for a in done.adds}
             if any(lists for _, lists in parts.values()):
-                self.drop_values(type_id, list(parts))
-            self.bulk_insert(t.target_objects, ("type_id", "target_anchor", "data", "name", "disabled", "partition",
-                                                "version", "sent"),
-                             [(type_id, a.target_anchor, dumps(parts[a.target_anchor][0]), a.name, False, a.partition,
-                               a.version, dumps(sorted(a.data))) for a in done.adds])
-            self.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()}, fresh=True)
+                values.drop_values(type_id, list(parts))
+            store.bulk_insert(t.target_objects, ("type_id", "target_anchor", "data", "name", "disabled", "partition",
+                                                 "version", "sent"),
+                              [(type_id, a.target_anchor, dumps(parts[a.target_anchor][0]), a.name, False, a.partition,
+                                a.version, dumps(sorted(a.data))) for a in done.adds])
+            values.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()}, fresh=True)
         if done.updates:
             conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
                          .values(target_anchor=sa.bindparam("k_new"), target_name=sa.bindparam("k_name"),
@@ -325,10 +326,10 @@ class ExportMixin(ComputeMixin):
                           for u in done.updates])
         for u in done.updates:  # multi-valued attributes: set whole, or changed by difference
             if u.target_anchor != u.old_target_anchor:
-                self.move_values(type_id, u.old_target_anchor, u.target_anchor)
-            self.replace_values(type_id, {u.target_anchor: split(u.data)[1]})
+                values.move_values(type_id, u.old_target_anchor, u.target_anchor)
+            values.replace_values(type_id, {u.target_anchor: split(u.data)[1]})
             if u.added or u.removed:
-                self.change_values(type_id, u.target_anchor, u.added or {}, u.removed or {})
+                values.change_values(type_id, u.target_anchor, u.added or {}, u.removed or {})
         if done.updates:
             conn.execute(t.target_objects.update()
                          .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
@@ -344,7 +345,7 @@ class ExportMixin(ComputeMixin):
                     + [d.source_anchor for d in done.deletes] + list(done.settled))
         self.drop_pending(type_id, finished)
         if done.followups:
-            self.set_pending(type_id, done.followups, [])
+            store.compute.set_pending(type_id, done.followups, [])
         if done.failures:
             self._record_failures(type_id, done.failures, retry_at)
         if done.retries:  # tried again later in this run: not marked attempted by it
@@ -358,7 +359,7 @@ class ExportMixin(ComputeMixin):
         if done.recompute:  # gone from the target: computed again (and what refers to them)
             self.unlink(type_id, [(r.source_anchor, r.target_anchor) for r in done.recompute])
         if done.dirty:
-            self.mark_dirty(type_id, done.dirty)
+            store.compute.mark_dirty(type_id, done.dirty)
         if done.dropped:
             conn.execute(t.refs.update().where(rf.type_id == type_id, rf.anchor == sa.bindparam("k_anchor"),
                                                rf.ref_type_id == sa.bindparam("k_type"),
@@ -366,8 +367,8 @@ class ExportMixin(ComputeMixin):
                          [dict(k_anchor=d.source_anchor, k_type=d.ref_type_id, k_ref=d.ref_anchor)
                           for d in done.dropped])
         # references to what was just added (left out before) or deleted change their value
-        self.mark_referrers_dirty(type_id, [a.source_anchor for a in done.adds], only_dropped=True)
-        self.mark_referrers_dirty(type_id, [d.source_anchor for d in done.deletes])
+        store.compute.mark_referrers_dirty(type_id, [a.source_anchor for a in done.adds], only_dropped=True)
+        store.compute.mark_referrers_dirty(type_id, [d.source_anchor for d in done.deletes])
 
     def unlink(self, type_id: int, pairs: Sequence[tuple[str, str]]) -> None:
         """Forget that these source objects have target objects (they are gone from the target, as
@@ -382,8 +383,8 @@ class ExportMixin(ComputeMixin):
                               .values(dirty=True))
         for part in chunks(targets):
             self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(part)))
-        self.drop_values(type_id, targets)
-        self.mark_referrers_dirty(type_id, sources)
+        self.store.values.drop_values(type_id, targets)
+        self.store.compute.mark_referrers_dirty(type_id, sources)
 
     def _record_failures(self, type_id: int, failures: Sequence[Failed], retry_at: Callable[[int], str]) -> None:
         """Failed exports stay pending with their error, one more failed run and the time of their

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import secrets as pysecrets
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
 from runner.names import normalize_dn
 from runner.state import tables as t
-from runner.state.base import DuplicateAnchor, chunks, dumps, now_iso, record_hash
-from runner.state.values import ValuesMixin, split
+from runner.state.base import DuplicateAnchor, Part, chunks, dumps, now_iso, record_hash
+from runner.state.values import split
+
+if TYPE_CHECKING:
+    from runner.state.store import StateStore
 
 
 class TargetObject(NamedTuple):
-    """A target object as read, in mapped form, for :meth:`ImportMixin.store_targets`."""
+    """A target object as read, in mapped form, for :meth:`Imports.store_targets`."""
 
     target_anchor: str
     data: dict[str, Any]
@@ -31,8 +34,13 @@ class TargetObject(NamedTuple):
     version: str | None = None
 
 
-class ImportMixin(ValuesMixin):
-    _import_marks: dict[int, str]
+class Imports(Part):
+    """``store.imports``: source objects as read, watermarks, and target objects as the target
+    reports them (with the match index, the reservations and the links they are looked up by)."""
+
+    def __init__(self, store: StateStore):
+        super().__init__(store)
+        self._import_marks: dict[int, str] = {}  # type_id -> the mark of the full import under way
 
     def begin_full_import(self, type_id: int) -> None:
         """A new mark for the full import that starts: every object it reads is stamped with it
@@ -72,8 +80,8 @@ class ImportMixin(ValuesMixin):
         changed = [dict(k_anchor=a, data=dumps(d), hash=h, k_partition=partition, k_native=natives.get(a))
                    for a, (d, h) in hashed.items()
                    if a in known and (known[a][0] != h or known[a][1] or known[a][2] != partition)]
-        self.bulk_insert(t.source_objects, ("type_id", "anchor", "native_anchor", "partition", "data", "hash", "deleted",
-                                            "dirty", "exists_after", "seen"), new)
+        self.store.bulk_insert(t.source_objects, ("type_id", "anchor", "native_anchor", "partition", "data", "hash", "deleted",
+                                                  "dirty", "exists_after", "seen"), new)
         if changed:
             values: dict[str, Any] = dict(data=sa.bindparam("data"), hash=sa.bindparam("hash"), deleted=False,
                                           gone_at=None, dirty=True, partition=sa.bindparam("k_partition"),
@@ -156,7 +164,7 @@ class ImportMixin(ValuesMixin):
             return
         if overwrite:
             self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(anchors)))
-            self.drop_values(type_id, anchors)
+            self.store.values.drop_values(type_id, anchors)
             fresh = list(objects)
         else:
             known = set(self.conn.execute(sa.select(to.target_anchor).where(
@@ -164,11 +172,11 @@ class ImportMixin(ValuesMixin):
             fresh = [o for o in objects if o.target_anchor not in known]
         if fresh:
             parts = {o.target_anchor: split(o.data) for o in fresh}
-            self.bulk_insert(t.target_objects, ("type_id", "target_anchor", "name", "data", "disabled", "partition",
-                                                "version"),
-                             [(type_id, o.target_anchor, o.name, dumps(parts[o.target_anchor][0]), bool(o.disabled),
-                               o.partition, o.version) for o in fresh])
-            self.replace_values(type_id, {a: lists for a, (_, lists) in parts.items()})
+            self.store.bulk_insert(t.target_objects, ("type_id", "target_anchor", "name", "data", "disabled", "partition",
+                                                      "version"),
+                                   [(type_id, o.target_anchor, o.name, dumps(parts[o.target_anchor][0]), bool(o.disabled),
+                                     o.partition, o.version) for o in fresh])
+            self.store.values.replace_values(type_id, {a: lists for a, (_, lists) in parts.items()})
 
     def index_targets(self, type_id: int, anchors: Sequence[str], index: Sequence[tuple[str, str, str]],
                       fresh: bool = False) -> None:
@@ -179,8 +187,8 @@ class ImportMixin(ValuesMixin):
             self.conn.execute(t.target_index.delete().where(ix.type_id == type_id,
                                                             ix.target_anchor.in_(list(anchors))))
         rows = {(attr, value[:255], anchor) for attr, value, anchor in index}
-        self.bulk_insert(t.target_index, ("type_id", "attribute", "value", "target_anchor"),
-                         [(type_id, a, v, ta) for a, v, ta in rows])
+        self.store.bulk_insert(t.target_index, ("type_id", "attribute", "value", "target_anchor"),
+                               [(type_id, a, v, ta) for a, v, ta in rows])
 
     def match_candidates(self, type_id: int, attribute: str, value: str, claimed: bool = False) -> list[str]:
         """Target anchors holding ``value`` in ``attribute`` that no source object is linked to
@@ -198,7 +206,7 @@ class ImportMixin(ValuesMixin):
 
     def linked_anchors(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, str]:
         """target anchor -> source anchor, for the live links among ``target_anchors``."""
-        return {target_anchor: source_anchor for source_anchor, target_anchor, live in self.rows_in(
+        return {target_anchor: source_anchor for source_anchor, target_anchor, live in self.store.rows_in(
             t.links, ("source_anchor", "target_anchor", "live"), "target_anchor", sorted(set(target_anchors)),
             type_id=type_id) if live}
 
@@ -231,7 +239,7 @@ class ImportMixin(ValuesMixin):
             ix.type_id == type_id, ix.attribute == attribute, ix.value == value).limit(1)).first()
         if taken is not None:
             return False
-        if self.insert_new(t.reservations, dict(type_id=type_id, attribute=attribute, value=value, anchor=anchor)):
+        if self.store.insert_new(t.reservations, dict(type_id=type_id, attribute=attribute, value=value, anchor=anchor)):
             return True
         holder = self.conn.execute(sa.select(rv.anchor).where(rv.type_id == type_id, rv.attribute == attribute,
                                                               rv.value == value).with_for_update(read=True)).scalar()
@@ -239,8 +247,8 @@ class ImportMixin(ValuesMixin):
 
     def source_hashes(self, type_id: int, anchors: Sequence[str]) -> dict[str, str]:
         """The hash of each source object as last imported (a saved plan's fingerprint of its input)."""
-        return dict(self.rows_in(t.source_objects, ("anchor", "hash"), "anchor", sorted(set(anchors)),
-                                 type_id=type_id))
+        return dict(self.store.rows_in(t.source_objects, ("anchor", "hash"), "anchor", sorted(set(anchors)),
+                                       type_id=type_id))
 
     def target_name(self, type_id: int, target_anchor: str) -> str | None:
         to = t.target_objects.c

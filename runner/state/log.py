@@ -10,10 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner.state import tables as t
-from runner.state.base import Base, dumps
+from runner.state.base import Part, dumps
 
 
-class LogMixin(Base):
+class Log(Part):
+    """``store.log``: the provisioning log's entries."""
+
     def read_log(self, pipeline: str, run_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         c = t.log.c
         query = sa.select(c.entry).where(c.pipeline == pipeline).order_by(c.id).limit(limit)
@@ -25,9 +27,9 @@ class LogMixin(Base):
         """``texts``: the entries as JSON already (the log serialises each once, for here and its file)."""
         if entries:
             texts = texts if texts is not None else [dumps(e) for e in entries]
-            self.bulk_insert(t.log, ("run_id", "time", "pipeline", "object_type", "anchor", "action", "result", "entry"),
-                             [(e["run_id"], e["time"], e["pipeline"], e["object_type"], e["anchor"], e["action"],
-                               e["result"], text) for e, text in zip(entries, texts, strict=True)])
+            self.store.bulk_insert(t.log, ("run_id", "time", "pipeline", "object_type", "anchor", "action", "result", "entry"),
+                                   [(e["run_id"], e["time"], e["pipeline"], e["object_type"], e["anchor"], e["action"],
+                                     e["result"], text) for e, text in zip(entries, texts, strict=True)])
 
     def prune_log(self, pipeline: str, before: str) -> int:
         """Delete the pipeline's log entries written before ``before`` (an ISO time, as entries

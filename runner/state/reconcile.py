@@ -19,8 +19,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from runner.state import tables as t
-from runner.state.base import chunks, dumps, now_iso
-from runner.state.values import ValuesMixin
+from runner.state.base import Part, chunks, dumps, now_iso
 
 ORPHAN_PREFIX = "orphan:"  # pending exports of orphans: no source object, keyed by this + target anchor
 # a reference value naming the old target anchor of an object found missing and created again: it
@@ -42,7 +41,9 @@ class Orphan(NamedTuple):
     data: dict[str, Any]
 
 
-class ReconcileMixin(ValuesMixin):
+class Reconcile(Part):
+    """``store.reconcile``: what a reconciliation read and found, and which system each target is."""
+
     def begin_reconcile(self, type_id: int) -> str:
         """A new mark for the reconciliation that starts; its earlier findings are forgotten."""
         fd = t.findings.c
@@ -52,7 +53,7 @@ class ReconcileMixin(ValuesMixin):
     def stamp_targets(self, type_id: int, unclaimed: Mapping[str, bool], mark: str) -> None:
         """Record that the reconciliation ``mark`` read these target objects no link claims
         (anchor -> inside the boundary): one driver-level update per chunk and flag."""
-        quote, q = self.driver_sql()
+        quote, q = self.store.driver_sql()
         for flag in (True, False):
             anchors = [a for a, u in unclaimed.items() if u is flag]
             for part in chunks(anchors):
@@ -63,13 +64,13 @@ class ReconcileMixin(ValuesMixin):
 
     def checked(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, str]:
         """target anchor -> its fingerprint as a reconciliation last found it as the state says."""
-        return {a: c for a, c in self.rows_in(t.target_objects, ("target_anchor", "checked"), "target_anchor",
-                                              target_anchors, type_id=type_id) if c is not None}
+        return {a: c for a, c in self.store.rows_in(t.target_objects, ("target_anchor", "checked"), "target_anchor",
+                                                    target_anchors, type_id=type_id) if c is not None}
 
     def set_checked(self, type_id: int, fingerprints: Mapping[str, str]) -> None:
         if not fingerprints:
             return
-        quote, q = self.driver_sql()
+        quote, q = self.store.driver_sql()
         self.conn.exec_driver_sql(
             f"UPDATE {quote('target_objects')} SET {quote('checked')} = {q}, {quote('sent')} = NULL "
             f"WHERE {quote('type_id')} = {q} AND {quote('target_anchor')} = {q}",
@@ -77,8 +78,8 @@ class ReconcileMixin(ValuesMixin):
 
     def sent(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, list[str]]:
         """target anchor -> the attributes the last export wrote, not confirmed by a read yet."""
-        return {a: json.loads(v) for a, v in self.rows_in(t.target_objects, ("target_anchor", "sent"),
-                                                          "target_anchor", target_anchors, type_id=type_id) if v}
+        return {a: json.loads(v) for a, v in self.store.rows_in(t.target_objects, ("target_anchor", "sent"),
+                                                                "target_anchor", target_anchors, type_id=type_id) if v}
 
     def live_links(self, type_id: int, after: str | None, limit: int) -> list[tuple[str, str]]:
         """(source anchor, target anchor) of live links, a keyset page by source anchor."""
@@ -103,7 +104,7 @@ class ReconcileMixin(ValuesMixin):
         rows = self.conn.execute(query).all()
         if not rows:
             return [], None
-        claimed = self.linked_anchors(type_id, [r.target_anchor for r in rows])
+        claimed = self.store.imports.linked_anchors(type_id, [r.target_anchor for r in rows])
         found = [Orphan(a, n, p, bool(d), json.loads(data)) for a, n, p, d, data, seen in rows
                  if seen == mark and a not in claimed]
         # candidates of earlier reconciliations: linked since (no longer candidates), or not read
@@ -115,7 +116,7 @@ class ReconcileMixin(ValuesMixin):
                               .values(unclaimed=None))
         for part in chunks(gone):
             self.conn.execute(t.target_objects.delete().where(to.type_id == type_id, to.target_anchor.in_(part)))
-        self.drop_values(type_id, gone)
+        self.store.values.drop_values(type_id, gone)
         return found, rows[-1].target_anchor
 
     def drop_orphan_exports(self, type_id: int) -> None:
@@ -135,8 +136,8 @@ class ReconcileMixin(ValuesMixin):
                 keys = [k for s, k in part if s == situation]
                 self.conn.execute(t.findings.delete().where(fd.type_id == type_id, fd.situation == situation,
                                                             fd.key.in_(keys)))
-        self.bulk_insert(t.findings, ("type_id", "situation", "key", "run_id", "detail"),
-                         [(type_id, s, k, run_id, dumps(f.detail)) for (s, k), f in rows.items()])
+        self.store.bulk_insert(t.findings, ("type_id", "situation", "key", "run_id", "detail"),
+                               [(type_id, s, k, run_id, dumps(f.detail)) for (s, k), f in rows.items()])
 
     def drop_findings(self, type_id: int, situation: str, keys: Sequence[str]) -> None:
         fd = t.findings.c

@@ -2,7 +2,7 @@
 
 A pending export is a typed record (:class:`PendingExport` with its :class:`Change`), stored as
 one row of ``pending_exports``; what an export round confirmed is a :class:`Confirmations` of
-named records, written by ``StateStore.record`` in a few statements.
+named records, written by ``store.exports.record`` in a few statements.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class Dropped(NamedTuple):
 
 @dataclass
 class Confirmations:
-    """What one stretch of an export (or a recovery) changed, for :meth:`StateStore.record`."""
+    """What one stretch of an export (or a recovery) changed, for ``store.exports.record``."""
 
     adds: list[Added] = field(default_factory=list)
     updates: list[Updated] = field(default_factory=list)

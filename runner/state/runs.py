@@ -21,7 +21,7 @@ from sqlalchemy import exc
 
 from runner.errors import StoppedError
 from runner.state import tables as t
-from runner.state.base import Base, dumps, now_iso
+from runner.state.base import Part, dumps, now_iso
 
 STALE_LOCK_SECONDS = 900  # a lock from another host with no heartbeat for this long is taken over
 
@@ -57,7 +57,9 @@ class LockLost(StoppedError):
     """Another run took this run's lock over: this one must not write anything more."""
 
 
-class RunsMixin(Base):
+class Runs(Part):
+    """``store.runs``: the pipeline's lock, its runs, its quarantine, and the counts of a type."""
+
     def acquire_lock(self, pipeline: str, run_id: str) -> LockHolder | None:
         """Take the pipeline's lock. Returns the holder it took over from, if any (its run is
         marked abandoned); raises StoppedError if held by a live run."""
@@ -79,7 +81,7 @@ class RunsMixin(Base):
                 taken_over = holder
             try:
                 self.conn.execute(t.locks.insert().values(**me))
-                self.commit()
+                self.store.commit()
                 return taken_over
             except exc.IntegrityError:
                 self.conn.rollback()  # someone else took it between our read and insert: look again
@@ -99,7 +101,7 @@ class RunsMixin(Base):
         c = t.locks.c
         self.conn.rollback()
         self.conn.execute(t.locks.delete().where(c.pipeline == pipeline, c.run_id == run_id))
-        self.commit()
+        self.store.commit()
 
     # ---- runs ------------------------------------------------------------------------------------
 
@@ -108,12 +110,12 @@ class RunsMixin(Base):
         self.conn.execute(t.runs.insert().values(run_id=run_id, pipeline=pipeline, kind=kind, started=started,
                                                  status="running", manifest_hash=manifest_hash,
                                                  manifest_commit=manifest_commit))
-        self.commit()
+        self.store.commit()
 
     def finish_run(self, run_id: str, status: str, finished: str, summary: dict[str, Any]) -> None:
         self.conn.execute(t.runs.update().where(t.runs.c.run_id == run_id)
                           .values(status=status, finished=finished, summary=dumps(summary)))
-        self.commit()
+        self.store.commit()
 
     # ---- quarantine (runner/engine/quarantine.py) ----------------------------------------------
 
@@ -150,14 +152,14 @@ class RunsMixin(Base):
                 self.conn.execute(t.quarantine.insert().values(pipeline=pipeline, **values))
             else:
                 self.conn.execute(t.quarantine.update().where(q.pipeline == pipeline).values(**values))
-        self.commit()
+        self.store.commit()
         return started
 
     def release_quarantine(self, pipeline: str) -> Quarantine | None:
         """Lift the quarantine and forget the count of failed runs; returns what was lifted. Committed."""
         lifted = self.quarantine(pipeline)
         self.conn.execute(t.quarantine.delete().where(t.quarantine.c.pipeline == pipeline))
-        self.commit()
+        self.store.commit()
         return lifted
 
     def recent_runs(self, pipeline: str, limit: int = 10) -> list[dict[str, Any]]:

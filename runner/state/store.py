@@ -1,9 +1,10 @@
 """The connector space on SQLAlchemy Core: every query the engine's passes need.
 
-One :class:`StateStore` object, assembled from one part per thing it serves, each in its own
-module: runs and locks (:mod:`.runs`), import (:mod:`.imports`), compute (:mod:`.compute`),
-export (:mod:`.exports`), reconciliation with the target (:mod:`.reconcile`) and the provisioning
-log (:mod:`.log`). Work is done in pages with
+One :class:`StateStore` object holds the connection, and one part per thing it serves, each in
+its own module: runs and locks (:mod:`.runs`), import (:mod:`.imports`), multi-valued attributes
+(:mod:`.values`), compute (:mod:`.compute`), export (:mod:`.exports`), reconciliation with the
+target (:mod:`.reconcile`), the provisioning log (:mod:`.log`) and approvals (:mod:`.approvals`);
+:mod:`runner.state.opening` opens it for a run, a dry run or a reader. Work is done in pages with
 indexes, never by loading a whole object type into memory, and writes are batched: the caller
 commits once per page (import, compute) or per stretch of results (export), so a run killed at
 any point keeps everything confirmed before it.
@@ -24,12 +25,13 @@ from runner.manifest.model import Manifest
 from runner.sqlutil import driver_reason as _reason
 from runner.sqlutil import shown_url, sqlalchemy_url
 from runner.state import tables as t
-from runner.state.approvals import ApprovalsMixin
-from runner.state.base import CHUNK, DuplicateAnchor, chunks, dumps, now_iso, record_hash
-from runner.state.exports import ExportMixin
-from runner.state.imports import ImportMixin
-from runner.state.log import LogMixin
-from runner.state.reconcile import ReconcileMixin
+from runner.state.approvals import Approvals
+from runner.state.base import CHUNK, Base, DuplicateAnchor, chunks, dumps, now_iso, record_hash
+from runner.state.compute import Compute
+from runner.state.exports import Exports
+from runner.state.imports import Imports
+from runner.state.log import Log
+from runner.state.reconcile import Reconcile
 from runner.state.records import (
     Added,
     Change,
@@ -42,12 +44,13 @@ from runner.state.records import (
     SourceRow,
     Updated,
 )
-from runner.state.runs import LockHolder, LockLost, RunsMixin
+from runner.state.runs import LockHolder, LockLost, Runs
 from runner.state.tables import IncompatibleStore, migrate
+from runner.state.values import Values
 
 __all__ = ["CHUNK", "Added", "Change", "Confirmations", "Deleted", "Dropped", "DuplicateAnchor", "Failed",
            "LockHolder", "LockLost", "PendingExport", "Recompute", "SourceRow", "StateStore", "Updated",
-           "chunks", "default_url", "dumps", "open_store", "state_url", "now_iso", "record_hash"]
+           "chunks", "default_url", "dumps", "state_url", "now_iso", "record_hash"]
 
 
 def default_url(manifest_path: Path, pipeline: str) -> str:
@@ -69,13 +72,36 @@ def state_url(manifest: Manifest, create: bool = True) -> str:
     return default_url(manifest.path, manifest.name) if create or file.exists() else f"sqlite:///{file}"
 
 
-def open_store(manifest: Manifest) -> StateStore:
-    """The pipeline's state store, for a run (created or migrated as needed)."""
-    return StateStore(state_url(manifest), manifest.base_dir)
+class StateStore(Base):
+    """One open state store. Not thread-safe: the engine's main thread owns it.
 
+    The store itself keeps the connection and its life (``conn``, ``engine``, ``url_shown``,
+    ``commit``, ``rollback``, ``close``), the driver-level helpers its parts share
+    (``bulk_insert``, ``rows_in``, ``insert_new``) and what every pass needs: the object types'
+    ids and config hashes, and the salted digest of sensitive values. Everything else is in one
+    part each, working on the same connection and reaching the others through the store:
 
-class StateStore(RunsMixin, ImportMixin, ExportMixin, ReconcileMixin, LogMixin, ApprovalsMixin):
-    """One open state store. Not thread-safe: the engine's main thread owns it."""
+    - ``runs``: the pipeline's lock (and its heartbeat), runs, quarantine, and the counts of a type;
+    - ``imports``: source objects page by page, watermarks, target objects as read, the match
+      index, select_unique_value's reservations, links looked up by target anchor or name;
+    - ``values``: the values of multi-valued target attributes, one row each;
+    - ``compute``: dirty marks, scope, references, and the pending exports compute decides;
+    - ``exports``: pending exports in export order, in-flight marks, and recording what the
+      target confirmed (links, target objects);
+    - ``reconcile``: what a reconciliation read and found (orphans, findings), and which system
+      each target is (bindings);
+    - ``log``: the provisioning log's entries;
+    - ``approvals``: held deletes and disables approved object by object.
+    """
+
+    runs: Runs
+    imports: Imports
+    values: Values
+    compute: Compute
+    exports: Exports
+    reconcile: Reconcile
+    log: Log
+    approvals: Approvals
 
     def __init__(self, url: str, base_dir: Path, *, read_only: bool = False):
         """Open (creating or migrating) the store at ``url``.
@@ -130,8 +156,10 @@ class StateStore(RunsMixin, ImportMixin, ExportMixin, ReconcileMixin, LogMixin, 
         except exc.SQLAlchemyError as e:
             raise StateError(f"cannot open the state store {self.url_shown}: {_reason(e)}") from None
         self._salt: str | None = None
-        self._import_marks: dict[int, str] = {}  # type_id -> the mark of the full import under way
         self._growth = {}
+        self.runs, self.imports, self.values = Runs(self), Imports(self), Values(self)
+        self.compute, self.exports, self.reconcile = Compute(self), Exports(self), Reconcile(self)
+        self.log, self.approvals = Log(self), Approvals(self)
 
     def close(self) -> None:
         self.conn.close()

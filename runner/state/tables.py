@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -249,6 +249,7 @@ log = sa.Table(
     sa.Column("result", sa.String(16), nullable=False),
     sa.Column("entry", Doc, nullable=False),
     sa.Index("provisioning_log_time", "pipeline", "time"),  # retention: prune what is older than N days
+    sa.Index("provisioning_log_anchor", "pipeline", "anchor", "time"),  # provision logs --anchor: one object's story
 )
 
 # A pipeline whose runs fail wholesale (runner/engine/quarantine.py): failed_runs counts such runs
@@ -260,6 +261,17 @@ quarantine = sa.Table(
     sa.Column("reason", Doc, nullable=False),  # why the last of those runs failed
     sa.Column("since", sa.String(40)),  # quarantined since; None: counting, not quarantined
     sa.Column("run_id", sa.String(40)),  # the last run that failed wholesale
+)
+
+# Alert episodes (runner/engine/notify.py): one row per pipeline and kind while the condition lasts;
+# delivered: the channels the alert reached, so it is announced once per episode on each.
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("pipeline", S, primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("since", sa.String(40), nullable=False),
+    sa.Column("detail", Doc, nullable=False),
+    sa.Column("delivered", sa.String(64), nullable=False, default=""),  # the channels it reached: webhook,email
 )
 
 # Objects a person released past the deletion guard (`provision approve`): each for the action
@@ -389,8 +401,16 @@ def _to_v7(conn: sa.Connection) -> None:
     approvals.create(conn, checkfirst=True)
 
 
+def _to_v8(conn: sa.Connection) -> None:
+    """provision logs --anchor: one object's entries found by index, not by a scan of a year of logs;
+    alert episodes (notify:)."""
+    if "provisioning_log_anchor" not in {i["name"] for i in sa.inspect(conn).get_indexes("provisioning_log")}:
+        next(i for i in log.indexes if i.name == "provisioning_log_anchor").create(conn)
+    alerts.create(conn, checkfirst=True)
+
+
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7, 8: _to_v8}
 
 
 class IncompatibleStore(RuntimeError):

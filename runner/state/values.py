@@ -2,7 +2,7 @@
 
 A group of 50,000 members changes by the members added and removed: a few row inserts and
 deletes, never a rewrite of a 50,000-item list. What the rest of the engine sees is unchanged:
-:meth:`ValuesMixin.with_values` puts the lists back into an object's data when it is read.
+:meth:`Values.with_values` puts the lists back into an object's data when it is read.
 Values are stored as JSON text, so a number stays a number.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.state import tables as t
-from runner.state.base import Base, chunks, dumps
+from runner.state.base import Part, chunks, dumps
 
 Lists = dict[str, list[Any]]
 
@@ -30,12 +30,14 @@ def split(data: Mapping[str, Any]) -> tuple[dict[str, Any], Lists]:
     return ({k: v for k, v in data.items() if not as_rows(v)}, {k: v for k, v in data.items() if as_rows(v)})
 
 
-class ValuesMixin(Base):
+class Values(Part):
+    """``store.values``: the values of multi-valued target attributes, one row each."""
+
     def load_values(self, type_id: int, anchors: Sequence[str]) -> dict[str, Lists]:
         """target anchor -> attribute -> its values (sorted), for the objects that have any."""
         found: dict[str, Lists] = {}
-        for anchor, attribute, value in self.rows_in(t.target_values, ("target_anchor", "attribute", "value"),
-                                                     "target_anchor", sorted(set(anchors)), type_id=type_id):
+        for anchor, attribute, value in self.store.rows_in(t.target_values, ("target_anchor", "attribute", "value"),
+                                                           "target_anchor", sorted(set(anchors)), type_id=type_id):
             found.setdefault(anchor, {}).setdefault(attribute, []).append(json.loads(value))
         for lists in found.values():
             for values in lists.values():
@@ -90,5 +92,5 @@ class ValuesMixin(Base):
 
     def _insert_values(self, type_id: int, rows: Sequence[tuple[str, str, Any]]) -> None:
         unique = {(a, attr, dumps(v)) for a, attr, v in rows}
-        self.bulk_insert(t.target_values, ("type_id", "target_anchor", "attribute", "value"),
-                         [(type_id, a, attr, v) for a, attr, v in unique])
+        self.store.bulk_insert(t.target_values, ("type_id", "target_anchor", "attribute", "value"),
+                               [(type_id, a, attr, v) for a, attr, v in unique])

@@ -115,10 +115,10 @@ def _steal_lock(args: list[str]) -> None:
     import sqlalchemy as sa
 
     from runner.mapping.checks import load
-    from runner.state.store import open_store
+    from runner.state.opening import Mode, open_store
 
     manifest = load(args[1])
-    store = open_store(manifest)
+    store = open_store(manifest, Mode.WRITE)
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE locks SET run_id = 'thief', pid = 1 WHERE pipeline = :p"), {"p": manifest.name})
     store.close()

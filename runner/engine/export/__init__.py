@@ -100,7 +100,7 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
                 exporter.recorder.back_off()
     finally:
         exporter.flight.close()
-    ctx.store.prune_tombstones(ctx.type_ids[ot.name])
+    ctx.store.exports.prune_tombstones(ctx.type_ids[ot.name])
     ctx.heartbeat()
     ctx.store.commit()
     return exporter.recorder.gone
@@ -136,8 +136,8 @@ class _Exporter:
         sent = waiting = 0
         recorder.again = 0
         after: tuple[int, str] | None = None
-        while rows := self.store.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first,
-                                              due=self.ctx.due):
+        while rows := self.store.exports.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first,
+                                                      due=self.ctx.due):
             last = rows[-1]
             after = (-last.depth if deepest_first else last.depth, last.source_anchor)
             remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]

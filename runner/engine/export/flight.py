@@ -61,7 +61,7 @@ class Flight:
         """Mark a round in flight (committed), then hand it over. With one thread it is sent and
         recorded here; with several, the workers take it while this thread prepares the next
         round, so the target's connections do not wait for the state store."""
-        self.store.mark_sent(self.type_id, self.ctx.run_id, [p.row.source_anchor for p in prepared])
+        self.store.exports.mark_sent(self.type_id, self.ctx.run_id, [p.row.source_anchor for p in prepared])
         self.recorder.flush()
         for p in prepared:
             self.ops[p.op.id] = p

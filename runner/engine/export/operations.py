@@ -68,14 +68,14 @@ class Operations:
         """(ready to send, held for an add of their own type not tried yet, failed with why).
         ``force``: hold nothing, leaving unresolved references out (a reference cycle)."""
         anchors = [r.target_anchor for r in rows if r.target_anchor]
-        self.before = self.store.targets_data(self.type_id, anchors) if anchors else {}
-        self.versions = self.store.target_versions(self.type_id, anchors) if anchors and self.caps.versioned else {}
+        self.before = self.store.exports.targets_data(self.type_id, anchors) if anchors else {}
+        self.versions = self.store.exports.target_versions(self.type_id, anchors) if anchors and self.caps.versioned else {}
         refs = self._referenced(rows)
         targets = {(rt, form): self._known(rt, form, anchors, live_only=True) for (rt, form), anchors in refs.items()}
         own = self.ot.name
         own_refs = set().union(*(a for (rt, _), a in refs.items() if rt == own))
         own_known = set().union(*(targets[k].keys() for k in targets if k[0] == own))
-        waiting_adds = set() if force or not own_refs else self.store.pending_adds(
+        waiting_adds = set() if force or not own_refs else self.store.exports.pending_adds(
             self.type_id, own_refs - own_known, self.ctx.run_id, due=self.ctx.due) | (own_refs & adds_in_flight)
         ready: list[Prepared] = []
         held: list[PendingExport] = []
@@ -94,8 +94,8 @@ class Operations:
         """source anchor -> how the target names it (its anchor, or its name)."""
         type_id = self.ctx.type_ids[ref_type]
         if form == "name":
-            return self.store.target_names(type_id, anchors, live_only=live_only)
-        return self.store.target_anchors(type_id, anchors, live_only=live_only)
+            return self.store.exports.target_names(type_id, anchors, live_only=live_only)
+        return self.store.exports.target_anchors(type_id, anchors, live_only=live_only)
 
     @property
     def _whole_lists(self) -> bool:
@@ -213,7 +213,7 @@ class Operations:
 
     def _clear_values(self, anchor: str) -> dict[str, Any]:
         """Sensitive values are never stored: map the source object again to get them."""
-        data = self.store.source_data(self.type_id, anchor)
+        data = self.store.exports.source_data(self.type_id, anchor)
         return self.mapper.map(data) if data is not None else {}
 
     def _resolve(self, attr: str, value: Any, targets: dict[tuple[str, str], dict[str, str]],

@@ -79,7 +79,7 @@ class Recorder:
     def flush(self) -> None:
         """Record the confirmations, failures and log entries gathered so far in one commit,
         fenced by the run's lock."""
-        self.store.record(self.type_id, self.ctx.run_id, self.done)
+        self.store.exports.record(self.type_id, self.ctx.run_id, self.done)
         self.ctx.log.flush()
         self.ctx.heartbeat()
         self.store.commit()
