@@ -45,7 +45,7 @@ EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as the shell reports a tool killed by it
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _setup_logging(getattr(args, "verbose", False))
+    _setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe is reported below, not by the interpreter
@@ -139,7 +139,7 @@ def _file_being_written(exc: BaseException) -> io.IOBase | str | None:
     return None
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     """Messages of the 'provision' logger go to stderr, redacted; stdout stays for results."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("provision: %(message)s"))
@@ -147,7 +147,7 @@ def _setup_logging(verbose: bool) -> None:
     logger = logging.getLogger("provision")
     logger.handlers = [handler]
     logger.propagate = False
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
 
 
 class _RedactFilter(logging.Filter):
@@ -222,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--adopt-report", action="store_true",
                            help="read the target and list how each of its objects would link (by the match and "
                                 "correlate rules), then stop: nothing is written to the target")
-        p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
+        _view_arguments(p)
         p.set_defaults(func=cmd_run, plan=name == "plan")
 
     p = sub.add_parser("apply", help="send exactly the operations of a plan saved with `plan --out`; refuse "
@@ -235,7 +235,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", metavar="DURATION", type=_duration,
                    help="stop cleanly once this long has passed; the rest is left to a later run")
     p.add_argument("--metrics-file", metavar="PATH", type=Path, help="write Prometheus textfile metrics here after it")
-    p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
+    _view_arguments(p)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("approve", help="release named objects the deletion guard holds (and no others): the next "
@@ -310,6 +310,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_pending)
 
+    for name, helptext in (("retry", "send named objects' failed exports with the next run, past their back-off"),
+                           ("drop", "discard named objects' pending exports (logged; asks first unless --yes)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("file", type=Path, metavar="FILE")
+        p.add_argument("--anchor", action="append", default=[], required=True, metavar="ANCHOR",
+                       help="the object's source anchor (repeatable)")
+        if name == "drop":
+            p.add_argument("--yes", action="store_true", help="do not ask")
+        p.set_defaults(func=cmd_unstick, action=name)
+
     p = sub.add_parser("release", help="lift a pipeline's quarantine: the next run goes ahead without a probe")
     p.add_argument("file", type=Path, metavar="FILE")
     p.set_defaults(func=cmd_release)
@@ -323,6 +333,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping-tests", action="store_true", help="the mapping-tests file schema instead")
     p.set_defaults(func=cmd_schema)
     return parser
+
+
+def _view_arguments(p: argparse.ArgumentParser) -> None:
+    """What a long command shows while it works: live progress on a terminal, JSON lines for log
+    collectors, more detail, or nothing."""
+    p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr, no progress display")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="json: one JSON line on stderr per pass and per 10,000 objects (for log collectors)")
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    from runner.progress_view import choose
+
+    return choose(getattr(args, "quiet", False), getattr(args, "log_format", "text"))
 
 
 def _reconcile_arguments(p: argparse.ArgumentParser) -> None:
@@ -404,7 +429,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.expires:
             options.plan_expires = args.expires[1]
     shown = _Shown()
-    summary = execute(args.file, options, shown.add if args.plan else None)
+    options.progress = view = _progress(args)
+    try:
+        summary = execute(args.file, options, shown.add if args.plan else None)
+    finally:
+        if hasattr(view, "close"):
+            view.close()
     _metrics(args, args.file, summary)
     return _print_outcome(args, summary, shown, plan=args.plan)
 
@@ -446,9 +476,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from runner.engine.apply import apply_plan
 
     shown = _Shown()
-    summary = apply_plan(args.plan_file, replan=args.replan, log_file=args.log_file,
-                         stop=None if args.replan else _stop_on_signals(args.time_limit),
-                         on_plan_item=shown.add)
+    view = _progress(args)
+    try:
+        summary = apply_plan(args.plan_file, replan=args.replan, log_file=args.log_file,
+                             stop=None if args.replan else _stop_on_signals(args.time_limit),
+                             on_plan_item=shown.add, progress=view)
+    finally:
+        if hasattr(view, "close"):
+            view.close()
     if summary.kind == "apply":
         from runner.engine import planfile
 
@@ -602,7 +637,7 @@ def _plan_line(item: Any) -> str:
 
 def _summary_text(summary: Any, plan: bool) -> str:
     verb = "plan" if plan else getattr(summary, "kind", "run")
-    lines = [f"{verb} {summary.run_id} of {summary.pipeline}: {summary.status}"]
+    lines = [f"{verb} {summary.run_id} of {summary.pipeline}: {summary.status}{_took(summary)}"]
     if summary.refused is not None:
         lines.append(f"refused: nothing was sent; {len(summary.refused)} reason{'s' if len(summary.refused) != 1 else ''}:")
         lines += [f"  {reason}" for reason in summary.refused[:PLAN_ITEMS_SHOWN]]
@@ -617,7 +652,10 @@ def _summary_text(summary: Any, plan: bool) -> str:
                     f"disable {c.disabled}, delete {c.deleted}; {c.unchanged} unchanged, {c.failed} failed")
         else:
             line = (f"  {name}: {c.imported} imported, {c.added} added, {c.updated} updated, {c.renamed} renamed, "
-                    f"{c.disabled} disabled, {c.deleted} deleted, {c.unchanged} unchanged, {c.failed} failed")
+                    f"{c.disabled} disabled, {c.deleted} deleted, {c.unchanged} unchanged, {c.failed} failed"
+                    + (f", {c.recovered} recovered" if c.recovered else "")
+                    + (f", {c.not_sent} not sent" if c.not_sent else "")
+                    + f"; {c.out_of_scope} out of scope")
         if c.recovered:
             line += f"\n    {c.recovered} exports of an interrupted run were settled against the target first"
         if c.reconciled is not None:
@@ -633,12 +671,28 @@ def _summary_text(summary: Any, plan: bool) -> str:
                      f"e.g. {examples}")
         if c.error:
             line += f"\n    stopped: {c.error}"
+        if c.first_failures:
+            named = ", ".join(f"{f['anchor']} ({f['action']}: {f['error'][:120]})" for f in c.first_failures)
+            more = f" and {c.failed - len(c.first_failures)} more" if c.failed > len(c.first_failures) else ""
+            line += (f"\n    failed: {named}{more}; all of them: `provision logs FILE --run {summary.run_id} "
+                     "--result failed`")
         lines.append(line)
     if summary.status == "partial":
         lines.append("some objects failed: see `provision status` or the provisioning log for why")
     if summary.stopped_by:
         lines.append(summary.stopped_by)
     return secrets.redact("\n".join(lines))
+
+
+def _took(summary: Any) -> str:
+    import datetime as dt
+
+    try:
+        seconds = (dt.datetime.fromisoformat(summary.finished.replace("Z", "+00:00"))
+                   - dt.datetime.fromisoformat(summary.started.replace("Z", "+00:00"))).total_seconds()
+    except (AttributeError, ValueError):
+        return ""
+    return f" in {seconds:.1f} s"
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -719,6 +773,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
     elif found["more"]:
         lines.append(f"... the newest {args.limit} shown (--limit, or narrow with --since / --anchor)")
     print(secrets.redact("\n".join(lines)))
+    return EXIT_OK
+
+
+def cmd_unstick(args: argparse.Namespace) -> int:
+    from runner.engine import unstick
+
+    if args.action == "drop" and not args.yes:
+        if not sys.stdin.isatty():
+            print("provision: drop discards pending exports; add --yes to confirm", file=sys.stderr)
+            return EXIT_INVALID
+        answer = input(f"discard the pending exports of {', '.join(args.anchor)}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing was dropped")
+            return EXIT_OK
+    outcome = (unstick.drop if args.action == "drop" else unstick.retry)(args.file, args.anchor)
+    for name, anchor, action in outcome.done:
+        print(f"{args.action}: {name} {anchor}: {action}" + (" is sent by the next run" if args.action == "retry"
+                                                              else " discarded"))
+    for name, anchor in outcome.in_doubt:
+        print(f"{name} {anchor}: in doubt (sent by a run that died); the next run settles it first, left as it is")
     return EXIT_OK
 
 

@@ -35,7 +35,7 @@ class QuickstartModel:
         in_scope = {e for e, p in people.items() if p["status"] in IN_SCOPE}
         exists = in_scope | {e for e in self.users if e in people}  # disabled users stay
         counts = {"imported": len(people), "added": 0, "updated": 0, "renamed": 0, "disabled": 0,
-                  "deleted": 0, "unchanged": 0, "failed": 0}
+                  "deleted": 0, "unchanged": 0, "failed": 0, "out_of_scope": 0}
         users: dict[str, dict[str, Any]] = {}
         for eid, p in people.items():
             before = self.users.get(eid)
@@ -52,16 +52,17 @@ class QuickstartModel:
                 key = "added" if before is None else ("updated" if now != before else "unchanged")
                 counts[key] += 1
                 users[eid] = now
-            elif before is not None:
-                counts["disabled" if before["active"] else "unchanged"] += 1
+            elif before is not None:  # out of scope: disabled now, or already (counted apart from unchanged)
+                counts["disabled" if before["active"] else "out_of_scope"] += 1
                 users[eid] = before | {"active": False}
             else:
-                counts["unchanged"] += 1
+                counts["out_of_scope"] += 1
         counts["deleted"] = sum(1 for e in self.users if e not in people)
         self.users = users
 
         gcounts = {"imported": len(groups), "added": 0, "updated": 0, "renamed": 0, "disabled": 0,
-                   "deleted": sum(1 for g in self.groups if g not in groups), "unchanged": 0, "failed": 0}
+                   "deleted": sum(1 for g in self.groups if g not in groups), "unchanged": 0, "failed": 0,
+                   "out_of_scope": 0}
         new_groups = {}
         for gid, g in groups.items():
             now = {"name": g["name"], "description": _none(g["description"]),

@@ -20,8 +20,10 @@ def test_a_bad_row_fails_only_that_object(provision, tmp_path: Path, monkeypatch
     assert result.code == 1
     out = result.json()
     assert out["status"] == "partial"
+    failures = out["object_types"]["user"].pop("first_failures")  # the failed object, named with its reason
+    assert [(f["anchor"], f["action"]) for f in failures] == [("E2", "map")] and "split()" in failures[0]["error"]
     assert out["object_types"]["user"] == {"imported": 3, "added": 2, "updated": 0, "renamed": 0, "disabled": 0,
-                                           "deleted": 0, "unchanged": 0, "failed": 1}
+                                           "deleted": 0, "unchanged": 0, "failed": 1, "out_of_scope": 0}
     assert out["object_types"]["group"]["added"] == 1
     app = read_app(tmp_path / "app.db")
     assert sorted(app["users"]) == ["ada.good", "cy.fine"]

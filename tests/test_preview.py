@@ -136,7 +136,8 @@ def test_apply_exports_that_one_object_and_the_next_run_finds_it_unchanged(provi
     out = provision("run", QUICKSTART, "--output", "json").json()
     assert out["status"] == "ok"
     assert out["object_types"]["user"]["added"] == 2      # Ben and Di
-    assert out["object_types"]["user"]["unchanged"] == 2  # Zoë (from the preview) and Cy (out of scope)
+    assert out["object_types"]["user"]["unchanged"] == 1  # Zoë (from the preview)
+    assert out["object_types"]["user"]["out_of_scope"] == 1  # Cy: counted apart, not as unchanged
     assert out["object_types"]["group"]["added"] == 1
     app = read_app(tmp_path / "app.db")
     assert sorted(app["users"]) == ["ben.report", "di.away", "zoe.odegard"]
@@ -153,7 +154,7 @@ def test_apply_leaves_a_reference_out_until_its_object_is_provisioned(provision,
     assert out["object_types"]["user"]["updated"] == 1  # Ben's manager, now that Zoë exists
     assert read_app(tmp_path / "app.db")["users"]["ben.report"]["manager"] == "zoe.odegard"
     out = provision("run", QUICKSTART, "--output", "json").json()
-    assert out["object_types"]["user"]["unchanged"] == 4
+    assert out["object_types"]["user"]["unchanged"] == 3 and out["object_types"]["user"]["out_of_scope"] == 1
 
 
 def test_apply_disables_a_person_who_left(provision, hr, tmp_path: Path):
@@ -167,7 +168,7 @@ def test_apply_disables_a_person_who_left(provision, hr, tmp_path: Path):
     assert read_app(tmp_path / "app.db")["users"]["di.away"]["active"] is False
     out = provision("run", QUICKSTART, "--output", "json").json()
     assert out["object_types"]["user"]["disabled"] == 0
-    assert out["object_types"]["user"]["unchanged"] == 4
+    assert out["object_types"]["user"]["unchanged"] == 2 and out["object_types"]["user"]["out_of_scope"] == 2
 
 
 def test_a_mapping_that_fails_is_shown_and_exits_1(provision, hr, tmp_path: Path):

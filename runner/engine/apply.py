@@ -32,7 +32,8 @@ def plan_options(saved: planfile.SavedPlan) -> dict[str, Any]:
 
 
 def apply_plan(path: Path, *, replan: bool = False, stop: StopFlag | None = None, log_file: str | None = None,
-               expires: float | None = None, on_plan_item: Callable[[PlanItem], None] | None = None) -> Summary:
+               expires: float | None = None, on_plan_item: Callable[[PlanItem], None] | None = None,
+               progress: Any = None) -> Summary:
     saved = planfile.read(path)
     options = plan_options(saved)
     manifest = saved.manifest_path
@@ -51,4 +52,4 @@ def apply_plan(path: Path, *, replan: bool = False, stop: StopFlag | None = None
         summary = Summary(saved.header["pipeline"], new_run_id(), "refused", now_iso(), now_iso(), refused=reasons,
                           kind="apply")
         return summary
-    return execute(manifest, RunOptions(**options, apply=saved, stop=stop, log_file=log_file))
+    return execute(manifest, RunOptions(**options, apply=saved, stop=stop, log_file=log_file, progress=progress))

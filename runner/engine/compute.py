@@ -140,6 +140,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
     caps = ctx.caps(ot)
     compare = comparer(caps.normalizations)
     after: str | None = None
+    computed = 0
     while rows := store.compute.dirty_rows(type_id, after, PAGE):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
@@ -244,7 +245,10 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
         store.compute.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
         ctx.log.flush()
         store.commit()
+        computed += len(rows)
+        ctx.progress.report(ot.name, "compute", computed)
         ctx.check_stop()
+    ctx.progress.report(ot.name, "compute", computed, finished=True)
 
 
 class _Page:

@@ -9,6 +9,7 @@ from typing import Any
 
 from runner.actions import COUNTED_AS
 from runner.connectors.base import Capabilities, Connector
+from runner.engine.progress import SILENT, Progress
 from runner.engine.provlog import ProvisioningLog
 from runner.errors import Interrupted
 from runner.manifest.model import Manifest, ObjectType
@@ -37,15 +38,20 @@ class TypeCounts:
     error: str | None = None  # set when the whole pass stopped (connection failed)
     # rules under review (proposed:): per attribute, objects whose value would differ, and examples
     proposed: dict[str, Any] | None = None
+    out_of_scope: int = 0  # objects the source has outside the scope, with nothing to do (apart from unchanged)
+    not_sent: int = 0  # objects with an export due that this run did not send (it stopped; the guard held it)
+    first_failures: list[dict[str, str]] = field(default_factory=list)  # the first objects that failed, named
     touched: int = 0  # objects still in the source that got an action or failed (not reported)
     present: int = 0  # objects in the source at the end of the run (not reported)
+    removed_present: int = 0  # of those, disabled or deleted this run while still in the source (not reported)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        del out["touched"], out["present"]
+        del out["touched"], out["present"], out["removed_present"]
         if out["error"] is None:
             del out["error"]
-        for key in ("recovered", "held", "waiting", "blocked", "guard", "reconciled", "proposed"):
+        for key in ("recovered", "held", "waiting", "blocked", "guard", "reconciled", "proposed", "not_sent",
+                    "first_failures"):
             if not out[key]:
                 del out[key]
         return out
@@ -55,6 +61,8 @@ class TypeCounts:
         key = COUNTED_AS[action]
         setattr(self, key, getattr(self, key) + 1)
         self.touched += source_present
+        if source_present and key in ("disabled", "deleted"):
+            self.removed_present += 1
 
 
 @dataclass
@@ -78,6 +86,7 @@ class RunOptions:
     # connector opened; state_url: the store to work on (a copy of it), when not the manifest's own
     simulate: bool = False
     state_url: str | None = None
+    progress: Progress | None = None  # where each pass reports how far it is (the CLI's display)
     # apply: the saved plan (runner/engine/planfile.py:SavedPlan) whose operations alone are sent
     apply: Any = None
 
@@ -125,6 +134,7 @@ class RunContext:
     recreated: dict[str, dict[str, str]] = field(default_factory=dict)
     # type -> how many objects an add found already there and adopted in the export (computed again in this run)
     adopted: dict[str, int] = field(default_factory=dict)
+    progress: Progress = SILENT  # how far each pass is (engine/progress.py); the CLI shows it
     # type -> approved objects the deletion guard lets through while it holds the others (engine/safety.py)
     released: dict[str, set[str]] = field(default_factory=dict)
     # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)

@@ -28,6 +28,7 @@ def import_type(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
         if ctx.options.partition is not None and partition != ctx.options.partition:
             continue
         _import_partition(ctx, ot, partition, counts)
+    ctx.progress.report(ot.name, "import", counts.imported, finished=True)
 
 
 def _import_partition(ctx: RunContext, ot: ObjectType, partition: str | None, counts: TypeCounts) -> None:
@@ -84,6 +85,7 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
             if record.anchor is not None:
                 natives[anchor] = str(record.anchor)
         counts.imported += len(records)
+        ctx.progress.report(ot.name, "import", counts.imported)
         read_here += len(records) + len(unreadable)
         try:
             changed += store.imports.import_page(type_id, records, full=full, partition=partition, natives=natives)

@@ -121,6 +121,9 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
                     target_anchor=a.target_anchor)
     if conflicts is None:
         counts.recovered += len(rows) - len(stuck) - len(done.failures)
+        # settled here, or stuck here (counted failed): one outcome each; a re-sent one counts in the export
+        again = set(done.resend) | {f.source_anchor for f in done.failures}
+        counts.touched += sum(1 for r in rows if not r.change.gone and r.source_anchor not in again)
     else:
         counts.added += len(done.adds)
         ctx.adopted[ot.name] = ctx.adopted.get(ot.name, 0) + len(done.adds)

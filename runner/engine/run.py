@@ -33,6 +33,7 @@ from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.provenance import provenance
 from runner.mapping.checks import load_with_connectors
 from runner.mapping.mapper import Mapper
+from runner.state import logquery
 from runner.state.opening import Mode, open_store
 from runner.state.store import now_iso
 
@@ -130,6 +131,8 @@ def execute(path: str | Path, options: RunOptions,
             connector.context.redact = secrets.redact
             connector.context.deadline = options.stop.deadline if options.stop else None
         ctx = RunContext(manifest, store, loaded.connectors, run_id, options, log)
+        if options.progress is not None:
+            ctx.progress = options.progress
         ctx.type_ids = {t.name: store.type_id(manifest.name, t.name) for t in manifest.object_types}
         ctx.due = None if options.retry_now else retries.due()
         opened: dict[str, str | None] = {}
@@ -463,8 +466,9 @@ def close_connector(connector: Connector) -> None:
 
 
 def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
-    """Unchanged = objects present in the source that no action touched, that did not fail and
-    that are not waiting to be retried after failing in earlier runs."""
+    """Each object present in the source counts once: under the action it got (or failed), as
+    waiting or blocked after earlier failures, not sent (due, but this run stopped or held it),
+    out of scope with nothing to do, or else unchanged."""
     type_id = ctx.type_ids[ot.name]
     if ctx.options.plan:
         for item, state in plan_items(ctx, ot, held=bool(counts.held)):
@@ -486,8 +490,24 @@ def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
         if waiting.blocked:
             logger.warning("%s: %d exports that failed with a permanent error are held until their source "
                            "objects change; `provision run --retry-now` sends them anyway", ot.name, waiting.blocked)
+        counts.not_sent = ctx.store.exports.left_pending(type_id, ctx.run_id, ctx.due)
+        if counts.failed:
+            ctx.log.flush()
+            counts.first_failures = [
+                {"anchor": e["anchor"], "action": e["action"], "error": e.get("error") or ""}
+                for e in reversed(logquery.entries(ctx.store, ctx.pipeline, object_type=ot.name, result="failed",
+                                                   run_id=ctx.run_id, limit=FAILURES_NAMED))]
     counts.present = ctx.store.runs.count_present(type_id)
-    counts.unchanged = max(0, counts.present - counts.touched)
+    quiet = ctx.store.runs.count_out_of_scope(type_id)
+    # objects disabled by this run are out of scope with nothing pending now, and counted as disabled
+    counts.out_of_scope = quiet if ctx.options.plan else max(0, quiet - counts.removed_present)
+    if counts.error:  # the pass stopped: nothing can be said to be unchanged
+        counts.unchanged = 0
+    else:
+        counts.unchanged = max(0, counts.present - counts.touched - counts.not_sent - counts.out_of_scope)
+
+
+FAILURES_NAMED = 3  # per object type in a run's summary; provision logs lists them all
 
 
 def _status(summary: Summary) -> str:

@@ -212,6 +212,18 @@ class Exports(Part):
                 sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))) if action == Action.ADD)
         return found
 
+    def left_pending(self, type_id: int, run_id: str, due: str | None) -> int:
+        """Objects the source still has whose export was due but not tried by this run: a pass
+        that stopped early, deletes the guard held, what an apply's plan did not hold. They are
+        not unchanged: the next run sends them."""
+        pe, so = t.pending.c, t.source_objects.c
+        return self.conn.execute(
+            sa.select(sa.func.count()).select_from(t.pending.join(t.source_objects, sa.and_(
+                so.type_id == pe.type_id, so.anchor == pe.source_anchor)))
+            .where(pe.type_id == type_id, so.deleted.is_(False),
+                   sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id),
+                   sa.or_(pe.sent_run.is_(None), pe.sent_run != run_id), *_due(due))).scalar_one()
+
     def waiting(self, type_id: int, run_id: str, due: str | None) -> Waiting:
         """The pending exports this run left alone because of earlier failures: backing off
         (next attempt after ``due``) or held after a permanent error."""

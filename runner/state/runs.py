@@ -168,6 +168,14 @@ class Runs(Part):
                                  .order_by(c.started.desc()).limit(limit))
         return [dict(r._mapping) | {"summary": json.loads(r.summary) if r.summary else None} for r in rows]
 
+    def count_out_of_scope(self, type_id: int) -> int:
+        """Objects the source has outside the scope with nothing pending: what is not provisioned
+        (or was disabled), apart from the unchanged."""
+        so, pe = t.source_objects.c, t.pending.c
+        pending = sa.select(pe.source_anchor).where(pe.type_id == so.type_id, pe.source_anchor == so.anchor)
+        return self.conn.execute(sa.select(sa.func.count()).where(
+            so.type_id == type_id, so.deleted.is_(False), so.in_scope.is_(False), ~sa.exists(pending))).scalar_one()
+
     def count_present(self, type_id: int, partition: str | None | bool = False) -> int:
         """Source objects of the type that the source still has (in ``partition``, when given)."""
         so = t.source_objects.c

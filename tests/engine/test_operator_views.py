@@ -85,3 +85,19 @@ def test_logs_tell_one_objects_story_in_steps(troubled, provision):
     assert "user E001: add ok" in text and 'family_name: null -> "N1"   [source last_name]' in text
     in_second = provision("logs", QUICKSTART, "--run", second["run_id"], "--output", "json").json()["entries"]
     assert {e["anchor"] for e in in_second} == {"E003", "E007"}  # its deletes were held, not sent
+
+
+def test_retry_and_drop_act_on_one_object_and_are_logged(troubled, provision):
+    users = provision("pending", QUICKSTART, "--output", "json").json()["object_types"]["user"]
+    first, second = users[0]["anchor"], users[1]["anchor"]
+    assert provision("drop", QUICKSTART, "--anchor", first).code == 2  # off a terminal it wants --yes
+    dropped = provision("drop", QUICKSTART, "--anchor", first, "--yes")
+    assert dropped.code == 0 and f"drop: user {first}: delete discarded" in dropped.out
+    retried = provision("retry", QUICKSTART, "--anchor", second)
+    assert retried.code == 0 and f"retry: user {second}: delete is sent by the next run" in retried.out
+    left = {p["anchor"] for p in provision("pending", QUICKSTART, "--output", "json").json()["object_types"]["user"]}
+    assert first not in left and second in left
+    story = provision("logs", QUICKSTART, "--anchor", first, "--output", "json").json()["entries"]
+    assert story[0]["action"] == "drop" and story[0]["run_id"].startswith("drop-by-")
+    unknown = provision("retry", QUICKSTART, "--anchor", "E999")
+    assert unknown.code == 2 and "no pending export for E999" in unknown.err

@@ -86,6 +86,9 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
     so they are created again in the same run."""
     ensure_alive(ctx, ot)
     exporter = _Exporter(ctx, ot, mapper, counts, only)
+    exporter.recorder.phase = "delete" if phases == DELETES else "export"
+    exporter.recorder.total = len(only) if only is not None else ctx.store.runs.count_pending(
+        ctx.type_ids[ot.name], tuple(a for actions, _ in phases for a in actions if a not in hold))
     try:
         for all_actions, deepest_first in phases:
             actions = tuple(a for a in all_actions if a not in hold)
@@ -100,6 +103,7 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
                 exporter.recorder.back_off()
     finally:
         exporter.flight.close()
+    ctx.progress.report(ot.name, exporter.recorder.phase, exporter.recorder.sent, finished=True)
     ctx.store.exports.prune_tombstones(ctx.type_ids[ot.name])
     ctx.heartbeat()
     ctx.store.commit()

@@ -71,6 +71,9 @@ class Recorder:
         self.gone: dict[str, str] = {}  # source anchor -> target anchor, of objects an update found gone
         self.exists: list[PendingExport] = []  # adds that found their object already there
         self.exists_why: dict[str, str] = {}
+        self.sent = 0  # results recorded so far, of about ``total`` pending (for the progress display)
+        self.total: int | None = None
+        self.phase = "export"  # or "delete": the passes a progress display shows apart
 
     def maybe_flush(self) -> None:
         if len(self.done) >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
@@ -79,7 +82,9 @@ class Recorder:
     def flush(self) -> None:
         """Record the confirmations, failures and log entries gathered so far in one commit,
         fenced by the run's lock."""
+        self.sent += len(self.done)
         self.store.exports.record(self.type_id, self.ctx.run_id, self.done)
+        self.ctx.progress.report(self.ot.name, self.phase, self.sent, self.total)
         self.ctx.log.flush()
         self.ctx.heartbeat()
         self.store.commit()
