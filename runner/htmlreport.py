@@ -46,6 +46,7 @@ def render(data: dict[str, Any]) -> str:
     parts += ["<h2>Objects per run</h2>", _legend(), _action_chart(runs, e),
               "<h2>Run durations</h2>", _duration_chart(runs, e), _runs_table(runs, e),
               "<h2>Failures, grouped by error</h2>", _failures(data["failures"], e),
+              "<h2>The slowest operations</h2>", _slowest(data.get("slowest") or [], e),
               "<h2>Pending and in-doubt exports</h2>", _pending(data["pending"], e),
               "<h2>Held by the deletion guard</h2>", _held(data["held"], e),
               "</body></html>"]
@@ -129,6 +130,15 @@ def _failures(groups: list[dict[str, Any]], e: _Escaper) -> str:
     rows = "".join(f"<tr><td>{g['count']}</td><td>{e(g['object_type'])}</td><td>{e(g['error'])}</td>"
                    f"<td>{', '.join(f'<code>{e(a)}</code>' for a in g['examples'])}</td></tr>" for g in groups)
     return f"<table id=failures><tr><th>objects</th><th>type</th><th>error</th><th>for example</th></tr>{rows}</table>"
+
+
+def _slowest(found: list[dict[str, Any]], e: _Escaper) -> str:
+    if not found:
+        return "<p class=muted id=slowest>no operation timed yet</p>"
+    rows = "".join(f"<tr><td>{o['seconds']}</td><td>{e(o['object_type'])}</td><td><code>{e(o['anchor'])}</code></td>"
+                   f"<td>{e(o['action'])}</td><td><code>{e(o['run_id'])}</code></td></tr>" for o in found)
+    return (f"<table id=slowest><tr><th>seconds</th><th>type</th><th>anchor</th><th>action</th><th>run</th></tr>"
+            f"{rows}</table>")
 
 
 def _pending(queue: list[dict[str, Any]], e: _Escaper) -> str:

@@ -141,6 +141,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
     compare = comparer(caps.normalizations)
     after: str | None = None
     computed = 0
+    total = store.compute.count_dirty(type_id) if only is None else len(only)
     while rows := store.compute.dirty_rows(type_id, after, PAGE):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
@@ -246,7 +247,7 @@ def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, co
         ctx.log.flush()
         store.commit()
         computed += len(rows)
-        ctx.progress.report(ot.name, "compute", computed)
+        ctx.progress.report(ot.name, "compute", computed, total)
         ctx.check_stop()
     ctx.progress.report(ot.name, "compute", computed, finished=True)
 

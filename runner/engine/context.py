@@ -41,18 +41,22 @@ class TypeCounts:
     out_of_scope: int = 0  # objects the source has outside the scope, with nothing to do (apart from unchanged)
     not_sent: int = 0  # objects with an export due that this run did not send (it stopped; the guard held it)
     first_failures: list[dict[str, str]] = field(default_factory=list)  # the first objects that failed, named
+    slowest: list[dict[str, Any]] = field(default_factory=list)  # the slowest operations: anchor, action, seconds
     touched: int = 0  # objects still in the source that got an action or failed (not reported)
     present: int = 0  # objects in the source at the end of the run (not reported)
     removed_present: int = 0  # of those, disabled or deleted this run while still in the source (not reported)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, detail: bool = False) -> dict[str, Any]:
+        """The counts as reported; ``detail`` adds what the run report reads (the slowest operations)."""
         out = asdict(self)
         del out["touched"], out["present"], out["removed_present"]
+        if not detail:
+            del out["slowest"]
         if out["error"] is None:
             del out["error"]
         for key in ("recovered", "held", "waiting", "blocked", "guard", "reconciled", "proposed", "not_sent",
-                    "first_failures"):
-            if not out[key]:
+                    "first_failures", "slowest"):
+            if key in out and not out[key]:
                 del out[key]
         return out
 

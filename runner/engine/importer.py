@@ -19,6 +19,7 @@ from typing import Any
 from runner.connectors.base import ConnectionFailed, Record, WatermarkExpired
 from runner.engine import cadence, safety
 from runner.engine.context import RunContext, TypeCounts
+from runner.engine.progress import SILENT
 from runner.manifest.model import ObjectType
 from runner.state.store import DuplicateAnchor
 
@@ -62,6 +63,9 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
         store.imports.begin_full_import(type_id)
     changed = gone = read_here = 0
     empty: str | None = None
+    # a full read is expected to find about what the last one did (the progress display's total)
+    shown = ctx.progress is not SILENT  # a count of the type's objects only when someone watches
+    expected = (store.runs.count_present(type_id) or None) if full and shown else None
     for page in connector.read(ot.source.object, partition, watermark):
         empty = page.source_empty or empty
         records: list[tuple[str, dict[str, Any]]] = []
@@ -85,7 +89,7 @@ def _read_partition(ctx: RunContext, ot: ObjectType, partition: str | None, coun
             if record.anchor is not None:
                 natives[anchor] = str(record.anchor)
         counts.imported += len(records)
-        ctx.progress.report(ot.name, "import", counts.imported)
+        ctx.progress.report(ot.name, "import", counts.imported, expected)
         read_here += len(records) + len(unreadable)
         try:
             changed += store.imports.import_page(type_id, records, full=full, partition=partition, natives=natives)

@@ -49,10 +49,17 @@ def overview(path: str | Path, runs: int = 30) -> dict[str, Any]:
     finally:
         store.close()
     finished = [r for r in report["runs"] if r.get("kind") in ("run", "apply")]
+    slowest = sorted(({**o, "object_type": name, "run_id": r["run_id"]} for r in finished
+                      for name, c in ((r.get("summary") or {}).get("object_types") or {}).items()
+                      for o in c.get("slowest") or ()), key=lambda o: -o["seconds"])[:SLOWEST]
     return {"pipeline": report["pipeline"], "state": report["state"], "quarantine": report["quarantine"],
             "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "runs": [_run(r) for r in reversed(finished)],
-            "failures": sorted(groups, key=lambda g: -g["count"]), "pending": queue, "held": report["held"]}
+            "failures": sorted(groups, key=lambda g: -g["count"]), "pending": queue, "held": report["held"],
+            "slowest": slowest}
+
+
+SLOWEST = 10  # operations the report names
 
 
 def _run(run: dict[str, Any]) -> dict[str, Any]:

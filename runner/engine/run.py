@@ -57,10 +57,11 @@ class Summary:
     plan_file: str | None = None  # plan --out: where the plan was saved
     kind: str = "run"  # run, plan or apply
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, detail: bool = False) -> dict[str, Any]:
+        """What --output json prints; ``detail``: what the runs table keeps for the run report too."""
         out = {"pipeline": self.pipeline, "run_id": self.run_id, "status": self.status,
                "started": self.started, "finished": self.finished,
-               "object_types": {name: c.as_dict() for name, c in self.object_types.items()}}
+               "object_types": {name: c.as_dict(detail) for name, c in self.object_types.items()}}
         if self.manifest is not None:
             out["manifest"] = self.manifest
         if self.quarantine is not None:
@@ -168,7 +169,7 @@ def execute(path: str | Path, options: RunOptions,
         summary.finished = now_iso()
         if writer is not None:
             _save_plan(ctx, writer, summary, origin.as_json())
-        store.runs.finish_run(run_id, summary.status, summary.finished, summary.as_json())
+        store.runs.finish_run(run_id, summary.status, summary.finished, summary.as_json(detail=True))
         if not options.plan and not options.dry:
             notify.after_run(manifest, store, summary.as_json())
         return summary

@@ -33,6 +33,12 @@ class Compute(Part):
             self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
                               .values(dirty=True))
 
+    def count_dirty(self, type_id: int) -> int:
+        """How many objects the next compute evaluates (an index range: the progress display's total)."""
+        so = t.source_objects.c
+        return self.conn.execute(sa.select(sa.func.count()).where(so.type_id == type_id,
+                                                                  so.dirty == sa.true())).scalar_one()
+
     def dirty_rows(self, type_id: int, after: str | None, limit: int, targets: bool = True) -> list[SourceRow]:
         """The next page of dirty source objects, with their link and what the target holds
         (``targets=False``: the link only, no target data or values; the scope sweep needs no

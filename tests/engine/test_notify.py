@@ -87,3 +87,26 @@ def test_an_alert_the_receiver_missed_is_sent_by_the_next_run(alerting: Path, re
     got = seen(receivers)
     assert len(got["webhook"]) == 1 and got["webhook"][0]["body"]["alert"] == "deletion_guard"
     assert len(got["mail"]) == 1  # the mail went out with the first attempt: not again
+
+
+def test_a_quarantine_is_announced_once_and_shows_in_metrics_and_the_report(alerting: Path, receivers, provision,
+                                                                           tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    text = alerting.read_text()
+    start = text.index("state: ")  # the state stays put while the target moves away
+    alerting.write_text(text[:start] + f'state: "sqlite:///{tmp_path / "state.db"}"' + text[text.index("\n", start):])
+    assert provision("run", alerting).code == 0
+    broken = tmp_path / "moved"
+    broken.mkdir()  # the target database path names a folder now: it cannot be opened
+    monkeypatch.setenv("PROVISION_TARGET", str(broken))
+    metrics = tmp_path / "provision.prom"
+    codes = [provision("run", alerting, "--metrics-file", metrics).code for _ in range(5)]
+    assert codes == [1, 1, 1, 3, 3]  # quarantined after the third; later runs stop at the probe
+    got = seen(receivers)
+    quarantined = [h for h in got["webhook"] if h["body"]["alert"] == "quarantined"]
+    assert len(quarantined) == 1 and "quarantined" in quarantined[0]["body"]["text"]
+    assert sum("quarantined" in m["subject"] for m in got["mail"]) == 1
+    assert 'provision_quarantined{pipeline="quickstart"} 1' in metrics.read_text()
+    page = tmp_path / "report.html"
+    assert provision("report", alerting, "--html", page).code == 0
+    assert "QUARANTINED" in page.read_text()

@@ -59,6 +59,8 @@ def test_the_html_report_renders_in_chromium_with_the_right_numbers(troubled, pr
     assert (second["run_id"], "deleted") not in drawn  # held, not sent
     assert 'id="held"' in dom.stdout and dom.stdout.count("waiting</td>") == troubled["held"]
     assert "split" in dom.stdout or "email" in dom.stdout  # the failure's error, grouped
+    slowest = re.findall(r'<table id="slowest">.*?</table>', dom.stdout, re.S)
+    assert slowest and slowest[0].count("<tr>") == 1 + 5  # a header, and the five slowest of the adds
     shot = tmp_path / "report.png"
     done = subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)

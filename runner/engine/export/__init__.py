@@ -55,7 +55,7 @@ from runner.connectors.base import ConnectionFailed
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.export.flight import Flight, levels
 from runner.engine.export.operations import Operations
-from runner.engine.export.record import Recorder
+from runner.engine.export.record import SLOWEST, Recorder
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper
 
@@ -104,10 +104,17 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
     finally:
         exporter.flight.close()
     ctx.progress.report(ot.name, exporter.recorder.phase, exporter.recorder.sent, finished=True)
+    keep_slowest(counts, exporter.recorder.slowest)
     ctx.store.exports.prune_tombstones(ctx.type_ids[ot.name])
     ctx.heartbeat()
     ctx.store.commit()
     return exporter.recorder.gone
+
+
+def keep_slowest(counts: TypeCounts, found: list[tuple[float, str, str]]) -> None:
+    """The type's slowest operations of the run, over all its passes (at most SLOWEST)."""
+    mine = counts.slowest + [{"anchor": a, "action": action, "seconds": round(s, 3)} for s, a, action in found]
+    counts.slowest = sorted(mine, key=lambda o: -o["seconds"])[:SLOWEST]
 
 
 def ensure_alive(ctx: RunContext, ot: ObjectType) -> None:

@@ -11,6 +11,8 @@ come back.
 
 from __future__ import annotations
 
+import time
+
 from runner.actions import Action
 from runner.connectors.base import ConnectionFailed, Operation, Result
 from runner.engine.context import RunContext
@@ -71,8 +73,11 @@ class Flight:
         if self.workers is None:
             ops = [p.op for p in prepared]
             try:
+                last = time.monotonic()
                 for result in self.connector.apply(ops):
-                    self._take(result)
+                    now = time.monotonic()
+                    self._take(result, now - last)
+                    last = now
             except ConnectionFailed as exc:
                 self._chunk_done(ops, started=True, failure=exc)
             else:
@@ -98,7 +103,7 @@ class Flight:
                 self.crash = self.crash or item.error
                 self.workers.cancel()
             else:
-                self._take(item)
+                self._take(*item)
             if self.ctx.options.stop or self.failure is not None:
                 self.workers.cancel()  # what no worker has started yet is not sent this run
         if processed or rounds_left == 0 or self.failure is not None:
@@ -114,10 +119,11 @@ class Flight:
             failure, self.failure = self.failure, None
             raise failure
 
-    def _take(self, result: Result) -> None:
+    def _take(self, result: Result, seconds: float) -> None:
         p = self.ops.pop(result.op_id, None)
         if p is None:
             return  # a connector must report each operation once; ignore anything else
+        self.recorder.timed(p.row, seconds)
         adopting = self._record(p, result)  # an add that found its object there waits for adoption
         if p.row.action == Action.ADD and not adopting:
             self.adds.discard(p.row.source_anchor)

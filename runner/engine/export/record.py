@@ -13,6 +13,7 @@ later in this run with a backoff, and anything else stays pending for a later ru
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import Any
 
@@ -45,6 +46,7 @@ from runner.state.records import (
 )
 from runner.state.values import as_rows
 
+SLOWEST = 5  # operations named per pass and run
 FLUSH_EVERY = 500  # results recorded at least this often...
 FLUSH_SECONDS = 1.0  # ...and at least this often
 
@@ -74,6 +76,14 @@ class Recorder:
         self.sent = 0  # results recorded so far, of about ``total`` pending (for the progress display)
         self.total: int | None = None
         self.phase = "export"  # or "delete": the passes a progress display shows apart
+        self.slowest: list[tuple[float, str, str]] = []  # a heap of the SLOWEST slowest operations
+
+    def timed(self, row: PendingExport, seconds: float) -> None:
+        """Keep the slowest operations of the pass (the run report names them)."""
+        if len(self.slowest) < SLOWEST:
+            heapq.heappush(self.slowest, (seconds, row.source_anchor, str(row.action)))
+        elif seconds > self.slowest[0][0]:
+            heapq.heapreplace(self.slowest, (seconds, row.source_anchor, str(row.action)))
 
     def maybe_flush(self) -> None:
         if len(self.done) >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,8 +101,11 @@ class Workers:
                 continue
             failure = None
             try:
-                for result in self.connector.apply(ops):
-                    self.inbox.put(result)
+                last = time.monotonic()
+                for result in self.connector.apply(ops):  # each with how long it took to come back
+                    now = time.monotonic()
+                    self.inbox.put((result, now - last))
+                    last = now
             except ConnectionFailed as exc:
                 failure = exc
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
