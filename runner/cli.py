@@ -332,6 +332,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", action="store_true", help="the mapping-file schema instead")
     p.add_argument("--mapping-tests", action="store_true", help="the mapping-tests file schema instead")
     p.set_defaults(func=cmd_schema)
+    for command in sub.choices.values():  # -v and -q mean the same on every command
+        have = {option for action in command._actions for option in action.option_strings}
+        if "--verbose" not in have:
+            command.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
+        if "--quiet" not in have:
+            command.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     return parser
 
 
