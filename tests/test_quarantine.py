@@ -54,6 +54,8 @@ def test_an_unreachable_target_quarantines_the_pipeline_until_it_answers(nightly
         result = provision("run", manifest, "--output", "json")
         assert result.code == 1 and result.json()["status"] == "failed"
         assert all("unable to open database file" in c["error"] for c in result.json()["object_types"].values())
+        # a pass that stopped says nothing was unchanged (it could not look)
+        assert all(c["unchanged"] == 0 for c in result.json()["object_types"].values()), result.json()
         if n < 3:
             assert "quarantine" not in result.json() and quarantine_of(tmp_path) is None
             assert "this run failed wholesale (every object type's pass stopped: " in result.err
