@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.engine.context import RunContext
-from runner.engine.plan import PlanItem, fingerprints, plan_items
+from runner.engine.plan import GUARDED, PlanItem, fingerprints, plan_items
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper
 
@@ -29,6 +29,30 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.object_type} {self.anchor}: {self.reason}"
+
+
+def check(ctx: RunContext, types: list[tuple[ObjectType, Any]]) -> tuple[list[Refusal], int]:
+    """Every type's planned operations against what compute decided now: the refusals, and how
+    many operations pending now the plan does not hold (``types``: each with its run counts)."""
+    saved = ctx.options.apply
+    refusals: list[Refusal] = []
+    unplanned = 0
+    for ot, counts in types:
+        found, more = compare(ctx, ot, saved.operations(ot.name), bool(counts.held))
+        refusals += found
+        unplanned += more
+    ctx.store.commit()
+    return refusals, unplanned
+
+
+def planned(ctx: RunContext, ot: ObjectType) -> set[str]:
+    """The objects whose pending exports apply may send: the plan's operations, and those of its
+    held deletes and disables approved since (``provision approve``)."""
+    saved = ctx.options.apply
+    held = set(saved.held().get(ot.name, ()))
+    approved = {h.source_anchor for h in ctx.store.approvals.guarded_pending(ctx.type_ids[ot.name], GUARDED)
+                if h.approved and h.source_anchor in held} if held else set()
+    return set(saved.operations(ot.name)) | approved
 
 
 def compare(ctx: RunContext, ot: ObjectType, planned: dict[str, dict[str, Any]], held: bool) -> tuple[

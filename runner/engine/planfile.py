@@ -69,6 +69,11 @@ class PlanWriter:
         self._items.write(secrets.redact(json.dumps(out, ensure_ascii=False, default=str, sort_keys=True)) + "\n")
         self.count += 1
 
+    def add_batch(self, items: list[PlanItem], states: list[tuple[PlanItem, str | None]]) -> None:
+        """Items with their fingerprints, each with the state it was planned in (waiting, blocked)."""
+        for item, (_, state) in zip(items, states, strict=True):
+            self.add(item, state)
+
     def finish(self, header: dict[str, Any]) -> None:
         header = {"format": FORMAT, "version": VERSION, **header, "items": self.count}
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
@@ -91,8 +96,15 @@ class PlanWriter:
         self._items.close()
 
 
-def expiry(created: dt.datetime, seconds: float) -> str:
-    return (created + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+def header(summary: dict[str, Any], origin: dict[str, Any], manifest: Path, options: Any) -> dict[str, Any]:
+    """The plan's first line: whose plan, of which manifest, made when and with which options,
+    valid until when, and its counts."""
+    created = dt.datetime.now(dt.UTC)
+    return {"pipeline": summary["pipeline"], "plan_id": summary["run_id"], "status": summary["status"],
+            "created": created.isoformat(timespec="seconds"),
+            "expires": (created + dt.timedelta(seconds=options.plan_expires)).isoformat(timespec="seconds"),
+            "manifest": {**origin, "path": str(manifest.resolve())},
+            "options": {k: getattr(options, k) for k in OPTIONS}, "object_types": summary["object_types"]}
 
 
 def read(path: Path) -> SavedPlan:

@@ -168,7 +168,8 @@ def execute(path: str | Path, options: RunOptions,
                             manifest.safety.log_retention)
         summary.finished = now_iso()
         if writer is not None:
-            _save_plan(ctx, writer, summary, origin.as_json())
+            writer.finish(planfile.header(summary.as_json(), origin.as_json(), manifest.path, options))
+            summary.plan_file = str(writer.path)
         store.runs.finish_run(run_id, summary.status, summary.finished, summary.as_json(detail=True))
         if not options.plan and not options.dry:
             notify.after_run(manifest, store, summary.as_json())
@@ -180,16 +181,6 @@ def execute(path: str | Path, options: RunOptions,
             store.close()
 
 
-def _planned(ctx: RunContext, ot: ObjectType) -> set[str]:
-    """apply: the objects whose pending exports it may send: the plan's operations, and those of
-    its held deletes and disables that were approved since (``provision approve``)."""
-    saved = ctx.options.apply
-    held = set(saved.held().get(ot.name, ()))
-    approved = {h.source_anchor for h in ctx.store.approvals.guarded_pending(ctx.type_ids[ot.name], safety.GUARDED)
-                if h.approved and h.source_anchor in held} if held else set()
-    return set(saved.operations(ot.name)) | approved
-
-
 def _release(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, phases: Any) -> None:
     """The deletion guard holds this type's deletes and disables, but lets approved objects go."""
     released = ctx.released.get(ot.name)
@@ -197,19 +188,13 @@ def _release(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts
         export_type(ctx, ot, mapper, counts, phases, only=released)
 
 
-def _gate(ctx: RunContext, ran: list[tuple[ObjectType, Mapper, TypeCounts]], summary: Summary) -> bool:
-    """apply: compare every type's planned operations with what compute decided now (engine/gate.py);
-    False (nothing is sent, status refused) when any planned object changed since the plan."""
-    saved = ctx.options.apply
-    refusals = []
-    for ot, _, counts in ran:
-        planned = saved.operations(ot.name)
-        if planned:
-            _open(ctx, [ot.target.connector], {})
-        found, unplanned = gate.compare(ctx, ot, planned, bool(counts.held))
-        refusals += found
-        summary.unplanned += unplanned
-    ctx.store.commit()
+def _gate(ctx: RunContext, ran: list[tuple[ObjectType, Mapper, TypeCounts]], summary: Summary,
+          opened: dict[str, str | None]) -> bool:
+    """apply: False (nothing is sent, status refused) when any planned object changed since the plan."""
+    for ot, _, _ in ran:
+        if ctx.options.apply.operations(ot.name):
+            _open(ctx, [ot.target.connector], opened)  # the gate reads the planned objects back
+    refusals, summary.unplanned = gate.check(ctx, [(ot, counts) for ot, _, counts in ran])
     if refusals:
         summary.status = "refused"
         summary.refused = [str(r) for r in refusals]
@@ -237,30 +222,10 @@ def _emit_plan(ctx: RunContext, types: list[ObjectType], summary: Summary, opene
             if writer is not None:
                 batch.append((item, state))
                 if len(batch) >= 500:
-                    _save_items(ctx, ot, mapper, batch, writer, live=not counts.error)
+                    writer.add_batch(fingerprints(ctx, ot, mapper, [i for i, _ in batch], live=True), batch)
                     batch = []
         if writer is not None:
-            _save_items(ctx, ot, mapper, batch, writer, live=not counts.error)
-
-
-def _save_items(ctx: RunContext, ot: ObjectType, mapper: Mapper, batch: list[tuple[PlanItem, str | None]],
-                writer: PlanWriter, live: bool) -> None:
-    found = fingerprints(ctx, ot, mapper, [item for item, _ in batch], live=live)
-    for item, (_, state) in zip(found, batch, strict=True):
-        writer.add(item, state)
-
-
-def _save_plan(ctx: RunContext, writer: PlanWriter, summary: Summary, origin: dict[str, Any]) -> None:
-    created = dt.datetime.now(dt.UTC)
-    options = ctx.options
-    writer.finish({
-        "pipeline": summary.pipeline, "plan_id": summary.run_id, "status": summary.status,
-        "created": created.isoformat(timespec="seconds"), "expires": planfile.expiry(created, options.plan_expires),
-        "manifest": {**origin, "path": str(ctx.manifest.path.resolve())},
-        "options": {k: getattr(options, k) for k in planfile.OPTIONS},
-        "object_types": {name: c.as_dict() for name, c in summary.object_types.items()},
-    })
-    summary.plan_file = str(writer.path)
+            writer.add_batch(fingerprints(ctx, ot, mapper, [i for i, _ in batch], live=True), batch)
 
 
 def _probe_if_quarantined(ctx: RunContext, types: list[ObjectType], summary: Summary,
@@ -332,20 +297,20 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
             ran.append((ot, _forward(ctx, ot, counts, opened, export=saved is None), counts))
     if saved is not None:  # apply: the plan computed now must be the plan reviewed, for every type
         ran = [r for r in ran if not r[2].error]
-        if not _gate(ctx, ran, summary):
+        if not _gate(ctx, ran, summary, opened):
             for ot in types:
                 _finish_counts(ctx, ot, summary.object_types[ot.name])
             return
         for ot, mapper, counts in ran:
             with _stops_the_pass(ctx, ot, counts):
                 _export_forward(ctx, ot, mapper, counts, None, safety.GUARDED if counts.held else (),
-                                only=_planned(ctx, ot))
+                                only=gate.planned(ctx, ot))
                 _release(ctx, ot, mapper, counts, FORWARD)
     if not ctx.options.plan:
         for ot, mapper, counts in reversed(ran):
             with _stops_the_pass(ctx, ot, counts):
                 export_type(ctx, ot, mapper, counts, DELETES, hold=safety.GUARDED if counts.held else (),
-                            only=None if saved is None else _planned(ctx, ot))
+                            only=None if saved is None else gate.planned(ctx, ot))
                 _release(ctx, ot, mapper, counts, DELETES)
     for ot in types:
         _finish_counts(ctx, ot, summary.object_types[ot.name])
