@@ -57,6 +57,12 @@ def render(summary: dict[str, Any], status: dict[str, Any]) -> str:
         out.family(name, "gauge", text)
         for object_type, counts in status.get("object_types", {}).items():
             out.sample(name, {**base, "object_type": object_type}, counts.get(key, 0) or 0)
+    out.family("provision_oldest_pending_age_seconds", "gauge", "How long the oldest pending export has waited")
+    now = dt.datetime.now(dt.UTC).timestamp()
+    for object_type, counts in status.get("object_types", {}).items():
+        oldest = counts.get("oldest_pending")
+        out.sample("provision_oldest_pending_age_seconds", {**base, "object_type": object_type},
+                   round(max(0.0, now - _epoch(oldest)), 3) if oldest else 0)
     out.family("provision_held_exports", "gauge", "Deletes and disables the deletion guard holds, waiting for a person")
     held = status.get("held", {})
     for object_type in status.get("object_types", {}):

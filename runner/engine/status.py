@@ -21,7 +21,8 @@ from runner.state.store import StateStore
 
 FAILURES_SHOWN = 20  # per object type, unless --failures says otherwise
 
-_NO_COUNTS = {"source_objects": 0, "in_scope": 0, "linked": 0, "pending": 0, "in_doubt": 0, "failing": 0}
+_NO_COUNTS = {"source_objects": 0, "in_scope": 0, "linked": 0, "pending": 0, "oldest_pending": None, "in_doubt": 0,
+              "failing": 0}
 
 
 def status(path: str | Path, failures: int | None = FAILURES_SHOWN, runs: int = 10) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 import sqlalchemy as sa
 
 from runner.state import tables as t
-from runner.state.base import Part, chunks
+from runner.state.base import Part, chunks, now_iso
 from runner.state.records import PendingExport, SourceRow
 
 BULK_REWRITE = 500  # more references gone than this in one page: rewrite those objects' references whole
@@ -197,15 +197,22 @@ class Compute(Part):
         pe = t.pending.c
         anchors = [e.source_anchor for e in entries] + list(cleared)
         in_flight: set[str] = set()
+        since: dict[str, str] = {}  # how long each object has had an export pending survives the rewrite
         for part in chunks(anchors):  # found by primary key
-            in_flight.update(self.conn.execute(sa.select(pe.source_anchor).where(
-                pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run.is_not(None))).scalars())
+            for anchor, sent, pending_since in self.conn.execute(sa.select(
+                    pe.source_anchor, pe.sent_run, pe.since).where(pe.type_id == type_id, pe.source_anchor.in_(part))):
+                if sent is not None:
+                    in_flight.add(anchor)
+                if pending_since is not None:
+                    since[anchor] = pending_since
         # by primary key only: a condition on sent_run could make the database scan by that index
         for part in chunks([a for a in anchors if a not in in_flight]):
             self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
         fresh = [e for e in entries if e.source_anchor not in in_flight]
         prefix = new_revision()[:8]  # new for this page; with a counter, unique per export
+        now = now_iso()
         self.store.bulk_insert(t.pending, ("type_id", "source_anchor", "action", "target_anchor", "name", "depth", "payload",
-                                           "attempts", "partition", "revision"),
+                                           "attempts", "partition", "revision", "since"),
                                [(type_id, e.source_anchor, e.action, e.target_anchor, e.name, e.depth, e.change.to_json(), 0,
-                                 e.partition, e.revision or f"{prefix}{i:x}") for i, e in enumerate(fresh)])
+                                 e.partition, e.revision or f"{prefix}{i:x}", since.get(e.source_anchor, now))
+                                for i, e in enumerate(fresh)])

@@ -214,6 +214,7 @@ class Runs(Part):
                                                              so.deleted.is_(False))).scalar_one(),
             "linked": one(sa.select(sa.func.count()).where(lk.type_id == type_id, lk.live.is_(True))).scalar_one(),
             "pending": one(sa.select(sa.func.count()).where(pe.type_id == type_id)).scalar_one(),
+            "oldest_pending": one(sa.select(sa.func.min(pe.since)).where(pe.type_id == type_id)).scalar(),
             "in_doubt": one(sa.select(sa.func.count()).where(pe.type_id == type_id,
                                                              pe.sent_run.is_not(None))).scalar_one(),
             "failing": one(sa.select(sa.func.count()).where(so.type_id == type_id, so.error.is_not(None))).scalar_one()

@@ -70,7 +70,7 @@ def pending_queue(store: StateStore, type_id: int, due: str, limit: int | None =
     then waiting for their next attempt), then the rest; each with its state in words."""
     pe = t.pending.c
     query = sa.select(pe.source_anchor, pe.action, pe.attempts, pe.last_error, pe.next_attempt, pe.held,
-                      pe.sent_run, pe.target_anchor).where(pe.type_id == type_id)
+                      pe.sent_run, pe.target_anchor, pe.since).where(pe.type_id == type_id)
     if anchors:
         query = query.where(pe.source_anchor.in_(list(anchors)))
     order = sa.case((pe.sent_run.is_not(None), 0), (pe.held.is_(True), 1), (pe.last_error.is_not(None), 2), else_=3)
@@ -78,9 +78,10 @@ def pending_queue(store: StateStore, type_id: int, due: str, limit: int | None =
     if limit is not None:
         query = query.limit(limit)
     out = []
-    for anchor, action, attempts, error, next_attempt, held, sent_run, target in store.conn.execute(query):
+    for anchor, action, attempts, error, next_attempt, held, sent_run, target, since in store.conn.execute(query):
         state = ("in doubt" if sent_run else "blocked" if held else
                  "waiting" if next_attempt and next_attempt > due else "failing" if error else "due")
         out.append({"anchor": anchor, "action": action, "state": state, "attempts": attempts, "last_error": error,
-                    "next_attempt": next_attempt or None, "sent_run": sent_run, "target_anchor": target})
+                    "next_attempt": next_attempt or None, "sent_run": sent_run, "target_anchor": target,
+                    "pending_since": since})
     return out

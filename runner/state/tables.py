@@ -15,7 +15,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -190,6 +190,7 @@ pending = sa.Table(
     sa.Column("next_attempt", sa.String(40), nullable=False, server_default=""),
     sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("failed_runs", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("since", sa.String(40)),  # when the object first had an export pending (kept across rewrites)
     # keyset pages in export order, one action at a time: parents first walks it forward, children
     # first (deletes) backward, so no order the export uses needs a sort
     sa.Index("pending_action", "type_id", "action", "depth", "source_anchor"),
@@ -409,8 +410,15 @@ def _to_v8(conn: sa.Connection) -> None:
     alerts.create(conn, checkfirst=True)
 
 
+def _to_v9(conn: sa.Connection) -> None:
+    """How long an export has been pending (the oldest-pending metric, provision pending)."""
+    if "since" not in {c["name"] for c in sa.inspect(conn).get_columns("pending_exports")}:
+        q = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"ALTER TABLE {q('pending_exports')} ADD COLUMN {q('since')} VARCHAR(40)")
+
+
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7, 8: _to_v8}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7, 8: _to_v8, 9: _to_v9}
 
 
 class IncompatibleStore(RuntimeError):

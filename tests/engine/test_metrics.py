@@ -47,4 +47,6 @@ def test_metrics_after_a_good_run_and_after_one_the_guard_stopped(quickstart_env
     assert found['provision_pending_exports{pipeline="quickstart",object_type="user"}'] >= count
     assert found['provision_last_success_timestamp_seconds{pipeline="quickstart"}'] == success
     assert found['provision_quarantined{pipeline="quickstart"}'] == 0
+    assert found['provision_oldest_pending_age_seconds{pipeline="quickstart",object_type="user"}'] >= 0
+    assert found['provision_oldest_pending_age_seconds{pipeline="quickstart",object_type="group"}'] == 0
     assert not list(metrics.parent.glob(".provision.prom.*")), "no temporary file left behind"

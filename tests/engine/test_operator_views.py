@@ -103,3 +103,13 @@ def test_retry_and_drop_act_on_one_object_and_are_logged(troubled, provision):
     assert story[0]["action"] == "drop" and story[0]["run_id"].startswith("drop-by-")
     unknown = provision("retry", QUICKSTART, "--anchor", "E999")
     assert unknown.code == 2 and "no pending export for E999" in unknown.err
+
+
+def test_how_long_an_export_has_waited_survives_the_runs_that_rewrite_it(troubled, provision):
+    before = {p["anchor"]: p["pending_since"] for p in
+              provision("pending", QUICKSTART, "--output", "json").json()["object_types"]["user"]}
+    assert before and all(before.values())
+    assert provision("run", QUICKSTART).code == 3  # the guard holds them again: computed and rewritten
+    after = {p["anchor"]: p["pending_since"] for p in
+             provision("pending", QUICKSTART, "--output", "json").json()["object_types"]["user"]}
+    assert after == before
