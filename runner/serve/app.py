@@ -1,0 +1,375 @@
+"""The SCIM 2.0 service provider that Microsoft Entra provisions into: a starlette app over a store.
+
+``create_app(store, token=...)`` answers, under ``base_path`` (``/scim``; Entra's Tenant URL is
+``https://host/scim``):
+
+* ``/Users`` and ``/Groups``: POST (201 + ``Location``), GET by id, GET with ``filter``,
+  ``startIndex``, ``count`` (a ListResponse, RFC 7644 §3.4.2), POST ``/.search`` (§3.4.3, also at
+  the root across both types), PUT (§3.5.1), PATCH (§3.5.2), DELETE (204);
+* ``/Schemas``, ``/ResourceTypes``, ``/ServiceProviderConfig`` (discovery, §4; other methods 405);
+* ``/health`` (here and at the root), the only route without authentication.
+
+Around every request: a bearer token (``Authorization: Bearer ...``, compared in constant time;
+otherwise 401 with a SCIM error and ``WWW-Authenticate``, RFC 6750 §3), then the rate limit (429
+with ``Retry-After``). Every resource carries ``meta`` (``resourceType``, ``created``,
+``lastModified``, ``location``, ``version``) and an ``ETag`` header; ``If-Match`` makes PUT, PATCH
+and DELETE conditional (412 when stale), ``If-None-Match`` makes GET answer 304 (§3.14). Every
+answer is ``application/scim+json``; every error is an RFC 7644 §3.12 error body (``errors.py``),
+404 and 405 from routing included.
+
+PATCH answers 200 with the user for ``/Users`` (what Microsoft's examples show) and 204 for
+``/Groups`` (Microsoft: "Update to the group PATCH request should yield an HTTP 204 No Content in
+the response. Returning a body with a list of all the members isn't advisable"), unless the request
+asks for ``attributes``/``excludedAttributes``, when §3.5.2 requires 200 with the resource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from runner.connectors.scim.protocol import MEDIA_TYPE, format_time
+
+from .conform import conform_resource
+from .errors import Invalid, NotFound, ScimError, error_body, lookup
+from .filters import Filter, parse_filter
+from .patch import parse_patch
+from .projection import project
+from .ratelimit import RateLimit, TokenBucket
+from .schema import (
+    KINDS,
+    LIST_RESPONSE,
+    Kind,
+    resource_type_documents,
+    schema_documents,
+    service_provider_config,
+)
+from .store import Page, Record, ResourceStore, etag_matches
+
+log = logging.getLogger("runner.serve")
+
+#: the most resources one page of a query holds (``count`` above it is cut to it), and the default
+MAX_RESULTS = 1000
+DEFAULT_COUNT = 100
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def scim_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """A response in ``application/scim+json`` (RFC 7644 §3.1; Microsoft: "The header for all the
+    responses should be of content-Type: application/scim+json")."""
+    content = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(content, status, dict(headers or {}), media_type=MEDIA_TYPE)
+
+
+def error_response(status: int, detail: str | None, scim_type: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> Response:
+    return scim_response(error_body(status, detail, scim_type), status, headers)
+
+
+def create_app(store: ResourceStore, *, token: str | Sequence[str], base_path: str = "/scim",
+               rate_limit: RateLimit | None = None) -> Starlette:
+    """The SCIM endpoint over ``store``; ``token`` is the bearer token Entra sends (its "Secret
+    Token"; several for a rotation), ``rate_limit`` an optional request-rate limit."""
+    tokens = [token] if isinstance(token, str) else list(token)
+    if not tokens or any(not t for t in tokens):
+        raise ValueError("the SCIM endpoint needs a bearer token: it never runs without authentication")
+    base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
+    api = _Api(store, base_path)
+    routes = [Route("/health", _health, methods=["GET"]), Route(f"{base_path}/health", _health, methods=["GET"])]
+    for kind in KINDS.values():
+        collection = f"{base_path}{kind.endpoint}"
+        routes += [
+            Route(collection, api.for_kind(api.list, kind), methods=["GET"]),
+            Route(collection, api.for_kind(api.create, kind), methods=["POST"]),
+            Route(f"{collection}/.search", api.for_kind(api.search, kind), methods=["POST"]),
+            Route(f"{collection}/{{id}}", api.for_kind(api.get, kind), methods=["GET"]),
+            Route(f"{collection}/{{id}}", api.for_kind(api.replace, kind), methods=["PUT"]),
+            Route(f"{collection}/{{id}}", api.for_kind(api.patch, kind), methods=["PATCH"]),
+            Route(f"{collection}/{{id}}", api.for_kind(api.delete, kind), methods=["DELETE"]),
+        ]
+    routes += [
+        Route(f"{base_path}/.search", _answering(api.search_all), methods=["POST"]),
+        Route(f"{base_path}/ServiceProviderConfig", _answering(api.service_provider_config), methods=["GET"]),
+        Route(f"{base_path}/Schemas", _answering(api.schemas), methods=["GET"]),
+        Route(f"{base_path}/Schemas/{{id}}", _answering(api.schema), methods=["GET"]),
+        Route(f"{base_path}/ResourceTypes", _answering(api.resource_types), methods=["GET"]),
+        Route(f"{base_path}/ResourceTypes/{{id}}", _answering(api.resource_type), methods=["GET"]),
+        Route(f"{base_path}/Bulk", _not_implemented("bulk operations (RFC 7644 §3.7)"), methods=["POST"]),
+        Route(f"{base_path}/Me", _not_implemented("/Me (RFC 7644 §3.11)"),
+              methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    ]
+    guard = Middleware(_Guard, tokens=tokens, open_paths={"/health", f"{base_path}/health"},
+                       bucket=TokenBucket(rate_limit) if rate_limit else None)
+    return Starlette(routes=routes, middleware=[guard], exception_handlers={HTTPException: _http_error})
+
+
+# ---- around every request: authentication, rate limit ----------------------------------------------------
+
+
+class _Guard:
+    """ASGI middleware: the bearer token, then the rate limit; ``open_paths`` pass untouched."""
+
+    def __init__(self, app: ASGIApp, tokens: Sequence[str], open_paths: set[str], bucket: TokenBucket | None) -> None:
+        self.app = app
+        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+        self.open_paths = open_paths
+        self.bucket = bucket
+
+    def authorized(self, header: str | None) -> bool:
+        """Whether ``Authorization`` carries one of the tokens; every token is compared, each in
+        constant time (of equal-length digests), so timing tells nothing about any of them."""
+        scheme, _, presented = (header or "").strip().partition(" ")
+        digest = hashlib.sha256(presented.strip().encode()).digest()
+        matched = False
+        for expected in self._digests:
+            matched |= hmac.compare_digest(digest, expected)
+        return matched and scheme.lower() == "bearer"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        header = headers.get("authorization")
+        if not self.authorized(header):
+            challenge = 'Bearer realm="SCIM"' + (', error="invalid_token"' if header else "")
+            detail = "the bearer token is not valid" if header else "a bearer token is required (Authorization: Bearer ...)"
+            await error_response(401, detail, headers={"WWW-Authenticate": challenge})(scope, receive, send)
+            return
+        wait = self.bucket.take() if self.bucket else None
+        if wait is not None:
+            seconds = max(1, int(wait + 0.999))
+            await error_response(429, f"too many requests; try again in {seconds} s",
+                                 headers={"Retry-After": str(seconds)})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+# ---- errors ---------------------------------------------------------------------------------------------
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = {404: f"no such endpoint: {request.url.path}",
+              405: f"{request.method} is not supported on {request.url.path}"}.get(exc.status_code, exc.detail)
+    return error_response(exc.status_code, detail, headers=exc.headers)
+
+
+def _answering(handler: Handler) -> Handler:
+    """``handler`` with every exception turned into a SCIM error answer here, an unexpected one
+    into 500 (logged with its traceback), so the client always gets a SCIM error body and the
+    connection stays usable."""
+    async def answering(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ScimError as e:
+            return scim_response(e.body(), e.status, e.headers)
+        except Exception:
+            log.exception("SCIM %s %s failed", request.method, request.url.path)
+            return error_response(500, "the endpoint failed on this request; its log has the details")
+    return answering
+
+
+def _not_implemented(what: str) -> Handler:
+    async def handler(request: Request) -> Response:
+        return error_response(501, f"this endpoint does not support {what}")
+    return handler
+
+
+async def _health(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+# ---- the API --------------------------------------------------------------------------------------------
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise Invalid("the body is not JSON", scim_type="invalidSyntax") from None
+
+
+def _integer(value: Any, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"{name} is an integer, not {value!r}") from None
+
+
+def _paging(start: Any, count: Any) -> tuple[int, int]:
+    """RFC 7644 §3.4.2.4: a startIndex below 1 counts as 1, a negative count as 0; a count above
+    :data:`MAX_RESULTS` (published as ``filter.maxResults``) is cut to it."""
+    return max(1, _integer(start, "startIndex", 1)), min(MAX_RESULTS, max(0, _integer(count, "count", DEFAULT_COUNT)))
+
+
+def _names(value: Any) -> str | None:
+    """``attributes`` of a SearchRequest (a list) or a query string (comma-separated)."""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return None if value is None else str(value)
+
+
+def _list_response(resources: list[dict[str, Any]], total: int, start: int) -> dict[str, Any]:
+    return {"schemas": [LIST_RESPONSE], "totalResults": total, "itemsPerPage": len(resources),
+            "startIndex": start, "Resources": resources}
+
+
+class _Api:
+    """The handlers, over one store; ``base_path`` is where the SCIM endpoints start."""
+
+    def __init__(self, store: ResourceStore, base_path: str) -> None:
+        self.store = store
+        self.base_path = base_path
+
+    def base(self, request: Request) -> str:
+        """The absolute URL of the endpoint root, for ``meta.location`` and ``Location``."""
+        return str(request.base_url).rstrip("/") + self.base_path
+
+    @staticmethod
+    def for_kind(handler: Callable[[Kind, Request], Awaitable[Response]], kind: Kind) -> Handler:
+        async def bound(request: Request) -> Response:
+            return await handler(kind, request)
+        return _answering(bound)
+
+    def render(self, kind: Kind, record: Record, base: str) -> dict[str, Any]:
+        """A stored record as a SCIM resource: ``schemas``, ``id``, its attributes, ``meta``."""
+        body: dict[str, Any] = {"schemas": kind.schemas_of(record.attributes), "id": record.id}
+        body.update(record.attributes)
+        body["meta"] = {"resourceType": kind.name, "created": format_time(record.created),
+                        "lastModified": format_time(record.last_modified),
+                        "location": f"{base}{kind.endpoint}/{record.id}", "version": record.version}
+        return body
+
+    def resource_response(self, kind: Kind, record: Record, request: Request, status: int = 200) -> Response:
+        base = self.base(request)
+        params = request.query_params
+        body = project(kind, self.render(kind, record, base), lookup(params, "attributes"),
+                       lookup(params, "excludedAttributes"))
+        headers = {"ETag": record.version}
+        if status == 201:
+            headers["Location"] = body["meta"]["location"]
+        return scim_response(body, status, headers)
+
+    # -- resources --
+
+    async def create(self, kind: Kind, request: Request) -> Response:
+        attributes = conform_resource(kind, await _body(request))
+        record = await run_in_threadpool(self.store.create, kind.name, attributes)
+        return self.resource_response(kind, record, request, 201)
+
+    async def get(self, kind: Kind, request: Request) -> Response:
+        record = await run_in_threadpool(self.store.get, kind.name, request.path_params["id"])
+        if_none_match = request.headers.get("if-none-match")
+        if if_none_match and etag_matches(if_none_match, record.version):
+            return Response(status_code=304, headers={"ETag": record.version})
+        return self.resource_response(kind, record, request)
+
+    async def replace(self, kind: Kind, request: Request) -> Response:
+        attributes = conform_resource(kind, await _body(request))
+        record = await run_in_threadpool(self.store.replace, kind.name, request.path_params["id"], attributes,
+                                         if_match=request.headers.get("if-match"))
+        return self.resource_response(kind, record, request)
+
+    async def patch(self, kind: Kind, request: Request) -> Response:
+        operations = parse_patch(kind, await _body(request))
+        record = await run_in_threadpool(self.store.patch, kind.name, request.path_params["id"], operations,
+                                         if_match=request.headers.get("if-match"))
+        params = request.query_params
+        shaped = lookup(params, "attributes") is not None or lookup(params, "excludedAttributes") is not None
+        if kind.name == "Group" and not shaped:
+            return Response(status_code=204, headers={"ETag": record.version})
+        return self.resource_response(kind, record, request)
+
+    async def delete(self, kind: Kind, request: Request) -> Response:
+        await run_in_threadpool(self.store.delete, kind.name, request.path_params["id"],
+                                if_match=request.headers.get("if-match"))
+        return Response(status_code=204)
+
+    # -- queries --
+
+    async def query(self, kinds: Sequence[Kind], request: Request, params: Mapping[str, Any]) -> Response:
+        """A ListResponse for ``filter``/``startIndex``/``count`` over one resource type or, for
+        the root ``/.search``, several one after the other."""
+        start, count = _paging(lookup(params, "startIndex"), lookup(params, "count"))
+        text = lookup(params, "filter")
+        filters: list[tuple[Kind, Filter | None]] = []
+        refused: Invalid | None = None
+        for kind in kinds:
+            try:
+                filters.append((kind, parse_filter(kind, text)))
+            except Invalid as e:  # at the root, a filter on userName leaves the groups out
+                refused = e
+        if not filters and refused is not None:
+            raise refused
+        base = self.base(request)
+        attributes, excluded = _names(lookup(params, "attributes")), _names(lookup(params, "excludedAttributes"))
+        skip, room, total = start - 1, count, 0
+        resources: list[dict[str, Any]] = []
+        for kind, parsed in filters:
+            page: Page = await run_in_threadpool(self.store.query, kind.name, parsed, skip + 1, room)
+            total += page.total
+            resources += [project(kind, self.render(kind, r, base), attributes, excluded) for r in page.records]
+            skip = max(0, skip - page.total)
+            room -= len(page.records)
+        return scim_response(_list_response(resources, total, start))
+
+    async def list(self, kind: Kind, request: Request) -> Response:
+        return await self.query([kind], request, request.query_params)
+
+    async def search(self, kind: Kind, request: Request) -> Response:
+        return await self.query([kind], request, await self.search_body(request))
+
+    async def search_all(self, request: Request) -> Response:
+        return await self.query(list(KINDS.values()), request, await self.search_body(request))
+
+    @staticmethod
+    async def search_body(request: Request) -> Mapping[str, Any]:
+        body = await _body(request)
+        if not isinstance(body, Mapping):
+            raise Invalid("a SearchRequest is a JSON object", scim_type="invalidSyntax")
+        return body
+
+    # -- discovery --
+
+    async def service_provider_config(self, request: Request) -> Response:
+        return scim_response(service_provider_config(self.base(request), MAX_RESULTS))
+
+    async def schemas(self, request: Request) -> Response:
+        docs = schema_documents(self.base(request))
+        return scim_response(_list_response(docs, len(docs), 1))
+
+    async def schema(self, request: Request) -> Response:
+        wanted = request.path_params["id"]
+        for doc in schema_documents(self.base(request)):
+            if doc["id"].lower() == wanted.lower():
+                return scim_response(doc)
+        raise NotFound(f"no schema {wanted}")
+
+    async def resource_types(self, request: Request) -> Response:
+        docs = resource_type_documents(self.base(request))
+        return scim_response(_list_response(docs, len(docs), 1))
+
+    async def resource_type(self, request: Request) -> Response:
+        wanted = request.path_params["id"]
+        for doc in resource_type_documents(self.base(request)):
+            if doc["id"].lower() == wanted.lower():
+                return scim_response(doc)
+        raise NotFound(f"no resource type {wanted}")
