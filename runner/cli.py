@@ -275,6 +275,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
     p.set_defaults(func=cmd_preview)
 
+    p = sub.add_parser("serve", help="a SCIM 2.0 endpoint (for Microsoft Entra provisioning) as the source of "
+                                     "the manifest's scim-endpoint object types: each request is provisioned at once")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8443, help="the port to listen on (default 8443)")
+    p.add_argument("--base-path", default="/scim", help="where the SCIM endpoints start (default /scim: "
+                                                         "Entra's Tenant URL is https://HOST:PORT/scim)")
+    p.add_argument("--token-env", metavar="NAME", help="the environment variable holding the bearer token "
+                                                       "(default: the manifest's serve.token)")
+    p.add_argument("--certfile", type=Path, help="TLS: a PEM certificate chain (Entra provisions only over HTTPS)")
+    p.add_argument("--keyfile", type=Path, help="TLS: the certificate's key, if not in the certificate file")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("status", help="last runs, object counts and failures")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--output", choices=("text", "json"), default="text")
@@ -742,6 +755,29 @@ def cmd_preview(args: argparse.Namespace) -> int:
     else:
         print(render(result))
     return result.exit_code
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from runner.errors import UsageError
+    from runner.serve.app import create_app
+    from runner.serve.pipeline import PipelineStore
+    from runner.serve.server import serve
+
+    with PipelineStore(args.file) as store:
+        if args.token_env:
+            token = os.environ.get(args.token_env)
+            if not token:
+                raise UsageError(f"--token-env {args.token_env}: that environment variable is not set")
+        else:
+            token = store.settings.get("token")
+            if not token:
+                raise UsageError("the endpoint needs a bearer token: set serve.token in the manifest (e.g. "
+                                 '"${env:SCIM_ENDPOINT_TOKEN}") or give --token-env NAME')
+        secrets.register(token)
+        app = create_app(store, token=token, base_path=args.base_path)
+        serve(app, args.host, args.port, args.certfile, args.keyfile,
+              log_level="warning" if args.quiet else "info")
+    return EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:

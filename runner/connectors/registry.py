@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "scim": "runner.connectors.scim.connector:ScimConnector",
     "rest": "runner.connectors.rest.connector:RestConnector",
     "soap": "runner.connectors.soap.connector:SoapConnector",
+    "scim-endpoint": "runner.connectors.scimendpoint:ScimEndpointConnector",
 }
 
 

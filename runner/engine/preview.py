@@ -110,8 +110,8 @@ class Preview:
         }
 
 
-class _Log(ProvisioningLog):
-    """The provisioning log, also keeping this preview's entries to report them."""
+class RecordingLog(ProvisioningLog):
+    """The provisioning log, also keeping this run's entries to report them."""
 
     def __init__(self, *args: Any):
         super().__init__(*args)
@@ -130,7 +130,7 @@ def preview(path: str | Path, object_type: str, anchor: str, apply: bool = False
     out = Preview(manifest.name, ot.name, anchor, applied=apply, when_out_of_scope=ot.when_out_of_scope)
     opened: set[str] = set()
     try:
-        _ensure_open(loaded.connectors, ot.source.connector, opened)
+        ensure_open(loaded.connectors, ot.source.connector, opened)
         found = _find(ot, loaded.connectors[ot.source.connector], anchor, out)
         if found is None:
             raise UsageError(f"no {ot.name} with {ot.source.anchor} = {anchor!r} in "
@@ -175,7 +175,7 @@ def _read_linked(ctx: RunContext, ot: ObjectType, mapper: Mapper, anchor: str, t
     return "read"
 
 
-def _ensure_open(connectors: dict[str, Connector], name: str, opened: set[str]) -> None:
+def ensure_open(connectors: dict[str, Connector], name: str, opened: set[str]) -> None:
     if name in opened:
         return
     error = open_connector(connectors[name])
@@ -222,8 +222,8 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
                                                    holder.describe())
         out.run_id = run_id
         store.runs.start_run(run_id, manifest.name, "preview", started)
-    log = _Log(store if out.applied else None, manifest.name, run_id,
-               log_path(manifest, None) if out.applied else None)
+    log = RecordingLog(store if out.applied else None, manifest.name, run_id,
+                       log_path(manifest, None) if out.applied else None)
     ctx = RunContext(manifest, store, connectors, run_id, RunOptions(plan=not out.applied), log)
     ctx.opened = opened  # the same set: connectors opened by the steps below count for capabilities
     counts = TypeCounts(imported=1)
@@ -250,20 +250,8 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         out.in_scope = bool(compile_scope(ot.scope)(stored))
 
         # 3. match: the stored link, else the match rules (which need the target's objects)
-        out.linked = store.exports.target_anchors(type_id, [anchor]).get(anchor)
-        matcher = None
-        if out.linked is not None:
-            _ensure_open(connectors, ot.target.connector, opened)
-            out.target_read = _read_linked(ctx, ot, mapper, anchor, out.linked)
-            if out.target_read == "missing":
-                out.linked = None
-        if out.linked is None and ot.match and out.in_scope:
-            _ensure_open(connectors, ot.target.connector, opened)
-            try:
-                reconcile_target(ctx, ot, mapper, "preview: match rules need the target's values", missing=False)
-            except (ConnectionFailed, ConfigurationError) as exc:
-                raise ProvisionError(f"{ot.name}: reading the target for match rules: {exc}") from None
-            matcher = Matcher(ctx, ot)
+        out.linked, out.target_read, matcher = find_target(ctx, ot, mapper, opened, anchor, out.in_scope)
+        if matcher is not None:
             out.match_rules = list(_explain_rules(ctx, matcher, type_id, stored))
 
         # 4. and 5. mapping and diff: the compute pass, for this anchor only
@@ -289,22 +277,9 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         # 6. export, with --apply
         if out.applied:
             if out.change is not None:
-                seen = len(log.entries)
-                try:
-                    _ensure_open(connectors, ot.target.connector, opened)
-                    export_type(ctx, ot, mapper, counts, PHASES, only={anchor})
-                except (ProvisionError, ConnectionFailed, ConfigurationError) as exc:
-                    store.rollback()
-                    counts.error = secrets.redact(str(exc))
-                    out.result = {"result": "failed", "error": counts.error}
-                else:
-                    done = [e for e in log.entries[seen:] if e["action"] != "match"]
-                    last = done[-1] if done else {"result": "failed", "error": "nothing was exported"}
-                    out.result = {"result": last["result"], "action": last.get("action"),
-                                  "target_anchor": store.exports.target_anchors(type_id, [anchor]).get(anchor),
-                                  "error": last.get("error")}
+                out.result = export_one(ctx, ot, mapper, counts, opened, anchor, log)
             log.flush()
-            _finish(store, manifest, ot, run_id, started, counts)
+            finish_run(store, manifest, ot, run_id, started, counts)
             finished = True
     finally:
         log.close()
@@ -315,8 +290,55 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
             store.runs.release_lock(manifest.name, run_id)
 
 
-def _finish(store: StateStore, manifest: Manifest, ot: ObjectType, run_id: str, started: str,
-            counts: TypeCounts) -> None:
+def find_target(ctx: RunContext, ot: ObjectType, mapper: Mapper, opened: set[str], anchor: str,
+                in_scope: bool) -> tuple[str | None, str | None, Matcher | None]:
+    """The target object source object ``anchor`` is linked to, before compute: (the stored link,
+    read again from the target and dropped when it is gone there; how the target read went, see
+    :func:`_read_linked`; the matcher for its match rules when it has no link, is in scope and the
+    type has rules: they need the target's values, read here)."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    linked = store.exports.target_anchors(type_id, [anchor]).get(anchor)
+    target_read = None
+    matcher = None
+    if linked is not None:
+        ensure_open(ctx.connectors, ot.target.connector, opened)
+        target_read = _read_linked(ctx, ot, mapper, anchor, linked)
+        if target_read == "missing":
+            linked = None
+    if linked is None and ot.match and in_scope:
+        ensure_open(ctx.connectors, ot.target.connector, opened)
+        try:
+            reconcile_target(ctx, ot, mapper, "preview: match rules need the target's values", missing=False)
+        except (ConnectionFailed, ConfigurationError) as exc:
+            raise ProvisionError(f"{ot.name}: reading the target for match rules: {exc}") from None
+        matcher = Matcher(ctx, ot)
+    return linked, target_read, matcher
+
+
+def export_one(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, opened: set[str],
+               anchor: str, log: RecordingLog) -> dict[str, Any]:
+    """Export the pending change of source object ``anchor`` (every phase, this anchor only) and
+    say how it went: ``{"result": "ok"|"failed", "action", "target_anchor", "error"}``. A pass
+    stopped by a connection or configuration failure is rolled back and sets ``counts.error``."""
+    store, type_id = ctx.store, ctx.type_ids[ot.name]
+    seen = len(log.entries)
+    try:
+        ensure_open(ctx.connectors, ot.target.connector, opened)
+        export_type(ctx, ot, mapper, counts, PHASES, only={anchor})
+    except (ProvisionError, ConnectionFailed, ConfigurationError) as exc:
+        store.rollback()
+        counts.error = secrets.redact(str(exc))
+        return {"result": "failed", "error": counts.error}
+    done = [e for e in log.entries[seen:] if e["action"] != "match"]
+    last = done[-1] if done else {"result": "failed", "error": "nothing was exported"}
+    return {"result": last["result"], "action": last.get("action"),
+            "target_anchor": store.exports.target_anchors(type_id, [anchor]).get(anchor),
+            "error": last.get("error")}
+
+
+def finish_run(store: StateStore, manifest: Manifest, ot: ObjectType, run_id: str, started: str,
+               counts: TypeCounts) -> None:
+    """Record the end of a one-object run: its status and summary."""
     counts.unchanged = max(0, 1 - counts.touched)
     status = "failed" if counts.error else "partial" if counts.failed else "ok"
     summary = Summary(manifest.name, run_id, status, started, now_iso(), {ot.name: counts})

@@ -11,8 +11,8 @@ This package is the HTTP protocol layer, one concept a module:
 * ``filters.py``: filters and attribute paths (the ``eq``/``and`` subset Entra sends);
 * ``patch.py``: PATCH operations, parsed and applied;
 * ``projection.py``: ``attributes``/``excludedAttributes`` and the schema's ``returned`` rules;
-* ``ratelimit.py``: the token bucket; ``errors.py``: the SCIM errors.
-
-The pipeline behind it (state store, export to a target) is a later slice: it implements
-``ResourceStore``.
+* ``ratelimit.py``: the token bucket; ``errors.py``: the SCIM errors;
+* ``pipeline.py``: :class:`~runner.serve.pipeline.PipelineStore`, the ``ResourceStore`` of
+  ``provision serve FILE``: what the client sends becomes the source objects of the manifest's
+  ``scim-endpoint`` object types in the state store, each request exported to the target at once.
 """

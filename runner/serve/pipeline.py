@@ -1,0 +1,411 @@
+"""The pipeline behind ``provision serve``: a :class:`~runner.serve.store.ResourceStore` whose
+resources are the source objects of a manifest's ``scim-endpoint`` source (issue 23).
+
+What the client sends becomes the source record of its anchor (the SCIM ``id`` assigned here) in
+the pipeline's state store, and each write is provisioned at once, as ``provision preview --apply``
+provisions one object: the record is imported (``import_page``, not a full import), computed and
+exported to the object type's target for that anchor only, in a run of kind ``serve`` with the
+provisioning log. The answer is the target's outcome:
+
+* the export went through: the stored resource;
+* the target rejected it (an object error): :class:`TargetRejected` with the target's message;
+* a retryable failure, or the target unreachable: :class:`Retry` (503 + ``Retry-After``);
+* the mapping failed for it: :class:`Invalid`.
+
+A write that fails is undone in the state store (the source record goes back to what it was, and
+is computed again), since the client was told it did not happen and will send it again.
+
+Reads (GET, queries) answer from the stored source records, without a round trip to the target;
+filters are evaluated in Python over every record of the type (fine for a first slice, not for a
+tenant of a hundred thousand users).
+
+The store holds the pipeline's lock for its whole life (renewing its heartbeat), so a
+``provision run`` of the same manifest waits; requests are served one at a time (the state store
+is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from runner.connectors.scim.protocol import format_time
+from runner.connectors.scimendpoint import WATERMARK
+from runner.engine.compute import compute_type
+from runner.engine.context import RunContext, RunOptions, TypeCounts
+from runner.engine.export import PHASES, export_type
+from runner.engine.preview import RecordingLog, ensure_open, export_one, find_target, finish_run
+from runner.engine.recovery import recover
+from runner.engine.run import Summary, close_connector, log_path, new_run_id
+from runner.errors import UsageError
+from runner.manifest.model import ObjectType
+from runner.mapping.checks import load_with_connectors
+from runner.mapping.mapper import Mapper
+from runner.mapping.scope import compile_scope
+from runner.state import tables as t
+from runner.state.opening import Mode, open_store
+from runner.state.store import now_iso
+
+from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Retry, TargetRejected
+from .filters import Filter
+from .patch import Operation, apply
+from .schema import KINDS, Kind
+from .store import Page, Record, etag_matches
+
+log = logging.getLogger("runner.serve")
+
+SOURCE_TYPE = "scim-endpoint"
+#: seconds between renewals of the lock's heartbeat
+HEARTBEAT_SECONDS = 30.0
+#: what a 503 asks the client to wait, in seconds, when the target did not say
+RETRY_AFTER = 30
+_RETRYABLE = re.compile(r"^(RetryableError|Throttled)\b")
+_ERROR_CLASS = re.compile(r"^[A-Z][A-Za-z]*(Error|Exists|Found): ")
+
+
+@dataclass(frozen=True)
+class _Served:
+    kind: Kind
+    ot: ObjectType
+    type_id: int
+    mapper: Mapper
+
+    @property
+    def partition(self) -> str | None:
+        return self.ot.source.partitions[0] if self.ot.source.partitions else None
+
+
+class _ServeContext(RunContext):
+    """A run context whose heartbeat renews the server's lock (held under its own id), not one
+    taken by the request's run."""
+
+    lock_id: str = ""
+
+    def heartbeat(self) -> None:
+        self.store.runs.heartbeat(self.pipeline, self.lock_id)
+
+
+class PipelineStore:
+    """The :class:`~runner.serve.store.ResourceStore` over the pipeline of ``manifest_path``."""
+
+    def __init__(self, manifest_path: str | Path, *, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+        loaded = load_with_connectors(manifest_path)
+        self.manifest = manifest = loaded.manifest
+        self.connectors = loaded.connectors
+        #: the manifest's ``serve`` block, interpolated (``token``)
+        self.settings: dict[str, Any] = dict((loaded.located.data or {}).get("serve") or {})
+        served: list[tuple[Kind, ObjectType]] = []
+        for ot in manifest.object_types:
+            if manifest.connectors[ot.source.connector].type != SOURCE_TYPE:
+                continue
+            kind = next((k for k in KINDS.values() if k.endpoint.strip("/").lower() == ot.source.object.lower()), None)
+            if kind is None:
+                raise UsageError(f"{ot.name}: a {SOURCE_TYPE} source serves Users or Groups, not {ot.source.object!r}")
+            if any(k.name == kind.name for k, _ in served):
+                raise UsageError(f"{ot.name}: {ot.source.object} is the source of two object types")
+            served.append((kind, ot))
+        if not served:
+            raise UsageError(f"{manifest.path.name}: no object type has a {SOURCE_TYPE} source: nothing to serve")
+        self._lock = threading.Lock()
+        self._opened: set[str] = set()
+        self.store = open_store(manifest, Mode.WRITE)
+        self.lock_id = f"serve-{new_run_id()}"
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        try:
+            holder = self.store.runs.acquire_lock(manifest.name, self.lock_id)
+            if holder is not None:
+                log.warning("took over the lock of a run that is no longer alive (%s)", holder.describe())
+            self.type_ids = {t_.name: self.store.type_id(manifest.name, t_.name) for t_ in manifest.object_types}
+            self._served = {kind.name: _Served(kind, ot, self.type_ids[ot.name], Mapper(ot)) for kind, ot in served}
+            for s in self._served.values():  # runs read this source as deltas from now on: it has none
+                for partition in s.ot.source.partitions:
+                    if self.store.imports.watermark(s.type_id, "source", partition) is None:
+                        self.store.imports.set_watermark(s.type_id, "source", partition, WATERMARK)
+                ensure_open(self.connectors, s.ot.target.connector, self._opened)
+            self.store.commit()
+            self._recover()
+        except BaseException:
+            self._close_all()
+            raise
+        self._beat = threading.Thread(target=self._heartbeats, args=(heartbeat_seconds,), name="serve-heartbeat",
+                                      daemon=True)
+        self._beat.start()
+
+    # ---- life -------------------------------------------------------------------------------------
+
+    def _heartbeats(self, every: float) -> None:
+        while not self._stop.wait(every):
+            with self._lock:
+                try:
+                    self.store.runs.heartbeat(self.manifest.name, self.lock_id)
+                    self.store.commit()
+                except Exception:
+                    log.exception("renewing the pipeline's lock failed")
+
+    def close(self) -> None:
+        """Release the lock, close the targets and the state store."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=5)
+        with self._lock:
+            self._close_all()
+
+    def _close_all(self) -> None:
+        try:
+            self.store.runs.release_lock(self.manifest.name, self.lock_id)
+        except Exception:
+            log.exception("releasing the pipeline's lock failed")
+        for name in self._opened:
+            close_connector(self.connectors[name])
+        self._opened.clear()
+        self.store.close()
+
+    def __enter__(self) -> PipelineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _context(self, run_id: str, entries: RecordingLog) -> RunContext:
+        ctx = _ServeContext(self.manifest, self.store, self.connectors, run_id, RunOptions(), entries)
+        ctx.lock_id = self.lock_id
+        ctx.opened = self._opened
+        ctx.type_ids = self.type_ids
+        return ctx
+
+    def _recover(self) -> None:
+        """Settle what an endpoint (or run) killed in the middle of an export left in doubt, before
+        the first request: the crash recovery a run starts with (runner/engine/recovery.py), in a
+        run of kind ``serve`` recorded only when there was something to settle."""
+        store, manifest = self.store, self.manifest
+        doubtful = [s for s in self._served.values() if store.exports.has_in_doubt(s.type_id, "")]
+        if not doubtful:
+            return
+        run_id, started = new_run_id(), now_iso()
+        store.runs.start_run(run_id, manifest.name, "serve", started)
+        entries = RecordingLog(store, manifest.name, run_id, log_path(manifest, None))
+        ctx = self._context(run_id, entries)
+        counts = {s.ot.name: TypeCounts() for s in doubtful}
+        status = "failed"
+        try:
+            for s in doubtful:
+                c = counts[s.ot.name]
+                anchors = {row.source_anchor for row in store.exports.in_doubt(s.type_id, run_id, None, 100_000)}
+                recover(ctx, s.ot, s.mapper, c)
+                # what recovery leaves to send again (an add the target never got) goes now, as a run sends it
+                store.compute.mark_dirty(s.type_id, sorted(anchors))
+                store.commit()
+                compute_type(ctx, s.ot, s.mapper, c, None, only=anchors)
+                store.commit()
+                if store.exports.all_pending_for(s.type_id, sorted(anchors)):
+                    ensure_open(self.connectors, s.ot.target.connector, self._opened)
+                    export_type(ctx, s.ot, s.mapper, c, PHASES, only=anchors)
+            entries.flush()
+            status = "partial" if any(c.failed for c in counts.values()) else "ok"
+        finally:
+            entries.close()
+            if status == "failed":
+                store.rollback()
+            summary = Summary(manifest.name, run_id, status, started, now_iso(), counts)
+            store.runs.finish_run(run_id, status, summary.finished, summary.as_json())
+
+    # ---- ResourceStore ----------------------------------------------------------------------------
+
+    def create(self, kind: str, attributes: Mapping[str, Any]) -> Record:
+        s = self._kind(kind)
+        with self._lock:
+            self._check_unique(s, attributes, None)
+            resource_id = uuid.uuid4().hex
+            now = format_time(datetime.now(UTC))
+            data = {**attributes, "id": resource_id,
+                    "meta": {"created": now, "lastModified": now, "version": 'W/"1"'}}
+            self._provision(s, resource_id, data, None)
+            return _record(s.kind.name, data)
+
+    def get(self, kind: str, resource_id: str) -> Record:
+        s = self._kind(kind)
+        with self._lock:
+            return _record(s.kind.name, self._existing(s, resource_id))
+
+    def replace(self, kind: str, resource_id: str, attributes: Mapping[str, Any], *,
+                if_match: str | None = None) -> Record:
+        s = self._kind(kind)
+        with self._lock:
+            old = self._existing(s, resource_id)
+            _precondition(s, old, if_match)
+            return self._write(s, old, dict(attributes))
+
+    def patch(self, kind: str, resource_id: str, operations: Sequence[Operation], *,
+              if_match: str | None = None) -> Record:
+        s = self._kind(kind)
+        with self._lock:
+            old = self._existing(s, resource_id)
+            _precondition(s, old, if_match)
+            return self._write(s, old, apply(s.kind, _attributes(old), operations))
+
+    def delete(self, kind: str, resource_id: str, *, if_match: str | None = None) -> None:
+        s = self._kind(kind)
+        with self._lock:
+            old = self._existing(s, resource_id)
+            _precondition(s, old, if_match)
+            self._provision(s, resource_id, None, old)
+
+    def query(self, kind: str, filter: Filter | None, start_index: int, count: int) -> Page:
+        if kind not in self._served:  # a type this pipeline does not take has no resources (root /.search)
+            return Page(0, [])
+        s = self._kind(kind)
+        with self._lock:
+            records = [_record(s.kind.name, d) for d in self._present(s)]
+        matched = [r for r in records if filter is None or filter(r.id, r.attributes)]
+        matched.sort(key=lambda r: (r.created, r.id))
+        start = max(1, start_index) - 1
+        return Page(len(matched), matched[start:start + max(0, count)])
+
+    # ---- the state store --------------------------------------------------------------------------
+
+    def _kind(self, kind: str) -> _Served:
+        if kind not in self._served:
+            raise NotFound(f"this endpoint serves no {kind} resources (no object type has {kind}s as its source)")
+        return self._served[kind]
+
+    def _present(self, s: _Served) -> list[dict[str, Any]]:
+        so = t.source_objects.c
+        rows = self.store.conn.execute(sa.select(so.data).where(so.type_id == s.type_id, so.deleted.is_(False)))
+        found = [json.loads(data) for (data,) in rows]
+        self.store.rollback()  # end the read transaction
+        return found
+
+    def _existing(self, s: _Served, resource_id: str) -> dict[str, Any]:
+        so = t.source_objects.c
+        row = self.store.conn.execute(sa.select(so.data, so.deleted).where(
+            so.type_id == s.type_id, so.anchor == resource_id)).first()
+        self.store.rollback()
+        if row is None or row.deleted:
+            raise NotFound(f"{s.kind.name} {resource_id} not found")
+        return json.loads(row.data)
+
+    def _check_unique(self, s: _Served, attributes: Mapping[str, Any], resource_id: str | None) -> None:
+        for attr in s.kind.unique:
+            value = attributes.get(attr.name)
+            if value is None:
+                continue
+            key = value.casefold() if isinstance(value, str) and not attr.case_exact else value
+            for other in self._present(s):
+                theirs = other.get(attr.name)
+                theirs = theirs.casefold() if isinstance(theirs, str) and not attr.case_exact else theirs
+                if theirs == key and other.get("id") != resource_id:
+                    raise Conflict(f"{attr.name} {value!r} is taken by {s.kind.name} {other.get('id')}")
+
+    def _write(self, s: _Served, old: dict[str, Any], attributes: dict[str, Any]) -> Record:
+        self._check_unique(s, attributes, old["id"])
+        meta = dict(old.get("meta") or {})
+        meta["lastModified"] = format_time(datetime.now(UTC))
+        meta["version"] = f'W/"{_version_number(meta.get("version")) + 1}"'
+        data = {**attributes, "id": old["id"], "meta": meta}
+        self._provision(s, old["id"], data, old)
+        return _record(s.kind.name, data)
+
+    def _provision(self, s: _Served, anchor: str, data: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        """Store ``data`` as the source record of ``anchor`` (None: deleted), then compute and
+        export that object in a run of kind ``serve``; raise the SCIM error its outcome calls for,
+        after putting the source record back to ``old`` (None: it did not exist)."""
+        manifest, store = self.manifest, self.store
+        run_id, started = new_run_id(), now_iso()
+        store.runs.start_run(run_id, manifest.name, "serve", started)
+        entries = RecordingLog(store, manifest.name, run_id, log_path(manifest, None))
+        ctx = self._context(run_id, entries)
+        counts = TypeCounts(imported=1)
+        finished = False
+        try:
+            self._import(ctx, s, anchor, data)
+            failure = self._sync(ctx, s, anchor, data, counts, entries)
+            if failure is not None:  # the client is told it did not happen: the state store forgets it too
+                self._import(ctx, s, anchor, old)
+                self._sync(ctx, s, anchor, old, TypeCounts(), entries, export=False)
+            entries.flush()
+            finish_run(store, manifest, s.ot, run_id, started, counts)
+            finished = True
+        finally:
+            entries.close()
+            if not finished:
+                store.rollback()
+                store.runs.finish_run(run_id, "failed", now_iso(), {"pipeline": manifest.name, "run_id": run_id})
+        if failure is not None:
+            raise failure
+
+    def _import(self, ctx: RunContext, s: _Served, anchor: str, data: dict[str, Any] | None) -> None:
+        store = ctx.store
+        if data is None:
+            store.imports.mark_deleted(s.type_id, [anchor])
+        else:
+            store.imports.import_page(s.type_id, [(anchor, data)], full=False, partition=s.partition)
+        store.compute.mark_dirty(s.type_id, [anchor])
+        ctx.heartbeat()
+        store.commit()
+
+    def _sync(self, ctx: RunContext, s: _Served, anchor: str, data: dict[str, Any] | None, counts: TypeCounts,
+              entries: RecordingLog, export: bool = True) -> Exception | None:
+        """Compute ``anchor`` and export its change; the SCIM error for a failure, else None."""
+        store = ctx.store
+        seen = len(entries.entries)
+        in_scope = data is not None and bool(compile_scope(s.ot.scope)(data))
+        try:
+            _, _, matcher = find_target(ctx, s.ot, s.mapper, self._opened, anchor, in_scope)
+            compute_type(ctx, s.ot, s.mapper, counts, matcher, only={anchor})
+            store.commit()
+        except Exception as exc:
+            store.rollback()
+            log.exception("computing %s %s failed", s.ot.name, anchor)
+            return Retry(f"the pipeline could not compute this {s.kind.name}: {exc}", retry_after=RETRY_AFTER)
+        failed = [e for e in entries.entries[seen:] if e["result"] == "failed"]
+        if failed:
+            return Invalid(f"the mapping of {s.ot.name} failed for this {s.kind.name}: {failed[-1]['error']}")
+        if not export or not store.exports.all_pending_for(s.type_id, [anchor]):
+            return None
+        result = export_one(ctx, s.ot, s.mapper, counts, self._opened, anchor, entries)
+        if result["result"] == "ok":
+            return None
+        error = str(result.get("error") or "the target did not take the change")
+        if counts.error or _RETRYABLE.match(error):
+            return Retry(f"the target cannot take the change now: {error}", retry_after=RETRY_AFTER)
+        return TargetRejected(_ERROR_CLASS.sub("", error, count=1))
+
+
+def _version_number(version: Any) -> int:
+    digits = re.sub(r"\D", "", str(version or ""))
+    return int(digits) if digits else 0
+
+
+def _attributes(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("id", "meta", "schemas")}
+
+
+def _record(kind: str, data: Mapping[str, Any]) -> Record:
+    meta = data.get("meta") or {}
+    created = _time(meta.get("created"))
+    return Record(str(data["id"]), kind, _attributes(data), created, _time(meta.get("lastModified")) or created,
+                  str(meta.get("version") or 'W/"1"'))
+
+
+def _time(text: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+
+
+def _precondition(s: _Served, data: Mapping[str, Any], if_match: str | None) -> None:
+    version = str((data.get("meta") or {}).get("version") or "")
+    if not etag_matches(if_match, version):
+        raise PreconditionFailed(f"{s.kind.name} {data['id']} is at version {version}, not {if_match}")
