@@ -206,7 +206,7 @@ def test_every_example_manifest_has_mapping_tests(provision, monkeypatch):
     # The examples read where their systems are from the environment; `provision test` opens no
     # connector, so any value will do for the ones not set here.
     for name in ("LDAP_URL", "LDAP_BIND_DN", "LDAP_PASSWORD", "SCIM_URL", "SCIM_TOKEN", "REST_URL", "REST_TOKEN",
-                 "SOAP_WSDL", "SOAP_USER", "SOAP_PASSWORD"):
+                 "SOAP_WSDL", "SOAP_USER", "SOAP_PASSWORD", "SCIM_ENDPOINT_TOKEN"):
         if not os.environ.get(name):
             monkeypatch.setenv(name, "ldap://127.0.0.1:1" if name == "LDAP_URL" else
                                "https://127.0.0.1:1/scim/v2" if name == "SCIM_URL" else
