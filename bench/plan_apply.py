@@ -25,21 +25,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.wholeruns import timed  # noqa: E402
+
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"
 BUDGET_APPLY, BUDGET_BOTH = 1.5, 2.5
 
 
 def provision(env: dict[str, str], *args: str) -> float:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "runner", *args], env=env, capture_output=True, text=True, cwd=REPO)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"provision {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return elapsed
+    return timed([sys.executable, "-m", "runner", *args], env)
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import retries
-from runner.engine.status import status
+from runner.engine.status import status_of
 from runner.mapping.checks import load
 from runner.state import status as queries
 from runner.state.opening import Mode, open_store
@@ -33,10 +33,10 @@ def pending(path: str | Path, anchors: tuple[str, ...] = (), limit: int | None =
 
 def overview(path: str | Path, runs: int = 30) -> dict[str, Any]:
     """The HTML report's data: :func:`status` with more runs, failures grouped by error and the queue."""
-    report = status(path, failures=200, runs=runs)
     manifest = load(path)
     store = open_store(manifest, Mode.READ)
     try:
+        report = status_of(manifest, store, failures=200, runs=runs)
         groups: list[dict[str, Any]] = []
         queue: list[dict[str, Any]] = []
         due = retries.stamp(retries.now())

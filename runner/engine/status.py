@@ -14,6 +14,7 @@ from typing import Any
 
 from runner.engine import cadence
 from runner.engine.plan import GUARDED
+from runner.manifest.model import Manifest
 from runner.mapping.checks import load
 from runner.state import status as queries
 from runner.state.opening import Mode, open_store
@@ -31,28 +32,34 @@ def status(path: str | Path, failures: int | None = FAILURES_SHOWN, runs: int = 
     manifest = load(path)
     store = open_store(manifest, Mode.READ)
     try:
-        lock = queries.lock_holder(store, manifest.name)
-        types: dict[str, Any] = {}
-        for ot in manifest.object_types:
-            type_id = queries.known_type_id(store, manifest.name, ot.name)
-            counts = dict(_NO_COUNTS) if type_id is None else store.runs.counts(type_id)
-            listed = [] if type_id is None else queries.failures(store, type_id, failures)
-            types[ot.name] = counts | {"failures": listed,
-                                       "failures_not_shown": max(0, counts["failing"] - len(listed)),
-                                       "reconciled": None if type_id is None else _reconciled(store, type_id)}
-        recent = store.runs.recent_runs(manifest.name, runs)
-        return {
-            "pipeline": manifest.name,
-            "state": store.url_shown,
-            "lock": lock.describe() if lock else None,
-            "quarantine": quarantined.describe() if (quarantined := store.runs.quarantine(manifest.name)) else None,
-            "failing": sum(c["failing"] for c in types.values()),
-            "object_types": types,
-            "held": _held(store, manifest, recent, failures),
-            "runs": [run | {"duration_seconds": _duration(run)} for run in recent],
-        }
+        return status_of(manifest, store, failures, runs)
     finally:
         store.close()
+
+
+def status_of(manifest: Manifest, store: StateStore, failures: int | None = FAILURES_SHOWN,
+              runs: int = 10) -> dict[str, Any]:
+    """:func:`status` on a manifest already loaded and a store already open (the report reads more)."""
+    lock = queries.lock_holder(store, manifest.name)
+    types: dict[str, Any] = {}
+    for ot in manifest.object_types:
+        type_id = queries.known_type_id(store, manifest.name, ot.name)
+        counts = dict(_NO_COUNTS) if type_id is None else store.runs.counts(type_id)
+        listed = [] if type_id is None else queries.failures(store, type_id, failures)
+        types[ot.name] = counts | {"failures": listed,
+                                   "failures_not_shown": max(0, counts["failing"] - len(listed)),
+                                   "reconciled": None if type_id is None else _reconciled(store, type_id)}
+    recent = store.runs.recent_runs(manifest.name, runs)
+    return {
+        "pipeline": manifest.name,
+        "state": store.url_shown,
+        "lock": lock.describe() if lock else None,
+        "quarantine": quarantined.describe() if (quarantined := store.runs.quarantine(manifest.name)) else None,
+        "failing": sum(c["failing"] for c in types.values()),
+        "object_types": types,
+        "held": _held(store, manifest, recent, failures),
+        "runs": [run | {"duration_seconds": _duration(run)} for run in recent],
+    }
 
 
 def _held(store: StateStore, manifest: Any, runs: list[dict[str, Any]], shown: int | None) -> dict[str, Any]:
