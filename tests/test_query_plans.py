@@ -363,7 +363,7 @@ def test_sqlite_looks_objects_up_by_their_anchor(sqlite_store: StateStore):
         "target anchors of references": (lambda: store.exports.target_anchors(tid, some), "source_anchor"),
         "target names of references": (lambda: store.exports.target_names(tid, some), "source_anchor"),
         "anchors of deleted objects too": (lambda: store.exports.target_anchors(tid, some, live_only=False), "source_anchor"),
-        "adds still waiting": (lambda: store.exports.pending_adds(tid, some, "run", due="9"), "source_anchor"),
+        "adds still waiting": (lambda: store.exports.pending_actions(tid, some, "run", due="9"), "source_anchor"),
         "objects that will exist": (lambda: store.compute.exists_after(tid, some), "anchor"),
         "what the target holds": (lambda: store.exports.targets_data(tid, [f"T{a}" for a in some]), "target_anchor"),
     }

@@ -169,6 +169,14 @@ class RunContext:
             self.negotiated[(connector, object)] = self.connectors[connector].negotiate(object)
         return self.negotiated[(connector, object)]
 
+    def name_referrers(self, ot: ObjectType) -> tuple[tuple[int, str], ...]:
+        """(type id, attribute) of every mapping that references objects of ``ot`` by their target
+        name (an LDAP DN): what a rename of one of them leaves stale (``stale_names``)."""
+        return tuple((self.type_ids[other.name], m.target) for other in self.manifest.object_types
+                     if other.name in self.type_ids
+                     for m in other.mapping if m.reference == ot.name
+                     and self.caps(other).reference_form(m.target) == "name")
+
     def heartbeat(self) -> None:
         """Renew the lock inside the transaction about to commit (fencing: raises LockLost)."""
         self.store.runs.heartbeat(self.pipeline, self.run_id)

@@ -67,7 +67,7 @@ def resolve(ctx: RunContext, ot: ObjectType, mapper: Mapper, rows: Sequence[Pend
     finder = Finder(ctx, ot, mapper)
     found = finder.find(rows)
     taken = _owned_by_others(ctx, ot, found)
-    done = Confirmations()
+    done = Confirmations(name_referrers=ctx.name_referrers(ot))
     stuck: list[Failed] = []
     before = ctx.store.exports.targets_data(ctx.type_ids[ot.name], [r.target_anchor for r in rows if r.target_anchor])
     states = _state_forms(ctx, ot, mapper, [rec for hits in found.values() for rec in hits])

@@ -382,10 +382,13 @@ def _export_forward(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Typ
     """Every export but deletes. Updates that found their object deleted by hand: created again
     now, with what of this type refers to them; adds that found their object there already (made
     by hand meanwhile, a 409): adopted, then updated now to what the mappings say (computed again:
-    exports count, not computes)."""
+    exports count, not computes); objects of this type that name a renamed one (a manager's DN):
+    sent the new name now."""
     gone = export_type(ctx, ot, mapper, counts, FORWARD, hold=hold, only=only)
     adopted = ctx.adopted.pop(ot.name, 0)
-    if gone or adopted:
+    type_id = ctx.type_ids[ot.name]
+    stale = any(t == type_id for t, _ in ctx.name_referrers(ot)) and ctx.store.compute.count_dirty(type_id) > 0
+    if gone or adopted or stale:
         if gone:
             ctx.recreated.setdefault(ot.name, {}).update(gone)
         compute_type(ctx, ot, mapper, TypeCounts(), matcher)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import secrets as pysecrets
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
 from runner.state import tables as t
-from runner.state.base import Part, chunks, now_iso
+from runner.state.base import Part, chunks, dumps, now_iso
+from runner.state.reconcile import GONE_PREFIX
 from runner.state.records import PendingExport, SourceRow
 
 BULK_REWRITE = 500  # more references gone than this in one page: rewrite those objects' references whole
@@ -136,6 +137,61 @@ class Compute(Part):
             for part in chunks(sorted(found)):
                 self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
                                   .values(dirty=True))
+
+    def stale_names(self, ref_type_id: int, renamed: Mapping[str, str],
+                    referrers: Sequence[tuple[int, str]]) -> None:
+        """Objects of ``ref_type_id`` got new names (source anchor -> the name they had): wherever
+        the target holds a reference to one of them *by name* (an LDAP ``manager`` or ``member``
+        DN), it still holds the old name, unless the server rewrote it (slapd's refint overlay,
+        Active Directory's linked attributes). The state says what the target holds, so it says
+        that: a single value becomes unknown (None), a value in a list becomes the old name itself
+        (``GONE_PREFIX``, which the export removes literally), and the referrers are computed again,
+        so the next export sends the new name (and drops the old one). Recorded in the same
+        transaction as the rename, so a run killed right after it still repairs the referrers.
+
+        ``referrers``: (type id, attribute) of every reference to ``ref_type_id`` by name."""
+        rf, lk, to, tv = t.refs.c, t.links.c, t.target_objects.c, t.target_values.c
+        attributes: dict[int, set[str]] = {}
+        for type_id, attr in referrers:
+            attributes.setdefault(type_id, set()).add(attr)
+        for type_id, attrs in attributes.items():
+            holders: dict[str, set[str]] = {}  # referrer source anchor -> the renamed objects it names
+            for part in chunks(sorted(renamed)):
+                for anchor, ref in self.conn.execute(sa.select(rf.anchor, rf.ref_anchor).where(
+                        rf.type_id == type_id, rf.ref_type_id == ref_type_id, rf.ref_anchor.in_(part))):
+                    holders.setdefault(anchor, set()).add(ref)
+            if not holders:
+                continue
+            targets: dict[str, set[str]] = {}  # referrer target anchor -> the renamed objects it names
+            for part in chunks(sorted(holders)):
+                for source, target in self.conn.execute(sa.select(lk.source_anchor, lk.target_anchor).where(
+                        lk.type_id == type_id, lk.source_anchor.in_(part), lk.live == sa.true())):
+                    targets[target] = holders[source]
+            changed: list[dict[str, str]] = []
+            for part in chunks(sorted(targets)):
+                for target, text in self.conn.execute(sa.select(to.target_anchor, to.data).where(
+                        to.type_id == type_id, to.target_anchor.in_(part))):
+                    data, refs, touched = json.loads(text), targets[target], False
+                    for attr in attrs & data.keys():
+                        value = data[attr]
+                        if isinstance(value, list):
+                            data[attr] = [GONE_PREFIX + renamed[v] if v in refs else v for v in value]
+                            touched = touched or data[attr] != value
+                        elif value in refs:
+                            data[attr], touched = None, True
+                    if touched:
+                        changed.append({"k_anchor": target, "k_data": dumps(data)})
+            if changed:
+                self.conn.execute(t.target_objects.update().where(
+                    to.type_id == type_id, to.target_anchor == sa.bindparam("k_anchor")).values(
+                    data=sa.bindparam("k_data")), changed)
+            rows = [{"k_anchor": target, "k_attr": attr, "k_old": dumps(ref), "k_new": dumps(GONE_PREFIX + renamed[ref])}
+                    for target, refs in targets.items() for ref in refs for attr in attrs]
+            self.conn.execute(t.target_values.update().where(
+                tv.type_id == type_id, tv.target_anchor == sa.bindparam("k_anchor"),
+                tv.attribute == sa.bindparam("k_attr"), tv.value == sa.bindparam("k_old")).values(
+                value=sa.bindparam("k_new")), rows)
+            self.mark_dirty(type_id, sorted(holders))
 
     def replace_refs(self, type_id: int, anchors: Sequence[str], rows: Sequence[tuple[str, int, str]]) -> None:
         """Set the references held by ``anchors`` to ``rows`` of (anchor, ref_type_id, ref_anchor),

@@ -10,7 +10,7 @@ doubt: applied or not, nobody knows until the target is asked.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,8 @@ from runner.actions import Action
 from runner.names import normalize_dn
 from runner.state import tables as t
 from runner.state.base import Part, chunks, dumps
-from runner.state.records import Change, Confirmations, Failed, PendingExport
-from runner.state.values import split
+from runner.state.records import Change, Confirmations, Failed, PendingExport, Updated
+from runner.state.values import as_rows, split
 
 
 def name_key(name: str | None) -> str | None:
@@ -198,9 +198,11 @@ class Exports(Part):
             query = query.where(pe.source_anchor > after)
         return _rows(self.conn.execute(query))
 
-    def pending_adds(self, type_id: int, anchors: Iterable[str], run_id: str, due: str | None = None) -> set[str]:
-        """Which of ``anchors`` have an add waiting that this run has not tried yet and will try
-        (due up to ``due``; one backing off after failures is not waited for)."""
+    def pending_actions(self, type_id: int, anchors: Iterable[str], run_id: str, due: str | None = None,
+                        actions: Collection[str] = (Action.ADD,)) -> set[str]:
+        """Which of ``anchors`` have an export of ``actions`` (an add) waiting that this run has
+        not tried yet and will try (due up to ``due``; one backing off after failures is not
+        waited for)."""
         pe = t.pending.c
         found: set[str] = set()
         for part in chunks(sorted(set(anchors))):
@@ -209,7 +211,7 @@ class Exports(Part):
             # anchors up by key, once per page of the export (quadratic at 100k objects)
             found.update(anchor for anchor, action in self.conn.execute(sa.select(pe.source_anchor, pe.action).where(
                 pe.type_id == type_id, pe.source_anchor.in_(part),
-                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))) if action == Action.ADD)
+                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due))) if action in actions)
         return found
 
     def left_pending(self, type_id: int, run_id: str, due: str | None) -> int:
@@ -330,6 +332,11 @@ class Exports(Part):
                               [(type_id, a.target_anchor, dumps(parts[a.target_anchor][0]), a.name, False, a.partition,
                                 a.version, dumps(sorted(a.data))) for a in done.adds])
             values.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()}, fresh=True)
+        renamed: dict[str, str] = {}
+        if done.updates and done.name_referrers:
+            renamed = self._renamed(type_id, done.updates)
+            if own := {attr for referrer, attr in done.name_referrers if referrer == type_id}:
+                self._keep_stale_references(type_id, done.updates, own)
         if done.updates:
             conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
                          .values(target_anchor=sa.bindparam("k_new"), target_name=sa.bindparam("k_name"),
@@ -353,6 +360,8 @@ class Exports(Part):
                                k_disabled=u.disabled, k_name=u.name, k_partition=u.partition, k_version=u.version,
                                k_sent=dumps(list(u.sent)) if u.sent else None)
                           for u in done.updates])
+        if renamed:
+            store.compute.stale_names(type_id, renamed, done.name_referrers)
         finished = ([a.source_anchor for a in done.adds] + [u.source_anchor for u in done.updates]
                     + [d.source_anchor for d in done.deletes] + list(done.settled))
         self.drop_pending(type_id, finished)
@@ -381,6 +390,27 @@ class Exports(Part):
         # references to what was just added (left out before) or deleted change their value
         store.compute.mark_referrers_dirty(type_id, [a.source_anchor for a in done.adds], only_dropped=True)
         store.compute.mark_referrers_dirty(type_id, [d.source_anchor for d in done.deletes])
+
+    def _renamed(self, type_id: int, updates: Sequence[Updated]) -> dict[str, str]:
+        """source anchor -> the name it had, of the updates that give their object a new name."""
+        lk = t.links.c
+        named = {u.source_anchor: u.name for u in updates if u.name}
+        old: dict[str, str] = {}
+        for part in chunks(sorted(named)):
+            old.update(self.conn.execute(sa.select(lk.source_anchor, lk.target_name).where(
+                lk.type_id == type_id, lk.source_anchor.in_(part))).all())
+        return {a: name for a, name in old.items() if name and name_key(name) != name_key(named[a])}
+
+    def _keep_stale_references(self, type_id: int, updates: Sequence[Updated], attributes: set[str]) -> None:
+        """An update writes its object's data whole, from what was read when it was prepared. A
+        reference by name that a rename made stale since (:meth:`Compute.stale_names`, an earlier
+        stretch of this pass) stays stale unless this update wrote that attribute itself."""
+        current = self.targets_data(type_id, [u.old_target_anchor for u in updates])
+        for u in updates:
+            held = current.get(u.old_target_anchor, ({}, False))[0]
+            for attr in attributes - set(u.sent):
+                if (attr in u.data or attr in held) and not as_rows(held.get(attr)):  # value rows: not rewritten
+                    u.data[attr] = held.get(attr)
 
     def unlink(self, type_id: int, pairs: Sequence[tuple[str, str]]) -> None:
         """Forget that these source objects have target objects (they are gone from the target, as

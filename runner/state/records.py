@@ -197,6 +197,9 @@ class Confirmations:
     dirty: list[str] = field(default_factory=list)  # compute these source objects again (adopted, re-read)
     settled: list[str] = field(default_factory=list)  # pending exports resolved without a write: drop them
     resend: list[str] = field(default_factory=list)  # in-doubt exports found not applied: send again
+    # (type id, attribute) of every reference that names objects of this type by their target name
+    # (an LDAP manager or member DN): a rename recorded here leaves those values stale in the target
+    name_referrers: tuple[tuple[int, str], ...] = ()
 
     def __len__(self) -> int:
         return (len(self.adds) + len(self.updates) + len(self.followups) + len(self.deletes) + len(self.failures)

@@ -45,7 +45,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _database(index: int, suffix: str, root_dn: str, *, accesslog: bool) -> str:
+def _database(index: int, suffix: str, root_dn: str, *, accesslog: bool, refint: bool = True) -> str:
     lines = [
         f"dn: olcDatabase={{{index}}}mdb,cn=config", "objectClass: olcDatabaseConfig", "objectClass: olcMdbConfig",
         f"olcDatabase: {{{index}}}mdb", f"olcSuffix: {suffix}", f"olcRootDN: {root_dn}",
@@ -66,6 +66,9 @@ def _database(index: int, suffix: str, root_dn: str, *, accesslog: bool) -> str:
                       "olcMemberOfMemberOfAD: memberOf", "olcMemberOfRefint: TRUE"]),
         ("refint", ["objectClass: olcRefintConfig", "olcRefintAttribute: member", "olcRefintAttribute: uniqueMember"]),
     ]
+    if not refint:  # a directory that leaves DN references to a renamed entry as they were
+        overlays = [o for o in overlays if o[0] != "refint"]
+        overlays[-1][1][-1] = "olcMemberOfRefint: FALSE"
     if accesslog:
         overlays.insert(1, ("accesslog", ["objectClass: olcAccessLogConfig", "olcAccessLogDB: cn=accesslog",
                                           "olcAccessLogOps: writes", "olcAccessLogSuccess: TRUE"]))
@@ -76,7 +79,7 @@ def _database(index: int, suffix: str, root_dn: str, *, accesslog: bool) -> str:
 
 
 def config_ldif(folder: Path, suffixes: tuple[str, ...], root_dn: str, *, accesslog: bool,
-                tls: tuple[Path, Path, Path] | None) -> str:
+                tls: tuple[Path, Path, Path] | None, refint: bool = True) -> str:
     uid, gid = os.getuid(), os.getgid()
     parts = [
         "dn: cn=config", "objectClass: olcGlobal", "cn: config", f"olcPidFile: {folder}/slapd.pid",
@@ -109,7 +112,7 @@ def config_ldif(folder: Path, suffixes: tuple[str, ...], root_dn: str, *, access
                   "olcAccess: to * by * read", ""]
         index = 2
     for n, suffix in enumerate(suffixes):
-        parts.append(_database(index + n, suffix, root_dn, accesslog=accesslog)
+        parts.append(_database(index + n, suffix, root_dn, accesslog=accesslog, refint=refint)
                      .replace("{dir}", str(folder / f"db-{n}")))
     return "\n".join(parts) + "\n"
 
@@ -176,9 +179,12 @@ class Slapd:
 
     @classmethod
     def start(cls, folder: Path, suffixes: tuple[str, ...] = DEFAULT_SUFFIXES, *, accesslog: bool = True,
-              tls: bool = False, root_dn: str | None = None, preload: Path | None = None) -> Slapd:
+              tls: bool = False, root_dn: str | None = None, preload: Path | None = None,
+              refint: bool = True) -> Slapd:
         """Make and run a server; ``preload`` is an LDIF of entries below the first suffix, loaded
-        offline with ``slapadd -q`` (100,000 entries in seconds, where adds take minutes)."""
+        offline with ``slapadd -q`` (100,000 entries in seconds, where adds take minutes).
+        ``refint=False``: without the refint overlay, as many directories run (member DNs stay
+        as they were when their entry is renamed)."""
         if not (Path(SLAPD).exists() and Path(SLAPADD).exists()):
             raise SlapdMissing("slapd is not installed: apt-get install slapd ldap-utils (scripts/test does)")
         folder.mkdir(parents=True, exist_ok=True)
@@ -190,7 +196,7 @@ class Slapd:
             (folder / "db-accesslog").mkdir(exist_ok=True)
         (folder / "slapd.d").mkdir(exist_ok=True)
         (folder / "config.ldif").write_text(config_ldif(folder, suffixes, root_dn, accesslog=accesslog,
-                                                        tls=certificates))
+                                                        tls=certificates, refint=refint))
         _run([SLAPADD, "-n", "0", "-F", str(folder / "slapd.d"), "-l", str(folder / "config.ldif")])
         for suffix in suffixes:
             (folder / "base.ldif").write_text(base_ldif(suffix))

@@ -156,7 +156,7 @@ class _Exporter:
             while remaining:  # within a page, send in rounds so a manager goes before their reports
                 if flight.busy() and (again or remaining[0].depth != flight.depth):
                     flight.settle()  # held rows wait for what they reference; children for their parents
-                ready, held, failed = self.operations.prepare(remaining, force, flight.adds)
+                ready, held, failed = self.operations.prepare(remaining, force, flight.unsettled)
                 for row, error in failed:
                     recorder.failed(row, error)
                 for level in levels(ready):

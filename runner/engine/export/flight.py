@@ -44,7 +44,8 @@ class Flight:
         caps = ctx.caps(ot)
         threads = concurrency(caps, ot)
         self.ops: dict[int, Prepared] = {}  # operation id -> sent, no result yet
-        self.adds: set[str] = set()  # source anchors of adds sent and not yet recorded or adopted
+        # source anchors of adds and renames sent and not yet recorded (or adopted): what names them waits
+        self.unsettled: set[str] = set()
         self.depth: int | None = None  # the name depth of the last round handed over
         self.failure: ConnectionFailed | None = None
         self.crash: BaseException | None = None  # a connector bug in a worker: re-raised here
@@ -67,8 +68,8 @@ class Flight:
         self.recorder.flush()
         for p in prepared:
             self.ops[p.op.id] = p
-            if p.row.action == Action.ADD:
-                self.adds.add(p.row.source_anchor)
+            if p.row.action in (Action.ADD, Action.RENAME):
+                self.unsettled.add(p.row.source_anchor)
         self.depth = prepared[0].row.depth
         if self.workers is None:
             ops = [p.op for p in prepared]
@@ -111,7 +112,7 @@ class Flight:
         if rounds_left == 0 or self.failure is not None:
             if self.failure is None:
                 self.recorder.adopt()
-            self.adds.clear()
+            self.unsettled.clear()
         if self.crash is not None:  # everything in flight was recorded above
             crash, self.crash = self.crash, None
             raise crash
@@ -125,8 +126,8 @@ class Flight:
             return  # a connector must report each operation once; ignore anything else
         self.recorder.timed(p.row, seconds)
         adopting = self._record(p, result)  # an add that found its object there waits for adoption
-        if p.row.action == Action.ADD and not adopting:
-            self.adds.discard(p.row.source_anchor)
+        if not adopting:
+            self.unsettled.discard(p.row.source_anchor)
         self._maybe_flush()
 
     def _chunk_done(self, ops: list[Operation], started: bool, failure: ConnectionFailed | None) -> None:
@@ -139,8 +140,7 @@ class Flight:
             p = self.ops.pop(op.id, None)
             if p is None:
                 continue
-            if p.row.action == Action.ADD:
-                self.adds.discard(p.row.source_anchor)
+            self.unsettled.discard(p.row.source_anchor)
             if not started:
                 self.recorder.unsent(p.row)
             elif failure is None:

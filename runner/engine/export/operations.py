@@ -47,7 +47,8 @@ class Prepared:
 
 
 class Waiting(Exception):
-    """The export references an object of its own type whose add has not been tried yet."""
+    """The export references an object of its own type whose add (or, by name, rename) has not
+    been settled yet."""
 
 
 class Operations:
@@ -63,10 +64,14 @@ class Operations:
         self.versions: dict[str, str] = {}  # target anchor -> recorded version, sent as a precondition
         self.next_id = 0
 
-    def prepare(self, rows: Sequence[PendingExport], force: bool, adds_in_flight: Collection[str]
+    def prepare(self, rows: Sequence[PendingExport], force: bool, unsettled: Collection[str]
                 ) -> tuple[list[Prepared], list[PendingExport], list[tuple[PendingExport, str]]]:
-        """(ready to send, held for an add of their own type not tried yet, failed with why).
-        ``force``: hold nothing, leaving unresolved references out (a reference cycle)."""
+        """(ready to send, held for an add or rename of their own type not settled yet, failed
+        with why). ``unsettled``: adds and renames in flight. ``force``: hold nothing, leaving
+        unresolved references out (a reference cycle).
+
+        A reference by name waits for a rename of what it names, as it waits for an add: sent
+        before, it would carry the old name (a report's ``manager`` DN before their manager moved)."""
         anchors = [r.target_anchor for r in rows if r.target_anchor]
         self.before = self.store.exports.targets_data(self.type_id, anchors) if anchors else {}
         self.versions = self.store.exports.target_versions(self.type_id, anchors) if anchors and self.caps.versioned else {}
@@ -75,15 +80,19 @@ class Operations:
         own = self.ot.name
         own_refs = set().union(*(a for (rt, _), a in refs.items() if rt == own))
         own_known = set().union(*(targets[k].keys() for k in targets if k[0] == own))
-        waiting_adds = set() if force or not own_refs else self.store.exports.pending_adds(
-            self.type_id, own_refs - own_known, self.ctx.run_id, due=self.ctx.due) | (own_refs & adds_in_flight)
+        waiting: set[str] = set()
+        if own_refs and not force:
+            exports, run_id, due = self.store.exports, self.ctx.run_id, self.ctx.due
+            waiting = exports.pending_actions(self.type_id, own_refs - own_known, run_id, due) | (own_refs & unsettled)
+            if by_name := set().union(*(a for (rt, form), a in refs.items() if rt == own and form == "name")):
+                waiting |= exports.pending_actions(self.type_id, by_name, run_id, due, (Action.RENAME,))
         ready: list[Prepared] = []
         held: list[PendingExport] = []
         failed: list[tuple[PendingExport, str]] = []
         for row in rows:
             self.next_id += 1
             try:
-                ready.append(self._operation(self.next_id, row, targets, waiting_adds))
+                ready.append(self._operation(self.next_id, row, targets, waiting))
             except Waiting:
                 held.append(row)
             except MappingFailed as exc:
@@ -119,7 +128,7 @@ class Operations:
         return refs
 
     def _operation(self, index: int, row: PendingExport, targets: dict[tuple[str, str], dict[str, str]],
-                   waiting_adds: set[str]) -> Prepared:
+                   waiting: set[str]) -> Prepared:
         change, action = row.change, row.action
         prepared = Prepared(row, Operation(index, action, self.ot.target.object),
                             before=self.before.get(row.target_anchor or "", ({}, False))[0])
@@ -133,10 +142,10 @@ class Operations:
             if value == SENSITIVE:
                 clear = clear or self._clear_values(row.source_anchor)
                 value = clear.get(attr)
-            attributes[attr], prepared.kept_set[attr] = self._resolve(attr, value, targets, waiting_adds, prepared)
+            attributes[attr], prepared.kept_set[attr] = self._resolve(attr, value, targets, waiting, prepared)
         add_values: dict[str, list[Any]] = {}
         for attr, values in (chunked[1] if chunked else change.add).items():
-            add_values[attr], prepared.kept_add[attr] = self._resolve(attr, values, targets, waiting_adds, prepared)
+            add_values[attr], prepared.kept_add[attr] = self._resolve(attr, values, targets, waiting, prepared)
         remove_values: dict[str, list[Any]] = {}
         for attr, values in (chunked[2] if chunked else change.remove).items():
             prepared.removed[attr] = list(values)
@@ -217,14 +226,14 @@ class Operations:
         return self.mapper.map(data) if data is not None else {}
 
     def _resolve(self, attr: str, value: Any, targets: dict[tuple[str, str], dict[str, str]],
-                 waiting_adds: set[str], prepared: Prepared) -> tuple[Any, Any]:
+                 waiting: set[str], prepared: Prepared) -> tuple[Any, Any]:
         """(value to send, value to record): references become target anchors or names; missing
         ones are left out."""
         ref_type = self.mapper.references.get(attr)
         if ref_type is None:
             return value, value
         known = targets.get((ref_type, self.caps.reference_form(attr)), {})
-        if ref_type == self.ot.name and any(str(v) in waiting_adds for v in as_list(value)):
+        if ref_type == self.ot.name and any(str(v) in waiting for v in as_list(value)):
             raise Waiting
         missing = {str(v) for v in as_list(value) if str(v) not in known}
         if missing:

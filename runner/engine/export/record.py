@@ -64,7 +64,8 @@ class Recorder:
         self.ctx, self.ot, self.mapper, self.counts = ctx, ot, mapper, counts
         self.store = ctx.store
         self.type_id = ctx.type_ids[ot.name]
-        self.done = Confirmations()
+        self.name_referrers = ctx.name_referrers(ot)
+        self.done = Confirmations(name_referrers=self.name_referrers)
         self.flushed_at = time.monotonic()
         self.retries: dict[str, int] = {}  # anchor -> retries this run (only objects that hit a retryable error)
         self.wait = 0.0  # seconds to wait before the next sweep, for the retries it holds
@@ -98,7 +99,7 @@ class Recorder:
         self.ctx.log.flush()
         self.ctx.heartbeat()
         self.store.commit()
-        self.done = Confirmations()
+        self.done = Confirmations(name_referrers=self.name_referrers)
         self.flushed_at = time.monotonic()
 
     def back_off(self) -> None:
