@@ -375,11 +375,39 @@ class PipelineStore:
             return None
         result = export_one(ctx, s.ot, s.mapper, counts, self._opened, anchor, entries)
         if result["result"] == "ok":
+            self._follow(ctx, s, counts)
             return None
         error = str(result.get("error") or "the target did not take the change")
         if counts.error or _RETRYABLE.match(error):
             return Retry(f"the target cannot take the change now: {error}", retry_after=RETRY_AFTER)
         return TargetRejected(_ERROR_CLASS.sub("", error, count=1))
+
+
+    def _follow(self, ctx: RunContext, done: _Served, counts: TypeCounts) -> None:
+        """Bring along what the change left to compute: a rename or move leaves the objects that
+        name it by its old name (a report's ``manager`` DN, a group's ``member`` DN) marked
+        (``stale_names``); a run would send them the new name in the same run, and so does the
+        request. Their failures are in the provisioning log and their next change retries them;
+        they do not fail the request, whose own change went through."""
+        store = ctx.store
+        for s in self._served.values():
+            anchors: set[str] = set()
+            after: str | None = None
+            while rows := store.compute.dirty_rows(s.type_id, after, 500, targets=False):
+                after = rows[-1].anchor
+                anchors.update(r.anchor for r in rows)
+            if not anchors:
+                continue
+            c = counts if s is done else TypeCounts()
+            try:
+                compute_type(ctx, s.ot, s.mapper, c, None, only=anchors)
+                store.commit()
+                if store.exports.all_pending_for(s.type_id, sorted(anchors)):
+                    ensure_open(self.connectors, s.ot.target.connector, self._opened)
+                    export_type(ctx, s.ot, s.mapper, c, PHASES, only=anchors)
+            except Exception:
+                store.rollback()
+                log.exception("bringing along what names a renamed %s failed", done.kind.name)
 
 
 def _version_number(version: Any) -> int:
