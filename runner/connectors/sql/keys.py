@@ -53,6 +53,16 @@ def typed(column: sa.ColumnElement, text: str | None) -> Any:
     return text
 
 
+def column_values(column: sa.ColumnElement, values: Any) -> list[Any]:
+    """Values bound for ``column`` as its type wants them: references arrive as anchors, which are
+    text, and PostgreSQL compares no ``bigint`` with a ``varchar`` (nor does Python compare a
+    stored 5 with a wanted "5"). What cannot be an integer is left for the database to refuse."""
+    values = list(values or [])
+    if not isinstance(column.type, sa.Integer):
+        return values
+    return [typed(column, v) if isinstance(v, str) and v.strip().lstrip("-").isdigit() else v for v in values]
+
+
 def key_values(columns: Sequence[sa.ColumnElement], anchor: str | None) -> list[Any]:
     """The typed key values an anchor stands for (NoSuchKey when it cannot be one)."""
     if anchor is None:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from runner.connectors.base import NotFound, ObjectError, Operation
 from runner.connectors.sql.bound import Bound
-from runner.connectors.sql.keys import NoSuchKey, among, anchor_text, equals, key_values, plain
+from runner.connectors.sql.keys import NoSuchKey, among, anchor_text, column_values, equals, key_values, plain
 
 #: keys per ``IN (...)`` list (SQLite allows 32766 parameters a statement, its old builds 999)
 CHUNK = 500
@@ -145,13 +145,13 @@ def set_children(conn: sa.Connection, bound: Bound, key: Sequence[Any], op: Oper
         owned = equals(owner, key)
         row = dict(zip([c.name for c in owner], key, strict=True))
         if attr in op.attributes or whole:
-            wanted = {plain(v): v for v in op.attributes.get(attr) or []}
+            wanted = {plain(v): v for v in column_values(value, op.attributes.get(attr))}
             stored = {} if fresh else {plain(v): v for v in conn.execute(sa.select(value).where(owned)).scalars()}
             removed = [v for p, v in stored.items() if p not in wanted]
             added = [v for p, v in wanted.items() if p not in stored]
         else:
-            removed = list(dict.fromkeys(op.remove_values.get(attr, ())))
-            added = list(dict.fromkeys(op.add_values.get(attr, ())))
+            removed = list(dict.fromkeys(column_values(value, op.remove_values.get(attr))))
+            added = list(dict.fromkeys(column_values(value, op.add_values.get(attr))))
             if added:
                 there = {plain(v) for v in conn.execute(sa.select(value).where(owned, value.in_(added))).scalars()}
                 added = [v for v in added if plain(v) not in there]
@@ -341,18 +341,19 @@ def children_many(conn: sa.Connection, bound: Bound, items: Sequence[Planned]) -
         if whole:
             stored = _stored(conn, owner, value, [item.key for item in whole])
             for item in whole:
-                wanted = {plain(v): v for v in item.op.attributes.get(attr) or []}
+                wanted = {plain(v): v for v in column_values(value, item.op.attributes.get(attr))}
                 have = {plain(v): v for v in stored.get(_owner(item.key), [])}
                 removed += [(item.key, v) for p, v in have.items() if p not in wanted]
                 added += [(item.key, v) for p, v in wanted.items() if p not in have]
         if delta:
             adding = [item for item in delta if item.op.add_values.get(attr)]
             there = _stored(conn, owner, value, [item.key for item in adding],
-                            list(dict.fromkeys(v for item in adding for v in item.op.add_values[attr])))
+                            list(dict.fromkeys(v for item in adding
+                                               for v in column_values(value, item.op.add_values[attr]))))
             for item in delta:
-                removed += [(item.key, v) for v in dict.fromkeys(item.op.remove_values.get(attr, ()))]
+                removed += [(item.key, v) for v in dict.fromkeys(column_values(value, item.op.remove_values.get(attr)))]
                 present = {plain(v) for v in there.get(_owner(item.key), [])}
-                added += [(item.key, v) for v in dict.fromkeys(item.op.add_values.get(attr, ()))
+                added += [(item.key, v) for v in dict.fromkeys(column_values(value, item.op.add_values.get(attr)))
                           if plain(v) not in present]
         if removed:
             _remove(conn, ctable, owner, value, removed)
