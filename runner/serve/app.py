@@ -1,21 +1,24 @@
 """The SCIM 2.0 service provider that Microsoft Entra provisions into: a starlette app over a store.
 
-``create_app(store, token=...)`` answers, under ``base_path`` (``/scim``; Entra's Tenant URL is
-``https://host/scim``):
+``create_app(store, token=...)`` (or ``authenticator=``, ``auth.py``) answers, under ``base_path``
+(``/scim``; Entra's Tenant URL is ``https://host/scim``):
 
 * ``/Users`` and ``/Groups``: POST (201 + ``Location``), GET by id, GET with ``filter``,
   ``startIndex``, ``count`` (a ListResponse, RFC 7644 §3.4.2), POST ``/.search`` (§3.4.3, also at
   the root across both types), PUT (§3.5.1), PATCH (§3.5.2), DELETE (204);
 * ``/Schemas``, ``/ResourceTypes``, ``/ServiceProviderConfig`` (discovery, §4; other methods 405);
-* ``/health`` (here and at the root), the only route without authentication.
+* ``/health`` (here and at the root), without authentication: ``{"status": "ok"}``, or what the
+  store's ``health()`` says when it has one (503 when its ``status`` is ``"down"``);
+* ``/metrics`` (here and at the root): Prometheus metrics (``metrics.py``), without authentication
+  unless ``metrics_public=False``; never rate-limited, a scrape does not spend Entra's budget.
 
-Around every request: a bearer token (``Authorization: Bearer ...``, compared in constant time;
-otherwise 401 with a SCIM error and ``WWW-Authenticate``, RFC 6750 §3), then the rate limit (429
-with ``Retry-After``). Every resource carries ``meta`` (``resourceType``, ``created``,
-``lastModified``, ``location``, ``version``) and an ``ETag`` header; ``If-Match`` makes PUT, PATCH
-and DELETE conditional (412 when stale), ``If-None-Match`` makes GET answer 304 (§3.14). Every
-answer is ``application/scim+json``; every error is an RFC 7644 §3.12 error body (``errors.py``),
-404 and 405 from routing included.
+Around every request: its metrics, then the bearer credential (``Authorization: Bearer ...``, a
+static token compared in constant time or a JWT, ``auth.py``; otherwise 401 with a SCIM error
+saying why and ``WWW-Authenticate``, RFC 6750 §3), then the rate limit (429 with ``Retry-After``).
+Every resource carries ``meta`` (``resourceType``, ``created``, ``lastModified``, ``location``,
+``version``) and an ``ETag`` header; ``If-Match`` makes PUT, PATCH and DELETE conditional (412 when
+stale), ``If-None-Match`` makes GET answer 304 (§3.14). Every answer is ``application/scim+json``;
+every error is an RFC 7644 §3.12 error body (``errors.py``), 404 and 405 from routing included.
 
 PATCH answers 200 with the user for ``/Users`` (what Microsoft's examples show) and 204 for
 ``/Groups`` (Microsoft: "Update to the group PATCH request should yield an HTTP 204 No Content in
@@ -25,8 +28,6 @@ asks for ``attributes``/``excludedAttributes``, when §3.5.2 requires 200 with t
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -43,9 +44,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runner.connectors.scim.protocol import MEDIA_TYPE, format_time
 
+from .auth import Authenticator, Either, KeysUnavailable, Refused, StaticTokens, bearer_credential
 from .conform import conform_resource
 from .errors import Invalid, NotFound, ScimError, error_body, lookup
 from .filters import Filter, parse_filter
+from .metrics import Metrics, MetricsMiddleware, metrics_endpoint
 from .patch import parse_patch
 from .projection import project
 from .ratelimit import RateLimit, TokenBucket
@@ -64,6 +67,8 @@ log = logging.getLogger("runner.serve")
 #: the most resources one page of a query holds (``count`` above it is cut to it), and the default
 MAX_RESULTS = 1000
 DEFAULT_COUNT = 100
+#: the ``Retry-After`` of a 503 when the issuer's signing keys cannot be fetched
+KEYS_RETRY_AFTER = 30
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -80,16 +85,30 @@ def error_response(status: int, detail: str | None, scim_type: str | None = None
     return scim_response(error_body(status, detail, scim_type), status, headers)
 
 
-def create_app(store: ResourceStore, *, token: str | Sequence[str], base_path: str = "/scim",
-               rate_limit: RateLimit | None = None) -> Starlette:
-    """The SCIM endpoint over ``store``; ``token`` is the bearer token Entra sends (its "Secret
-    Token"; several for a rotation), ``rate_limit`` an optional request-rate limit."""
-    tokens = [token] if isinstance(token, str) else list(token)
-    if not tokens or any(not t for t in tokens):
+def create_app(store: ResourceStore, *, token: str | Sequence[str] | None = None,
+               authenticator: Authenticator | None = None, base_path: str = "/scim",
+               rate_limit: RateLimit | None = None, metrics_public: bool = True) -> Starlette:
+    """The SCIM endpoint over ``store``.
+
+    Args:
+        token: the bearer token Entra sends (its "Secret Token"; several for a rotation).
+        authenticator: who else may call (``auth.from_settings``: OAuth JWTs); with ``token``
+            too, either is accepted. One of the two is required: the endpoint never runs open.
+        rate_limit: an optional request-rate limit.
+        metrics_public: whether ``/metrics`` answers without a credential (a scraper has none).
+    """
+    tokens = [token] if isinstance(token, str) else list(token or [])
+    if any(not t for t in tokens) or (not tokens and authenticator is None):
         raise ValueError("the SCIM endpoint needs a bearer token: it never runs without authentication")
+    if tokens:
+        authenticator = Either(StaticTokens(tokens), authenticator)
+    assert authenticator is not None
     base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
     api = _Api(store, base_path)
-    routes = [Route("/health", _health, methods=["GET"]), Route(f"{base_path}/health", _health, methods=["GET"])]
+    metrics = Metrics(store, base_path)
+    health, scrape = _health(store), metrics_endpoint(metrics)
+    routes = [Route("/health", health, methods=["GET"]), Route(f"{base_path}/health", health, methods=["GET"]),
+              Route("/metrics", scrape, methods=["GET"]), Route(f"{base_path}/metrics", scrape, methods=["GET"])]
     for kind in KINDS.values():
         collection = f"{base_path}{kind.endpoint}"
         routes += [
@@ -112,46 +131,62 @@ def create_app(store: ResourceStore, *, token: str | Sequence[str], base_path: s
         Route(f"{base_path}/Me", _not_implemented("/Me (RFC 7644 §3.11)"),
               methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ]
-    guard = Middleware(_Guard, tokens=tokens, open_paths={"/health", f"{base_path}/health"},
-                       bucket=TokenBucket(rate_limit) if rate_limit else None)
-    return Starlette(routes=routes, middleware=[guard], exception_handlers={HTTPException: _http_error})
+    metrics_paths = {"/metrics", f"{base_path}/metrics"}
+    guard = Middleware(_Guard, authenticator=authenticator,
+                       open_paths={"/health", f"{base_path}/health"} | (metrics_paths if metrics_public else set()),
+                       unlimited_paths=metrics_paths, bucket=TokenBucket(rate_limit) if rate_limit else None,
+                       metrics=metrics)
+    return Starlette(routes=routes, middleware=[Middleware(MetricsMiddleware, metrics=metrics), guard],
+                     exception_handlers={HTTPException: _http_error})
 
 
 # ---- around every request: authentication, rate limit ----------------------------------------------------
 
 
+def _challenge(refused: Refused) -> str:
+    """RFC 6750 §3: no ``error`` when the request had no credential; else ``invalid_token`` with
+    the reason as ``error_description`` (its characters limited to what §3 allows)."""
+    if refused.reason == "missing":
+        return 'Bearer realm="SCIM"'
+    description = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in refused.detail)
+    return f'Bearer realm="SCIM", error="invalid_token", error_description="{description}"'
+
+
 class _Guard:
-    """ASGI middleware: the bearer token, then the rate limit; ``open_paths`` pass untouched."""
+    """ASGI middleware: the bearer credential, then the rate limit; ``open_paths`` pass untouched,
+    ``unlimited_paths`` skip the rate limit."""
 
-    def __init__(self, app: ASGIApp, tokens: Sequence[str], open_paths: set[str], bucket: TokenBucket | None) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, open_paths: set[str],
+                 unlimited_paths: set[str], bucket: TokenBucket | None, metrics: Metrics) -> None:
         self.app = app
-        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+        self.authenticator = authenticator
         self.open_paths = open_paths
+        self.unlimited_paths = unlimited_paths
         self.bucket = bucket
-
-    def authorized(self, header: str | None) -> bool:
-        """Whether ``Authorization`` carries one of the tokens; every token is compared, each in
-        constant time (of equal-length digests), so timing tells nothing about any of them."""
-        scheme, _, presented = (header or "").strip().partition(" ")
-        digest = hashlib.sha256(presented.strip().encode()).digest()
-        matched = False
-        for expected in self._digests:
-            matched |= hmac.compare_digest(digest, expected)
-        return matched and scheme.lower() == "bearer"
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        header = headers.get("authorization")
-        if not self.authorized(header):
-            challenge = 'Bearer realm="SCIM"' + (', error="invalid_token"' if header else "")
-            detail = "the bearer token is not valid" if header else "a bearer token is required (Authorization: Bearer ...)"
-            await error_response(401, detail, headers={"WWW-Authenticate": challenge})(scope, receive, send)
+        try:
+            credential = bearer_credential(headers.get("authorization"))
+            # a JWKS may have to be fetched: off the event loop
+            await run_in_threadpool(self.authenticator.check, credential)
+        except Refused as refused:
+            self.metrics.unauthorized.labels(refused.reason).inc()
+            client = (scope.get("client") or ("?",))[0]
+            log.info("401 for %s %s from %s: %s", scope["method"], scope["path"], client, refused.reason)
+            await error_response(401, refused.detail,
+                                 headers={"WWW-Authenticate": _challenge(refused)})(scope, receive, send)
             return
-        wait = self.bucket.take() if self.bucket else None
+        except KeysUnavailable as e:
+            await error_response(503, str(e), headers={"Retry-After": str(KEYS_RETRY_AFTER)})(scope, receive, send)
+            return
+        wait = self.bucket.take() if self.bucket and scope["path"] not in self.unlimited_paths else None
         if wait is not None:
+            self.metrics.rate_limited.inc()
             seconds = max(1, int(wait + 0.999))
             await error_response(429, f"too many requests; try again in {seconds} s",
                                  headers={"Retry-After": str(seconds)})(scope, receive, send)
@@ -190,8 +225,24 @@ def _not_implemented(what: str) -> Handler:
     return handler
 
 
-async def _health(request: Request) -> Response:
-    return Response(b'{"status":"ok"}', media_type="application/json")
+def _health(store: object) -> Handler:
+    """``/health``: ``{"status": "ok"}``, or the store's ``health()`` dict when it has that method
+    (``"status"`` ``"ok"`` unless it says ``"degraded"`` or ``"down"``; ``"down"`` answers 503, so a
+    load balancer stops sending). A ``health()`` that fails is ``down``."""
+    check = getattr(store, "health", None)
+
+    async def health(request: Request) -> Response:
+        if not callable(check):
+            return Response(b'{"status":"ok"}', media_type="application/json")
+        try:
+            body = dict(await run_in_threadpool(check))
+        except Exception:
+            log.exception("the store's health check failed")
+            body = {"status": "down", "detail": "the store's health check failed; the log has the details"}
+        body.setdefault("status", "ok")
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        return Response(content, 503 if body["status"] == "down" else 200, media_type="application/json")
+    return health
 
 
 # ---- the API --------------------------------------------------------------------------------------------
