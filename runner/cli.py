@@ -345,6 +345,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", action="store_true", help="the mapping-file schema instead")
     p.add_argument("--mapping-tests", action="store_true", help="the mapping-tests file schema instead")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("schedule", help="print what runs a pipeline on a schedule: a crontab line, a systemd "
+                                        "service and timer, or a Kubernetes CronJob (docs/scheduling.md)")
+    p.add_argument("file", type=Path, metavar="FILE")
+    which = p.add_mutually_exclusive_group(required=True)
+    for kind, what in (("cron", "one crontab line"), ("systemd", "a .service and its .timer"),
+                       ("kubernetes", "a CronJob with a ConfigMap holding the manifest")):
+        which.add_argument(f"--{kind}", dest="scheduler", action="store_const", const=kind, help=what)
+    p.add_argument("--every", default="hourly", metavar="WHEN",
+                   help="hourly (default), daily, weekly, monthly, an interval (15m, 2h), a cron expression "
+                        "('0 6 * * 1-5'), or for --systemd an OnCalendar expression")
+    p.add_argument("--time-limit", metavar="DURATION|none",
+                   help="the run's --time-limit (default: five sixths of the interval, 50m for hourly); the "
+                        "scheduler's own limit is a tenth later")
+    p.add_argument("--working-dir", type=Path, metavar="DIR",
+                   help="where the run starts: this folder as the scheduled machine has it (default: here)")
+    p.add_argument("--user", metavar="USER", help="the user the run is (Kubernetes: a numeric id)")
+    p.add_argument("--name", metavar="NAME", help="the unit, cron file or CronJob name (default provision-PIPELINE)")
+    p.add_argument("--command", dest="executable", metavar="PATH",
+                   help="the provision executable to run (default: this one)")
+    p.add_argument("--env-file", type=Path, metavar="PATH",
+                   help="cron, systemd: the file with the variables the manifest reads (default /etc/provision/NAME.env)")
+    p.add_argument("--cron-log", type=Path, metavar="PATH",
+                   help="cron: where the run's output is appended (default /var/log/provision/NAME.log)")
+    p.add_argument("--image", metavar="IMAGE", help="kubernetes: the container image with provision installed")
+    p.add_argument("--state-url-env", metavar="NAME",
+                   help="kubernetes: the variable the manifest's state: is; the CronJob takes it from the Secret")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write the files into DIR instead of printing them")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_schedule)
     for command in sub.choices.values():  # -v and -q mean the same on every command
         have = {option for action in command._actions for option in action.option_strings}
         if "--verbose" not in have:
@@ -760,21 +790,22 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from runner.errors import UsageError
     from runner.serve.app import create_app
+    from runner.serve.auth import from_settings
     from runner.serve.pipeline import PipelineStore
     from runner.serve.server import serve
 
     with PipelineStore(args.file) as store:
+        token = None
         if args.token_env:
             token = os.environ.get(args.token_env)
             if not token:
                 raise UsageError(f"--token-env {args.token_env}: that environment variable is not set")
-        else:
-            token = store.settings.get("token")
-            if not token:
-                raise UsageError("the endpoint needs a bearer token: set serve.token in the manifest (e.g. "
-                                 '"${env:SCIM_ENDPOINT_TOKEN}") or give --token-env NAME')
-        secrets.register(token)
-        app = create_app(store, token=token, base_path=args.base_path)
+        try:  # serve.token and/or serve.oauth; registers the secrets
+            authenticator = from_settings(store.settings, token)
+        except ValueError as e:
+            raise UsageError(f"{args.file}: {e}") from None
+        public = (store.settings.get("metrics") or {}).get("public", True)
+        app = create_app(store, authenticator=authenticator, base_path=args.base_path, metrics_public=public)
         serve(app, args.host, args.port, args.certfile, args.keyfile,
               log_level="warning" if args.quiet else "info")
     return EXIT_OK
@@ -991,6 +1022,36 @@ def cmd_connectors(args: argparse.Namespace) -> int:
         print(f"    {row['description']}")
         print(f"    capabilities: {', '.join(row['capabilities']) or 'read only'}")
         print(f"    operations: {', '.join(row['operations']) or 'none (source only)'}")
+    return EXIT_OK
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    import shutil
+
+    from runner.engine import schedule
+
+    every = schedule.parse_every(args.every)
+    here = Path.cwd()
+    working_dir = (args.working_dir or here).absolute()
+    beside = Path(sys.executable).parent / "provision"  # the venv's script; not resolved: a venv's python is a link
+    command = args.executable or schedule.default_command(
+        beside if os.access(beside, os.X_OK) else shutil.which("provision"), here, working_dir)
+    options = schedule.Options(every=every, command=command, working_dir=working_dir,
+                               here=here, time_limit=schedule.time_limit(args.time_limit, every), user=args.user,
+                               name=args.name, image=args.image, env_file=args.env_file, cron_log=args.cron_log,
+                               state_url_env=args.state_url_env)
+    generated = schedule.generate(args.file, args.scheduler, options, os.environ)
+    for warning in generated.warnings:
+        print(f"provision: warning: {secrets.redact(warning)}", file=sys.stderr)
+    written = schedule.write_files(generated, args.out) if args.out else []
+    # not through secrets.redact: the files hold ${env:} references, never values, and redact() would
+    # mask a reference that stands for a URL's password (the manifest in a ConfigMap must keep it)
+    if args.output == "json":
+        print(json.dumps({**generated.as_json(), "written": [str(p) for p in written]}, ensure_ascii=False))
+    elif written:
+        print("\n".join(f"wrote {p}" for p in written))
+    else:
+        print(generated.text(), end="")
     return EXIT_OK
 
 

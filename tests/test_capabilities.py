@@ -486,7 +486,8 @@ def test_connectors_command_lists_plugins_with_version_and_capabilities(provisio
     jsondir = listed["jsondir"]
     assert jsondir["distribution"] == "provision-jsondir" and jsondir["version"] == "0.1.0"
     assert {"partitions", "hierarchical", "delta_read", "delete_add_as_replace"} <= set(jsondir["capabilities"])
-    assert "rename" in jsondir["operations"] and listed["csv"]["operations"] == []
+    assert "rename" in jsondir["operations"]
+    assert listed["csv"]["operations"] == ["add", "delete", "disable", "update"]  # a source, and a file target
     text = provision("connectors").out
     assert "jsondir  (provision-jsondir 0.1.0" in text
 

@@ -12,7 +12,9 @@ from runner.connectors.base import INTERFACE_VERSION, Connector
 ENTRY_POINT_GROUP = "provision.connectors"
 
 BUILTIN: dict[str, str] = {
-    "csv": "runner.connectors.csvfile:CsvConnector",
+    "csv": "runner.connectors.files.csvtarget:CsvConnector",  # the csvfile source, and a target (files/)
+    "jsonl": "runner.connectors.files.jsonl:JsonlConnector",
+    "ldif": "runner.connectors.files.ldif:LdifConnector",
     "sql": "runner.connectors.sql:SqlConnector",
     "ldap": "runner.connectors.ldap.connector:LdapConnector",
     "scim": "runner.connectors.scim.connector:ScimConnector",

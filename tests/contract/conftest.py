@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from servers import ldap_contract
 
 from runner.connectors.base import OPERATION_KINDS, ConnectorContext
-from runner.connectors.csvfile import CsvConnector
+from runner.connectors.files.csvtarget import CsvConnector  # the registered csv type: source and target
 from runner.connectors.sql import SqlConnector
 
 from .harness import Driver, Harness, Made, requirements
