@@ -16,22 +16,30 @@ A write that fails is undone in the state store (the source record goes back to 
 is computed again), since the client was told it did not happen and will send it again.
 
 Reads (GET, queries) answer from the stored source records, without a round trip to the target;
-filters are evaluated in Python over every record of the type (fine for a first slice, not for a
-tenant of a hundred thousand users).
+a filter on ``id`` or on a unique attribute (userName, Group displayName) is a lookup in an index
+kept in memory (:class:`_Unique`), which also checks uniqueness on writes; other filters read
+every record of the type.
+
+Requests are provisioned concurrently on several lanes (``serve.concurrency``, default 4), each
+with its own state store connection and connectors; requests for one resource run one after the
+other in the order they arrive (:class:`_Objects`). What a change leaves to compute for other
+objects (references by name to a renamed object, references left out until their object existed)
+is brought along after it, as a run does (:meth:`PipelineStore._follow`).
 
 The store holds the pipeline's lock for its whole life (renewing its heartbeat), so a
-``provision run`` of the same manifest waits; requests are served one at a time (the state store
-is not thread-safe).
+``provision run`` of the same manifest waits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import queue
 import re
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +47,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runner.connectors.scim.protocol import format_time
+from runner import secrets
+from runner.connectors.base import Connector
+from runner.connectors.scim.protocol import Attr, format_time
 from runner.connectors.scimendpoint import WATERMARK
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
@@ -53,13 +63,14 @@ from runner.mapping.checks import load_with_connectors
 from runner.mapping.mapper import Mapper
 from runner.mapping.scope import compile_scope
 from runner.state import tables as t
+from runner.state.base import chunks
 from runner.state.opening import Mode, open_store
-from runner.state.store import now_iso
+from runner.state.store import StateStore, now_iso
 
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Retry, TargetRejected
 from .filters import Filter
 from .patch import Operation, apply
-from .schema import KINDS, Kind
+from .schema import ID, KINDS, Kind
 from .store import Page, Record, etag_matches
 
 log = logging.getLogger("runner.serve")
@@ -69,6 +80,8 @@ SOURCE_TYPE = "scim-endpoint"
 HEARTBEAT_SECONDS = 30.0
 #: what a 503 asks the client to wait, in seconds, when the target did not say
 RETRY_AFTER = 30
+#: requests provisioned at once, unless the manifest's ``serve.concurrency`` says otherwise
+DEFAULT_LANES = 4
 _RETRYABLE = re.compile(r"^(RetryableError|Throttled)\b")
 _ERROR_CLASS = re.compile(r"^[A-Z][A-Za-z]*(Error|Exists|Found): ")
 
@@ -95,10 +108,127 @@ class _ServeContext(RunContext):
         self.store.runs.heartbeat(self.pipeline, self.lock_id)
 
 
-class PipelineStore:
-    """The :class:`~runner.serve.store.ResourceStore` over the pipeline of ``manifest_path``."""
+class _Lane:
+    """What one request at a time works with: a connection to the state store and the connectors
+    (opened when first needed). Requests run on several lanes at once; the state store and the
+    target take their writes concurrently (SQLite serialises its short transactions, the targets'
+    round trips overlap)."""
 
-    def __init__(self, manifest_path: str | Path, *, heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+    def __init__(self, manifest_path: str | Path) -> None:
+        loaded = load_with_connectors(manifest_path)
+        self.manifest = loaded.manifest
+        self.connectors = loaded.connectors
+        self.opened: set[str] = set()
+        self.store = open_store(self.manifest, Mode.WRITE)
+
+    def close(self) -> None:
+        for name in self.opened:
+            close_connector(self.connectors[name])
+        self.opened.clear()
+        self.store.close()
+
+
+class _Objects:
+    """One lock per resource id: requests for one object run one after the other, in the order
+    they arrive (per-object ordering); requests for different objects run at once."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, *ids: str) -> Iterator[None]:
+        """Hold the locks of ``ids``, taken in sorted order (two holders of several never wait on
+        each other in a cycle)."""
+        wanted = sorted(set(ids))
+        locks = []
+        with self._guard:
+            for i in wanted:
+                lock, users = self._locks.get(i) or (threading.Lock(), 0)
+                self._locks[i] = (lock, users + 1)
+                locks.append(lock)
+        try:
+            for lock in locks:
+                lock.acquire()
+            yield
+        finally:
+            for lock in locks:
+                if lock.locked():
+                    lock.release()
+            with self._guard:
+                for i in wanted:
+                    lock, users = self._locks[i]
+                    if users == 1:
+                        del self._locks[i]
+                    else:
+                        self._locks[i] = (lock, users - 1)
+
+
+class _Unique:
+    """The values each served type keeps unique (userName; Group displayName) -> the resource
+    holding it, in memory: a create checks it without reading every stored resource, and a
+    query ``userName eq "x"`` is a lookup. Built once at start from the state store; this server
+    is its only writer (it holds the pipeline's lock). A write reserves its values before it is
+    provisioned and gives them back if it fails, so two concurrent creates of one userName
+    cannot both succeed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[str, str], dict[Any, str]] = {}
+
+    @staticmethod
+    def key(attr: Attr, value: Any) -> Any:
+        return value.casefold() if isinstance(value, str) and not attr.case_exact else value
+
+    def add(self, kind: Kind, resource_id: str, attributes: Mapping[str, Any]) -> None:
+        for attr in kind.unique:
+            if attributes.get(attr.name) is not None:
+                self._held.setdefault((kind.name, attr.name), {})[self.key(attr, attributes[attr.name])] = resource_id
+
+    def holder(self, kind: Kind, attr: Attr, value: Any) -> str | None:
+        with self._lock:
+            return self._held.get((kind.name, attr.name), {}).get(self.key(attr, value))
+
+    @contextlib.contextmanager
+    def reserve(self, kind: Kind, resource_id: str, new: Mapping[str, Any] | None,
+                old: Mapping[str, Any] | None) -> Iterator[None]:
+        """Take ``new``'s unique values for ``resource_id`` (Conflict when another holds one),
+        giving up ``old``'s; put everything back as it was when the block fails."""
+        undo: list[tuple[dict[Any, str], Any, str | None]] = []
+        with self._lock:
+            for attr in kind.unique:
+                index = self._held.setdefault((kind.name, attr.name), {})
+                value = (new or {}).get(attr.name)
+                if value is not None and index.get(self.key(attr, value), resource_id) != resource_id:
+                    raise Conflict(f"{attr.name} {value!r} is taken by {kind.name} {index[self.key(attr, value)]}")
+            for attr in kind.unique:
+                index = self._held[(kind.name, attr.name)]
+                before, after = (old or {}).get(attr.name), (new or {}).get(attr.name)
+                if before is not None and index.get(self.key(attr, before)) == resource_id:
+                    undo.append((index, self.key(attr, before), resource_id))
+                    del index[self.key(attr, before)]
+                if after is not None:
+                    undo.append((index, self.key(attr, after), index.get(self.key(attr, after))))
+                    index[self.key(attr, after)] = resource_id
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                for index, key, holder in reversed(undo):
+                    if holder is None:
+                        index.pop(key, None)
+                    else:
+                        index[key] = holder
+            raise
+
+
+class PipelineStore:
+    """The :class:`~runner.serve.store.ResourceStore` over the pipeline of ``manifest_path``;
+    ``lanes``: how many requests are provisioned at once (default: the manifest's
+    ``serve.concurrency``, else 4)."""
+
+    def __init__(self, manifest_path: str | Path, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 lanes: int | None = None) -> None:
         loaded = load_with_connectors(manifest_path)
         self.manifest = manifest = loaded.manifest
         self.connectors = loaded.connectors
@@ -116,8 +246,13 @@ class PipelineStore:
             served.append((kind, ot))
         if not served:
             raise UsageError(f"{manifest.path.name}: no object type has a {SOURCE_TYPE} source: nothing to serve")
-        self._lock = threading.Lock()
+        count = lanes or int(self.settings.get("concurrency") or DEFAULT_LANES)
+        self._lock = threading.Lock()  # the heartbeat's store (``self.store``), apart from the lanes'
         self._opened: set[str] = set()
+        self._objects = _Objects()
+        self._unique = _Unique()
+        self._lanes: queue.SimpleQueue[_Lane] = queue.SimpleQueue()
+        self._all_lanes: list[_Lane] = []
         self.store = open_store(manifest, Mode.WRITE)
         self.lock_id = f"serve-{new_run_id()}"
         self._stop = threading.Event()
@@ -135,6 +270,13 @@ class PipelineStore:
                 ensure_open(self.connectors, s.ot.target.connector, self._opened)
             self.store.commit()
             self._recover()
+            for s in self._served.values():
+                for data in _present(self.store, s):
+                    self._unique.add(s.kind, str(data["id"]), data)
+            for _ in range(max(1, count)):
+                lane = _Lane(manifest_path)
+                self._all_lanes.append(lane)
+                self._lanes.put(lane)
         except BaseException:
             self._close_all()
             raise
@@ -154,7 +296,7 @@ class PipelineStore:
                     log.exception("renewing the pipeline's lock failed")
 
     def close(self) -> None:
-        """Release the lock, close the targets and the state store."""
+        """Release the lock, close the lanes, the targets and the state store."""
         self._stop.set()
         if self._beat is not None:
             self._beat.join(timeout=5)
@@ -162,6 +304,12 @@ class PipelineStore:
             self._close_all()
 
     def _close_all(self) -> None:
+        for lane in self._all_lanes:
+            try:
+                lane.close()
+            except Exception:
+                log.exception("closing a lane failed")
+        self._all_lanes.clear()
         try:
             self.store.runs.release_lock(self.manifest.name, self.lock_id)
         except Exception:
@@ -177,40 +325,70 @@ class PipelineStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _context(self, run_id: str, entries: RecordingLog) -> RunContext:
-        ctx = _ServeContext(self.manifest, self.store, self.connectors, run_id, RunOptions(), entries)
+    def instances(self, connector: str) -> list[Connector]:
+        """Every instance of the manifest's connector ``connector``: the one recovery uses and each
+        lane's (fault injection in tests patches them all)."""
+        return [self.connectors[connector], *(lane.connectors[connector] for lane in self._all_lanes)]
+
+    @contextlib.contextmanager
+    def _lane(self) -> Iterator[_Lane]:
+        lane = self._lanes.get()
+        try:
+            yield lane
+        finally:
+            lane.store.rollback()  # nothing half-done stays open on a lane
+            self._lanes.put(lane)
+
+    def _context(self, store: StateStore, connectors: dict[str, Connector], opened: set[str], run_id: str,
+                 entries: RecordingLog) -> RunContext:
+        ctx = _ServeContext(self.manifest, store, connectors, run_id, RunOptions(), entries)
         ctx.lock_id = self.lock_id
-        ctx.opened = self._opened
+        ctx.opened = opened
         ctx.type_ids = self.type_ids
         return ctx
 
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: whether the state store answers, and the lanes free now."""
+        try:
+            with self._lane() as lane:
+                lane.store.conn.execute(sa.select(1)).scalar()
+        except Exception as exc:
+            return {"status": "down", "detail": f"the state store does not answer: {secrets.redact(str(exc))}"}
+        return {"status": "ok", "pipeline": self.manifest.name, "lanes": len(self._all_lanes)}
+
     def _recover(self) -> None:
-        """Settle what an endpoint (or run) killed in the middle of an export left in doubt, before
-        the first request: the crash recovery a run starts with (runner/engine/recovery.py), in a
-        run of kind ``serve`` recorded only when there was something to settle."""
+        """Settle what an endpoint (or run) killed in the middle of a request left behind, before
+        the first request: exports in doubt (sent, no result recorded) get the crash recovery a
+        run starts with (runner/engine/recovery.py), and writes recorded but not exported yet (a
+        kill between the two) are computed and exported, as the request would have done. In a
+        run of kind ``serve``, recorded only when there was something to settle."""
         store, manifest = self.store, self.manifest
-        doubtful = [s for s in self._served.values() if store.exports.has_in_doubt(s.type_id, "")]
-        if not doubtful:
+        actions = tuple(a for phase, _ in PHASES for a in phase)
+        left = {s.kind.name: (store.exports.has_in_doubt(s.type_id, ""), store.compute.count_dirty(s.type_id)
+                              + store.runs.count_pending(s.type_id, actions)) for s in self._served.values()}
+        store.rollback()
+        if not any(doubt or waiting for doubt, waiting in left.values()):
             return
         run_id, started = new_run_id(), now_iso()
         store.runs.start_run(run_id, manifest.name, "serve", started)
         entries = RecordingLog(store, manifest.name, run_id, log_path(manifest, None))
-        ctx = self._context(run_id, entries)
-        counts = {s.ot.name: TypeCounts() for s in doubtful}
+        ctx = self._context(store, self.connectors, self._opened, run_id, entries)
+        counts = {s.ot.name: TypeCounts() for s in self._served.values()}
         status = "failed"
         try:
-            for s in doubtful:
+            for s in self._served.values():
                 c = counts[s.ot.name]
-                anchors = {row.source_anchor for row in store.exports.in_doubt(s.type_id, run_id, None, 100_000)}
-                recover(ctx, s.ot, s.mapper, c)
-                # what recovery leaves to send again (an add the target never got) goes now, as a run sends it
-                store.compute.mark_dirty(s.type_id, sorted(anchors))
+                if left[s.kind.name][0]:
+                    anchors = [row.source_anchor for row in store.exports.in_doubt(s.type_id, run_id, None, 100_000)]
+                    recover(ctx, s.ot, s.mapper, c)
+                    # what recovery leaves to send again (an add the target never got) goes now, as a run sends it
+                    store.compute.mark_dirty(s.type_id, sorted(anchors))
+                    store.commit()
+                compute_type(ctx, s.ot, s.mapper, c, None)
                 store.commit()
-                compute_type(ctx, s.ot, s.mapper, c, None, only=anchors)
-                store.commit()
-                if store.exports.all_pending_for(s.type_id, sorted(anchors)):
+                if store.runs.count_pending(s.type_id, actions):
                     ensure_open(self.connectors, s.ot.target.connector, self._opened)
-                    export_type(ctx, s.ot, s.mapper, c, PHASES, only=anchors)
+                    export_type(ctx, s.ot, s.mapper, c, PHASES)
             entries.flush()
             status = "partial" if any(c.failed for c in counts.values()) else "ok"
         finally:
@@ -224,49 +402,45 @@ class PipelineStore:
 
     def create(self, kind: str, attributes: Mapping[str, Any]) -> Record:
         s = self._kind(kind)
-        with self._lock:
-            self._check_unique(s, attributes, None)
-            resource_id = uuid.uuid4().hex
-            now = format_time(datetime.now(UTC))
-            data = {**attributes, "id": resource_id,
-                    "meta": {"created": now, "lastModified": now, "version": 'W/"1"'}}
-            self._provision(s, resource_id, data, None)
-            return _record(s.kind.name, data)
+        resource_id = uuid.uuid4().hex
+        now = format_time(datetime.now(UTC))
+        data = {**attributes, "id": resource_id, "meta": {"created": now, "lastModified": now, "version": 'W/"1"'}}
+        with self._objects.hold(resource_id), self._unique.reserve(s.kind, resource_id, attributes, None), \
+                self._lane() as lane:
+            self._provision(lane, s, resource_id, data, None)
+        self._follow()
+        return _record(s.kind.name, data)
 
     def get(self, kind: str, resource_id: str) -> Record:
         s = self._kind(kind)
-        with self._lock:
-            return _record(s.kind.name, self._existing(s, resource_id))
+        with self._lane() as lane:
+            return _record(s.kind.name, _existing(lane.store, s, resource_id))
 
     def replace(self, kind: str, resource_id: str, attributes: Mapping[str, Any], *,
                 if_match: str | None = None) -> Record:
-        s = self._kind(kind)
-        with self._lock:
-            old = self._existing(s, resource_id)
-            _precondition(s, old, if_match)
-            return self._write(s, old, dict(attributes))
+        return self._change(kind, resource_id, if_match, lambda s, old: dict(attributes))
 
     def patch(self, kind: str, resource_id: str, operations: Sequence[Operation], *,
               if_match: str | None = None) -> Record:
-        s = self._kind(kind)
-        with self._lock:
-            old = self._existing(s, resource_id)
-            _precondition(s, old, if_match)
-            return self._write(s, old, apply(s.kind, _attributes(old), operations))
+        return self._change(kind, resource_id, if_match, lambda s, old: apply(s.kind, _attributes(old), operations))
 
     def delete(self, kind: str, resource_id: str, *, if_match: str | None = None) -> None:
         s = self._kind(kind)
-        with self._lock:
-            old = self._existing(s, resource_id)
+        with self._objects.hold(resource_id), self._lane() as lane:
+            old = _existing(lane.store, s, resource_id)
             _precondition(s, old, if_match)
-            self._provision(s, resource_id, None, old)
+            with self._unique.reserve(s.kind, resource_id, None, old):
+                self._provision(lane, s, resource_id, None, old)
+        self._follow()
 
     def query(self, kind: str, filter: Filter | None, start_index: int, count: int) -> Page:
         if kind not in self._served:  # a type this pipeline does not take has no resources (root /.search)
             return Page(0, [])
         s = self._kind(kind)
-        with self._lock:
-            records = [_record(s.kind.name, d) for d in self._present(s)]
+        with self._lane() as lane:
+            pinned = self._pinned(s, filter)
+            found = _present(lane.store, s) if pinned is None else _some(lane.store, s, pinned)
+        records = [_record(s.kind.name, d) for d in found]
         matched = [r for r in records if filter is None or filter(r.id, r.attributes)]
         matched.sort(key=lambda r: (r.created, r.id))
         start = max(1, start_index) - 1
@@ -279,52 +453,47 @@ class PipelineStore:
             raise NotFound(f"this endpoint serves no {kind} resources (no object type has {kind}s as its source)")
         return self._served[kind]
 
-    def _present(self, s: _Served) -> list[dict[str, Any]]:
-        so = t.source_objects.c
-        rows = self.store.conn.execute(sa.select(so.data).where(so.type_id == s.type_id, so.deleted.is_(False)))
-        found = [json.loads(data) for (data,) in rows]
-        self.store.rollback()  # end the read transaction
-        return found
-
-    def _existing(self, s: _Served, resource_id: str) -> dict[str, Any]:
-        so = t.source_objects.c
-        row = self.store.conn.execute(sa.select(so.data, so.deleted).where(
-            so.type_id == s.type_id, so.anchor == resource_id)).first()
-        self.store.rollback()
-        if row is None or row.deleted:
-            raise NotFound(f"{s.kind.name} {resource_id} not found")
-        return json.loads(row.data)
-
-    def _check_unique(self, s: _Served, attributes: Mapping[str, Any], resource_id: str | None) -> None:
+    def _pinned(self, s: _Served, filter: Filter | None) -> list[str] | None:
+        """The few resource ids a filter can match, from ``id`` or a unique attribute's equality
+        (the filter still decides); None when it pins none (every stored resource is read)."""
+        if filter is None:
+            return None
+        value = filter.equality(ID)
+        if isinstance(value, str):
+            return [value]
         for attr in s.kind.unique:
-            value = attributes.get(attr.name)
-            if value is None:
-                continue
-            key = value.casefold() if isinstance(value, str) and not attr.case_exact else value
-            for other in self._present(s):
-                theirs = other.get(attr.name)
-                theirs = theirs.casefold() if isinstance(theirs, str) and not attr.case_exact else theirs
-                if theirs == key and other.get("id") != resource_id:
-                    raise Conflict(f"{attr.name} {value!r} is taken by {s.kind.name} {other.get('id')}")
+            value = filter.equality(attr)
+            if value is not None:
+                holder = self._unique.holder(s.kind, attr, value)
+                return [holder] if holder else []
+        return None
 
-    def _write(self, s: _Served, old: dict[str, Any], attributes: dict[str, Any]) -> Record:
-        self._check_unique(s, attributes, old["id"])
-        meta = dict(old.get("meta") or {})
-        meta["lastModified"] = format_time(datetime.now(UTC))
-        meta["version"] = f'W/"{_version_number(meta.get("version")) + 1}"'
-        data = {**attributes, "id": old["id"], "meta": meta}
-        self._provision(s, old["id"], data, old)
+    def _change(self, kind: str, resource_id: str, if_match: str | None,
+                change: Callable[[_Served, dict[str, Any]], dict[str, Any]]) -> Record:
+        s = self._kind(kind)
+        with self._objects.hold(resource_id), self._lane() as lane:
+            old = _existing(lane.store, s, resource_id)
+            _precondition(s, old, if_match)
+            attributes = change(s, old)
+            meta = dict(old.get("meta") or {})
+            meta["lastModified"] = format_time(datetime.now(UTC))
+            meta["version"] = f'W/"{_version_number(meta.get("version")) + 1}"'
+            data = {**attributes, "id": old["id"], "meta": meta}
+            with self._unique.reserve(s.kind, resource_id, attributes, old):
+                self._provision(lane, s, resource_id, data, old)
+        self._follow()
         return _record(s.kind.name, data)
 
-    def _provision(self, s: _Served, anchor: str, data: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+    def _provision(self, lane: _Lane, s: _Served, anchor: str, data: dict[str, Any] | None,
+                   old: dict[str, Any] | None) -> None:
         """Store ``data`` as the source record of ``anchor`` (None: deleted), then compute and
         export that object in a run of kind ``serve``; raise the SCIM error its outcome calls for,
         after putting the source record back to ``old`` (None: it did not exist)."""
-        manifest, store = self.manifest, self.store
+        manifest, store = self.manifest, lane.store
         run_id, started = new_run_id(), now_iso()
         store.runs.start_run(run_id, manifest.name, "serve", started)
         entries = RecordingLog(store, manifest.name, run_id, log_path(manifest, None))
-        ctx = self._context(run_id, entries)
+        ctx = self._context(store, lane.connectors, lane.opened, run_id, entries)
         counts = TypeCounts(imported=1)
         finished = False
         try:
@@ -361,7 +530,7 @@ class PipelineStore:
         seen = len(entries.entries)
         in_scope = data is not None and bool(compile_scope(s.ot.scope)(data))
         try:
-            _, _, matcher = find_target(ctx, s.ot, s.mapper, self._opened, anchor, in_scope)
+            _, _, matcher = find_target(ctx, s.ot, s.mapper, ctx.opened, anchor, in_scope)
             compute_type(ctx, s.ot, s.mapper, counts, matcher, only={anchor})
             store.commit()
         except Exception as exc:
@@ -373,41 +542,90 @@ class PipelineStore:
             return Invalid(f"the mapping of {s.ot.name} failed for this {s.kind.name}: {failed[-1]['error']}")
         if not export or not store.exports.all_pending_for(s.type_id, [anchor]):
             return None
-        result = export_one(ctx, s.ot, s.mapper, counts, self._opened, anchor, entries)
+        result = export_one(ctx, s.ot, s.mapper, counts, ctx.opened, anchor, entries)
         if result["result"] == "ok":
-            self._follow(ctx, s, counts)
             return None
         error = str(result.get("error") or "the target did not take the change")
         if counts.error or _RETRYABLE.match(error):
             return Retry(f"the target cannot take the change now: {error}", retry_after=RETRY_AFTER)
         return TargetRejected(_ERROR_CLASS.sub("", error, count=1))
 
-
-    def _follow(self, ctx: RunContext, done: _Served, counts: TypeCounts) -> None:
-        """Bring along what the change left to compute: a rename or move leaves the objects that
-        name it by its old name (a report's ``manager`` DN, a group's ``member`` DN) marked
-        (``stale_names``); a run would send them the new name in the same run, and so does the
-        request. Their failures are in the provisioning log and their next change retries them;
-        they do not fail the request, whose own change went through."""
-        store = ctx.store
-        for s in self._served.values():
-            anchors: set[str] = set()
-            after: str | None = None
-            while rows := store.compute.dirty_rows(s.type_id, after, 500, targets=False):
-                after = rows[-1].anchor
-                anchors.update(r.anchor for r in rows)
-            if not anchors:
-                continue
-            c = counts if s is done else TypeCounts()
+    def _follow(self) -> None:
+        """Bring along what a change left to compute: a rename or move leaves the objects that
+        name it by its old name marked (a report's ``manager`` DN, a group's ``member`` DN:
+        ``stale_names``), an add the objects whose reference to it was left out while it did not
+        exist. A run would send them in the same run, and so does the request, once its own
+        object is done (holding their locks, none of its own). Their failures are in the
+        provisioning log and their next change retries them; they do not fail the request, whose
+        own change went through."""
+        with self._lane() as lane:
+            store = lane.store
+            marked = {s.kind.name: store.compute.count_dirty(s.type_id) for s in self._served.values()}
+            store.rollback()
+            if not any(marked.values()):
+                return
+            run_id, started = new_run_id(), now_iso()
+            store.runs.start_run(run_id, self.manifest.name, "serve", started)
+            entries = RecordingLog(store, self.manifest.name, run_id, log_path(self.manifest, None))
+            ctx = self._context(store, lane.connectors, lane.opened, run_id, entries)
+            counts = {s.ot.name: TypeCounts() for s in self._served.values()}
+            status = "failed"
             try:
-                compute_type(ctx, s.ot, s.mapper, c, None, only=anchors)
-                store.commit()
-                if store.exports.all_pending_for(s.type_id, sorted(anchors)):
-                    ensure_open(self.connectors, s.ot.target.connector, self._opened)
-                    export_type(ctx, s.ot, s.mapper, c, PHASES, only=anchors)
+                for s in self._served.values():
+                    if marked[s.kind.name]:
+                        self._bring_along(ctx, s, counts[s.ot.name])
+                entries.flush()
+                status = "partial" if any(c.failed for c in counts.values()) else "ok"
             except Exception:
                 store.rollback()
-                log.exception("bringing along what names a renamed %s failed", done.kind.name)
+                log.exception("bringing along what a change left to compute failed")
+            finally:
+                entries.close()
+                summary = Summary(self.manifest.name, run_id, status, started, now_iso(), counts)
+                store.runs.finish_run(run_id, status, summary.finished, summary.as_json())
+
+    def _bring_along(self, ctx: RunContext, s: _Served, counts: TypeCounts) -> None:
+        store = ctx.store
+        anchors: set[str] = set()
+        after: str | None = None
+        while rows := store.compute.dirty_rows(s.type_id, after, 500, targets=False):
+            after = rows[-1].anchor
+            anchors.update(r.anchor for r in rows)
+        store.rollback()
+        for part in chunks(sorted(anchors)):
+            with self._objects.hold(*part):
+                compute_type(ctx, s.ot, s.mapper, counts, None, only=set(part))
+                store.commit()
+                if store.exports.all_pending_for(s.type_id, part):
+                    ensure_open(ctx.connectors, s.ot.target.connector, ctx.opened)
+                    export_type(ctx, s.ot, s.mapper, counts, PHASES, only=set(part))
+
+
+def _present(store: StateStore, s: _Served) -> list[dict[str, Any]]:
+    so = t.source_objects.c
+    rows = store.conn.execute(sa.select(so.data).where(so.type_id == s.type_id, so.deleted.is_(False)))
+    found = [json.loads(data) for (data,) in rows]
+    store.rollback()  # end the read transaction
+    return found
+
+
+def _some(store: StateStore, s: _Served, anchors: list[str]) -> list[dict[str, Any]]:
+    so = t.source_objects.c
+    rows = store.conn.execute(sa.select(so.data).where(so.type_id == s.type_id, so.anchor.in_(anchors),
+                                                       so.deleted.is_(False)))
+    found = [json.loads(data) for (data,) in rows]
+    store.rollback()
+    return found
+
+
+def _existing(store: StateStore, s: _Served, resource_id: str) -> dict[str, Any]:
+    so = t.source_objects.c
+    row = store.conn.execute(sa.select(so.data, so.deleted).where(
+        so.type_id == s.type_id, so.anchor == resource_id)).first()
+    store.rollback()
+    if row is None or row.deleted:
+        raise NotFound(f"{s.kind.name} {resource_id} not found")
+    return json.loads(row.data)
 
 
 def _version_number(version: Any) -> int:

@@ -54,6 +54,13 @@ def _rows(result: Iterable[Any]) -> list[PendingExport]:
                           bool(r.held), r.failed_runs or 0) for r in result]
 
 
+class _Desc(str):
+    """A string that sorts backwards (anchors descending inside an ascending sort key)."""
+
+    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+        return str.__gt__(self, other)
+
+
 def _due(due: str | None) -> list[sa.ColumnElement[bool]]:
     """Exports a run sends when its exports are due up to ``due`` (None: all, ``--retry-now``):
     not held, next attempt reached. Plain comparisons on the row, so the keyset pages keep
@@ -106,6 +113,21 @@ class Exports(Part):
                 return rows
             depth, anchor = self._next_depth(type_id, actions, depth, deepest_first), None
         return []
+
+    def pending_among(self, type_id: int, run_id: str, actions: Sequence[Action], anchors: Collection[str],
+                      deepest_first: bool = False, due: str | None = None) -> list[PendingExport]:
+        """:meth:`pending_page` for a few named objects (one request of ``provision serve``, an
+        object previewed), in the same order, in one statement on the primary key: walking the
+        action index of every pending export of the type to keep a handful costs a request its
+        time once the type has many."""
+        pe = t.pending.c
+        found: list[PendingExport] = []
+        for part in chunks(sorted(set(anchors))):  # the action compared here: see pending_actions
+            found += [r for r in _rows(self.conn.execute(_select().where(
+                pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run.is_(None),
+                sa.or_(pe.attempted_run.is_(None), pe.attempted_run != run_id), *_due(due)))) if r.action in actions]
+        return sorted(found, key=(lambda r: (-r.depth, _Desc(r.source_anchor))) if deepest_first
+                      else (lambda r: (r.depth, r.source_anchor)))
 
     def _next_depth(self, type_id: int, actions: Sequence[Action], depth: int | None, deepest_first: bool) -> int | None:
         """The next name depth holding pending exports of ``actions`` after ``depth`` (None: the

@@ -237,7 +237,8 @@ def test_metrics_take_a_credential_when_not_public_and_count_the_refusals(served
     assert grew("provision_serve_unauthorized_requests_total", reason="expired") == 2
     assert grew("provision_serve_unauthorized_requests_total", reason="audience") == 1
     assert grew("provision_serve_requests_total", resource_type="Group", method="GET", status="401") == 3
-    assert requests.get(f"{served.url}/health", timeout=30).json() == {"status": "ok"}  # health stays open
+    health = requests.get(f"{served.url}/health", timeout=30).json()  # health stays open, and says what serves
+    assert health == {"status": "ok", "pipeline": "entra-oauth", "lanes": 4}
 
 
 def test_the_servers_log_never_holds_a_credential(served: PipelineEndpoint) -> None:

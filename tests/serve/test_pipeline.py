@@ -280,7 +280,8 @@ def failing_apply(error: Exception | BaseException) -> Any:
 
 def test_a_retryable_failure_is_503_and_nothing_is_kept(pipeline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with PipelineStore(pipeline) as store:
-        monkeypatch.setattr(store.connectors["app"], "apply", failing_apply(RetryableError("deadlock", retry_after=0.01)))
+        for connector in store.instances("app"):
+            monkeypatch.setattr(connector, "apply", failing_apply(RetryableError("deadlock", retry_after=0.01)))
         with pytest.raises(Retry) as raised:
             store.create("User", USER)
         assert "deadlock" in raised.value.detail and raised.value.headers["Retry-After"] == str(RETRY_AFTER)
@@ -291,7 +292,8 @@ def test_a_retryable_failure_is_503_and_nothing_is_kept(pipeline: Path, monkeypa
 def test_an_unreachable_target_is_503(pipeline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with PipelineStore(pipeline) as store:
         created = store.create("User", USER)
-        monkeypatch.setattr(store.connectors["app"], "apply", failing_apply(ConnectionFailed("the database is gone")))
+        for connector in store.instances("app"):
+            monkeypatch.setattr(connector, "apply", failing_apply(ConnectionFailed("the database is gone")))
         with pytest.raises(Retry, match="the database is gone"):
             store.replace("User", created.id, {**USER, "name": {"givenName": "Changed"}})
         assert store.get("User", created.id).attributes["name"] == USER["name"]  # as it was
@@ -311,7 +313,8 @@ def test_a_mapping_failure_is_400(pipeline: Path) -> None:
 def test_an_export_killed_midway_is_recovered_when_the_endpoint_starts_again(
         pipeline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with PipelineStore(pipeline) as store:
-        monkeypatch.setattr(store.connectors["app"], "apply", failing_apply(Killed()))
+        for connector in store.instances("app"):
+            monkeypatch.setattr(connector, "apply", failing_apply(Killed()))
         with pytest.raises(Killed):
             store.create("User", USER)
     assert target_rows(pipeline.parent) == []

@@ -29,9 +29,12 @@ class PipelineEndpoint(ScimEndpoint):
     """A running ``provision serve`` and a session that authenticates to it."""
 
     @classmethod
-    def start_serving(cls, manifest: Path, folder: Path, *, token: str = TOKEN) -> PipelineEndpoint:
+    def start_serving(cls, manifest: Path, folder: Path, *, token: str = TOKEN,
+                      wrapper: list[str] | None = None) -> PipelineEndpoint:
+        """``wrapper``: a script and its arguments that run the CLI instead of ``-m runner``
+        (``tests/faults/killpoint.py N KILL``)."""
         port = free_port()
-        command = [sys.executable, "-m", "runner", "serve", str(manifest), "--port", str(port)]
+        command = [sys.executable, *(wrapper or ["-m", "runner"]), "serve", str(manifest), "--port", str(port)]
         env = {**os.environ, TOKEN_ENV: token, "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         health = f"http://127.0.0.1:{port}{BASE_PATH}/health"

@@ -58,6 +58,7 @@ from runner.engine.export.operations import Operations
 from runner.engine.export.record import SLOWEST, Recorder
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper
+from runner.state.records import PendingExport
 
 __all__ = ["DELETES", "FORWARD", "PHASES", "export_type"]
 
@@ -141,14 +142,22 @@ class _Exporter:
         self.recorder = Recorder(ctx, ot, mapper, counts)
         self.flight = Flight(ctx, ot, self.recorder)
 
+    def _page(self, actions: Sequence[str], after: tuple[int, str] | None, deepest_first: bool) -> list[PendingExport]:
+        """The next page of pending exports; a few named objects (``only``) come in one page."""
+        exports = self.store.exports
+        if self.only is not None and len(self.only) <= BATCH:
+            return [] if after is not None else exports.pending_among(
+                self.type_id, self.ctx.run_id, actions, self.only, deepest_first, due=self.ctx.due)
+        return exports.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first,
+                                    due=self.ctx.due)
+
     def sweep(self, actions: Sequence[str], deepest_first: bool, force: bool) -> tuple[int, int]:
         """One pass over the pending exports not yet tried this run. Returns (sent, still waiting)."""
         flight, recorder = self.flight, self.recorder
         sent = waiting = 0
         recorder.again = 0
         after: tuple[int, str] | None = None
-        while rows := self.store.exports.pending_page(self.type_id, self.ctx.run_id, actions, after, BATCH, deepest_first,
-                                                      due=self.ctx.due):
+        while rows := self._page(actions, after, deepest_first):
             last = rows[-1]
             after = (-last.depth if deepest_first else last.depth, last.source_anchor)
             remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
