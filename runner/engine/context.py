@@ -36,6 +36,7 @@ class TypeCounts:
     # what a reconciliation found, per situation (linked, drifted, missing, ...); None: none ran
     reconciled: dict[str, int] | None = None
     error: str | None = None  # set when the whole pass stopped (connection failed)
+    unavailable: bool = False  # it stopped because a system could not be reached or refused the credentials
     # rules under review (proposed:): per attribute, objects whose value would differ, and examples
     proposed: dict[str, Any] | None = None
     out_of_scope: int = 0  # objects the source has outside the scope, with nothing to do (apart from unchanged)
@@ -55,7 +56,7 @@ class TypeCounts:
         if out["error"] is None:
             del out["error"]
         for key in ("recovered", "held", "waiting", "blocked", "guard", "reconciled", "proposed", "not_sent",
-                    "first_failures", "slowest"):
+                    "first_failures", "slowest", "unavailable"):
             if key in out and not out[key]:
                 del out[key]
         return out
@@ -141,6 +142,9 @@ class RunContext:
     progress: Progress = SILENT  # how far each pass is (engine/progress.py); the CLI shows it
     # type -> approved objects the deletion guard lets through while it holds the others (engine/safety.py)
     released: dict[str, set[str]] = field(default_factory=dict)
+    # (type, source anchor) -> the connector's error for an export that failed this run; kept only
+    # when a caller asks (provision serve answers with it: 503 and its Retry-After, or the rejection)
+    errors: dict[tuple[str, str], Exception] | None = None
     # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)
     drifted_before: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 

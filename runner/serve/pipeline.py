@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import queue
 import re
 import threading
@@ -48,7 +49,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner import secrets
-from runner.connectors.base import Connector
+from runner.connectors.base import Connector, ConnectorError, RetryableError
 from runner.connectors.scim.protocol import Attr, format_time
 from runner.connectors.scimendpoint import WATERMARK
 from runner.engine.compute import compute_type
@@ -67,7 +68,7 @@ from runner.state.base import chunks
 from runner.state.opening import Mode, open_store
 from runner.state.store import StateStore, now_iso
 
-from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Retry, TargetRejected
+from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Retry, ScimError, TargetRejected
 from .filters import Filter
 from .patch import Operation, apply
 from .schema import ID, KINDS, Kind
@@ -82,8 +83,6 @@ HEARTBEAT_SECONDS = 30.0
 RETRY_AFTER = 30
 #: requests provisioned at once, unless the manifest's ``serve.concurrency`` says otherwise
 DEFAULT_LANES = 4
-_RETRYABLE = re.compile(r"^(RetryableError|Throttled)\b")
-_ERROR_CLASS = re.compile(r"^[A-Z][A-Za-z]*(Error|Exists|Found): ")
 
 
 @dataclass(frozen=True)
@@ -542,13 +541,12 @@ class PipelineStore:
             return Invalid(f"the mapping of {s.ot.name} failed for this {s.kind.name}: {failed[-1]['error']}")
         if not export or not store.exports.all_pending_for(s.type_id, [anchor]):
             return None
+        ctx.errors = {}
         result = export_one(ctx, s.ot, s.mapper, counts, ctx.opened, anchor, entries)
         if result["result"] == "ok":
             return None
-        error = str(result.get("error") or "the target did not take the change")
-        if counts.error or _RETRYABLE.match(error):
-            return Retry(f"the target cannot take the change now: {error}", retry_after=RETRY_AFTER)
-        return TargetRejected(_ERROR_CLASS.sub("", error, count=1))
+        return _answer(ctx.errors.get((s.ot.name, anchor)), counts.error,
+                       str(result.get("error") or "the target did not take the change"))
 
     def _follow(self) -> None:
         """Bring along what a change left to compute: a rename or move leaves the objects that
@@ -626,6 +624,21 @@ def _existing(store: StateStore, s: _Served, resource_id: str) -> dict[str, Any]
     if row is None or row.deleted:
         raise NotFound(f"{s.kind.name} {resource_id} not found")
     return json.loads(row.data)
+
+
+def _answer(error: Exception | None, stopped: str | None, text: str) -> ScimError:
+    """The SCIM error for an export that failed, by what failed: the connection (``stopped``: the
+    pass stopped) or a retryable error (a timeout, a deadlock, throttling) is 503 with the
+    target's own ``Retry-After`` when it gave one; anything else the target refused is its
+    message, which Entra shows in its provisioning logs."""
+    if stopped is not None:
+        return Retry(f"the target cannot take the change now: {stopped}", retry_after=RETRY_AFTER)
+    if isinstance(error, RetryableError):
+        wait = RETRY_AFTER if error.retry_after is None else max(1, math.ceil(error.retry_after))
+        return Retry(f"the target cannot take the change now: {error}", retry_after=wait)
+    if isinstance(error, ConnectorError):
+        return TargetRejected(str(error) or text)
+    return TargetRejected(text)  # failed before reaching the target (a value it could not derive)
 
 
 def _version_number(version: Any) -> int:

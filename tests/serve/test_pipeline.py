@@ -23,8 +23,15 @@ import pytest
 from servers.pipelineendpoint import TOKEN_ENV, PipelineEndpoint
 from servers.scimendpoint import TOKEN
 
-from runner.connectors.base import ConnectionFailed, ConnectorError, Result, RetryableError
-from runner.serve.errors import Invalid, Retry
+from runner.connectors.base import (
+    ConnectionFailed,
+    ConnectorError,
+    PermanentError,
+    Result,
+    RetryableError,
+    Throttled,
+)
+from runner.serve.errors import Invalid, Retry, TargetRejected
 from runner.serve.patch import parse_patch
 from runner.serve.pipeline import RETRY_AFTER, PipelineStore
 from runner.serve.schema import KINDS
@@ -284,9 +291,35 @@ def test_a_retryable_failure_is_503_and_nothing_is_kept(pipeline: Path, monkeypa
             monkeypatch.setattr(connector, "apply", failing_apply(RetryableError("deadlock", retry_after=0.01)))
         with pytest.raises(Retry) as raised:
             store.create("User", USER)
-        assert "deadlock" in raised.value.detail and raised.value.headers["Retry-After"] == str(RETRY_AFTER)
+        # the target said when to come back (0.01 s): the client is told a whole second, not a fixed 30
+        assert "deadlock" in raised.value.detail and raised.value.headers["Retry-After"] == "1"
         assert store.query("User", None, 1, 10).total == 0  # the client sends it again: no duplicate is kept
     assert target_rows(pipeline.parent) == []
+
+
+def test_a_throttled_target_passes_its_retry_after_on(pipeline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with PipelineStore(pipeline) as store:
+        for connector in store.instances("app"):
+            monkeypatch.setattr(connector, "apply", failing_apply(Throttled("429 from the app", retry_after=0.02)))
+        monkeypatch.setattr("runner.engine.export.record.MAX_RETRIES", 0)  # the run gives up at once
+        with pytest.raises(Retry) as raised:
+            store.create("User", USER)
+        assert raised.value.headers["Retry-After"] == "1" and "429 from the app" in raised.value.detail
+        for connector in store.instances("app"):
+            monkeypatch.setattr(connector, "apply", failing_apply(RetryableError("lock wait timeout")))
+        with pytest.raises(Retry) as raised:  # no time given: the endpoint's own
+            store.create("User", USER)
+        assert raised.value.headers["Retry-After"] == str(RETRY_AFTER)
+
+
+def test_a_refusal_is_the_targets_message_without_the_error_class(pipeline: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with PipelineStore(pipeline) as store:
+        for connector in store.instances("app"):
+            monkeypatch.setattr(connector, "apply", failing_apply(PermanentError("the app refuses user names with @")))
+        with pytest.raises(TargetRejected) as raised:
+            store.create("User", USER)
+        assert raised.value.detail == "the app refuses user names with @"
 
 
 def test_an_unreachable_target_is_503(pipeline: Path, monkeypatch: pytest.MonkeyPatch) -> None:

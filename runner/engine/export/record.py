@@ -179,6 +179,8 @@ class Recorder:
 
     def _record_failure(self, row: PendingExport, action: str, error: ConnectorError | None) -> bool:
         done = self.done
+        if self.ctx.errors is not None and error is not None:
+            self.ctx.errors[(self.ot.name, row.source_anchor)] = error
         if isinstance(error, NotFound) and action in (Action.UPDATE, Action.DISABLE, Action.RENAME, Action.SET_PASSWORD):
             # gone from the target (deleted by hand): the link goes, and the run computes and
             # sends it again as an add (export_type returns these)
