@@ -81,6 +81,7 @@ SOURCE_TYPE = "scim-endpoint"
 HEARTBEAT_SECONDS = 30.0
 #: what a 503 asks the client to wait, in seconds, when the target did not say
 RETRY_AFTER = 30
+_OK = {"POST": 201, "DELETE": 204}  # the status of a write that went through, when not 200
 #: requests provisioned at once, unless the manifest's ``serve.concurrency`` says otherwise
 DEFAULT_LANES = 4
 
@@ -406,7 +407,7 @@ class PipelineStore:
         data = {**attributes, "id": resource_id, "meta": {"created": now, "lastModified": now, "version": 'W/"1"'}}
         with self._objects.hold(resource_id), self._unique.reserve(s.kind, resource_id, attributes, None), \
                 self._lane() as lane:
-            self._provision(lane, s, resource_id, data, None)
+            self._provision(lane, s, resource_id, data, None, "POST")
         self._follow()
         return _record(s.kind.name, data)
 
@@ -417,11 +418,12 @@ class PipelineStore:
 
     def replace(self, kind: str, resource_id: str, attributes: Mapping[str, Any], *,
                 if_match: str | None = None) -> Record:
-        return self._change(kind, resource_id, if_match, lambda s, old: dict(attributes))
+        return self._change(kind, resource_id, if_match, "PUT", lambda s, old: dict(attributes))
 
     def patch(self, kind: str, resource_id: str, operations: Sequence[Operation], *,
               if_match: str | None = None) -> Record:
-        return self._change(kind, resource_id, if_match, lambda s, old: apply(s.kind, _attributes(old), operations))
+        return self._change(kind, resource_id, if_match, "PATCH",
+                            lambda s, old: apply(s.kind, _attributes(old), operations))
 
     def delete(self, kind: str, resource_id: str, *, if_match: str | None = None) -> None:
         s = self._kind(kind)
@@ -429,7 +431,7 @@ class PipelineStore:
             old = _existing(lane.store, s, resource_id)
             _precondition(s, old, if_match)
             with self._unique.reserve(s.kind, resource_id, None, old):
-                self._provision(lane, s, resource_id, None, old)
+                self._provision(lane, s, resource_id, None, old, "DELETE")
         self._follow()
 
     def query(self, kind: str, filter: Filter | None, start_index: int, count: int) -> Page:
@@ -467,7 +469,7 @@ class PipelineStore:
                 return [holder] if holder else []
         return None
 
-    def _change(self, kind: str, resource_id: str, if_match: str | None,
+    def _change(self, kind: str, resource_id: str, if_match: str | None, operation: str,
                 change: Callable[[_Served, dict[str, Any]], dict[str, Any]]) -> Record:
         s = self._kind(kind)
         with self._objects.hold(resource_id), self._lane() as lane:
@@ -479,15 +481,17 @@ class PipelineStore:
             meta["version"] = f'W/"{_version_number(meta.get("version")) + 1}"'
             data = {**attributes, "id": old["id"], "meta": meta}
             with self._unique.reserve(s.kind, resource_id, attributes, old):
-                self._provision(lane, s, resource_id, data, old)
+                self._provision(lane, s, resource_id, data, old, operation)
         self._follow()
         return _record(s.kind.name, data)
 
     def _provision(self, lane: _Lane, s: _Served, anchor: str, data: dict[str, Any] | None,
-                   old: dict[str, Any] | None) -> None:
+                   old: dict[str, Any] | None, operation: str) -> None:
         """Store ``data`` as the source record of ``anchor`` (None: deleted), then compute and
         export that object in a run of kind ``serve``; raise the SCIM error its outcome calls for,
-        after putting the source record back to ``old`` (None: it did not exist)."""
+        after putting the source record back to ``old`` (None: it did not exist). The client's
+        ``operation`` (POST, PUT, PATCH, DELETE) and its answer join the provisioning log, after
+        what the export did (``scim PATCH``, ok or failed with the detail the client got)."""
         manifest, store = self.manifest, lane.store
         run_id, started = new_run_id(), now_iso()
         store.runs.start_run(run_id, manifest.name, "serve", started)
@@ -501,6 +505,9 @@ class PipelineStore:
             if failure is not None:  # the client is told it did not happen: the state store forgets it too
                 self._import(ctx, s, anchor, old)
                 self._sync(ctx, s, anchor, old, TypeCounts(), entries, export=False)
+            entries.add(s.ot.name, anchor, f"scim {operation}", "ok" if failure is None else "failed",
+                        changes={"answer": {"new": failure.status if failure else _OK.get(operation, 200)}},
+                        error=None if failure is None else failure.detail)
             entries.flush()
             finish_run(store, manifest, s.ot, run_id, started, counts)
             finished = True

@@ -411,3 +411,21 @@ def test_groups_and_their_members_reach_the_target(pipeline: Path) -> None:
         store.delete("Group", group.id)
         with sqlite3.connect(folder / "app.db") as db:
             assert db.execute("SELECT count(*) FROM groups").fetchone() == (0,)
+
+
+def test_each_request_is_in_the_provisioning_log_with_the_clients_operation(pipeline: Path, provision: Any) -> None:
+    with PipelineStore(pipeline) as store:
+        created = store.create("User", USER)
+        store.patch("User", created.id, parse_patch(KINDS["User"], {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "name.givenName", "value": "Logged"}]}))
+        with pytest.raises(TargetRejected):
+            store.patch("User", created.id, parse_patch(KINDS["User"], {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "Remove", "path": "emails"}]}))  # email NOT NULL: the mapping clears it
+    found = provision("logs", pipeline, "--anchor", created.id, "--output", "json")
+    assert found.code == 0, found.err
+    steps = [(e["action"], e["result"]) for e in json.loads(found.out)["entries"]]
+    assert ("add", "ok") in steps and ("scim POST", "ok") in steps
+    assert ("update", "ok") in steps and ("scim PATCH", "ok") in steps
+    assert ("scim PATCH", "failed") in steps
