@@ -1,21 +1,27 @@
 """Command line: parse arguments, call the engine, print, map outcomes to exit codes.
 
-Exit codes (docs/reliability.md, "Environment problems and exit codes"):
+Exit codes, the same for every command (docs/operations.md, "Exit codes", is the one table):
 
 - 0 all good;
-- 1 some objects failed, or a pass stopped (a source or target could not be read or opened);
-- 2 invalid manifest or usage: nothing ran;
+- 1 some objects failed, or a pass stopped for what a system answered (a CSV export cut short,
+  a table that is missing);
+- 2 invalid manifest or usage, or an optional package the manifest needs is not installed
+  (``pip install 'provision[postgres]'``): nothing ran;
 - 3 stopped: the pipeline's lock is held, a safety rule tripped, or the run reached its
   ``--time-limit`` (what was in flight is recorded; the next run carries on);
 - 4 environment or state problem: the state store is locked by another process past the busy
   timeout, read-only, unreadable, damaged or from a newer provision; a disk is full; a file
   cannot be written. Fix the machine and run again: what was committed is kept;
+- 5 a system could not be reached, the connection to it was lost, or it refused the
+  credentials (also when objects failed besides: the more urgent page);
 - 130 / 143 interrupted by SIGINT / SIGTERM (what was in flight is recorded; the next run
   carries on);
 - 141 the output pipe was closed early (``provision plan | head``): quietly, like other tools
   killed by SIGPIPE; the command itself had finished its work.
 
-Never a traceback for these; "internal error" (exit 1) is kept for bugs.
+Never a traceback for these; "internal error" (exit 1) is kept for bugs. With ``--output json``
+(every command has it) stdout holds exactly one JSON document, errors included:
+``{"error": ..., "exit_code": N}``.
 """
 
 from __future__ import annotations
@@ -35,14 +41,24 @@ from typing import Any
 
 from runner import __version__, durations, secrets
 from runner.actions import Action
-from runner.errors import ManifestError, ProvisionError, StoppedError
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_STOPPED = 0, 1, 2, 3
-EXIT_ENVIRONMENT = 4  # runner.errors.StateError, a full disk, a file that cannot be written
-EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as the shell reports a tool killed by it
+from runner.errors import (  # noqa: F401 - the EXIT_* names are the command line's, for those who import them
+    EXIT_BROKEN_PIPE,
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_STOPPED,
+    EXIT_UNAVAILABLE,
+    ManifestError,
+    ProvisionError,
+    StoppedError,
+    missing_dependency,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _Parser.json_errors = _wants_json(argv)
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
@@ -53,31 +69,89 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # EPIPE: the reader went away (provision plan | head)
         return _broken_pipe()
     except ManifestError as exc:
-        for problem in exc.problems:
-            print(secrets.redact(str(problem)), file=sys.stderr)
-        return EXIT_INVALID
+        return _invalid(args, exc)
     except StoppedError as exc:
-        if getattr(args, "output", "text") == "json":
-            print(json.dumps({"pipeline": None, "run_id": None, "status": "stopped",
-                              "error": secrets.redact(str(exc))}))
-        print(f"provision: stopped: {secrets.redact(str(exc))}", file=sys.stderr)
+        message = secrets.redact(str(exc))
+        if _json(args):
+            print(json.dumps({"pipeline": None, "run_id": None, "status": "stopped", "error": message,
+                              "exit_code": EXIT_STOPPED}))
+        print(f"provision: stopped: {message}", file=sys.stderr)
         return EXIT_STOPPED
     except ProvisionError as exc:
-        print(f"provision: {secrets.redact(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        return _error(args, str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        print("provision: interrupted", file=sys.stderr)
-        return 130
+        return _error(args, "interrupted", 130)
     except OSError as exc:  # the machine, not provision: a full disk, a file that cannot be written
-        print(f"provision: {secrets.redact(_os_problem(exc))}", file=sys.stderr)
-        return EXIT_ENVIRONMENT
+        return _error(args, _os_problem(exc), EXIT_ENVIRONMENT)
+    except ImportError as exc:  # an optional package (an extra) that is not installed, or a bug
+        missing = missing_dependency(exc)
+        if missing is not None:
+            return _error(args, str(missing), missing.exit_code)
+        return _internal_error(args, exc)
     except Exception as exc:  # a bug: say so plainly, traceback only on request
-        print(f"provision: internal error: {type(exc).__name__}: {secrets.redact(str(exc))}", file=sys.stderr)
-        if os.environ.get("PROVISION_DEBUG"):
-            print(secrets.redact(traceback.format_exc()), file=sys.stderr)
-        else:
-            print("provision: set PROVISION_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
-        return EXIT_FAILED
+        return _internal_error(args, exc)
+
+
+def _internal_error(args: argparse.Namespace, exc: BaseException) -> int:
+    code = _error(args, f"internal error: {type(exc).__name__}: {exc}", EXIT_FAILED)
+    if os.environ.get("PROVISION_DEBUG"):
+        print(secrets.redact(traceback.format_exc()), file=sys.stderr)
+    else:
+        print("provision: set PROVISION_DEBUG=1 for the traceback, and please report it", file=sys.stderr)
+    return code
+
+
+def _json(args: argparse.Namespace) -> bool:
+    return getattr(args, "output", "text") == "json"
+
+
+def _error(args: argparse.Namespace | None, message: str, code: int, **more: Any) -> int:
+    """Say what went wrong on stderr and return ``code``; with ``--output json``, also as
+    ``{"error": ..., "exit_code": N}`` on stdout, so a script always gets one JSON document."""
+    message = secrets.redact(message)
+    print(f"provision: {message}", file=sys.stderr)
+    if args is not None and _json(args):
+        print(secrets.redact(json.dumps({"error": message, "exit_code": code, **more}, ensure_ascii=False,
+                                        default=str)))
+    return code
+
+
+def _invalid(args: argparse.Namespace, exc: ManifestError) -> int:
+    """An invalid manifest: one ``FILE:LINE:COL: path: message`` line per problem on stderr (and
+    the problems as JSON on stdout with ``--output json``)."""
+    for problem in exc.problems:
+        print(secrets.redact(str(problem)), file=sys.stderr)
+    if _json(args):
+        print(secrets.redact(json.dumps({"error": "invalid manifest", "exit_code": EXIT_INVALID,
+                                         "problems": _problems_json(exc.problems)}, ensure_ascii=False)))
+    return EXIT_INVALID
+
+
+def _problems_json(problems: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"file": p.file, "line": p.line, "column": p.column, "path": p.path, "message": p.message}
+            for p in problems]
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON output, read before argparse (so that a usage
+    error is answered in JSON too)."""
+    for i, arg in enumerate(argv):
+        if arg in ("--output=json", "--format=json"):
+            return True
+        if arg in ("--output", "--format") and i + 1 < len(argv) and argv[i + 1] == "json":
+            return True
+    return False
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error also printed as JSON on stdout under ``--output json``."""
+
+    json_errors = False
+
+    def error(self, message: str) -> Any:
+        if _Parser.json_errors:
+            print(json.dumps({"error": f"{self.prog}: {message}", "exit_code": EXIT_INVALID}))
+        super().error(message)
 
 
 def _broken_pipe() -> int:
@@ -158,8 +232,9 @@ class _RedactFilter(logging.Filter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="provision", description="Declarative identity provisioning.")
-    parser.add_argument("--version", action="version", version=f"provision {__version__}")
+    parser = _Parser(prog="provision", description="Declarative identity provisioning.")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="the version, Python's, and each installed connector with its distribution and version")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check manifests; one line per problem")
@@ -260,6 +335,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="progress messages on stderr")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("hook", help="for pre-commit (.pre-commit-hooks.yaml, docs/ci.md): validate, or run the "
+                                    "mapping tests of, the manifests the given files concern; other files are skipped")
+    p.add_argument("check", choices=("validate", "test"))
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                   help="changed files: manifests, mapping files and mapping tests count; a mapping file or test "
+                        "file brings the manifests (of this git work tree) that use it")
+    p.set_defaults(func=cmd_hook)
+
     p = sub.add_parser("test", help="run the mapping tests kept beside a manifest; no connector is contacted")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
                    help="a manifest (its tests: and *.mapping-tests.yaml beside it) or a .mapping-tests.yaml file")
@@ -337,13 +420,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, metavar="FILE")
     p.set_defaults(func=cmd_release)
 
+    p = sub.add_parser("demo", usage="provision demo [NAME] [--port N] [-- COMMAND ...]",
+                       help="run an example on this machine: a throwaway server for it (slapd, scim2-server, "
+                            "json-server, SOAP, PostgreSQL) on 127.0.0.1 in the foreground, the variables it needs "
+                            "printed, all of it stopped and removed on Ctrl-C (docs/examples.md)")
+    p.add_argument("demo_args", nargs=argparse.REMAINDER, metavar="NAME [--port N] [-- COMMAND ...]",
+                   help="the example (ldap, scim, rest, soap, postgresql, ...; none: the list); --port: the "
+                        "server's port; a COMMAND after -- runs with the variables set, then everything stops")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("connectors", help="installed connectors, their versions and capabilities")
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_connectors)
 
-    p = sub.add_parser("schema", help="print the manifest JSON Schema (for editors)")
-    p.add_argument("--mapping", action="store_true", help="the mapping-file schema instead")
-    p.add_argument("--mapping-tests", action="store_true", help="the mapping-tests file schema instead")
+    p = sub.add_parser("schema", help="print or write a JSON Schema for editors (docs/editors.md): the manifest's, "
+                                      "a mapping file's or a mapping-tests file's")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--kind", choices=SCHEMA_KINDS, help="which schema (default: manifest)")
+    kind.add_argument("--mapping", action="store_const", dest="kind", const="mapping", help="same as --kind mapping")
+    kind.add_argument("--mapping-tests", action="store_const", dest="kind", const="mapping-tests",
+                      help="same as --kind mapping-tests")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="write it to FILE instead of printing it, with the schemas it refers to beside it")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("schedule", help="print what runs a pipeline on a schedule: a crontab line, a systemd "
@@ -375,13 +473,45 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR", help="write the files into DIR instead of printing them")
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_schedule)
-    for command in sub.choices.values():  # -v and -q mean the same on every command
+    for command in sub.choices.values():  # -v, -q and --output mean the same on every command
         have = {option for action in command._actions for option in action.option_strings}
         if "--verbose" not in have:
             command.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
         if "--quiet" not in have:
             command.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+        if "--output" not in have:
+            command.add_argument("--output", choices=("text", "json"), default="text",
+                                 help="json: one JSON document on stdout (errors too: {\"error\", \"exit_code\"})")
     return parser
+
+
+class _Version(argparse.Action):
+    """``provision --version``: provision's version, Python's, and every installed connector type
+    with the distribution that brings it and its version (a plugin's from its entry point)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print("\n".join(version_lines()))
+        parser.exit()
+
+
+def version_lines() -> list[str]:
+    """What ``provision --version`` prints."""
+    import platform
+
+    from runner.connectors.base import INTERFACE_VERSION
+    from runner.connectors.registry import extras, installed
+
+    lines = [f"provision {__version__} (connector interface {INTERFACE_VERSION})",
+             f"Python {platform.python_version()} ({sys.executable})", "connectors:"]
+    found = sorted(installed().values(), key=lambda i: i.type_name)
+    width = max((len(i.type_name) for i in found), default=0)
+    lines += [f"  {i.type_name:<{width}}  {i.version} ({i.distribution})" for i in found]
+    lines.append("extras:")
+    for name, (packages, missing) in extras().items():
+        state = f"missing: pip install 'provision[{name}]'" if missing else ", ".join(packages)
+        lines.append(f"  {name:<{width}}  {state}")
+    return lines
 
 
 def _view_arguments(p: argparse.ArgumentParser) -> None:
@@ -413,21 +543,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from runner.mapping.checks import load
 
     status = EXIT_OK
+    files: list[dict[str, Any]] = []
     for file in args.files:
+        shown: dict[str, Any] = {"file": str(file), "online": args.online}
+        files.append(shown)
         try:
             problems = online_problems(file) if args.online else (load(file) and [])
         except ManifestError as exc:
             problems = exc.problems
-        except Unreachable as exc:
-            print(f"provision: {file}: {exc} (validate --online needs the systems reachable)", file=sys.stderr)
-            status = max(status, EXIT_ENVIRONMENT)
+        except Unreachable as exc:  # 5: the system is down or refused the login; 4: it answered wrong
+            code = EXIT_UNAVAILABLE if exc.unavailable else EXIT_ENVIRONMENT
+            message = secrets.redact(f"{file}: {exc} (validate --online needs the systems reachable)")
+            print(f"provision: {message}", file=sys.stderr)
+            shown.update(ok=False, error=message, exit_code=code)
+            status = max(status, code)
             continue
         for problem in problems:
             print(secrets.redact(str(problem)), file=sys.stderr)
+        shown.update(ok=not problems, problems=_problems_json(problems))
         if problems:
             status = max(status, EXIT_INVALID)
-        else:
+        elif not _json(args):
             print(f"{file}: ok" + (" (checked against the systems)" if args.online else ""))
+    if _json(args):
+        print(secrets.redact(json.dumps({"ok": status == EXIT_OK, "exit_code": status, "files": files},
+                                        ensure_ascii=False)))
     return status
 
 
@@ -438,15 +578,11 @@ def cmd_discover(args: argparse.Namespace) -> int:
     try:
         found = discover(args.file, args.connector)
     except ManifestError as exc:
-        for problem in exc.problems:
-            print(secrets.redact(str(problem)), file=sys.stderr)
-        return EXIT_INVALID
+        return _invalid(args, exc)
     except ConfigurationError as exc:
-        print(f"provision: {secrets.redact(str(exc))}", file=sys.stderr)
-        return EXIT_INVALID
+        return _error(args, str(exc), EXIT_INVALID)
     except Unreachable as exc:
-        print(f"provision: {exc}", file=sys.stderr)
-        return EXIT_ENVIRONMENT
+        return _error(args, str(exc), EXIT_UNAVAILABLE if exc.unavailable else EXIT_ENVIRONMENT)
     if args.output == "json":
         print(secrets.redact(json.dumps([d.as_json() for d in found], ensure_ascii=False, default=str)))
         return EXIT_OK
@@ -748,30 +884,44 @@ def cmd_test(args: argparse.Namespace) -> int:
     from runner.mapping.testing import entra_note, load_suite, run_suite
 
     status = EXIT_OK
+    files: list[dict[str, Any]] = []
     for file in args.files:
+        shown: dict[str, Any] = {"file": str(file)}
+        files.append(shown)
         try:
             suite = load_suite(file)
         except ManifestError as exc:
             for problem in exc.problems:
                 print(secrets.redact(str(problem)), file=sys.stderr)
+            shown.update(error="invalid manifest or mapping tests", problems=_problems_json(exc.problems))
             status = EXIT_INVALID
             continue
         if not suite.tests:
-            print(f"provision: {file}: no mapping tests (add tests: to the manifest, or "
-                  f"{file.stem}.mapping-tests.yaml beside it)", file=sys.stderr)
+            message = (f"{file}: no mapping tests (add tests: to the manifest, or "
+                       f"{file.stem}.mapping-tests.yaml beside it)")
+            print(f"provision: {message}", file=sys.stderr)
+            shown["error"] = message
             status = EXIT_INVALID
             continue
         outcomes = run_suite(suite)
+        failed = sum(not o.passed for o in outcomes)
+        shown.update(tests=[{"name": o.test.label, "where": o.test.where, "passed": o.passed,
+                             "differences": o.differences} for o in outcomes],
+                     passed=len(outcomes) - failed, failed=failed)
+        if failed and status == EXIT_OK:
+            status = EXIT_FAILED
+        if _json(args):
+            continue
         for outcome in outcomes:
             mark = "ok  " if outcome.passed else "FAIL"
             lines = [f"{mark}  {outcome.test.label}  ({outcome.test.where}){entra_note(outcome.test)}"]
             lines += [f"        {d}" for d in outcome.differences]
             print(secrets.redact("\n".join(lines)))
-        failed = sum(not o.passed for o in outcomes)
         print(f"{file}: {len(outcomes)} tests, {len(outcomes) - failed} passed"
               + (f", {failed} failed" if failed else ""))
-        if failed and status == EXIT_OK:
-            status = EXIT_FAILED
+    if _json(args):
+        print(secrets.redact(json.dumps({"ok": status == EXIT_OK, "exit_code": status, "files": files},
+                                        ensure_ascii=False, default=str)))
     return status
 
 
@@ -818,7 +968,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     page = render(overview(args.file, runs=args.runs))
     args.html.parent.mkdir(parents=True, exist_ok=True)
     args.html.write_text(page, encoding="utf-8")
-    print(f"{args.html}: the report of {args.file}")
+    if _json(args):
+        print(json.dumps({"manifest": str(args.file), "html": str(args.html), "bytes": len(page.encode())}))
+    else:
+        print(f"{args.html}: the report of {args.file}")
     return EXIT_OK
 
 
@@ -853,14 +1006,20 @@ def cmd_unstick(args: argparse.Namespace) -> int:
     from runner.engine import unstick
 
     if args.action == "drop" and not args.yes:
-        if not sys.stdin.isatty():
-            print("provision: drop discards pending exports; add --yes to confirm", file=sys.stderr)
-            return EXIT_INVALID
+        if not sys.stdin.isatty() or _json(args):  # no one to ask, or a script reading stdout
+            return _error(args, "drop discards pending exports; add --yes to confirm", EXIT_INVALID)
         answer = input(f"discard the pending exports of {', '.join(args.anchor)}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing was dropped")
             return EXIT_OK
     outcome = (unstick.drop if args.action == "drop" else unstick.retry)(args.file, args.anchor)
+    if _json(args):
+        print(secrets.redact(json.dumps({
+            "action": args.action,
+            "done": [{"object_type": name, "anchor": anchor, "action": action} for name, anchor, action in outcome.done],
+            "in_doubt": [{"object_type": name, "anchor": anchor} for name, anchor in outcome.in_doubt]},
+            ensure_ascii=False)))
+        return EXIT_OK
     for name, anchor, action in outcome.done:
         print(f"{args.action}: {name} {anchor}: {action}" + (" is sent by the next run" if args.action == "retry"
                                                               else " discarded"))
@@ -999,12 +1158,22 @@ def cmd_release(args: argparse.Namespace) -> int:
     from runner.engine.quarantine import release
 
     pipeline, lifted = release(args.file)
+    if _json(args):
+        print(secrets.redact(json.dumps({"pipeline": pipeline, "released": lifted is not None,
+                                         "was": None if lifted is None else lifted.describe()}, ensure_ascii=False)))
+        return EXIT_OK
     if lifted is None:
         print(f"pipeline {pipeline} is not quarantined; nothing to release")
     else:
         print(secrets.redact(f"pipeline {pipeline} released: it was {lifted.describe()}. "
                              "The next run goes ahead without a probe"))
     return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from runner.demo import main as demo
+
+    return demo(args.demo_args)
 
 
 def cmd_connectors(args: argparse.Namespace) -> int:
@@ -1055,11 +1224,59 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_hook(args: argparse.Namespace) -> int:
+    """Pre-commit's entry point. The secrets a manifest reads through ``${env:}`` are seldom set
+    where a commit is made: validate does not count them as problems and says what it could not
+    check without them; test needs them, as ``provision test`` does."""
+    from runner.mapping.affected import concerned, has_tests, repository_files, without_unset_variables
+    from runner.mapping.checks import load
+
+    manifests = concerned(args.files, repository_files(Path(".")))
+    if args.check == "test":
+        tested = [m for m in manifests if has_tests(m)]
+        return cmd_test(argparse.Namespace(**{**vars(args), "files": tested})) if tested else EXIT_OK
+    status = EXIT_OK
+    for file in manifests:
+        try:
+            problems = load(file) and []
+        except ManifestError as exc:
+            problems = exc.problems
+        problems, unset = without_unset_variables(problems)
+        for problem in problems:
+            print(secrets.redact(str(problem)), file=sys.stderr)
+        if problems:
+            status = EXIT_INVALID
+        elif unset:
+            print(f"{file}: ok as far as it can be checked without {', '.join(unset)} (not set here; set them to "
+                  "check what depends on their values)")
+        else:
+            print(f"{file}: ok")
+    return status
+
+
+SCHEMA_KINDS = ("manifest", "mapping", "mapping-tests")
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from runner.manifest import schema
 
-    name = schema.MAPPING_TESTS if args.mapping_tests else schema.MAPPING if args.mapping else schema.MANIFEST
-    print(schema.schema_text(name), end="")
+    name = {"manifest": schema.MANIFEST, "mapping": schema.MAPPING,
+            "mapping-tests": schema.MAPPING_TESTS}[args.kind or "manifest"]
+    if args.out is None:
+        print(schema.schema_text(name), end="")
+        return EXIT_OK
+    # the shipped schemas refer to each other by file name (manifest -> mapping-tests.schema.json):
+    # an editor resolves those beside FILE, so they are written there too
+    beside = schema.with_references(name)[1:]
+    if args.out.name in beside:
+        return _error(args, f"--out {args.out}: that name is the file the {args.kind or 'manifest'} schema refers "
+                            f"to; choose another name, e.g. {name}", EXIT_INVALID)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for written in schema.with_references(name):
+        paths.append(args.out if written == name else args.out.parent / written)
+        paths[-1].write_text(schema.schema_text(written), encoding="utf-8")
+    print(json.dumps({"written": [str(p) for p in paths]}) if _json(args) else "\n".join(f"wrote {p}" for p in paths))
     return EXIT_OK
 
 

@@ -2,14 +2,23 @@
 
 User errors (a broken manifest, a held lock, an unreachable server) are ProvisionError
 subclasses: the CLI prints their message and maps them to an exit code, never a traceback.
-Connector errors live in ``runner.connectors.base`` because connectors must not import the
-engine; this module imports them so callers have one place to look.
+Connector errors live in ``runner.connectors.base``, beside the interface they belong to; the
+engine turns one that stops a command into one of these (``SystemUnavailable`` -> :class:`Unavailable`).
 """
 
 from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
+
+# Exit codes: the one table is docs/operations.md, "Exit codes"; every command uses these.
+EXIT_OK = 0
+EXIT_FAILED = 1  # some objects failed, or a pass stopped for another reason (a CSV export cut short)
+EXIT_INVALID = 2  # invalid manifest or usage, or an optional package missing: nothing ran
+EXIT_STOPPED = 3  # the lock, a safety rule (deletion guard, quarantine), the time limit
+EXIT_ENVIRONMENT = 4  # the machine: the state store locked, damaged or down; a full disk
+EXIT_UNAVAILABLE = 5  # a system could not be reached, the connection was lost, or it refused the credentials
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as the shell reports a tool killed by it
 
 
 @dataclass(frozen=True)
@@ -29,13 +38,13 @@ class Problem:
 class ProvisionError(Exception):
     """A user-facing error: the message says what went wrong and what to do."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 class ManifestError(ProvisionError):
     """The manifest (or a file it includes) is invalid. Nothing ran."""
 
-    exit_code = 2
+    exit_code = EXIT_INVALID
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.path))
@@ -45,13 +54,63 @@ class ManifestError(ProvisionError):
 class UsageError(ProvisionError):
     """The command line asked for something that does not exist (exit 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_INVALID
+
+
+class MissingDependency(UsageError):
+    """An optional package this manifest or command needs is not installed (exit 2, like a usage
+    error: a retry cannot help, a person must install it). The message names the extra that
+    brings it (``pip install 'provision[postgres]'``); :func:`missing_dependency` builds it."""
+
+
+# The optional dependencies (pyproject.toml's extras): the module a driver or a command imports ->
+# (the extra that brings it, what needs it).
+EXTRAS = {
+    "psycopg": ("postgres", "PostgreSQL (postgresql+psycopg://)"),
+    "pymysql": ("mysql", "MySQL and MariaDB (mysql+pymysql://, mariadb+pymysql://)"),
+    "starlette": ("serve", "provision serve"),
+    "uvicorn": ("serve", "provision serve"),
+    "jwt": ("serve", "provision serve"),
+    "prometheus_client": ("serve", "provision serve"),
+    "scim2_server": ("demo", "provision demo scim"),
+    "spyne": ("demo", "provision demo soap"),
+}
+# Drivers SQLAlchemy picks for a URL without one, which no extra brings: what to write instead.
+OTHER_DRIVERS = {
+    "psycopg2": "write postgresql+psycopg:// in the URL and pip install 'provision[postgres]' "
+                "(or pip install psycopg2-binary for postgresql+psycopg2://)",
+    "MySQLdb": "write mysql+pymysql:// (or mariadb+pymysql://) in the URL and pip install 'provision[mysql]' "
+               "(or pip install mysqlclient for mysql+mysqldb://)",
+}
+
+
+def missing_dependency(exc: ImportError, what: str = "") -> MissingDependency | None:
+    """The :class:`MissingDependency` an ImportError of an optional package stands for, or None
+    when the module is not one of them (then it is a bug or a broken installation).
+    ``what`` names who needed it (a connector, the state store) for the message."""
+    module = (exc.name or "").split(".")[0]
+    who = f"{what}: " if what else ""
+    if module in EXTRAS:
+        extra, needs = EXTRAS[module]
+        return MissingDependency(f"{who}{needs} needs the '{extra}' extra, which is not installed (no module "
+                                 f"named {module!r}): pip install 'provision[{extra}]'")
+    if module in OTHER_DRIVERS:
+        return MissingDependency(f"{who}the driver module {module!r} is not installed: {OTHER_DRIVERS[module]}")
+    return None
 
 
 class StoppedError(ProvisionError):
     """The run was stopped before changing anything: the lock is held, or a safety rule tripped."""
 
-    exit_code = 3
+    exit_code = EXIT_STOPPED
+
+
+class Unavailable(ProvisionError):
+    """A system the command needs could not be reached, the connection to it was lost, or it
+    refused the credentials (exit 5): "the directory is down", which monitoring pages for
+    differently from "some rows were bad" (exit 1). Nothing is wrong with the manifest or the data."""
+
+    exit_code = EXIT_UNAVAILABLE
 
 
 class StateError(ProvisionError):
@@ -59,7 +118,7 @@ class StateError(ProvisionError):
     another process, read-only, damaged or from an incompatible version, or a disk is full.
     Nothing is wrong with the manifest: fix the machine and run again; what was committed is kept."""
 
-    exit_code = 4
+    exit_code = EXIT_ENVIRONMENT
 
 
 # SQLite result codes (``sqlite3.Error.sqlite_errorname``, primary part) that mean the machine,
@@ -116,6 +175,6 @@ class Interrupted(ProvisionError):
 
     def __init__(self, signum: int, time_limit: str | None = None):
         self.signum = signum
-        self.exit_code = 128 + signum if signum else 3
+        self.exit_code = 128 + signum if signum else EXIT_STOPPED
         why = f"the time limit ({time_limit})" if not signum else signal.Signals(signum).name
         super().__init__(f"stopped by {why}: what was sent is recorded; the next run carries on from here")

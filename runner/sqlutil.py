@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from runner import secrets
+from runner.errors import missing_dependency
 
 # What SQLAlchemy appends to a message: the statement, every bound value, and a link.
 _DUMP = re.compile(r"\[SQL: |\[parameters: |\[generated in |\[cached since |\(Background on this error at: ")
@@ -29,6 +30,23 @@ def sqlalchemy_url(url: str, base_dir: Path) -> sa.URL:
         if not path.is_absolute():
             parsed = parsed.set(database=str((base_dir / path).resolve()))
     return parsed
+
+
+def driver_problem(url: sa.URL) -> str | None:
+    """Why SQLAlchemy cannot open ``url`` on this installation, or None: a database it does not
+    know (``redis://``), or a driver that is not installed, named with the extra that brings it
+    (``pip install 'provision[postgres]'``). Said when the manifest is loaded, not at run time."""
+    try:
+        dialect = url.get_dialect()
+    except exc.NoSuchModuleError:
+        return (f"SQLAlchemy has no database {url.drivername!r}: use sqlite:///FILE, postgresql+psycopg://, "
+                "mysql+pymysql:// or mariadb+pymysql://")
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        missing = missing_dependency(e)
+        return str(missing) if missing else f"the driver of {url.drivername} cannot be imported: {e}"
+    return None
 
 
 def sqlite_savepoints(engine: sa.Engine) -> None:

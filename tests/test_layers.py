@@ -4,8 +4,8 @@ The layers, top to bottom (docs/architecture.md, "Layers"):
 
     cli -> engine -> state -> mapping -> manifest -> connectors -> helpers
 
-(the command line's views, report.py, htmlreport.py and progress_view.py, and the SCIM endpoint in
-runner/serve/ are at the cli level). A module may import from its own layer or any layer below it, never above; and no two modules import
+(the command line's views, report.py, htmlreport.py and progress_view.py, the SCIM endpoint in
+runner/serve/ and provision demo's servers in runner/demo/ are at the cli level). A module may import from its own layer or any layer below it, never above; and no two modules import
 each other, directly or round a longer circle. Imports inside functions count; those under
 `if TYPE_CHECKING:` do not (they never run).
 """
@@ -21,7 +21,7 @@ RUNNER = Path(__file__).resolve().parent.parent / "runner"
 LAYERS = ("helpers", "connectors", "manifest", "mapping", "state", "engine", "cli")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 CLI_MODULES = {"runner.cli", "runner.__main__", "runner.report", "runner.htmlreport", "runner.progress_view"}
-ENTRY_PACKAGES = ("serve",)  # runner/serve/: the SCIM endpoint, an entry point beside the command line
+ENTRY_PACKAGES = ("serve", "demo")  # runner/serve/: the SCIM endpoint; runner/demo/: provision demo's servers
 
 
 def module_name(path: Path) -> str:

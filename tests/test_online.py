@@ -46,8 +46,7 @@ def test_validate_online_points_at_a_misspelt_source_column(quickstart_copy: Pat
     assert "'titel' is not an attribute of 'people' on connector 'hr'; did you mean 'title'?" in result.err
 
 
-def test_validate_online_with_an_unreachable_system_is_an_environment_problem(quickstart_copy: Path,
-                                                                              tmp_path: Path, provision) -> None:
+def test_validate_online_with_an_unreachable_system_exits_5(quickstart_copy: Path, tmp_path: Path, provision) -> None:
     manifest = _quickstart(quickstart_copy, tmp_path)
     with socket.socket() as s:                                        # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -59,6 +58,6 @@ def test_validate_online_with_an_unreachable_system_is_an_environment_problem(qu
                         + text[end:])
     for command in (("validate", "--online"), ("discover",)):
         result = provision(*command, manifest)
-        assert result.code == 4, result.out + result.err
+        assert result.code == 5, result.out + result.err  # the system could not be reached (exit 5)
         assert "connector 'app'" in result.err
         assert "s3cr3t-pw" not in result.out + result.err

@@ -69,7 +69,16 @@ class ConnectorError(Exception):
 
 
 class ConnectionFailed(ConnectorError):
-    """The system cannot be reached or refused the credentials: the pass stops, nothing more is tried."""
+    """The pass cannot go on: the system, or what it holds, cannot be read or written as a whole
+    (a CSV export cut short, a table that is missing); the pass stops, nothing more is tried."""
+
+
+class SystemUnavailable(ConnectionFailed):
+    """The system could not be reached, the connection to it was lost, or it refused the
+    credentials (an LDAP bind, HTTP 401, a database login): the pass stops as for any
+    ConnectionFailed, and the command exits 5 instead of 1, so monitoring can tell "the directory
+    is down" from "some rows were bad". Raise it only where the cause is the connection or the
+    login, never for what the system answered."""
 
 
 class RetryableError(ConnectorError):

@@ -50,6 +50,7 @@ from runner.connectors.base import (
     ObjectError,
     PermanentError,
     RetryableError,
+    SystemUnavailable,
     Throttled,
 )
 
@@ -309,9 +310,9 @@ class ClientCredentials(requests.auth.AuthBase):
                 self.token_url, data=form, auth=(self.client_id, self.client_secret),
                 timeout=self.settings.timeout, proxies=self.proxies(self.token_url))
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"cannot reach the OAuth token endpoint {self.token_url}: {_reason(exc)}") from None
+            raise SystemUnavailable(f"cannot reach the OAuth token endpoint {self.token_url}: {_reason(exc)}") from None
         if response.status_code != 200:
-            raise ConnectionFailed(f"the OAuth token endpoint {self.token_url} refused the client credentials "
+            raise SystemUnavailable(f"the OAuth token endpoint {self.token_url} refused the client credentials "
                                    f"(HTTP {response.status_code}): check auth.client_id and auth.client_secret")
         try:
             body = response.json()
@@ -453,7 +454,7 @@ class HttpClient:
                                            proxies=self._proxies(url),
                                            timeout=s.timeout, allow_redirects=False)
             except requests.exceptions.SSLError as exc:
-                raise ConnectionFailed(f"{self.label}: TLS verification of {s.base_url} failed ({_reason(exc)}): "
+                raise SystemUnavailable(f"{self.label}: TLS verification of {s.base_url} failed ({_reason(exc)}): "
                                        "give the server's CA in ca_file (verify_tls: false only for tests)") from None
             except requests.RequestException as exc:
                 self.stats.add(method, None)
@@ -462,11 +463,11 @@ class HttpClient:
                     raise RequestLost(f"{self.label}: the connection broke during {method} {_path(url)} "
                                       f"({_reason(exc)}); it may or may not have been applied") from None
                 if attempt > s.max_retries and isinstance(exc, requests.exceptions.ReadTimeout):
-                    fails = ConnectionFailed if reading else RetryableError
+                    fails = SystemUnavailable if reading else RetryableError
                     raise fails(f"{self.label}: {method} {_path(url)} got no answer within {s.timeout[1]:g} s, "
                                 f"{attempt} times (raise timeout if the service is slow)") from None
                 if attempt > s.max_retries:
-                    raise ConnectionFailed(f"{self.label}: cannot reach {s.base_url} ({_reason(exc)}) after "
+                    raise SystemUnavailable(f"{self.label}: cannot reach {s.base_url} ({_reason(exc)}) after "
                                            f"{attempt} tries: check url and that the service is up") from None
                 self._pause(backoff_delay(attempt, s.backoff, s.max_backoff, self._rng), method, url, "no answer")
                 continue
@@ -534,7 +535,7 @@ def error_for(status: int, what: str, detail: str = "", *, retry_after: float | 
     detail = mask(detail.strip())[:500]
     message = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
     if status in (401, 407):
-        return ConnectionFailed(f"{message} (the credentials were refused: check auth)")
+        return SystemUnavailable(f"{message} (the credentials were refused: check auth)")
     if status == 403:
         return ConnectionFailed(f"{message} (the credentials may not do this: check the account's permissions)")
     if status == 404 or status == 410:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
-from importlib.metadata import entry_points, version
+from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
 
 from runner import __version__
 from runner.connectors.base import INTERFACE_VERSION, Connector
+from runner.errors import EXTRAS
 
 ENTRY_POINT_GROUP = "provision.connectors"
 
@@ -80,3 +82,23 @@ def connector_class(type_name: str) -> type[Connector]:
                                f"interface {wanted}; this provision speaks interface {INTERFACE_VERSION} "
                                "(docs/connectors.md says what changed): upgrade the plugin")
     return cls
+
+
+def extras() -> dict[str, tuple[list[str], bool]]:
+    """Each optional extra (pyproject.toml: postgres, mysql, serve) -> its packages as installed
+    (``"psycopg 3.2.1"``), and whether one of them is missing (``provision --version`` shows it)."""
+    dists = packages_distributions()
+    out: dict[str, tuple[list[str], bool]] = {}
+    for module, (extra, _) in EXTRAS.items():
+        packages, missing = out.get(extra, ([], False))
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError, AttributeError):  # a module set to None in sys.modules, a broken one
+            found = False
+        for dist in dists.get(module, [module]) if found else []:
+            try:
+                packages.append(f"{dist} {version(dist)}")
+            except PackageNotFoundError:
+                packages.append(dist)
+        out[extra] = (packages, missing or not found)
+    return out

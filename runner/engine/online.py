@@ -16,8 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from runner import secrets
-from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector, ObjectInfo
-from runner.engine.run import close_connector, open_connector
+from runner.connectors.base import (
+    ConfigurationError,
+    ConnectionFailed,
+    Connector,
+    ObjectInfo,
+    SystemUnavailable,
+)
+from runner.engine.run import close_connector, open_failure
 from runner.errors import Problem
 from runner.manifest.model import ObjectType
 from runner.manifest.yamlfile import quoted
@@ -25,7 +31,13 @@ from runner.mapping.checks import Loaded, load_with_connectors
 
 
 class Unreachable(Exception):
-    """A connector could not be opened or could not describe its system; the message says which."""
+    """A connector could not be opened or could not describe its system; the message says which.
+    ``unavailable``: because the system could not be reached or refused the credentials (exit 5),
+    rather than for what it answered (exit 4)."""
+
+    def __init__(self, message: str, unavailable: bool = False):
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 @dataclass
@@ -132,16 +144,17 @@ def _find(objects: Sequence[ObjectInfo], name: str) -> ObjectInfo | None:
 
 def _open(connector: Connector) -> None:
     connector.context.redact = secrets.redact
-    why = open_connector(connector)
-    if why:
-        raise Unreachable(secrets.redact(why))
+    failure = open_failure(connector)
+    if failure is not None:
+        raise Unreachable(secrets.redact(str(failure)), isinstance(failure, SystemUnavailable))
 
 
 def _ask(connector: Connector, question: str) -> Any:
     try:
         return getattr(connector, question)()
     except (ConnectionFailed, ConfigurationError) as exc:
-        raise Unreachable(secrets.redact(f"connector {connector.context.name!r}: {question}: {exc}")) from None
+        raise Unreachable(secrets.redact(f"connector {connector.context.name!r}: {question}: {exc}"),
+                          isinstance(exc, SystemUnavailable)) from None
 
 
 def _close_all(loaded: Loaded) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import secrets
-from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector, Record
+from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector, Record, SystemUnavailable
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import PHASES, export_type
@@ -46,11 +46,12 @@ from runner.engine.run import (
     close_connector,
     log_path,
     new_run_id,
-    open_connector,
+    open_failure,
     selected_types,
+    stopped_error,
 )
 from runner.engine.targets import keep_secrets, state_form
-from runner.errors import ProvisionError, UsageError
+from runner.errors import EXIT_UNAVAILABLE, ProvisionError, Unavailable, UsageError
 from runner.manifest.model import Manifest, ObjectType
 from runner.mapping.checks import load_with_connectors
 from runner.mapping.explain import AttributeStep, ScopeStep, explain_mapping, explain_scope
@@ -88,6 +89,10 @@ class Preview:
 
     @property
     def exit_code(self) -> int:
+        """0, 1 when the object failed, 5 when the export stopped because the target could not be
+        reached or refused the credentials."""
+        if self.result is not None and self.result.get("unavailable"):
+            return EXIT_UNAVAILABLE
         failed = self.error is not None or (self.result is not None and self.result["result"] != "ok")
         return 1 if failed else 0
 
@@ -160,7 +165,7 @@ def _read_linked(ctx: RunContext, ot: ObjectType, mapper: Mapper, anchor: str, t
         record = connector.get(ot.target.object, target_anchor, name=name, partition=ot.target.partition
                                if ot.target.partition and "{" not in ot.target.partition else None)
     except (ConnectionFailed, ConfigurationError) as exc:
-        raise ProvisionError(f"{ot.name}: reading {target_anchor} from the target: {exc}") from None
+        raise stopped_error(exc, f"{ot.name}: reading {target_anchor} from the target: {exc}") from None
     if record is None:
         store.exports.unlink(type_id, [(anchor, target_anchor)])
         store.commit()
@@ -178,9 +183,9 @@ def _read_linked(ctx: RunContext, ot: ObjectType, mapper: Mapper, anchor: str, t
 def ensure_open(connectors: dict[str, Connector], name: str, opened: set[str]) -> None:
     if name in opened:
         return
-    error = open_connector(connectors[name])
-    if error:
-        raise ProvisionError(error)
+    failure = open_failure(connectors[name])
+    if failure is not None:
+        raise stopped_error(failure)
     opened.add(name)
 
 
@@ -208,7 +213,7 @@ def _pages(pages: Any, ot: ObjectType) -> Iterator[Any]:
     try:
         yield from pages
     except (ConnectionFailed, ConfigurationError) as exc:
-        raise ProvisionError(f"{ot.name}: reading {ot.source.connector}/{ot.source.object}: {exc}") from None
+        raise stopped_error(exc, f"{ot.name}: reading {ot.source.connector}/{ot.source.object}: {exc}") from None
 
 
 def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector], opened: set[str],
@@ -310,7 +315,7 @@ def find_target(ctx: RunContext, ot: ObjectType, mapper: Mapper, opened: set[str
         try:
             reconcile_target(ctx, ot, mapper, "preview: match rules need the target's values", missing=False)
         except (ConnectionFailed, ConfigurationError) as exc:
-            raise ProvisionError(f"{ot.name}: reading the target for match rules: {exc}") from None
+            raise stopped_error(exc, f"{ot.name}: reading the target for match rules: {exc}") from None
         matcher = Matcher(ctx, ot)
     return linked, target_read, matcher
 
@@ -328,7 +333,8 @@ def export_one(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCoun
     except (ProvisionError, ConnectionFailed, ConfigurationError) as exc:
         store.rollback()
         counts.error = secrets.redact(str(exc))
-        return {"result": "failed", "error": counts.error}
+        counts.unavailable = isinstance(exc, (Unavailable, SystemUnavailable))
+        return {"result": "failed", "error": counts.error, **({"unavailable": True} if counts.unavailable else {})}
     done = [e for e in log.entries[seen:] if e["action"] != "match"]
     last = done[-1] if done else {"result": "failed", "error": "nothing was exported"}
     return {"result": last["result"], "action": last.get("action"),

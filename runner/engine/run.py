@@ -8,6 +8,7 @@ stops a run before it starts (invalid manifest, lock held, unusable state store)
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import logging
 import secrets as pysecrets
@@ -17,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from runner import durations, retries, secrets
-from runner.connectors.base import ConfigurationError, ConnectionFailed, Connector
+from runner.connectors.base import (
+    ConfigurationError,
+    ConnectionFailed,
+    Connector,
+    ConnectorError,
+    SystemUnavailable,
+)
 from runner.engine import binding, gate, notify, planfile, quarantine, reconcile, safety
 from runner.engine.compute import compute_type
 from runner.engine.context import RunContext, RunOptions, TypeCounts
@@ -28,7 +35,7 @@ from runner.engine.plan import PlanItem, fingerprints, plan_items
 from runner.engine.planfile import PlanWriter
 from runner.engine.provlog import ProvisioningLog
 from runner.engine.recovery import recover
-from runner.errors import Interrupted, UsageError
+from runner.errors import EXIT_UNAVAILABLE, Interrupted, ProvisionError, Unavailable, UsageError
 from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.provenance import provenance
 from runner.mapping.checks import load_with_connectors
@@ -81,8 +88,12 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
+        """A failed run whose passes stopped because a system could not be reached or refused the
+        credentials exits 5, also when other objects failed too (the more urgent page); 1 else."""
         if self.status == "interrupted":
             return 128 + self.signal if self.signal else 3  # 0: the run's time limit
+        if self.status == "failed" and any(c.unavailable for c in self.object_types.values()):
+            return EXIT_UNAVAILABLE
         return {"ok": 0, "partial": 1, "failed": 1, "stopped": 3, "quarantined": 3, "refused": 3}[self.status]
 
 
@@ -395,16 +406,18 @@ def _export_forward(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Typ
         export_type(ctx, ot, mapper, counts, FORWARD, hold=hold, only=only)
 
 
-def _open(ctx: RunContext, names: list[str], opened: dict[str, str | None]) -> None:
-    """Open each connector once per run; one that failed to open stops every pass that needs it."""
+def _open(ctx: RunContext, names: list[str], opened: dict[str, Any]) -> None:
+    """Open each connector once per run; one that failed to open stops every pass that needs it
+    (``opened``: name -> None when open, else why not: the error, or its message)."""
     for name in names:
         if name not in opened:
-            opened[name] = open_connector(ctx.connectors[name])
+            opened[name] = open_failure(ctx.connectors[name])
             if opened[name] is None:
                 ctx.opened.add(name)
                 binding.check(ctx, name)
-        if opened[name]:
-            raise ConnectionFailed(opened[name] or "")
+        failure = opened[name]
+        if failure:
+            raise failure if isinstance(failure, ConnectorError) else ConnectionFailed(failure)
 
 
 @contextlib.contextmanager
@@ -415,16 +428,35 @@ def _stops_the_pass(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> Iter
     except (ConnectionFailed, ConfigurationError) as exc:
         ctx.store.rollback()
         counts.error = secrets.redact(str(exc))
+        counts.unavailable = counts.unavailable or isinstance(exc, SystemUnavailable)
         logger.error("%s: stopped: %s", ot.name, counts.error)
         ctx.log.flush()
 
 
-def open_connector(connector: Connector) -> str | None:
+def open_failure(connector: Connector) -> ConnectionFailed | ConfigurationError | None:
+    """Open ``connector``: None, or the error that stopped it, of the same class (a
+    SystemUnavailable stays one) with the connector's name before its message."""
     try:
         connector.open()
     except (ConnectionFailed, ConfigurationError) as exc:
-        return f"connector {connector.context.name!r}: {exc}"
+        named = copy.copy(exc)
+        named.args = (f"connector {connector.context.name!r}: {exc}",)
+        return named
     return None
+
+
+def open_connector(connector: Connector) -> str | None:
+    """Open ``connector``: None, or why it could not be opened."""
+    failure = open_failure(connector)
+    return None if failure is None else str(failure)
+
+
+def stopped_error(exc: ConnectionFailed | ConfigurationError, message: str | None = None) -> ProvisionError:
+    """The command's error for a connector failure that stops it (``message``: the text, default the
+    failure's own): :class:`Unavailable` (exit 5) when a system could not be reached or refused the
+    credentials, else a plain ProvisionError (exit 1)."""
+    text = secrets.redact(message if message is not None else str(exc))
+    return Unavailable(text) if isinstance(exc, SystemUnavailable) else ProvisionError(text)
 
 
 def close_connector(connector: Connector) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from runner import durations, secrets
-from runner.errors import ManifestError, ProvisionError, StateError, StoppedError, UsageError
+from runner.errors import ManifestError, ProvisionError, StateError, StoppedError, Unavailable, UsageError
 from runner.mapping.checks import load
 from runner.sqlutil import sqlalchemy_url
 
@@ -43,6 +43,7 @@ FAILED = ProvisionError.exit_code  # 1: some objects failed, or a pass stopped (
 INVALID = ManifestError.exit_code  # 2: the manifest or the command is wrong: a person must fix it
 STOPPED = StoppedError.exit_code  # 3: the lock, the deletion guard, quarantine, the time limit
 ENVIRONMENT = StateError.exit_code  # 4: the machine or the state store (down, locked, full): often passes
+UNAVAILABLE = Unavailable.exit_code  # 5: a system down or refusing the credentials: often passes
 
 FORMATS = ("cron", "systemd", "kubernetes")
 DEFAULT_EVERY = "hourly"
@@ -561,8 +562,8 @@ def _exit_lines() -> list[str]:
     return [f"# Exit codes: 0 ok; {FAILED} some objects failed (the next run retries them); {INVALID} invalid manifest;",
             f"# {STOPPED} stopped (another run holds the lock, the deletion guard holds deletes, quarantine, the time "
             "limit);",
-            f"# {ENVIRONMENT} the machine or the state store; 143 SIGTERM (what was in flight is recorded). "
-            "docs/scheduling.md"]
+            f"# {ENVIRONMENT} the machine or the state store; {UNAVAILABLE} a system down or refusing the credentials;",
+            "# 143 SIGTERM (what was in flight is recorded). docs/scheduling.md"]
 
 
 # ---- cron --------------------------------------------------------------------------------------------
@@ -765,7 +766,7 @@ def kubernetes(pipeline: Pipeline, options: Options) -> Generated:
               "# Then: kubectl apply -f THIS_FILE. concurrencyPolicy Forbid, and the pipeline's lock in the "
               "state store, keep runs apart.",
               f"# Exit codes {FAILED}, {INVALID} and {STOPPED} fail the job without a retry (a person should "
-              f"look); {ENVIRONMENT} (the machine, the state store) is retried once.",
+              f"look); {ENVIRONMENT} (the machine, the state store) and {UNAVAILABLE} (a system down) are retried once.",
               "# A pod evicted or preempted (DisruptionTarget) does not count against backoffLimit."]
     if limit is not None:
         header.append(f"# The run stops itself at {human(limit)} (exit 3); activeDeadlineSeconds ends the job at "

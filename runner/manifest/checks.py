@@ -12,6 +12,8 @@ import difflib
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
+import sqlalchemy as sa
+
 from runner.connectors.base import Capabilities, ConfigurationError, Connector, ConnectorContext
 from runner.connectors.registry import UnknownConnector, connector_class
 from runner.errors import Problem
@@ -19,6 +21,7 @@ from runner.manifest import schema
 from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.yamlfile import Located, dotted, quoted
 from runner.names import shape, template_fields
+from runner.sqlutil import driver_problem, shown_url
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -85,7 +88,41 @@ def semantic_problems(manifest: Manifest, located: Located, connectors: dict[str
         found += list(_mapping_problems(ot, index, manifest, located))
         found += list(_match_problems(ot, located))
         found += list(_disable_problems(ot, located))
+    found += list(_state_problems(manifest, located))
     return found
+
+
+# What ``state:`` may be: the databases and drivers the state store is written and tested for
+# (runner/state/store.py); None is the dialect's own default driver (SQLite's pysqlite).
+STATE_DRIVERS: dict[str, tuple[str | None, ...]] = {
+    "sqlite": (None, "pysqlite"),
+    "postgresql": ("psycopg",),
+    "mysql": ("pymysql",),
+    "mariadb": ("pymysql",),
+}
+STATE_URLS = "sqlite:///FILE, postgresql+psycopg://USER@HOST/DB, mysql+pymysql://USER@HOST/DB or mariadb+pymysql://..."
+
+
+def _state_problems(manifest: Manifest, located: Located) -> Iterator[Problem]:
+    """``state:`` must be a URL of a database the state store supports, whose driver is
+    installed: refused here, with the supported list, rather than by SQLAlchemy at run time."""
+    if manifest.state is None:
+        return
+    try:
+        url = sa.make_url(manifest.state)
+    except sa.exc.ArgumentError:
+        yield located.problem(("state",), f"not a database URL; the state store is one of: {STATE_URLS}")
+        return
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in STATE_DRIVERS or (driver or None) not in STATE_DRIVERS[backend]:
+        wanted = ", ".join(f"{backend}+{d}" for d in STATE_DRIVERS.get(backend, ()) if d)
+        why = (f"the state store works with the {wanted} driver, not {url.drivername}" if backend in STATE_DRIVERS
+               else f"the state store cannot be kept in {backend!r}")
+        yield located.problem(("state",), f"{shown_url(url)}: {why}; it is one of: {STATE_URLS}")
+        return
+    missing = driver_problem(url)
+    if missing:
+        yield located.problem(("state",), f"{shown_url(url)}: {missing}")
 
 
 def _endpoint_problems(ot: ObjectType, located: Located, connectors: dict[str, Connector]) -> Iterator[Problem]:
@@ -117,7 +154,12 @@ def _target_capability_problems(ot: ObjectType, connector: Connector, located: L
     caps = connector.capabilities(ot.target.object)
     who = f"connector {quoted(ot.target.connector)} (type {connector.type_name})"
     if not caps.operations:
-        yield located.problem((*at, "connector"), f"{who} can only be read, not written to")
+        why = [] if not connector.capabilities(None).operations else connector.template_problems(
+            ot.target.object, {m.target for m in ot.mapping} | set(ot.target.disable))
+        for path, message in why:  # the connector writes, but not this object as configured (a file without key:)
+            yield located.problem(("connectors", ot.target.connector, *path), message)
+        if not why:
+            yield located.problem((*at, "connector"), f"{who} can only be read, not written to")
         return
     if caps.hierarchical and not ot.target.name:
         yield located.problem(at, f"{who} names objects hierarchically: add target.name, a template such as "

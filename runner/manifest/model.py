@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -215,8 +216,20 @@ def build(data: dict[str, Any], path: Path) -> Manifest:
     types = tuple(_object_type(raw, ("object_types", i), default_max_deletes)
                   for i, raw in enumerate(data["object_types"]))
     return Manifest(path=path, name=data["name"], connectors=connectors, object_types=types,
-                    state=data.get("state"), log_file=data.get("log_file"), safety=_safety(safety),
+                    state=state_url(data.get("state")), log_file=data.get("log_file"), safety=_safety(safety),
                     notify=_notify(data.get("notify")))
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def state_url(value: str | None) -> str | None:
+    """``state:`` as a SQLAlchemy URL: a value that is not a URL is a SQLite file's path (relative to the
+    manifest's folder when written in the manifest, to the working directory when it came from a
+    variable: runner.manifest.yamlfile made those absolute), so ``PROVISION_STATE`` may be either."""
+    if value is None or _URL.match(value):
+        return value
+    return f"sqlite:///{value}"
 
 
 def _safety(raw: dict[str, Any]) -> Safety:

@@ -30,6 +30,26 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads(schema_text(name))
 
 
+def with_references(name: str) -> list[str]:
+    """The schema ``name`` and every shipped schema it refers to (``$ref: mapping-tests.schema.json#...``),
+    directly or not: what an editor needs beside it, since the references are relative file names."""
+    found = [name]
+    for current in found:
+        for ref in _refs(load_schema(current)):
+            target = ref.split("#", 1)[0]
+            if target in (MANIFEST, MAPPING, MAPPING_TESTS) and target not in found:
+                found.append(target)
+    return found
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [ref for key, value in node.items() if key not in ("examples", "const", "enum", "default")
+                      for ref in _refs(value)]
+    return [ref for value in node for ref in _refs(value)] if isinstance(node, list) else []
+
+
 @cache
 def _registry() -> Registry:
     pairs = []

@@ -11,6 +11,11 @@ Interpolation in string values:
                              manifest); always treated as a secret
   ``$${``                    a literal ``${``
 
+A relative path in a variable means what it means in the shell that set it: one relative to the
+working directory, which :func:`from_working_dir` makes absolute here (``PROVISION_DATA=hr`` is
+``$PWD/hr``). Paths written in the manifest, defaults included, stay relative to the manifest's
+folder: the connectors and the state store resolve them there.
+
 Limits, so that a hostile or mistaken file (a data dump passed by mistake, a "billion laughs"
 alias bomb) is refused in well under a second instead of taking the machine's memory. This
 parser is pure Python (we need every node's position): it spends about 5 s and 100 MB per MB of
@@ -291,6 +296,50 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 
 
+# Settings that name a file or folder (a connector's path, wsdl, init_sql, ca_file; the state store;
+# the provisioning log; a mapping file): a variable standing alone there is a path or a URL.
+_PATH_SETTINGS = {("state",), ("log_file",)}
+_CONNECTOR_PATHS = {"path", "wsdl", "init_sql", "ca_file"}
+_SQLITE = "sqlite:///"
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def from_working_dir(value: str, path: Path_, before: str) -> str:
+    """``value``, a variable's, made absolute from the working directory where it is a relative path.
+
+    ``before`` is what the manifest wrote ahead of the reference: a relative path is recognised in a
+    SQLite URL (``sqlite:///${env:X}``, or a variable holding ``sqlite:///hr.db`` anywhere), and in a
+    setting that names a file when the reference starts the value (``path: "${env:PROVISION_DATA}"``).
+    Anything else (a DN, a user name, an http URL, a REST object's path) is left as it is.
+    """
+    if before == _SQLITE:
+        return _absolute(value)
+    if before:
+        return value
+    if value.startswith(_SQLITE):
+        database, query, rest = value[len(_SQLITE):].partition("?")
+        if database and database != ":memory:" and not database.startswith("/"):
+            return _SQLITE + _absolute(database) + query + rest
+        return value
+    if _names_a_file(path) and not _URL_SCHEME.match(value):
+        return _absolute(value)
+    return value
+
+
+def _names_a_file(path: Path_) -> bool:
+    if path in _PATH_SETTINGS:
+        return True
+    return len(path) == 3 and ((path[0] == "connectors" and path[2] in _CONNECTOR_PATHS)
+                               or (path[0] == "object_types" and path[2] == "mapping"))
+
+
+def _absolute(value: str) -> str:
+    """A relative path from the working directory; absolute paths, ``~`` and empty values as they are."""
+    if not value or value.startswith(("/", "~")) or value == ":memory:":
+        return value
+    return os.path.abspath(value)
+
+
 def one_line(text: str) -> str:
     """``text`` with line breaks, tabs and other control characters (NUL, ESC, lone surrogates) escaped.
 
@@ -412,7 +461,7 @@ class _Builder:
                 return ""
             kind, _, rest = body.partition(":")
             if kind == "env":
-                return self.env(rest, body, key_name, path, node)
+                return self.env(rest, body, key_name, path, node, text[:match.start()])
             if kind == "file":
                 return self.file(rest, path, node)
             self.fail(node, path, f"{quoted('${' + body + '}')}: unknown reference; use ${{env:NAME}} or "
@@ -421,8 +470,9 @@ class _Builder:
 
         return _REF.sub(replace, text)
 
-    def env(self, rest: str, body: str, key_name: str, path: Path_, node: yaml.Node) -> str:
-        """``${env:NAME}`` or ``${env:NAME:-default}``: the variable's value; secret-looking ones registered."""
+    def env(self, rest: str, body: str, key_name: str, path: Path_, node: yaml.Node, before: str = "") -> str:
+        """``${env:NAME}`` or ``${env:NAME:-default}``: the variable's value (a relative path in it made
+        absolute from the working directory); secret-looking ones registered."""
         name, has_default, default = rest.partition(":-")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             self.fail(node, path, f"{quoted('${' + body + '}')}: not a valid environment variable name")
@@ -436,7 +486,7 @@ class _Builder:
             return default
         if secrets.looks_secret(name, key_name):
             secrets.register(value)
-        return value
+        return from_working_dir(value, path, before)
 
     def file(self, rest: str, path: Path_, node: yaml.Node) -> str:
         """``${file:PATH}``: the file's text without its final newline, always a secret.

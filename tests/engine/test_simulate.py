@@ -124,4 +124,5 @@ def test_proposed_rules_are_computed_and_reported_never_exported(quickstart_copy
     mapping.write_text(text.replace(f'expression: "{old_rule}"',
                                     f'expression: "{old_rule}"\n    proposed: {{expression: "upper(last_name"}}'))
     result = provision("validate", quickstart_copy)
-    assert result.code == 2 and "person-to-app-user.yaml:9" in result.err
+    line = mapping.read_text().splitlines().index('    proposed: {expression: "upper(last_name"}') + 1
+    assert result.code == 2 and f"person-to-app-user.yaml:{line}:" in result.err

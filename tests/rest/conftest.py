@@ -1,6 +1,6 @@
 """Fixtures of the rest connector's tests: the real servers it talks to, one of each a session.
 
-``json_server`` is json-server 0.17.4 with ``tests/servers/node/middleware.js`` (a generic REST API:
+``json_server`` is json-server 0.17.4 with ``runner/demo/jsonserver.js`` (a generic REST API:
 page/offset paging, 409 on duplicates, ``updatedAt``; see ``tests/servers/jsonserver.py``), ``rest_app``
 the SaaS-style API of ``tests/servers/restapp.py`` (cursor paging, PUT only, members as sub-resources,
 idempotency keys, four auth schemes). Both start once a session on 127.0.0.1 and are stopped by PID at

@@ -38,7 +38,8 @@ def test_a_template_naming_an_attribute_no_mapping_produces_is_rejected_with_its
     result = provision("validate", example)
     assert result.code == 2
     lines = result.err.strip().splitlines()
-    assert any(":34:" in line and "{mail}" in line and "did you mean {email}?" in line for line in lines), lines
+    at = next(n for n, row in enumerate(example.read_text().splitlines(), 1) if '{mail: "{mail}"}' in row)
+    assert any(f":{at}:" in line and "{mail}" in line and "did you mean {email}?" in line for line in lines), lines
     assert any("objects.groups.body" in line and "{owner}" in line for line in lines), lines
 
 

@@ -2,7 +2,8 @@
 
 ``JsonServer.start(folder)`` runs ``tests/servers/node/node_modules/.bin/json-server`` (``scripts/test``
 installs it with ``npm install --prefix tests/servers/node``) on 127.0.0.1 with a free port, in
-``folder`` (its cwd and log), with ``node/middleware.js`` in front of json-server's router, which adds:
+``folder`` (its cwd and log), through :func:`runner.demo.jsonserver.start` (which ``provision demo
+rest`` uses too), with ``runner/demo/jsonserver.js`` in front of json-server's router, which adds:
 
 - a bearer token (``TOKEN``): every request but ``/_test/*`` without ``Authorization: Bearer TOKEN``
   answers 401 ``{"error": "unauthorised"}``;
@@ -55,21 +56,19 @@ Verified against this server (``tests/rest/test_servers.py``), json-server's own
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .process import TestRoutes, launch
-from .scim import free_port
+from runner.demo import jsonserver
+from runner.demo.jsonserver import UNIQUE
+from runner.demo.process import free_port
+
+from .process import TestRoutes
 
 TOKEN = "rest-test-token-5e2a91"  # a throwaway server's; never a real secret
-UNIQUE = "users:userName,email;groups:name"
 NODE = Path(__file__).resolve().parent / "node"
-MIDDLEWARE = NODE / "middleware.js"
-NO_RELATIONS = "_NoRelationsInTests"  # a --foreignKeySuffix no field ends with: no cascading deletes
 
 
 def json_server_binary() -> Path:
@@ -82,7 +81,7 @@ def json_server_binary() -> Path:
 
 @dataclass
 class JsonServer(TestRoutes):
-    """A running json-server process with ``node/middleware.js``."""
+    """A running json-server process with ``runner/demo/jsonserver.js``."""
 
     token: str = TOKEN
     log: Path | None = None
@@ -90,22 +89,10 @@ class JsonServer(TestRoutes):
     @classmethod
     def start(cls, folder: Path, token: str = TOKEN, unique: str = UNIQUE,
               collections: Sequence[str] = ("users", "groups")) -> JsonServer:
-        exe = json_server_binary()
         port = free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "public").mkdir(exist_ok=True)
-        source = folder / "db.js"
-        initial = json.dumps({name: [] for name in collections})
-        source.write_text(f"// initial data, loaded into memory by json-server\n"
-                          f"module.exports = () => ({initial});\n")
-        env = {**os.environ, "JSON_SERVER_TOKEN": token, "JSON_SERVER_UNIQUE": unique, "NO_COLOR": "1"}
-        env.pop("NODE_ENV", None)  # "development" would add errorhandler, "test" silences the request log
-        probe = TestRoutes(port, None)  # type: ignore[arg-type]
-        log = folder / "json-server.log"
-        process = launch([str(exe), "--host", "127.0.0.1", "--port", str(port), "--middlewares", str(MIDDLEWARE),
-                          "--static", "public", "--foreignKeySuffix", NO_RELATIONS, str(source)],
-                         folder, log, env, probe.up, "json-server")
-        return cls(port, process, token, log)
+        process = jsonserver.start(folder, port, token, exe=json_server_binary(), unique=unique,
+                                   collections=collections)
+        return cls(port, process, token, folder / "json-server.log")
 
     @property
     def headers(self) -> dict[str, str]:

@@ -1,55 +1,19 @@
 """Servers the tests start as processes of their own: launched in a new session on 127.0.0.1,
-waited for until they answer, stopped by PID (the whole process group), and, for the servers that
-have them, their ``/_test/*`` routes (reset, dump) called the same way."""
+waited for until they answer, stopped by PID (the whole process group: :mod:`runner.demo.process`,
+which ``provision demo`` uses too), and, for the servers that have them, their ``/_test/*`` routes
+(reset, dump) called the same way."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import requests
 
+from runner.demo.process import launch, stop  # one copy, shared with provision demo
 
-def launch(command: Sequence[str], folder: Path, log: Path, env: Mapping[str, str] | None = None,
-           answers: Callable[[], bool] | None = None, what: str = "the server") -> subprocess.Popen[bytes]:
-    """Start ``command`` in ``folder`` (output to ``log``) in a process group of its own and wait up
-    to 30 s until ``answers()`` is true; a process that exits or never answers is stopped and reported
-    with the end of its log."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        process = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   cwd=folder, env=dict(env) if env is not None else None, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while answers is not None and time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}: {log.read_text()[-2000:]}")
-        with contextlib.suppress(requests.RequestException):
-            if answers():
-                return process
-        time.sleep(0.05)
-    if answers is None:
-        return process
-    stop(process)
-    raise RuntimeError(f"{what} did not answer within 30 s: {log.read_text()[-2000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """End the process group the process leads: SIGTERM, then SIGKILL after 5 s."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+__all__ = ["TestRoutes", "launch", "stop"]
 
 
 @dataclass

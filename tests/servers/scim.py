@@ -1,6 +1,7 @@
 """SCIM servers for tests and benchmarks: the real ``scim2-server``, and a fault proxy in front of it.
 
-``ScimServer.start()`` runs ``scim2-server`` (PyPI, in this venv) on 127.0.0.1 with a free port,
+``ScimServer.start()`` runs ``scim2-server`` (PyPI, in this venv; :func:`runner.demo.scim.start`, as
+``provision demo scim`` does) on 127.0.0.1 with a free port,
 a bearer token and ``--dynamic-tenants``, so each test takes a tenant of its own
 (``server.tenant()`` -> a fresh base URL, empty) instead of a server of its own; ``stop()`` ends
 it by its PID.
@@ -37,7 +38,6 @@ import contextlib
 import json
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -52,25 +52,12 @@ from typing import Any
 
 import requests
 
+from runner.demo import scim
+from runner.demo.process import free_port
+
 from .process import stop
 
 TOKEN = "scim-test-token-8d1f0c"  # a throwaway server's; never a real secret
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _scim2_server_command() -> list[str]:
-    exe = Path(sys.executable).with_name("scim2-server")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("scim2-server")
-    if found:
-        return [found]
-    raise RuntimeError("scim2-server is not installed: pip install scim2-server (scripts/test does)")
 
 
 @dataclass
@@ -85,24 +72,8 @@ class ScimServer:
     @classmethod
     def start(cls, folder: Path, token: str = TOKEN) -> ScimServer:
         port = free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        log = folder / "scim2-server.log"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [*_scim2_server_command(), "--hostname", "127.0.0.1", "--port", str(port), "--bearer-token", token,
-                 "--dynamic-tenants"], stdout=out, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
-        server = cls(port, process, token, log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"scim2-server exited with {process.returncode}: {log.read_text()[-2000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{server.root}/probe/ServiceProviderConfig", timeout=1,
-                                headers={"Authorization": f"Bearer {token}"}).status_code == 200:
-                    return server
-            time.sleep(0.05)
-        server.stop()
-        raise RuntimeError("scim2-server did not answer within 30 s")
+        process = scim.start(folder, port, token, dynamic_tenants=True)
+        return cls(port, process, token, folder / "scim2-server.log")
 
     @property
     def root(self) -> str:

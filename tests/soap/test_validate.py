@@ -15,7 +15,8 @@ from .world import hr_manifest
 def example(tmp_path, monkeypatch, soapservice):
     manifest = hr_manifest(tmp_path, people=10, groups=1)
     (manifest.parent / "usermgmt.wsdl").write_bytes(requests.get(soapservice.wsdl, timeout=10).content)
-    monkeypatch.setenv("SOAP_WSDL", "usermgmt.wsdl")  # a file beside the manifest
+    monkeypatch.chdir(manifest.parent)  # a relative path in a variable is from the working directory
+    monkeypatch.setenv("SOAP_WSDL", "usermgmt.wsdl")  # a file there (beside the manifest)
     monkeypatch.setenv("SOAP_USER", USER)
     monkeypatch.setenv("SOAP_PASSWORD", PASSWORD)
     monkeypatch.setenv("PROVISION_STATE", str(tmp_path / "state.db"))

@@ -145,9 +145,11 @@ class CsvConnector(FileTarget, csvfile.CsvConnector):
     }
 
     def capabilities(self, object: str | None = None) -> Capabilities:
+        """An object without ``key`` is an HR export, read only: it claims no operation."""
         key = self._spec(object).get("key") if object else None
         return Capabilities(full_export=True, password_in_first_pass=False, multi_valued_deltas=False,
-                            export_style="attributes", operations=OPERATIONS, correlation=(key,) if key else ())
+                            export_style="attributes", operations=OPERATIONS if key or object is None else type(OPERATIONS)(),
+                            correlation=(key,) if key else ())
 
     def rules(self, obj: FileObject) -> CsvRules:
         return CsvRules(obj, self._encoding(), self.config.get("max_cell_lines", csvfile.DEFAULT_MAX_CELL_LINES),

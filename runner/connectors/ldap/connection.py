@@ -34,6 +34,7 @@ from runner.connectors.base import (
     ObjectError,
     PermanentError,
     RetryableError,
+    SystemUnavailable,
     Throttled,
 )
 from runner.connectors.ldap import wire
@@ -129,25 +130,25 @@ def connect(settings: Settings, server: ldap3.Server, redact: Any = str) -> ldap
     try:
         conn.open()
         if settings.start_tls and settings.scheme == "ldap" and not conn.start_tls():
-            raise ConnectionFailed(f"StartTLS refused by {where}: {conn.result.get('description')}")
+            raise SystemUnavailable(f"StartTLS refused by {where}: {conn.result.get('description')}")
         if not conn.bind():
             result = conn.result or {}
             code = result.get("result")
             with contextlib.suppress(Exception):
                 conn.unbind()
             if code == INVALID_CREDENTIALS:
-                raise ConnectionFailed(f"{where} refused the credentials of {settings.bind_dn or 'SASL EXTERNAL'}: "
+                raise SystemUnavailable(f"{where} refused the credentials of {settings.bind_dn or 'SASL EXTERNAL'}: "
                                        "check bind_dn and password")
-            raise ConnectionFailed(f"cannot bind to {where}: {redact(str(result.get('description')))} "
+            raise SystemUnavailable(f"cannot bind to {where}: {redact(str(result.get('description')))} "
                                    f"{redact(str(result.get('message') or ''))}".strip())
     except lx.LDAPStartTLSError as exc:
-        raise ConnectionFailed(f"StartTLS with {where} failed: {redact(str(exc))}; check ca_file") from None
+        raise SystemUnavailable(f"StartTLS with {where} failed: {redact(str(exc))}; check ca_file") from None
     except (lx.LDAPCommunicationError, lx.LDAPSSLConfigurationError, lx.LDAPCertificateError,
             lx.LDAPSocketOpenError, ssl.SSLError, OSError) as exc:
         text = redact(str(exc))
         hint = "check ca_file (or the server's certificate)" if "certificate" in text.lower() else \
             "check the url and that the server runs"
-        raise ConnectionFailed(f"cannot reach {where}: {text}; {hint}") from None
+        raise SystemUnavailable(f"cannot reach {where}: {text}; {hint}") from None
     return conn
 
 

@@ -48,6 +48,7 @@ from runner.connectors.base import (
     Page,
     Record,
     Result,
+    SystemUnavailable,
     WatermarkExpired,
 )
 from runner.connectors.ldap import dn as dns
@@ -85,6 +86,12 @@ OBJECT_SCHEMA = {
                         "description": "the member DN that keeps an empty group valid (groupOfNames needs one)"},
     },
 }
+
+
+def _stops(error: Exception) -> type[ConnectionFailed]:
+    """The error a failed read stops the pass with: SystemUnavailable when the connection broke
+    or timed out, ConnectionFailed for what the directory answered."""
+    return SystemUnavailable if isinstance(error, BROKEN) else ConnectionFailed
 
 
 class LdapConnector(Connector):
@@ -305,7 +312,7 @@ class LdapConnector(Connector):
             with pool.connection() as conn:
                 conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["1.1"])
         except lx.LDAPException as exc:
-            raise ConnectionFailed(f"the directory at {self.config['url']} does not answer: "
+            raise SystemUnavailable(f"the directory at {self.config['url']} does not answer: "
                                    f"{self.context.redact(str(exc))}") from None
 
     def _pool(self) -> Pool:
@@ -330,7 +337,7 @@ class LdapConnector(Connector):
             with self._pool().connection() as conn:
                 yield from self._read(conn, view, bases, watermark, attributes, size)
         except lx.LDAPException as exc:
-            raise ConnectionFailed(f"reading {object} from {self.config['url']} failed: "
+            raise _stops(exc)(f"reading {object} from {self.config['url']} failed: "
                                    f"{self.context.redact(str(exc))}") from None
 
     def _read(self, conn: ldap3.Connection, view: ObjectView, bases: list[str], watermark: str | None,
@@ -409,7 +416,7 @@ class LdapConnector(Connector):
                     return read.by_name(conn, self.layout, view, name, bases)
                 return None
         except lx.LDAPException as exc:
-            raise ConnectionFailed(f"reading from {self.config['url']} failed: {self.context.redact(str(exc))}") \
+            raise _stops(exc)(f"reading from {self.config['url']} failed: {self.context.redact(str(exc))}") \
                 from None
 
     def lookup(self, object: str, values: Mapping[str, Any], *, partition: str | None = None) -> list[Record]:
@@ -419,7 +426,7 @@ class LdapConnector(Connector):
                 return read.lookup(conn, self.layout, view, dict(values), self.layout.bases(partition),
                                    self._page_size(None))
         except lx.LDAPException as exc:
-            raise ConnectionFailed(f"reading from {self.config['url']} failed: {self.context.redact(str(exc))}") \
+            raise _stops(exc)(f"reading from {self.config['url']} failed: {self.context.redact(str(exc))}") \
                 from None
 
     def discover(self) -> Sequence[ObjectInfo]:

@@ -218,10 +218,9 @@ class RestConnector(DescribedApi):
             error = error_for(status, what, detail, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
             if isinstance(error, AlreadyExists):  # a 409 the manifest's answers do not call "exists"
                 error = ObjectError(str(error))
-        if reading and not isinstance(error, NotFound):
-            return ConnectionFailed(self.context.redact(str(error)))
-        if isinstance(error, ConnectionFailed):
-            return ConnectionFailed(self.context.redact(str(error)))
+        if (reading and not isinstance(error, NotFound)) or isinstance(error, ConnectionFailed):
+            stops = type(error) if isinstance(error, ConnectionFailed) else ConnectionFailed  # SystemUnavailable stays one
+            return stops(self.context.redact(str(error)))
         return error
 
     # ---- templates --------------------------------------------------------------------------------

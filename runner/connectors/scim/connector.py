@@ -565,8 +565,8 @@ class ScimConnector(Connector):
         error = error_for(status, what, fail.detail, retry_after=retry_after, kind=kind)
         if reading and not isinstance(error, ConnectionFailed) and status not in (404,):
             return ConnectionFailed(self.context.redact(f"{error}"))
-        if isinstance(error, ConnectionFailed):
-            return ConnectionFailed(self.context.redact(str(error)))
+        if isinstance(error, ConnectionFailed):  # a SystemUnavailable (HTTP 401) stays one
+            return type(error)(self.context.redact(str(error)))
         return error
 
     # ---- /Bulk (RFC 7644 §3.7) ------------------------------------------------------------------

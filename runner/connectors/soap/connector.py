@@ -47,6 +47,7 @@ from runner.connectors.base import (
     Operation,
     PermanentError,
     RetryableError,
+    SystemUnavailable,
     Throttled,
 )
 from runner.connectors.described import Call, DescribedApi, ObjectSpec, Rule
@@ -330,8 +331,10 @@ class SoapConnector(DescribedApi):
         detail = f"an HTML page ({_title(content)})" if b"<html" in content.lower() else \
             (content[:120].decode("utf-8", "replace").strip() or "no body")
         message = self.context.redact(f"{what}: HTTP {status}: {detail}")
-        if status in (401, 403, 407):
-            return ConnectionFailed(f"{message} (the credentials were refused: check auth)")
+        if status in (401, 407):
+            return SystemUnavailable(f"{message} (the credentials were refused: check auth)")
+        if status == 403:
+            return ConnectionFailed(f"{message} (the credentials may not do this: check the account's permissions)")
         if reading:
             return _stops(message, transient=status >= 500 or status in (408, 429))
         if status in (429, 503):

@@ -51,16 +51,23 @@ from runner.connectors.base import (
     Record,
     Result,
     RetryableError,
+    SystemUnavailable,
 )
 from runner.connectors.sql import catalog, read, write
 from runner.connectors.sql.bound import Bound, bind
 from runner.connectors.sql.config import CONFIG_SCHEMA, ObjectSpec, object_spec
 from runner.connectors.sql.errors import about_the_object, connect_hint, object_error
 from runner.connectors.sql.keys import NoSuchKey, equals, key_values
+from runner.sqlutil import driver_problem, shown_url, sqlalchemy_url, sqlite_savepoints
 from runner.sqlutil import driver_reason as _reason
-from runner.sqlutil import shown_url, sqlalchemy_url, sqlite_savepoints
 
 _DB_ERRORS = (exc.OperationalError, exc.InterfaceError, exc.ProgrammingError, exc.InternalError)
+
+
+def _stops(error: Exception) -> type[ConnectionFailed]:
+    """The error a failed read stops the pass with: SystemUnavailable when the connection was
+    lost (SQLAlchemy saw a disconnect), ConnectionFailed for what the database answered."""
+    return SystemUnavailable if getattr(error, "connection_invalidated", False) else ConnectionFailed
 
 
 class SqlConnector(Connector):
@@ -114,6 +121,8 @@ class SqlConnector(Connector):
         except exc.ArgumentError:
             problems.append((("url",), "not a SQLAlchemy URL (e.g. sqlite:///app.db, postgresql+psycopg://host/db)"))
             url = None
+        if url is not None and (missing := driver_problem(url)):
+            problems.append((("url",), missing))
         init_sql = self.config.get("init_sql")
         if init_sql and not (self.context.base_dir / init_sql).is_file():
             problems.append((("init_sql",), f"file not found: {init_sql} (relative to the manifest)"))
@@ -161,7 +170,9 @@ class SqlConnector(Connector):
         except (exc.OperationalError, exc.InterfaceError) as e:
             reason = _reason(e)
             self.close()
-            raise ConnectionFailed(f"cannot connect to {shown}: {reason}; {connect_hint(reason)}") from None
+            # a server that does not answer or refuses the login; a SQLite file is no system to reach
+            fails = ConnectionFailed if backend == "sqlite" else SystemUnavailable
+            raise fails(f"cannot connect to {shown}: {reason}; {connect_hint(reason)}") from None
         except (exc.ProgrammingError, exc.InternalError) as e:
             self.close()
             raise ConnectionFailed(f"{shown}: {_reason(e)}") from None
@@ -230,7 +241,7 @@ class SqlConnector(Connector):
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except (exc.OperationalError, exc.InterfaceError) as e:
-            raise ConnectionFailed(f"the database does not answer: {_reason(e)}") from None
+            raise SystemUnavailable(f"the database does not answer: {_reason(e)}") from None
 
     # ---- describing -------------------------------------------------------------------------
 
@@ -284,8 +295,7 @@ class SqlConnector(Connector):
                 else:
                     yield from read.since_watermark(conn, bound, size, watermark, delta.overlap)
         except _DB_ERRORS as e:
-            raise ConnectionFailed(f"connector {self.context.name!r}, {bound.where}: cannot read it: "
-                                   f"{_reason(e)}") from None
+            raise _stops(e)(f"connector {self.context.name!r}, {bound.where}: cannot read it: {_reason(e)}") from None
 
     def get(self, object: str, anchor: str | None = None, *, name: str | None = None,
             partition: str | None = None) -> Record | None:
@@ -323,7 +333,7 @@ class SqlConnector(Connector):
                 query = sa.select(bound.rows).where(*where, *bound.live()).limit(limit)
                 return read.records(conn, bound, [dict(r._mapping) for r in conn.execute(query)])
         except (exc.OperationalError, exc.InterfaceError) as e:
-            raise ConnectionFailed(f"looking up {bound.where}: {_reason(e)}") from None
+            raise _stops(e)(f"looking up {bound.where}: {_reason(e)}") from None
         except (exc.ProgrammingError, exc.DataError) as e:  # a value the column cannot hold matches nothing
             self.context.logger.debug("lookup in %s: %s", bound.where, _reason(e))
             return []
@@ -362,7 +372,7 @@ class SqlConnector(Connector):
                         results[op.id] = self._apply_isolated(conn, op)
         except (exc.OperationalError, exc.InterfaceError, exc.DatabaseError) as e:
             if getattr(e, "connection_invalidated", False) or isinstance(e, exc.InterfaceError):
-                raise ConnectionFailed(f"lost the database connection: {_reason(e)}") from None
+                raise SystemUnavailable(f"lost the database connection: {_reason(e)}") from None
             return [Result.failed(op, RetryableError(f"database busy or failing: {_reason(e)}")) for op in operations]
         return [results[op.id] for op in operations]
 

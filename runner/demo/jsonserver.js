@@ -1,6 +1,7 @@
-// Middleware for json-server 0.17.4 (`json-server --middlewares middleware.js ...`), started by
-// tests/servers/jsonserver.py. It turns json-server into something closer to a real REST API for the
-// rest connector's tests, configured by environment variables:
+// Middleware for json-server 0.17.4 (`json-server --middlewares jsonserver.js ...`), started by
+// runner/demo/jsonserver.py (`provision demo rest`, and the tests through tests/servers/jsonserver.py).
+// It turns json-server into something closer to a real REST API for the rest connector's tests and
+// the hr-to-rest example, configured by environment variables:
 //
 //   JSON_SERVER_TOKEN   every request but /_test/* must carry `Authorization: Bearer <token>`,
 //                       else 401 {"error": "unauthorised"}.
