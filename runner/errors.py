@@ -162,6 +162,11 @@ def state_problem(original: BaseException, where: str, reason: str, wait: float,
         if advice is None:
             return None
         return StateError(f"the state store {where} {advice.format(wait=wait)} ({reason})")
+    if getattr(original, "sqlstate", None) == "42501" or (original.args[:1] and original.args[0] in (1142, 1143, 1044)):
+        # PostgreSQL's insufficient_privilege; MariaDB's command, column or database denied
+        return StateError(f"the state store {where} refused a write: {reason}; the user provision connects as "
+                          "needs SELECT, INSERT, UPDATE and DELETE on the state tables, for a plan too (it "
+                          "writes in a transaction it rolls back): grant them, or plan from a copy")
     if operational:  # a server state store: the connection, the server or its disk
         return StateError(f"the state store {where} failed: {reason}; check that the server is up and has "
                           "space, and run again (what was committed is kept; the next run carries on)")

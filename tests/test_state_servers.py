@@ -31,3 +31,50 @@ def test_quickstart_cycle_with_a_server_state_store(quickstart_copy: Path, provi
     status = provision("status", quickstart_copy)
     people = len((data / "people.csv").read_text(encoding="utf-8").splitlines()) - 1
     assert status.code == 0 and f"user: {people} in source" in status.out
+
+
+def test_a_plan_with_a_read_only_role_says_what_to_grant(quickstart_copy: Path, provision, tmp_path: Path,
+                                                         server_database: str):
+    """A plan writes in a transaction it rolls back; a role that may only SELECT gets a message
+    that says so and what to grant (exit 4), not an internal error."""
+    import secrets as pysecrets
+
+    import sqlalchemy as sa
+
+    text = quickstart_copy.read_text()
+    start = text.index("state: ")
+    end = text.index("\n", start)
+    quickstart_copy.write_text(text[:start] + f'state: "{server_database}"' + text[end:])
+    sampledata.make(tmp_path / "data", 20, 3, 5)
+    assert provision("run", quickstart_copy).code == 0
+    role = f"reader_{pysecrets.token_hex(3)}"
+    owner = sa.create_engine(server_database, isolation_level="AUTOCOMMIT")
+    mariadb = owner.dialect.name != "postgresql"
+    with owner.connect() as conn:
+        if mariadb:
+            database = server_database.rsplit("/", 1)[1]
+            conn.exec_driver_sql(f"CREATE USER '{role}'@'%%' IDENTIFIED BY 'pw-{role}'")
+            conn.exec_driver_sql(f"CREATE USER '{role}'@'localhost' IDENTIFIED BY 'pw-{role}'")
+            conn.exec_driver_sql(f"GRANT SELECT ON {database}.* TO '{role}'@'%%'")
+            conn.exec_driver_sql(f"GRANT SELECT ON {database}.* TO '{role}'@'localhost'")
+        else:
+            conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+            conn.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    url = sa.engine.make_url(server_database).set(username=role, password=f"pw-{role}")
+    try:
+        text = quickstart_copy.read_text()
+        quickstart_copy.write_text(text.replace(f'state: "{server_database}"',
+                                                f'state: "{url.render_as_string(hide_password=False)}"'))
+        planned = provision("plan", quickstart_copy)
+        assert planned.code == 4, planned.out + planned.err
+        assert "refused a write" in planned.err and "INSERT, UPDATE and DELETE" in planned.err
+        assert "internal error" not in planned.err and f"pw-{role}" not in planned.err
+    finally:
+        with owner.connect() as conn:
+            if mariadb:
+                conn.exec_driver_sql(f"DROP USER '{role}'@'%%'")
+                conn.exec_driver_sql(f"DROP USER '{role}'@'localhost'")
+            else:
+                conn.exec_driver_sql(f"DROP OWNED BY {role}")
+                conn.exec_driver_sql(f"DROP ROLE {role}")
+        owner.dispose()
