@@ -273,6 +273,9 @@ class PipelineStore:
             for s in self._served.values():
                 for data in _present(self.store, s):
                     self._unique.add(s.kind, str(data["id"]), data)
+                    if secret := [f for f in _write_only(s) if f in data]:  # a request killed before it forgot them
+                        self.store.imports.forget_values(s.type_id, str(data["id"]), secret)
+            self.store.commit()
             for _ in range(max(1, count)):
                 lane = _Lane(manifest_path)
                 self._all_lanes.append(lane)
@@ -505,6 +508,8 @@ class PipelineStore:
             if failure is not None:  # the client is told it did not happen: the state store forgets it too
                 self._import(ctx, s, anchor, old)
                 self._sync(ctx, s, anchor, old, TypeCounts(), entries, export=False)
+            if data is not None and (secret := [f for f in _write_only(s) if f in data]):
+                store.imports.forget_values(s.type_id, anchor, secret)  # exported (or undone): never at rest
             entries.add(s.ot.name, anchor, f"scim {operation}", "ok" if failure is None else "failed",
                         changes={"answer": {"new": failure.status if failure else _OK.get(operation, 200)}},
                         error=None if failure is None else failure.detail)
@@ -604,6 +609,12 @@ class PipelineStore:
                 if store.exports.all_pending_for(s.type_id, part):
                     ensure_open(ctx.connectors, s.ot.target.connector, ctx.opened)
                     export_type(ctx, s.ot, s.mapper, counts, PHASES, only=set(part))
+
+
+def _write_only(s: _Served) -> list[str]:
+    """The attributes a client writes and never reads back (``returned: never``: the password):
+    kept in the source record only until the request's export went out."""
+    return [a.name for a in s.kind.attributes_of(None).values() if a.returned == "never"]
 
 
 def _present(store: StateStore, s: _Served) -> list[dict[str, Any]]:

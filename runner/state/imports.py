@@ -8,6 +8,7 @@ crash recovery).
 
 from __future__ import annotations
 
+import json
 import secrets as pysecrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -108,6 +109,20 @@ class Imports(Part):
         so they are not taken for deleted; their last good data stays."""
         if full and anchors:
             self._stamp(type_id, list(dict.fromkeys(anchors)), self._import_mark(type_id))
+
+    def forget_values(self, type_id: int, anchor: str, fields: Sequence[str]) -> None:
+        """Take ``fields`` out of a stored source record, leaving its hash and dirty mark as they
+        are: a write-only value (a password a SCIM client sent) is needed until its export went
+        out, and never at rest after that."""
+        so = t.source_objects.c
+        text = self.conn.execute(sa.select(so.data).where(so.type_id == type_id, so.anchor == anchor)).scalar()
+        if text is None:
+            return
+        data = json.loads(text)
+        if any(f in data for f in fields):
+            kept = {k: v for k, v in data.items() if k not in fields}
+            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor == anchor)
+                              .values(data=dumps(kept)))
 
     def mark_deleted(self, type_id: int, anchors: Sequence[str], natives: Sequence[str] = ()) -> None:
         """A delta read reported these objects deleted, by our anchor or by the connector's own."""

@@ -429,3 +429,28 @@ def test_each_request_is_in_the_provisioning_log_with_the_clients_operation(pipe
     assert ("add", "ok") in steps and ("scim POST", "ok") in steps
     assert ("update", "ok") in steps and ("scim PATCH", "ok") in steps
     assert ("scim PATCH", "failed") in steps
+
+
+def test_a_password_goes_out_in_the_add_and_is_never_at_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ExportPasswordInFirstPass through the endpoint: the password Entra sends in the create is in
+    the target's row from the add on; the state store never keeps it, and GET never returns it."""
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    sentinel = "Sentinel-Scim-Pw-5e1f"
+    (tmp_path / "app.sql").write_text(TARGET_SQL.replace("disabled    BOOLEAN", "pw TEXT,\n    disabled    BOOLEAN"))
+    (tmp_path / "users.yaml").write_text(MAPPING + "  - {target: pw, source: password, password: true, apply: on_create}\n")
+    manifest = tmp_path / "pipeline.yaml"
+    manifest.write_text(MANIFEST.format(folder=tmp_path).replace(
+        "users: {table: users, key: id, generated_key: true}",
+        "users: {table: users, key: id, generated_key: true, password: pw}"))
+    with PipelineStore(manifest) as store:
+        created = store.create("User", {**USER, "password": sentinel})
+        assert "password" not in store.get("User", created.id).attributes
+        store.patch("User", created.id, parse_patch(KINDS["User"], {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "Replace", "path": "name.givenName", "value": "Later"}]}))
+    with sqlite3.connect(tmp_path / "app.db") as db:
+        assert db.execute("SELECT pw, given_name FROM users").fetchall() == [(sentinel, "Later")]
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        dump = "\n".join(repr(row) for table in tables for row in db.execute(f'SELECT * FROM "{table}"'))
+    assert "in-process@example.com" in dump and sentinel not in dump
