@@ -454,3 +454,18 @@ def test_a_password_goes_out_in_the_add_and_is_never_at_rest(tmp_path: Path, mon
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         dump = "\n".join(repr(row) for table in tables for row in db.execute(f'SELECT * FROM "{table}"'))
     assert "in-process@example.com" in dump and sentinel not in dump
+
+
+def test_a_write_that_changes_nothing_sends_nothing(pipeline: Path, provision: Any) -> None:
+    """Entra sends the same values again (a re-sync, a PATCH of what is already there): the
+    endpoint answers, and the target gets no update (no flapping)."""
+    with PipelineStore(pipeline) as store:
+        created = store.create("User", USER)
+        same = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "Replace", "path": "name.givenName", "value": USER["name"]["givenName"]}]}
+        store.patch("User", created.id, parse_patch(KINDS["User"], same))
+        store.replace("User", created.id, USER)
+    found = provision("logs", pipeline, "--anchor", created.id, "--output", "json")
+    steps = [e["action"] for e in json.loads(found.out)["entries"]]
+    assert steps.count("add") == 1 and "update" not in steps, steps
+    assert steps.count("scim PATCH") == 1 and steps.count("scim PUT") == 1
