@@ -81,6 +81,8 @@ SOURCE_TYPE = "scim-endpoint"
 HEARTBEAT_SECONDS = 30.0
 #: what a 503 asks the client to wait, in seconds, when the target did not say
 RETRY_AFTER = 30
+#: attributes besides the unique ones that queries find by index (Entra may match users on externalId)
+LOOKUPS = ("externalId",)
 _OK = {"POST": 201, "DELETE": 204}  # the status of a write that went through, when not 200
 #: requests provisioned at once, unless the manifest's ``serve.concurrency`` says otherwise
 DEFAULT_LANES = 4
@@ -166,34 +168,59 @@ class _Objects:
 
 class _Unique:
     """The values each served type keeps unique (userName; Group displayName) -> the resource
-    holding it, in memory: a create checks it without reading every stored resource, and a
-    query ``userName eq "x"`` is a lookup. Built once at start from the state store; this server
-    is its only writer (it holds the pipeline's lock). A write reserves its values before it is
-    provisioned and gives them back if it fails, so two concurrent creates of one userName
-    cannot both succeed."""
+    holding it, and the values of :data:`LOOKUPS` (externalId) -> the resources holding them, in
+    memory: a create checks uniqueness without reading every stored resource, and a query
+    ``userName eq "x"`` or ``externalId eq "y"`` is a lookup. Built once at start from the state
+    store; this server is its only writer (it holds the pipeline's lock). A write reserves its
+    unique values before it is provisioned and gives them back if it fails, so two concurrent
+    creates of one userName cannot both succeed."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._held: dict[tuple[str, str], dict[Any, str]] = {}
+        self._found: dict[tuple[str, str], dict[Any, set[str]]] = {}
 
     @staticmethod
     def key(attr: Attr, value: Any) -> Any:
         return value.casefold() if isinstance(value, str) and not attr.case_exact else value
 
+    @staticmethod
+    def lookups(kind: Kind) -> list[Attr]:
+        core = kind.attributes_of(None)
+        return [core[name.lower()] for name in LOOKUPS if name.lower() in core]
+
     def add(self, kind: Kind, resource_id: str, attributes: Mapping[str, Any]) -> None:
         for attr in kind.unique:
             if attributes.get(attr.name) is not None:
                 self._held.setdefault((kind.name, attr.name), {})[self.key(attr, attributes[attr.name])] = resource_id
+        self._index(kind, resource_id, attributes, None)
 
     def holder(self, kind: Kind, attr: Attr, value: Any) -> str | None:
         with self._lock:
             return self._held.get((kind.name, attr.name), {}).get(self.key(attr, value))
 
+    def holding(self, kind: Kind, attr: Attr, value: Any) -> list[str]:
+        with self._lock:
+            return sorted(self._found.get((kind.name, attr.name), {}).get(self.key(attr, value), ()))
+
+    def _index(self, kind: Kind, resource_id: str, new: Mapping[str, Any] | None,
+               old: Mapping[str, Any] | None) -> None:
+        for attr in self.lookups(kind):
+            index = self._found.setdefault((kind.name, attr.name), {})
+            before, after = (old or {}).get(attr.name), (new or {}).get(attr.name)
+            if isinstance(before, str | int) and (ids := index.get(self.key(attr, before))):
+                ids.discard(resource_id)
+                if not ids:
+                    del index[self.key(attr, before)]
+            if isinstance(after, str | int):
+                index.setdefault(self.key(attr, after), set()).add(resource_id)
+
     @contextlib.contextmanager
     def reserve(self, kind: Kind, resource_id: str, new: Mapping[str, Any] | None,
                 old: Mapping[str, Any] | None) -> Iterator[None]:
         """Take ``new``'s unique values for ``resource_id`` (Conflict when another holds one),
-        giving up ``old``'s; put everything back as it was when the block fails."""
+        giving up ``old``'s; put everything back as it was when the block fails, and index the
+        lookups once it went through."""
         undo: list[tuple[dict[Any, str], Any, str | None]] = []
         with self._lock:
             for attr in kind.unique:
@@ -220,6 +247,8 @@ class _Unique:
                     else:
                         index[key] = holder
             raise
+        with self._lock:
+            self._index(kind, resource_id, new, old)
 
 
 class PipelineStore:
@@ -470,6 +499,10 @@ class PipelineStore:
             if value is not None:
                 holder = self._unique.holder(s.kind, attr, value)
                 return [holder] if holder else []
+        for attr in self._unique.lookups(s.kind):
+            value = filter.equality(attr)
+            if value is not None:
+                return self._unique.holding(s.kind, attr, value)
         return None
 
     def _change(self, kind: str, resource_id: str, if_match: str | None, operation: str,

@@ -469,3 +469,36 @@ def test_a_write_that_changes_nothing_sends_nothing(pipeline: Path, provision: A
     steps = [e["action"] for e in json.loads(found.out)["entries"]]
     assert steps.count("add") == 1 and "update" not in steps, steps
     assert steps.count("scim PATCH") == 1 and steps.count("scim PUT") == 1
+
+
+def test_queries_on_user_name_and_external_id_follow_every_write(pipeline: Path) -> None:
+    """The lookups a query by userName, externalId or id is answered from stay right through
+    creates, changes, a failed write and deletes (case-insensitive userName, exact externalId)."""
+    from runner.serve.filters import parse_filter
+
+    user = KINDS["User"]
+
+    def ids(text: str) -> list[str]:
+        return [r.id for r in store.query("User", parse_filter(user, text), 1, 100).records]
+
+    with PipelineStore(pipeline) as store:
+        a = store.create("User", {**USER, "userName": "a@example.com", "externalId": "E-1",
+                                  "emails": [{"type": "work", "value": "a@example.com"}]})
+        b = store.create("User", {**USER, "userName": "b@example.com", "externalId": "E-1",
+                                  "emails": [{"type": "work", "value": "b@example.com"}]})
+        assert set(ids('externalId eq "E-1"')) == {a.id, b.id}
+        assert ids('externalId eq "e-1"') == []  # externalId is case-exact (RFC 7643)
+        assert ids('userName eq "A@EXAMPLE.COM"') == [a.id]
+        store.patch("User", a.id, parse_patch(user, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                                     "Operations": [{"op": "Replace", "path": "externalId",
+                                                                     "value": "E-2"}]}))
+        assert ids('externalId eq "E-1"') == [b.id] and ids('externalId eq "E-2"') == [a.id]
+        with pytest.raises(TargetRejected):  # the database refuses: nothing of it stays in the lookups
+            store.patch("User", b.id, parse_patch(user, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                                                         "Operations": [{"op": "Replace", "path": "externalId",
+                                                                         "value": "E-3"},
+                                                                        {"op": "Remove", "path": "emails"}]}))
+        assert ids('externalId eq "E-3"') == [] and ids('externalId eq "E-1"') == [b.id]
+        store.delete("User", b.id)
+        assert ids('externalId eq "E-1"') == [] and ids('userName eq "b@example.com"') == []
+        assert ids(f'id eq "{a.id}" and externalId eq "E-2"') == [a.id]
