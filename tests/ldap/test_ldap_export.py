@@ -109,3 +109,39 @@ def test_one_object_type_spans_two_partitions_and_moves_between_them(provision, 
     assert not exists(directory, "uid=cy,ou=people,dc=other,dc=org")
     again = provision("run", pipe, "--output", "json").json()["object_types"]["user"]
     assert again["added"] + again["updated"] + again["renamed"] + again["deleted"] == 0, again
+
+
+def test_a_move_into_the_other_partition_re_creates_the_entry_there(provision, directory, tmp_path: Path):
+    """LDAP cannot modDN across databases (affectsMultipleDSAs): the entry is deleted and added at
+    its new DN with what it held, in the same run; its group membership follows by DN, and a
+    second run changes nothing."""
+    data = tmp_path / "hr"
+    data.mkdir()
+    people = data / "people.csv"
+    people.write_text("id,uid,company\n1,ann,example\n2,bob,other\n")
+    (data / "groups.csv").write_text("id,cn,members\nG,all,1;2\n")
+    types = OBJECT_TYPES.replace('name: "uid={uid},ou=people,dc={o},dc=org"}',
+                                 'name: "uid={uid},ou=people,dc={o},dc=org", partition: "dc={o},dc=org"}') + """\
+  - name: group
+    source: {connector: hr, object: groups, anchor: id}
+    target: {connector: dir, object: groupOfNames, name: "cn={cn},ou=groups,dc=example,dc=org"}
+    mapping:
+      - {target: cn, source: cn}
+      - {target: member, source: members, reference: user, multi_valued: true}
+"""
+    pipe = manifest(tmp_path, directory, "ldap-cross", types, data, partitions=("dc=example,dc=org", "dc=other,dc=org"),
+                    hr_objects='{groups: {multi_valued: {members: ";"}}}')
+    assert provision("run", pipe).code == 0
+    people.write_text("id,uid,company\n1,ann,other\n2,bob,other\n")
+    moved = provision("run", pipe, "--output", "json")
+    assert moved.code == 0, moved.out + moved.err
+    assert moved.json()["object_types"]["user"]["renamed"] == 1
+    assert exists(directory, "uid=ann,ou=people,dc=other,dc=org")
+    assert not exists(directory, "uid=ann,ou=people,dc=example,dc=org")
+    conn = admin(directory)
+    conn.search("cn=all,ou=groups,dc=example,dc=org", "(objectClass=*)", ldap3.BASE, attributes=["member"])
+    members = {m.lower() for m in conn.response[0]["attributes"]["member"]}
+    conn.unbind()
+    assert members == {"uid=ann,ou=people,dc=other,dc=org", "uid=bob,ou=people,dc=other,dc=org"}
+    again = provision("run", pipe, "--output", "json").json()["object_types"]
+    assert all(c["added"] + c["updated"] + c["renamed"] + c["deleted"] == 0 for c in again.values()), again

@@ -43,6 +43,7 @@ from runner.connectors.ldap.wire import Control
 # RFC 4511 result codes the connector treats specially
 SUCCESS, NO_SUCH_ATTRIBUTE, NO_SUCH_OBJECT, ALREADY_EXISTS = 0, 16, 32, 68
 NOT_ALLOWED_ON_NON_LEAF, OBJECT_CLASS_VIOLATION, ASSERTION_FAILED = 66, 65, 122
+AFFECTS_MULTIPLE_DSAS = 71  # a modDN into another database (partition)
 INVALID_CREDENTIALS, INSUFFICIENT_ACCESS = 49, 50
 _RETRYABLE = {3: "time limit exceeded", 51: "busy", 52: "unavailable", 80: "other (server)"}
 _PERMANENT = {17: "undefined attribute type", 18: "inappropriate matching", 19: "constraint violation",

@@ -34,6 +34,7 @@ from runner.connectors.base import (
 from runner.connectors.ldap import dn as dns
 from runner.connectors.ldap import read, wire
 from runner.connectors.ldap.connection import (
+    AFFECTS_MULTIPLE_DSAS,
     ALREADY_EXISTS,
     ASSERTION_FAILED,
     NO_SUCH_ATTRIBUTE,
@@ -435,8 +436,42 @@ class Writer:
             if code == NO_SUCH_OBJECT and superior:
                 return Result.failed(op, ObjectError(f"cannot move {current}: the new parent {superior} does not "
                                                      "exist"))
+            if code == AFFECTS_MULTIPLE_DSAS:  # into another partition: a modDN cannot cross databases
+                return self._recreate(conn, op, current, new, base)
             break
         return self._fail(op, conn, f"rename of {current} to {new}")
+
+    def _recreate(self, conn: ldap3.Connection, op: Operation, current: str, new: str, base: str) -> Result:
+        """Move an entry into another partition, which LDAP's modDN cannot do (affectsMultipleDSAs):
+        read it whole, delete it, add it at the new DN with the same attributes (the naming value
+        the new RDN's), and answer with the new entry's entryUUID, which becomes its anchor.
+        Deleted before it is added: a run killed in between finds the object gone from the target
+        and adds it again from the mappings (what no mapping sets, and its memberships, are lost
+        then), where the other order would leave two entries for one person."""
+        conn.search(current, "(objectClass=*)", ldap3.BASE, attributes=["*"], controls=[assert_uuid(op.anchor)])
+        if conn.result.get("result") != 0 or not conn.response:
+            return self._fail(op, conn, f"move of {current} to another partition: reading it")
+        attributes = {k: list(v) for k, v in conn.response[0]["raw_attributes"].items() if v}
+        for attr, value in dns.rdn_values(dns.split(current)[0]):  # the old name's values go, the new ones come
+            kept = [v for v in attributes.get(attr, []) if v.decode("utf-8", "replace").casefold() != value.casefold()]
+            attributes[attr] = kept
+        for attr, value in dns.rdn_values(dns.split(new)[0]):
+            attributes.setdefault(attr, []).append(value.encode())
+        attributes = {k: v for k, v in attributes.items() if v}
+        conn.delete(current, controls=[assert_uuid(op.anchor)])
+        if conn.result.get("result") != 0:
+            return self._fail(op, conn, f"move of {current} to another partition: deleting it")
+        parent = dns.parent(new)
+        if self.create_parents and not self.make_parents(conn, parent, base) and conn.result.get("result") not in (
+                0, NO_SUCH_OBJECT):
+            return self._fail(op, conn, f"move of {current} to another partition: creating its parent {parent}")
+        conn.add(new, attributes=attributes, controls=[POST_READ_UUID])
+        if conn.result.get("result") != 0:
+            return self._fail(op, conn, f"move of {current} to {new}: adding it there (it is deleted from "
+                                        "its old place; the next run adds it again)")
+        uuid = self._post_read_uuid(conn) or self._uuid_of(conn, new)
+        self.prune(conn, dns.parent(current), self.layout.partition(op.old_partition, current))
+        return Result(op.id, True, uuid or op.anchor, name=self.layout.name_of(new, base))
 
     # ---- delete ---------------------------------------------------------------------------------
 
