@@ -145,3 +145,57 @@ def test_a_move_into_the_other_partition_re_creates_the_entry_there(provision, d
     assert members == {"uid=ann,ou=people,dc=other,dc=org", "uid=bob,ou=people,dc=other,dc=org"}
     again = provision("run", pipe, "--output", "json").json()["object_types"]
     assert all(c["added"] + c["updated"] + c["renamed"] + c["deleted"] == 0 for c in again.values()), again
+
+
+KILL_AFTER_DELETE = """
+import os, signal, sys
+import ldap3
+from runner import cli
+original = ldap3.Connection.delete
+def delete(self, *a, **kw):
+    answer = original(self, *a, **kw)
+    os.kill(os.getpid(), signal.SIGKILL)  # the move deleted the entry; its add never happens
+    return answer
+ldap3.Connection.delete = delete
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_between_the_delete_and_the_add_of_a_move_converges(directory, tmp_path: Path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    data = tmp_path / "hr"
+    data.mkdir()
+    people = data / "people.csv"
+    people.write_text("id,uid,company\n1,ann,example\n2,bob,other\n")
+    types = OBJECT_TYPES.replace('name: "uid={uid},ou=people,dc={o},dc=org"}',
+                                 'name: "uid={uid},ou=people,dc={o},dc=org", partition: "dc={o},dc=org"}')
+    pipe = manifest(tmp_path, directory, "ldap-cross-kill", types, data,
+                    partitions=("dc=example,dc=org", "dc=other,dc=org"))
+    script = tmp_path / "kill_after_delete.py"
+    script.write_text(KILL_AFTER_DELETE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def run(*wrapper: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, *wrapper, "run", str(pipe), "--output", "json"] if wrapper else \
+            [sys.executable, "-m", "runner", "run", str(pipe), "--output", "json"]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+    assert run().returncode == 0
+    people.write_text("id,uid,company\n1,ann,other\n2,bob,other\n")
+    killed = run(str(script))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not exists(directory, "uid=ann,ou=people,dc=example,dc=org")  # deleted, not added yet
+    rerun = run()
+    assert rerun.returncode == 0, rerun.stderr + rerun.stdout
+    assert exists(directory, "uid=ann,ou=people,dc=other,dc=org")
+    conn = admin(directory)
+    conn.search("dc=other,dc=org", "(uid=ann)", ldap3.SUBTREE, attributes=["1.1"])
+    assert len(conn.response) == 1  # one entry for ann, not two
+    conn.unbind()
+    again = json.loads(run().stdout)["object_types"]
+    assert all(c["added"] + c["updated"] + c["renamed"] + c["deleted"] + c["failed"] == 0 for c in again.values())
