@@ -955,7 +955,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(f"{args.file}: {e}") from None
         public = (store.settings.get("metrics") or {}).get("public", True)
-        app = create_app(store, authenticator=authenticator, base_path=args.base_path, metrics_public=public)
+        app = create_app(store, authenticator=authenticator, base_path=args.base_path, metrics_public=public,
+                         kinds=store.kinds)
         serve(app, args.host, args.port, args.certfile, args.keyfile,
               log_level="warning" if args.quiet else "info")
     return EXIT_OK

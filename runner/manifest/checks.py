@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from runner.connectors.base import Capabilities, ConfigurationError, Connector, ConnectorContext
 from runner.connectors.registry import UnknownConnector, connector_class
+from runner.connectors.scimendpoint import ScimEndpointConnector, serve_problems
 from runner.errors import Problem
 from runner.manifest import schema
 from runner.manifest.model import Manifest, ObjectType
@@ -89,6 +90,9 @@ def semantic_problems(manifest: Manifest, located: Located, connectors: dict[str
         found += list(_match_problems(ot, located))
         found += list(_disable_problems(ot, located))
     found += list(_state_problems(manifest, located))
+    served = [((*ot.path, "source", "object"), ot.source.object) for ot in manifest.object_types
+              if isinstance(connectors.get(ot.source.connector), ScimEndpointConnector)]
+    found += [located.problem(p, m) for p, m in serve_problems(located.data.get("serve"), manifest.path.parent, served)]
     return found
 
 

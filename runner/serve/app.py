@@ -3,7 +3,8 @@
 ``create_app(store, token=...)`` (or ``authenticator=``, ``auth.py``) answers, under ``base_path``
 (``/scim``; Entra's Tenant URL is ``https://host/scim``):
 
-* ``/Users`` and ``/Groups``: POST (201 + ``Location``), GET by id, GET with ``filter``,
+* ``/Users`` and ``/Groups`` (and the endpoint of each further resource type in ``kinds``,
+  ``schema.kinds_for``): POST (201 + ``Location``), GET by id, GET with ``filter``,
   ``startIndex``, ``count`` (a ListResponse, RFC 7644 §3.4.2), POST ``/.search`` (§3.4.3, also at
   the root across both types), PUT (§3.5.1), PATCH (§3.5.2), DELETE (204);
 * ``/Schemas``, ``/ResourceTypes``, ``/ServiceProviderConfig`` (discovery, §4; other methods 405);
@@ -87,7 +88,8 @@ def error_response(status: int, detail: str | None, scim_type: str | None = None
 
 def create_app(store: ResourceStore, *, token: str | Sequence[str] | None = None,
                authenticator: Authenticator | None = None, base_path: str = "/scim",
-               rate_limit: RateLimit | None = None, metrics_public: bool = True) -> Starlette:
+               rate_limit: RateLimit | None = None, metrics_public: bool = True,
+               kinds: Mapping[str, Kind] | None = None) -> Starlette:
     """The SCIM endpoint over ``store``.
 
     Args:
@@ -96,6 +98,8 @@ def create_app(store: ResourceStore, *, token: str | Sequence[str] | None = None
             too, either is accepted. One of the two is required: the endpoint never runs open.
         rate_limit: an optional request-rate limit.
         metrics_public: whether ``/metrics`` answers without a credential (a scraper has none).
+        kinds: the resource types served, by name (``schema.kinds_for`` a manifest's ``serve``
+            block); default User and Group. Each gets its routes and is listed by discovery.
     """
     tokens = [token] if isinstance(token, str) else list(token or [])
     if any(not t for t in tokens) or (not tokens and authenticator is None):
@@ -104,12 +108,13 @@ def create_app(store: ResourceStore, *, token: str | Sequence[str] | None = None
         authenticator = Either(StaticTokens(tokens), authenticator)
     assert authenticator is not None
     base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
-    api = _Api(store, base_path)
-    metrics = Metrics(store, base_path)
+    served = dict(KINDS if kinds is None else kinds)
+    api = _Api(store, base_path, served)
+    metrics = Metrics(store, base_path, served)
     health, scrape = _health(store), metrics_endpoint(metrics)
     routes = [Route("/health", health, methods=["GET"]), Route(f"{base_path}/health", health, methods=["GET"]),
               Route("/metrics", scrape, methods=["GET"]), Route(f"{base_path}/metrics", scrape, methods=["GET"])]
-    for kind in KINDS.values():
+    for kind in served.values():
         collection = f"{base_path}{kind.endpoint}"
         routes += [
             Route(collection, api.for_kind(api.list, kind), methods=["GET"]),
@@ -286,9 +291,10 @@ def _list_response(resources: list[dict[str, Any]], total: int, start: int) -> d
 class _Api:
     """The handlers, over one store; ``base_path`` is where the SCIM endpoints start."""
 
-    def __init__(self, store: ResourceStore, base_path: str) -> None:
+    def __init__(self, store: ResourceStore, base_path: str, kinds: Mapping[str, Kind]) -> None:
         self.store = store
         self.base_path = base_path
+        self.kinds = kinds
 
     def base(self, request: Request) -> str:
         """The absolute URL of the endpoint root, for ``meta.location`` and ``Location``."""
@@ -389,7 +395,7 @@ class _Api:
         return await self.query([kind], request, await self.search_body(request))
 
     async def search_all(self, request: Request) -> Response:
-        return await self.query(list(KINDS.values()), request, await self.search_body(request))
+        return await self.query(list(self.kinds.values()), request, await self.search_body(request))
 
     @staticmethod
     async def search_body(request: Request) -> Mapping[str, Any]:
@@ -404,23 +410,23 @@ class _Api:
         return scim_response(service_provider_config(self.base(request), MAX_RESULTS))
 
     async def schemas(self, request: Request) -> Response:
-        docs = schema_documents(self.base(request))
+        docs = schema_documents(self.base(request), self.kinds.values())
         return scim_response(_list_response(docs, len(docs), 1))
 
     async def schema(self, request: Request) -> Response:
         wanted = request.path_params["id"]
-        for doc in schema_documents(self.base(request)):
+        for doc in schema_documents(self.base(request), self.kinds.values()):
             if doc["id"].lower() == wanted.lower():
                 return scim_response(doc)
         raise NotFound(f"no schema {wanted}")
 
     async def resource_types(self, request: Request) -> Response:
-        docs = resource_type_documents(self.base(request))
+        docs = resource_type_documents(self.base(request), self.kinds.values())
         return scim_response(_list_response(docs, len(docs), 1))
 
     async def resource_type(self, request: Request) -> Response:
         wanted = request.path_params["id"]
-        for doc in resource_type_documents(self.base(request)):
+        for doc in resource_type_documents(self.base(request), self.kinds.values()):
             if doc["id"].lower() == wanted.lower():
                 return scim_response(doc)
         raise NotFound(f"no resource type {wanted}")

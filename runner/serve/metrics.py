@@ -9,10 +9,11 @@ one), so two apps in one process, as in the tests, count apart:
 * ``provision_serve_unauthorized_requests_total{reason}``: the 401s, by why (``auth.REASONS``);
 * ``provision_serve_rate_limited_requests_total``: the 429s.
 
-``resource_type`` is ``User`` and ``Group`` for their endpoints, the discovery resource's name
-(``ServiceProviderConfig``, ``Schema``, ``ResourceType``), ``all`` for the root ``/.search``,
-``Bulk``, ``Me``, ``health``, ``metrics``, and ``other`` for any other path: labels come from a
-fixed set, never from what a client sends, so no client can grow the series without bound.
+``resource_type`` is the resource type's name for its endpoint (``User``, ``Group``, a declared
+``Device``), the discovery resource's name (``ServiceProviderConfig``, ``Schema``,
+``ResourceType``), ``all`` for the root ``/.search``, ``Bulk``, ``Me``, ``health``, ``metrics``,
+and ``other`` for any other path: labels come from a fixed set, never from what a client sends,
+so no client can grow the series without bound.
 
 A store with a ``metric_families()`` method (an iterable of ``prometheus_client.core.Metric``) adds
 its own, collected at each scrape; one that fails is logged and left out of that scrape, counted in
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
@@ -34,7 +35,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import REASONS
-from .schema import KINDS
+from .schema import KINDS, Kind
 
 log = logging.getLogger("runner.serve")
 
@@ -49,7 +50,7 @@ _DISCOVERY = {"ServiceProviderConfig": "ServiceProviderConfig", "Schemas": "Sche
 class Metrics:
     """The metrics of one app over ``store``, whose SCIM endpoints start at ``base_path``."""
 
-    def __init__(self, store: object, base_path: str) -> None:
+    def __init__(self, store: object, base_path: str, kinds: Mapping[str, Kind] = KINDS) -> None:
         self.base_path = base_path
         self.registry = CollectorRegistry()
         r = self.registry
@@ -68,7 +69,7 @@ class Metrics:
                                       "own metrics failed and were left out", registry=None)
         for reason in REASONS:  # every series there from the start, so rate() sees the first 401
             self.unauthorized.labels(reason)
-        self._endpoints = {kind.endpoint.strip("/"): kind.name for kind in KINDS.values()} | _DISCOVERY
+        self._endpoints = {kind.endpoint.strip("/"): kind.name for kind in kinds.values()} | _DISCOVERY
         if callable(getattr(store, "metric_families", None)):
             r.register(_StoreCollector(store, self.store_failures))
         r.register(self.store_failures)  # after the store's collector: a failure shows in the same scrape

@@ -71,7 +71,7 @@ from runner.state.store import StateStore, now_iso
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Retry, ScimError, TargetRejected
 from .filters import Filter
 from .patch import Operation, apply
-from .schema import ID, KINDS, Kind
+from .schema import ID, Kind, kinds_for
 from .store import Page, Record, etag_matches
 
 log = logging.getLogger("runner.serve")
@@ -263,13 +263,20 @@ class PipelineStore:
         self.connectors = loaded.connectors
         #: the manifest's ``serve`` block, interpolated (``token``)
         self.settings: dict[str, Any] = dict((loaded.located.data or {}).get("serve") or {})
+        try:  # User, Group and the manifest's serve.resource_types (checked when it was loaded)
+            #: the resource types this endpoint serves, by name: what ``create_app(kinds=...)`` routes
+            self.kinds: dict[str, Kind] = kinds_for(self.settings, manifest.path.parent)
+        except ValueError as e:
+            raise UsageError(f"{manifest.path.name}: {e}") from None
         served: list[tuple[Kind, ObjectType]] = []
         for ot in manifest.object_types:
             if manifest.connectors[ot.source.connector].type != SOURCE_TYPE:
                 continue
-            kind = next((k for k in KINDS.values() if k.endpoint.strip("/").lower() == ot.source.object.lower()), None)
+            kind = next((k for k in self.kinds.values()
+                         if k.endpoint.strip("/").lower() == ot.source.object.lower()), None)
             if kind is None:
-                raise UsageError(f"{ot.name}: a {SOURCE_TYPE} source serves Users or Groups, not {ot.source.object!r}")
+                endpoints = ", ".join(k.endpoint.strip("/") for k in self.kinds.values())
+                raise UsageError(f"{ot.name}: a {SOURCE_TYPE} source serves {endpoints}, not {ot.source.object!r}")
             if any(k.name == kind.name for k, _ in served):
                 raise UsageError(f"{ot.name}: {ot.source.object} is the source of two object types")
             served.append((kind, ot))

@@ -10,6 +10,12 @@ One change to the RFC's Group schema: ``displayName`` is published as required a
 (``uniqueness: server``), because Entra matches groups by it and the store enforces it (Microsoft:
 "Groups must have uniqueness on the 'displayName' value to match with Microsoft Entra ID"); the
 schema says what the endpoint does.
+
+Further resource types come from the manifest (``serve.resource_types``: a name, an endpoint and an
+RFC 7643 §7 schema document): :func:`kinds_for` adds them to the two, read and checked by
+``runner.connectors.scimendpoint.declared_types`` (the same reading ``provision validate`` reports
+on) and parsed by the same ``parse_schemas``. Their schema documents join ``/Schemas`` and their
+types ``/ResourceTypes``; an attribute with ``uniqueness: server`` is kept unique as userName is.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 from scim2_models import EnterpriseUser, Group, ResourceType, Schema, ServiceProviderConfig, User
@@ -32,6 +39,7 @@ from runner.connectors.scim.protocol import (
     parse_resource_types,
     parse_schemas,
 )
+from runner.connectors.scimendpoint import declared_types
 
 SCHEMA_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
@@ -70,6 +78,9 @@ class Kind:
     attribute lookups every parser needs (names are case-insensitive, RFC 7643 §2.1)."""
 
     info: ResourceInfo
+    #: the schema document ``/Schemas`` publishes for a type the manifest declares (JSON text);
+    #: None for User and Group, whose schemas are scim2-models' own
+    document: str | None = None
 
     @property
     def name(self) -> str:
@@ -122,7 +133,8 @@ class Kind:
 
     @cached_property
     def unique(self) -> tuple[Attr, ...]:
-        """Core attributes whose values the store keeps unique (userName; Group displayName)."""
+        """Core attributes whose values the store keeps unique (userName; Group displayName; a
+        declared type's attributes with ``uniqueness: server`` or ``global``)."""
         return tuple(a for a in self.attributes_of(None).values() if a.uniqueness in ("server", "global"))
 
     @cached_property
@@ -149,13 +161,27 @@ if (USER.schema, GROUP.schema, USER.extensions) != (CORE_USER, CORE_GROUP, (ENTE
     raise RuntimeError(f"scim2-models describes other resource types than RFC 7643's: {KINDS}")
 
 
+def kinds_for(settings: Mapping[str, Any] | None, base_dir: str | Path) -> dict[str, Kind]:
+    """The resource types an endpoint with the manifest's ``serve`` block ``settings`` serves:
+    User and Group, then each of ``serve.resource_types`` in the manifest's order (schema files
+    relative to ``base_dir``, the manifest's folder). Raise ValueError naming each problem (a
+    manifest loaded with its checks has none)."""
+    declared, problems = declared_types(settings or {}, Path(base_dir))
+    if problems:
+        raise ValueError("; ".join(f"{'.'.join(str(p) for p in path)}: {message}" for path, message in problems))
+    return {**KINDS, **{d.info.name: Kind(d.info, json.dumps(d.document)) for d in declared}}
+
+
 # ---- discovery (RFC 7644 §4, RFC 7643 §5-7) --------------------------------------------------------
 
 
-def schema_documents(base: str) -> list[dict[str, Any]]:
-    """``/Schemas``: the served resources' schemas, then the ones describing discovery itself
-    (RFC 7643 §8.7.2), each with ``meta.location``."""
-    docs = [json.loads(d) for d in _schemas()]
+def schema_documents(base: str, kinds: Iterable[Kind] = KINDS.values()) -> list[dict[str, Any]]:
+    """``/Schemas``: the served resources' schemas (User, EnterpriseUser, Group, then those of the
+    declared ``kinds``), then the ones describing discovery itself (RFC 7643 §8.7.2), each with
+    ``meta.location``."""
+    builtin = [json.loads(d) for d in _schemas()]
+    declared = [json.loads(k.document) for k in kinds if k.document]
+    docs = builtin[:3] + declared + builtin[3:]
     for doc in docs:
         doc["meta"] = {"resourceType": "Schema", "location": f"{base}/Schemas/{doc['id']}"}
     return docs
