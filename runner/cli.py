@@ -371,6 +371,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keyfile", type=Path, help="TLS: the certificate's key, if not in the certificate file")
     p.set_defaults(func=cmd_serve)
 
+    _distributed_parsers(sub)
+
     p = sub.add_parser("status", help="last runs, object counts and failures")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--output", choices=("text", "json"), default="text")
@@ -935,6 +937,75 @@ def cmd_preview(args: argparse.Namespace) -> int:
     else:
         print(render(result))
     return result.exit_code
+
+
+def _distributed_parsers(sub: Any) -> None:
+    """``provision worker`` and ``provision submit``: the distributed mode (runner/distributed/,
+    docs/distributed.md), with the broker from PROVISION_BROKER_URL."""
+    p = sub.add_parser("worker", help="a Celery worker that runs submitted runs (the 'distributed' extra; "
+                                      "broker: PROVISION_BROKER_URL)")
+    p.add_argument("--queues", metavar="Q[,Q...]", help="the queues to read (default: PROVISION_QUEUE, else provision)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="runs at once (default: the number of CPUs)")
+    p.add_argument("--name", metavar="NAME@HOST", help="the worker's node name (default: provision-PID@host)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    _view_arguments(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("submit", help="enqueue a run for the workers and print its id; --wait: block until it "
+                                      "ends, then print the summary and exit as `run` does")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--object-type", action="append", default=[], metavar="NAME", help="only this object type (repeatable)")
+    p.add_argument("--queue", metavar="Q", help="the queue to send it to (default: PROVISION_QUEUE, else provision)")
+    p.add_argument("--wait", action="store_true", help="wait for the run to end; its summary and exit code are run's")
+    p.add_argument("--timeout", metavar="DURATION", type=_duration,
+                   help="with --wait: give up waiting after this long (exit 3; the run goes on)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--no-import", action="store_true", help="as for run")
+    p.add_argument("--full", action="store_true", help="as for run")
+    p.add_argument("--full-export", action="store_true", help="as for run")
+    p.add_argument("--partition", metavar="NAME", help="as for run")
+    p.add_argument("--allow-deletes", metavar="N|all", type=_allowance, help="as for run")
+    p.add_argument("--retry-now", action="store_true", help="as for run")
+    p.add_argument("--time-limit", metavar="DURATION", type=_duration,
+                   help="as for run, counted from when a worker starts the run")
+    _reconcile_arguments(p)
+    _view_arguments(p)
+    p.set_defaults(func=cmd_submit)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from runner.distributed.worker import start
+
+    queues = [q for q in (args.queues or "").split(",") if q] or None
+    return start(queues, args.concurrency, "WARNING" if args.quiet else "INFO", args.name)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from runner.distributed.client import submit, summary_from_json, wait
+
+    if args.timeout and not args.wait:
+        return _error(args, "--timeout: only with --wait", EXIT_INVALID)
+    options = {"object_types": list(args.object_type), "no_import": args.no_import, "full": args.full,
+               "full_export": args.full_export, "partition": args.partition, "allow_deletes": args.allow_deletes,
+               "retry_now": args.retry_now, "reconcile": args.reconcile, "rebind": args.rebind,
+               "time_limit": list(args.time_limit) if args.time_limit else None}
+    if not args.file.is_file():
+        return _error(args, f"{args.file}: no such manifest", EXIT_INVALID)
+    sent = submit(args.file, options, args.queue)
+    if not args.wait:
+        print(json.dumps(sent.as_json()) if _json(args) else
+              f"submitted a run of {sent.manifest} to queue {sent.queue}: task {sent.task_id}")
+        return EXIT_OK
+    print(f"provision: submitted as task {sent.task_id}; waiting for a worker", file=sys.stderr)
+    outcome = wait(sent.task_id, args.timeout[1] if args.timeout else None)
+    if "summary" not in outcome:
+        if outcome.get("problems"):
+            for p in outcome["problems"]:
+                print(f"{p['file']}:{p['line']}:{p['column']}: {p['path']}: {p['message']}", file=sys.stderr)
+        return _error(args, outcome["error"], outcome["exit_code"], task_id=sent.task_id,
+                      **({"problems": outcome["problems"]} if outcome.get("problems") else {}))
+    _print_outcome(args, summary_from_json(outcome["summary"]), _Shown(), plan=False)
+    return outcome["exit_code"]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

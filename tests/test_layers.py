@@ -2,9 +2,11 @@
 
 The layers, top to bottom (docs/architecture.md, "Layers"):
 
-    cli -> engine -> state -> mapping -> manifest -> connectors -> helpers
+    cli -> distributed -> engine -> state -> mapping -> manifest -> connectors -> helpers
 
-(the command line's views, report.py, htmlreport.py and progress_view.py, the SCIM endpoint in
+(runner/distributed/, the Celery tasks and their client, sits between the command line and the
+engine: it calls the engine as `provision run` does, and only the command line imports it; the
+command line's views, report.py, htmlreport.py and progress_view.py, the SCIM endpoint in
 runner/serve/ and provision demo's servers in runner/demo/ are at the cli level). A module may import from its own layer or any layer below it, never above; and no two modules import
 each other, directly or round a longer circle. Imports inside functions count; those under
 `if TYPE_CHECKING:` do not (they never run).
@@ -18,7 +20,7 @@ from pathlib import Path
 
 RUNNER = Path(__file__).resolve().parent.parent / "runner"
 
-LAYERS = ("helpers", "connectors", "manifest", "mapping", "state", "engine", "cli")
+LAYERS = ("helpers", "connectors", "manifest", "mapping", "state", "engine", "distributed", "cli")
 RANK = {name: rank for rank, name in enumerate(LAYERS)}
 CLI_MODULES = {"runner.cli", "runner.__main__", "runner.report", "runner.htmlreport", "runner.progress_view"}
 ENTRY_PACKAGES = ("serve", "demo")  # runner/serve/: the SCIM endpoint; runner/demo/: provision demo's servers
@@ -37,7 +39,7 @@ def layer(module: str) -> str:
     parts = module.split(".")
     if len(parts) >= 2 and parts[1] in ENTRY_PACKAGES:
         return "cli"
-    if len(parts) >= 2 and parts[1] in ("engine", "state", "mapping", "manifest", "connectors"):
+    if len(parts) >= 2 and parts[1] in ("distributed", "engine", "state", "mapping", "manifest", "connectors"):
         return parts[1]  # the package, its __init__ included, and everything under it
     return "helpers"  # the remaining top-level modules: actions, retries, durations, secrets, errors...
 
@@ -210,7 +212,7 @@ def test_the_checker_sees_what_it_should():
     ]
     assert sorted(found) == ["runner.mapping", "runner.mapping.names", "runner.state.store"]
     assert [layer(m) for m in ("runner.cli", "runner.report", "runner.engine.run", "runner.state",
-                               "runner.connectors.ldap.dn", "runner.secrets", "runner")] == [
-        "cli", "cli", "engine", "state", "connectors", "helpers", "helpers"]
+                               "runner.connectors.ldap.dn", "runner.secrets", "runner", "runner.distributed.tasks")] == [
+        "cli", "cli", "engine", "state", "connectors", "helpers", "helpers", "distributed"]
     assert find_cycles({"a": [(1, "b")], "b": [(2, "c")], "c": [(3, "a")], "d": [(1, "a")]}) == [
         ["a", "b", "c", "a"]]

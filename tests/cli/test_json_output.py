@@ -20,7 +20,7 @@ from runner import cli
 from runner.errors import EXIT_INVALID
 
 # Commands that start servers and stay in the foreground: no result to print, errors only.
-SERVERS = {"serve", "demo"}
+SERVERS = {"serve", "demo", "worker"}
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -80,6 +80,7 @@ def test_every_command_prints_one_json_document(provision, ran: dict[str, str], 
         "schema": ["schema"],
         "schedule": ["schedule", QUICKSTART, "--cron"],
         "hook": ["hook", "test", QUICKSTART],  # pre-commit's entry point
+        "submit": ["submit", QUICKSTART, "--timeout", "1s"],  # refused before any broker is contacted
     }
     untested = set(subcommands()) - set(commands) - SERVERS
     assert not untested, f"add these commands here (and give them --output json): {sorted(untested)}"

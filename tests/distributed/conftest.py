@@ -1,0 +1,138 @@
+"""Real RabbitMQ and PostgreSQL for the distributed mode, and real worker processes.
+
+The broker is the machine's RabbitMQ on 127.0.0.1:5672 (scripts/test starts one when nothing
+answers there; PROVISION_TEST_BROKER_URL points elsewhere). Each test gets a queue of its own (so
+tests and other users of the broker never take each other's runs), fresh PostgreSQL databases for
+the state store and the result backend (dropped afterwards), a copy of the quickstart manifest
+whose state is in that database, and workers started as processes of their own in a new session,
+stopped by PID (their whole process group)."""
+
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+
+from runner import sampledata
+from runner.demo.process import stop
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER = os.environ.get("PROVISION_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+POSTGRESQL = os.environ.get("PROVISION_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def _answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def broker() -> str:
+    if not _answers(BROKER):
+        pytest.fail(f"no broker answers at {urlsplit(BROKER).hostname}:{urlsplit(BROKER).port or 5672}: start "
+                    "RabbitMQ (scripts/test does) or set PROVISION_TEST_BROKER_URL")
+    return BROKER
+
+
+@pytest.fixture
+def databases() -> Iterator[Callable[[], str]]:
+    """make() -> the URL of a fresh, empty PostgreSQL database; all are dropped afterwards."""
+    admin = sa.create_engine(f"{POSTGRESQL}/postgres", isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"prov_dist_{pysecrets.token_hex(4)}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"{POSTGRESQL}/{name}"
+
+    yield make
+    with admin.connect() as conn:
+        for name in made:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@dataclass
+class Cluster:
+    """One test's distributed world: the environment workers and submitters share, the manifest,
+    and the workers started so far."""
+
+    env: dict[str, str]
+    manifest: Path
+    folder: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self, kill_at: int = 0, name: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+        """A worker process (one run at a time) on this test's queue, ready to take runs; with
+        ``kill_at``, one that SIGKILLs itself and its pool after the target's Nth commit."""
+        name = name or f"w{len(self.workers) + 1}"
+        log = self.folder / f"{name}.log"
+        command = [sys.executable, str(REPO / "tests/distributed/killworker.py"), str(kill_at),
+                   "worker", "--concurrency", "1", "--name", f"{name}@%h"]
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                       cwd=self.folder, env=self.env, start_new_session=True)
+        self.workers.append(process)
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start: {log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+        return process, log
+
+    def submit(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``provision submit MANIFEST ARGS...`` as a user types it, in a process of its own."""
+        return subprocess.run([sys.executable, "-m", "runner", "submit", str(self.manifest), *args],
+                              env=self.env, cwd=self.folder, capture_output=True, text=True, timeout=timeout)
+
+    def submit_async(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "runner", "submit", str(self.manifest), *args],
+                                env=self.env, cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+
+@pytest.fixture
+def cluster(broker: str, databases: Callable[[], str], tmp_path: Path) -> Iterator[Cluster]:
+    """Sample HR data (2,000 people), the quickstart manifest with its state store in a fresh
+    PostgreSQL database, a queue of this test's own; workers are stopped by PID afterwards."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("out", ".provision", "data"))
+    shutil.copytree(REPO / "mappings", root / "mappings")
+    manifest = root / "manifests" / "quickstart.yaml"
+    text = manifest.read_text(encoding="utf-8")
+    state_line = next(line for line in text.splitlines() if line.startswith("state:"))
+    manifest.write_text(text.replace(state_line, 'state: "${env:PROVISION_STATE_URL}"'), encoding="utf-8")
+    sampledata.make(tmp_path / "data", 2000, 50, 7)
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+           "PROVISION_BROKER_URL": broker,
+           "PROVISION_RESULT_BACKEND": "db+" + databases(),
+           "PROVISION_QUEUE": f"provision-test-{pysecrets.token_hex(4)}",
+           "PROVISION_STATE_URL": databases(),
+           "PROVISION_DATA": str(tmp_path / "data"),
+           "PROVISION_TARGET": str(tmp_path / "app.db")}
+    world = Cluster(env, manifest, tmp_path)
+    yield world
+    for process in world.workers:
+        stop(process)
+    from kombu import Connection
+
+    with Connection(broker) as conn:  # the test's queue goes with it
+        conn.default_channel.queue_delete(env["PROVISION_QUEUE"])
