@@ -361,6 +361,8 @@ class SqlConnector(Connector):
                             bound = self._bind(group[0].object, group[0].partition)
                             for op, anchor in zip(group, write.insert_many(conn, bound, group), strict=True):
                                 results[op.id] = Result(op.id, True, anchor)
+                    except write.Unsure:
+                        pass  # generated keys that cannot be matched to their operations: one by one
                     except (exc.StatementError, ObjectError) as e:
                         if isinstance(e, exc.DBAPIError) and not about_the_object(e):
                             raise
@@ -377,12 +379,17 @@ class SqlConnector(Connector):
         return [results[op.id] for op in operations]
 
     def _add_groups(self, operations: Sequence[Operation]) -> list[list[Operation]]:
-        """Table adds grouped by object, partition and attribute names: each group can be one executemany."""
+        """Table adds grouped by object, partition and attribute names: each group can be one executemany.
+        Generated keys need ``INSERT ... RETURNING`` of many rows (SQLite 3.35, PostgreSQL, MariaDB
+        10.5): on a database without it (MySQL) those adds go one by one, each reading its key back."""
+        assert self.engine is not None
+        returning = self.engine.dialect.insert_executemany_returning
         specs = self.specs()
         groups: dict[tuple[Any, ...], list[Operation]] = {}
         for op in operations:
             spec = specs.get(op.object)
-            if op.kind == "add" and spec is not None and spec.table and "add" not in spec.statements:
+            if op.kind == "add" and spec is not None and spec.table and "add" not in spec.statements \
+                    and (returning or not spec.generated_key):
                 key = (op.object, op.partition, tuple(sorted(op.attributes)), op.password is None)
                 groups.setdefault(key, []).append(op)
         return list(groups.values())
