@@ -1013,6 +1013,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from runner.serve.app import create_app
     from runner.serve.auth import from_settings
     from runner.serve.pipeline import PipelineStore
+    from runner.serve.ratelimit import RateLimit
     from runner.serve.server import serve
 
     with PipelineStore(args.file) as store:
@@ -1026,8 +1027,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(f"{args.file}: {e}") from None
         public = (store.settings.get("metrics") or {}).get("public", True)
+        limit = store.settings.get("rate_limit")
         app = create_app(store, authenticator=authenticator, base_path=args.base_path, metrics_public=public,
-                         kinds=store.kinds)
+                         kinds=store.kinds,
+                         rate_limit=RateLimit(limit["per_second"], limit.get("burst")) if limit else None)
         serve(app, args.host, args.port, args.certfile, args.keyfile,
               log_level="warning" if args.quiet else "info")
     return EXIT_OK
