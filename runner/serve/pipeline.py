@@ -401,24 +401,19 @@ class PipelineStore:
         run starts with (runner/engine/recovery.py), and writes recorded but not exported yet (a
         kill between the two) are computed and exported, as the request would have done. In a
         run of kind ``serve``, recorded only when there was something to settle."""
-        store, manifest = self.store, self.manifest
+        store = self.store
         actions = tuple(a for phase, _ in PHASES for a in phase)
         left = {s.kind.name: (store.exports.has_in_doubt(s.type_id, ""), store.compute.count_dirty(s.type_id)
                               + store.runs.count_pending(s.type_id, actions)) for s in self._served.values()}
         store.rollback()
         if not any(doubt or waiting for doubt, waiting in left.values()):
             return
-        run_id, started = new_run_id(), now_iso()
-        store.runs.start_run(run_id, manifest.name, "serve", started)
-        entries = RecordingLog(store, manifest.name, run_id, log_path(manifest, None))
-        ctx = self._context(store, self.connectors, self._opened, run_id, entries)
-        counts = {s.ot.name: TypeCounts() for s in self._served.values()}
-        status = "failed"
-        try:
+        with self._serve_run(store, self.connectors, self._opened) as (ctx, counts):
             for s in self._served.values():
                 c = counts[s.ot.name]
                 if left[s.kind.name][0]:
-                    anchors = [row.source_anchor for row in store.exports.in_doubt(s.type_id, run_id, None, 100_000)]
+                    anchors = [row.source_anchor for row in store.exports.in_doubt(s.type_id, ctx.run_id, None,
+                                                                                   100_000)]
                     recover(ctx, s.ot, s.mapper, c)
                     # what recovery leaves to send again (an add the target never got) goes now, as a run sends it
                     store.compute.mark_dirty(s.type_id, sorted(anchors))
@@ -428,13 +423,27 @@ class PipelineStore:
                 if store.runs.count_pending(s.type_id, actions):
                     ensure_open(self.connectors, s.ot.target.connector, self._opened)
                     export_type(ctx, s.ot, s.mapper, c, PHASES)
+
+    @contextlib.contextmanager
+    def _serve_run(self, store: StateStore, connectors: dict[str, Connector],
+                   opened: set[str]) -> Iterator[tuple[RunContext, dict[str, TypeCounts]]]:
+        """A run of kind ``serve`` over every served type (recovery on start, what a request
+        brings along): its context and counts, its provisioning log flushed and its summary
+        recorded, ``failed`` (rolled back) when the block raises."""
+        run_id, started = new_run_id(), now_iso()
+        store.runs.start_run(run_id, self.manifest.name, "serve", started)
+        entries = RecordingLog(store, self.manifest.name, run_id, log_path(self.manifest, None))
+        counts = {s.ot.name: TypeCounts() for s in self._served.values()}
+        status = "failed"
+        try:
+            yield self._context(store, connectors, opened, run_id, entries), counts
             entries.flush()
             status = "partial" if any(c.failed for c in counts.values()) else "ok"
         finally:
             entries.close()
             if status == "failed":
                 store.rollback()
-            summary = Summary(manifest.name, run_id, status, started, now_iso(), counts)
+            summary = Summary(self.manifest.name, run_id, status, started, now_iso(), counts)
             store.runs.finish_run(run_id, status, summary.finished, summary.as_json())
 
     # ---- ResourceStore ----------------------------------------------------------------------------
@@ -614,25 +623,13 @@ class PipelineStore:
             store.rollback()
             if not any(marked.values()):
                 return
-            run_id, started = new_run_id(), now_iso()
-            store.runs.start_run(run_id, self.manifest.name, "serve", started)
-            entries = RecordingLog(store, self.manifest.name, run_id, log_path(self.manifest, None))
-            ctx = self._context(store, lane.connectors, lane.opened, run_id, entries)
-            counts = {s.ot.name: TypeCounts() for s in self._served.values()}
-            status = "failed"
             try:
-                for s in self._served.values():
-                    if marked[s.kind.name]:
-                        self._bring_along(ctx, s, counts[s.ot.name])
-                entries.flush()
-                status = "partial" if any(c.failed for c in counts.values()) else "ok"
+                with self._serve_run(store, lane.connectors, lane.opened) as (ctx, counts):
+                    for s in self._served.values():
+                        if marked[s.kind.name]:
+                            self._bring_along(ctx, s, counts[s.ot.name])
             except Exception:
-                store.rollback()
                 log.exception("bringing along what a change left to compute failed")
-            finally:
-                entries.close()
-                summary = Summary(self.manifest.name, run_id, status, started, now_iso(), counts)
-                store.runs.finish_run(run_id, status, summary.finished, summary.as_json())
 
     def _bring_along(self, ctx: RunContext, s: _Served, counts: TypeCounts) -> None:
         store = ctx.store
