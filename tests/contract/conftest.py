@@ -37,6 +37,7 @@ from servers import ldap_contract
 
 from runner.connectors.base import OPERATION_KINDS, ConnectorContext
 from runner.connectors.files.csvtarget import CsvConnector  # the registered csv type: source and target
+from runner.connectors.registry import connector_class
 from runner.connectors.sql import SqlConnector
 
 from .harness import Driver, Harness, Made, requirements
@@ -89,6 +90,20 @@ CSV = Harness(
     name="csv", make=make_csv, sample=person, key="user_name", text="display_name", optional="phone",
     multi="roles", multi_value=role, seed=seed_csv, break_source=break_csv,
 )
+
+
+# ---- jsonl: a file written whole (snapshot) and read back ---------------------------------------
+
+
+def make_jsonl(tmp_path: Path, page_size: int | None = None, server: Any = None) -> Made:
+    config: dict[str, Any] = {"type": "jsonl", "path": "out", "objects": {"people": {"key": "user_name"}}}
+    if page_size:
+        config["page_size"] = page_size
+    return Made(connector_class("jsonl")(config, ConnectorContext("out", tmp_path)), "people", None)
+
+
+JSONL = Harness(name="jsonl", make=make_jsonl, sample=person, key="user_name", text="display_name",
+                optional="phone", multi="roles", multi_value=role, disable={"active": False})
 
 
 # ---- sql on SQLite, PostgreSQL and MariaDB: table mode, a generated key, a multi-valued child table --
@@ -669,7 +684,7 @@ LDAP = Harness(
     values={"manager": "cn=smith,ou=people"}, drop_connections=ldap_contract.drop_connections,
 )
 
-HARNESSES: list[Harness] = [CSV, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, SCIM, REST, REST_CURSOR, SOAP,
+HARNESSES: list[Harness] = [CSV, JSONL, SQL, SQL_POSTGRESQL, SQL_MARIADB, JSONDIR, JSONDIR_MINIMAL, SCIM, REST, REST_CURSOR, SOAP,
                              LDAP]
 
 
