@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import secrets as pysecrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
+from runner.jsontext import loads
 from runner.state import tables as t
 from runner.state.base import Part, chunks, dumps, now_iso
 from runner.state.reconcile import GONE_PREFIX
@@ -63,9 +63,9 @@ class Compute(Part):
         for r in self.conn.execute(query):
             live = bool(r.live)
             target = r if targets and live else None
-            rows.append(SourceRow(r.anchor, json.loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
+            rows.append(SourceRow(r.anchor, loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
                                   r.target_anchor if live else None, live,
-                                  json.loads(target.target_data) if target and target.target_data else None,
+                                  loads(target.target_data) if target and target.target_data else None,
                                   bool(target.disabled) if target else False, target.name if target else None,
                                   target.target_partition if target else None, r.partition, r.gone_at))
         if targets:
@@ -171,7 +171,7 @@ class Compute(Part):
             for part in chunks(sorted(targets)):
                 for target, text in self.conn.execute(sa.select(to.target_anchor, to.data).where(
                         to.type_id == type_id, to.target_anchor.in_(part))):
-                    data, refs, touched = json.loads(text), targets[target], False
+                    data, refs, touched = loads(text), targets[target], False
                     for attr in attrs & data.keys():
                         value = data[attr]
                         if isinstance(value, list):

@@ -9,7 +9,6 @@ doubt: applied or not, nobody knows until the target is asked.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 
 from runner import retries  # the back-off schedule: plain functions of the clock
 from runner.actions import Action
+from runner.jsontext import loads
 from runner.names import normalize_dn
 from runner.state import tables as t
 from runner.state.base import Part, chunks, dumps
@@ -297,7 +297,7 @@ class Exports(Part):
     def source_data(self, type_id: int, anchor: str) -> dict[str, Any] | None:
         so = t.source_objects.c
         data = self.conn.execute(sa.select(so.data).where(so.type_id == type_id, so.anchor == anchor)).scalar()
-        return json.loads(data) if data is not None else None
+        return loads(data) if data is not None else None
 
     def target_versions(self, type_id: int, target_anchors: Sequence[str]) -> dict[str, str]:
         """The version last recorded for each target object that has one (ETag, entryCSN)."""
@@ -313,7 +313,7 @@ class Exports(Part):
         found: dict[str, tuple[dict[str, Any], bool]] = {}
         for anchor, data, disabled in self.store.rows_in(t.target_objects, ("target_anchor", "data", "disabled"),
                                                          "target_anchor", sorted(set(target_anchors)), type_id=type_id):
-            found[anchor] = (json.loads(data), bool(disabled))
+            found[anchor] = (loads(data), bool(disabled))
         self.store.values.with_values(type_id, {a: d for a, (d, _) in found.items()})
         return found
 

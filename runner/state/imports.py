@@ -8,13 +8,13 @@ crash recovery).
 
 from __future__ import annotations
 
-import json
 import secrets as pysecrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
+from runner.jsontext import loads
 from runner.names import normalize_dn
 from runner.state import tables as t
 from runner.state.base import DuplicateAnchor, Part, chunks, dumps, now_iso, record_hash
@@ -118,7 +118,7 @@ class Imports(Part):
         text = self.conn.execute(sa.select(so.data).where(so.type_id == type_id, so.anchor == anchor)).scalar()
         if text is None:
             return
-        data = json.loads(text)
+        data = loads(text)
         if any(f in data for f in fields):
             kept = {k: v for k, v in data.items() if k not in fields}
             self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor == anchor)

@@ -7,15 +7,11 @@ named records, written by ``store.exports.record`` in a few statements.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from runner.actions import Action
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+from runner.jsontext import dumps, loads
 
 
 @dataclass
@@ -57,7 +53,7 @@ class Change:
 
     @classmethod
     def from_json(cls, text: str) -> Change:
-        return cls(**json.loads(text))
+        return cls(**loads(text))
 
     def attribute_changes(self) -> bool:
         return bool(self.set or self.add or self.remove)

@@ -8,10 +8,10 @@ Values are stored as JSON text, so a number stays a number.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runner.jsontext import loads
 from runner.state import tables as t
 from runner.state.base import Part, chunks, dumps
 
@@ -38,7 +38,7 @@ class Values(Part):
         found: dict[str, Lists] = {}
         for anchor, attribute, value in self.store.rows_in(t.target_values, ("target_anchor", "attribute", "value"),
                                                            "target_anchor", sorted(set(anchors)), type_id=type_id):
-            found.setdefault(anchor, {}).setdefault(attribute, []).append(json.loads(value))
+            found.setdefault(anchor, {}).setdefault(attribute, []).append(loads(value))
         for lists in found.values():
             for values in lists.values():
                 values.sort(key=str)
