@@ -22,18 +22,12 @@ where the standard library wrote ``str(member)``; the store keeps none.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
 # datetimes and dataclasses go to ``default`` (``str(value)``), as the standard library's ``default=str``
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-
-
-# an integer beyond 64 bits, which orjson reads as a float (it may be text in a string: the
-# standard library reads that right too, only slower)
-_LONG_NUMBER = re.compile(r"\d{19}")
 
 
 class _Fallback(Exception):
@@ -85,11 +79,12 @@ def _stdlib(value: Any) -> str:
 
 
 def loads(text: str) -> Any:
-    """Parse what :func:`dumps` wrote, and any JSON text the standard library reads (older rows
-    may hold ``NaN``, which orjson refuses)."""
-    if _LONG_NUMBER.search(text):
-        return json.loads(text)
+    """Parse what :func:`dumps` wrote, and any JSON text the standard library reads: older rows
+    may hold ``NaN``, which orjson refuses, and orjson reads an integer beyond 64 bits as a
+    float, so text that gives any float is read again by the standard library (rare: the store
+    keeps text, whole numbers and flags)."""
     try:
-        return orjson.loads(text)
+        value = orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+    return value if _no_float(value) else json.loads(text)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from runner.connectors.base import AttributeInfo, ObjectInfo
 from runner.connectors.sql.bound import Bound
+from runner.connectors.sql.config import BATCH_SIZE
 
 MAX_OTHER_TABLES = 200  # enough to find one's way; a warehouse with thousands is cut short
 
@@ -131,5 +132,5 @@ def server(engine: sa.Engine, config: Mapping[str, Any]) -> dict[str, Any]:
             "savepoints": True,
         },
         "limits": {"max_identifier_length": dialect.max_identifier_length,
-                   "page_size": config.get("page_size", 1000), "batch_size": config.get("batch_size", 500)},
+                   "page_size": config.get("page_size", 1000), "batch_size": config.get("batch_size", BATCH_SIZE)},
     }

@@ -55,7 +55,7 @@ from runner.connectors.base import (
 )
 from runner.connectors.sql import catalog, read, write
 from runner.connectors.sql.bound import Bound, bind
-from runner.connectors.sql.config import CONFIG_SCHEMA, ObjectSpec, object_spec
+from runner.connectors.sql.config import BATCH_SIZE, CONFIG_SCHEMA, ObjectSpec, object_spec
 from runner.connectors.sql.errors import about_the_object, connect_hint, object_error
 from runner.connectors.sql.keys import NoSuchKey, equals, key_values
 from runner.sqlutil import driver_problem, shown_url, sqlalchemy_url, sqlite_savepoints
@@ -343,7 +343,7 @@ class SqlConnector(Connector):
     def apply(self, operations: Sequence[Operation]) -> Iterable[Result]:
         """One transaction per ``batch_size`` operations, whose results are reported once it is
         committed: a confirmation the engine records is one the database has kept."""
-        size = self.config.get("batch_size", 500)
+        size = self.config.get("batch_size", BATCH_SIZE)
         for start in range(0, len(operations), size):
             yield from self._apply_batch(operations[start:start + size])
 

@@ -62,7 +62,7 @@ from runner.state.records import PendingExport
 
 __all__ = ["DELETES", "FORWARD", "PHASES", "export_type"]
 
-BATCH = 500  # pending exports read per page
+BATCH = 2000  # pending exports read per page: a round, and a commit on each side, per page at most
 # (actions, children first?)
 PHASES: tuple[tuple[tuple[Action, ...], bool], ...] = (
     ((Action.DELETE_FIRST,), True),

@@ -47,7 +47,7 @@ from runner.state.records import (
 from runner.state.values import as_rows
 
 SLOWEST = 5  # operations named per pass and run
-FLUSH_EVERY = 500  # results recorded at least this often...
+FLUSH_EVERY = 2000  # results recorded at least this often...
 FLUSH_SECONDS = 1.0  # ...and at least this often
 
 MAX_RETRIES = 3  # in-run retries of an operation the connector calls retryable (timeouts, throttling)
