@@ -33,9 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.budget_children import plain_read  # noqa: E402
 from runner import sampledata  # noqa: E402
-from runner.connectors.base import ConnectorContext  # noqa: E402
-from runner.connectors.sql import SqlConnector  # noqa: E402
 from runner.engine.check import check  # noqa: E402
 from runner.engine.context import RunOptions  # noqa: E402
 from runner.engine.run import execute  # noqa: E402
@@ -43,23 +42,9 @@ from runner.engine.run import execute  # noqa: E402
 QUICKSTART = Path(__file__).resolve().parent.parent / "manifests" / "quickstart.yaml"
 
 
-def plain_read(db: Path) -> int:
-    objects = {"users": {"table": "users", "key": "id"},
-               "groups": {"table": "groups", "key": "id",
-                          "multi_valued": {"members": {"table": "group_members", "key": "group_id",
-                                                       "value": "user_id"}}}}
-    connector = SqlConnector({"type": "sql", "url": f"sqlite:///{db}", "objects": objects},
-                             ConnectorContext("bench", db.parent))
-    count = 0
-    with connector:
-        for name in objects:
-            for page in connector.read(name):
-                count += len(page.records)
-    return count
-
-
-def timed_check() -> int:
-    report = check(QUICKSTART, RunOptions(no_import=True))
+def timed_check(manifest: Path = QUICKSTART) -> int:
+    """``check --no-import`` of the manifest; stops the bench if it finds the untouched target differs."""
+    report = check(manifest, RunOptions(no_import=True))
     if report.differs or report.summary.status != "ok":
         raise SystemExit(f"check found differences on an untouched target: {report.as_json()['check']}")
     return sum(c["linked"] for c in report.situations.values())

@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.measure import measure  # noqa: E402
 
 
 def sampledata_cli(*args: str) -> None:
@@ -31,18 +34,9 @@ def sampledata_cli(*args: str) -> None:
 
 def timed_run(env: dict[str, str]) -> tuple[float, float, dict]:
     """Seconds, peak RSS in MB (of this run's process alone) and the JSON summary of one run."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(REPO / "manifests" / "quickstart.yaml"),
-                                 "--output", "json"], env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        elapsed = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            raise SystemExit(f"run failed ({proc.returncode}): {err.read()}")
-        return elapsed, usage.ru_maxrss / 1024, json.loads(out.read())
+    run = measure([sys.executable, "-m", "runner", "run", str(REPO / "manifests" / "quickstart.yaml"),
+                   "--output", "json"], env)
+    return run.seconds, run.peak_mb, json.loads(run.out)
 
 
 def floor(data: Path, db: Path) -> float:

@@ -15,6 +15,9 @@ with the wall clock:
   part that talks to the directory, what the raw clients are compared with) and the whole run
   (CSV import, compute and the state store included).
 
+``LdapTarget`` is the directory of bench/budget.py's whole-run comparison: manifests/hr-to-ldap.yaml
+run whole against raw ldap3 adds (bench/raw_clients.py) of the entries that run left.
+
 The import part slapadds ``--import-people`` entries and a group with half of them as members
 into a second slapd, then reads them with the connector's paged read (pages of 500) in a child
 process per size, reporting time and peak RSS: memory must stay flat as the directory grows.
@@ -30,18 +33,19 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))  # tests/ is not on it: bench/ and tests/bench/ would clash
 
 import ldap3  # noqa: E402
-from servers.slapd import Slapd  # noqa: E402
 
+from bench.raw_clients import RAW_CLIENTS, in_threads, ldap_add_all  # noqa: E402
 from runner.connectors.base import ConnectorContext, Operation  # noqa: E402
 from runner.connectors.ldap.connector import LdapConnector  # noqa: E402
+from tests.servers.slapd import Slapd  # noqa: E402
 
 FIRST = ["Ana", "Bo", "Chen", "Dara", "Émile", "Farah", "Goran", "Hana", "Ivo", "Júlia", "Kofi", "Lena"]
 LAST = ["Silva", "Ødegård", "Nuñez", "Smith", "Kowalski", "Tanaka", "Okafor", "Müller", "Rossi", "Haddad"]
@@ -83,46 +87,10 @@ def bench_ldapadd(server: Slapd, people: int, folder: Path) -> float:
     return time.perf_counter() - start
 
 
-def in_threads(shares: list[list[int]], work) -> float:  # type: ignore[no-untyped-def]
-    barrier = threading.Barrier(len(shares) + 1)
-    errors: list[BaseException] = []
-
-    def run(share: list[int]) -> None:
-        barrier.wait()
-        try:
-            work(share)
-        except BaseException as exc:  # reported after the clock stops
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in shares]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise errors[0]
-    return elapsed
-
-
 def bench_raw(server: Slapd, people: int, concurrency: int) -> float:
     make_ou(server, "raw")
-    connections = [ldap3.Connection(ldap3.Server(server.url, get_info=ldap3.NONE), server.root_dn,
-                                    server.root_password, auto_bind=True) for _ in range(concurrency)]
-    shares = [list(range(people))[k::concurrency] for k in range(concurrency)]
-
-    def work(share: list[int]) -> None:
-        conn = connections[shares.index(share)]
-        for i in share:
-            if not conn.add(dn(i, "raw"), ["inetOrgPerson"], person(i)):
-                raise RuntimeError(conn.result)
-
-    elapsed = in_threads(shares, work)
-    for conn in connections:
-        conn.unbind()
-    return elapsed
+    entries = [(dn(i, "raw"), {"objectClass": ["inetOrgPerson"], **person(i)}) for i in range(people)]
+    return ldap_add_all(server.url, server.root_dn, server.root_password, entries, concurrency)
 
 
 def bench_provision(server: Slapd, people: int, concurrency: int, folder: Path) -> float:
@@ -147,6 +115,48 @@ def bench_provision(server: Slapd, people: int, concurrency: int, folder: Path) 
     elapsed = in_threads(shares, work)
     connector.close()
     return elapsed
+
+
+class LdapTarget:
+    """slapd for whole runs (bench/budget.py): a new server for every run, as a directory has no cheap
+    reset; the raw side adds with ldap3 the entries provision left in the previous one (the
+    organizational units first, then the people from that many threads)."""
+
+    example = "hr-to-ldap"
+    mappings = ("person-to-ldap-inetorgperson.yaml", "group-to-ldap-groupofnames.yaml")
+    base = "dc=example,dc=org"
+
+    def __init__(self, folder: Path):
+        self.folder, self.server, self.started = folder, None, 0
+
+    def reset(self) -> dict[str, str]:
+        self.stop()
+        self.started += 1
+        self.server = Slapd.start(self.folder / f"slapd-{self.started}", (self.base,))
+        return {"LDAP_URL": self.server.url, "LDAP_BIND_DN": self.server.root_dn, "LDAP_BASE_DN": self.base,
+                "LDAP_PASSWORD": self.server.root_password, "RAW_SECRET": self.server.root_password}
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every entry below the suffix with its user attributes, parents before their children."""
+        conn = ldap3.Connection(ldap3.Server(self.server.url, get_info=ldap3.NONE), self.server.root_dn,
+                                self.server.root_password, auto_bind=True)
+        found = conn.extend.standard.paged_search(self.base, "(objectClass=*)", ldap3.SUBTREE,
+                                                  attributes=[ldap3.ALL_ATTRIBUTES], paged_size=1000,
+                                                  generator=False)
+        conn.unbind()
+        entries = [{"dn": e["dn"], "attributes": {k: [v.decode() for v in values]
+                                                  for k, values in e["raw_attributes"].items()}}
+                   for e in found if e.get("type") == "searchResEntry" and e["dn"].lower() != self.base]
+        return sorted(entries, key=lambda e: (len(ldap3.utils.dn.parse_dn(e["dn"])), e["dn"]))
+
+    def raw_command(self, bodies: Path, concurrency: int) -> list[str]:
+        return [sys.executable, RAW_CLIENTS, "--threads", str(concurrency), "ldap-add", self.server.url,
+                self.server.root_dn, str(bodies)]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
 
 def bench_engine(server: Slapd, people: int, concurrency: int, folder: Path) -> tuple[float, dict]:

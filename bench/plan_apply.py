@@ -30,14 +30,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.wholeruns import timed  # noqa: E402
+from bench.measure import measure  # noqa: E402
 
 QUICKSTART = REPO / "manifests" / "quickstart.yaml"
 BUDGET_APPLY, BUDGET_BOTH = 1.5, 2.5
 
 
 def provision(env: dict[str, str], *args: str) -> float:
-    return timed([sys.executable, "-m", "runner", *args], env)
+    return measure([sys.executable, "-m", "runner", *args], env).seconds
 
 
 def main() -> int:

@@ -8,8 +8,9 @@ Both sides are whole runs, each a process of its own, against the same real json
 * provision: ``provision run manifests/hr-to-rest.yaml --object-type user`` on HR data of that many
   people, from a new state store: the CSV import, scope, mapping, the first-contact read of the
   API, the creates (managers in the same creates, once the manager exists) and the state kept;
-* raw: a process that POSTs the very bodies that run left in the API (ids and stamps removed) with
-  one ``requests.Session`` per thread in a pool of that many threads, checking each 201.
+* raw: a process (bench/raw_clients.py) that POSTs the very bodies that run left in the API (ids
+  and stamps removed) from that many threads, a ``requests.Session`` each, checking each 201; the
+  API must then hold the same users again.
 
 Runs are interleaved so that drift hits both sides alike; the medians' ratio is printed with the
 raw numbers, and ``--json`` writes them. The budget is provision <= 1.25x raw. json-server takes
@@ -20,39 +21,47 @@ own time is a large part of both sides: this measures what provision adds on top
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import requests
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # tests/ is not on it: bench/ and tests/bench/ would clash
 
-from bench.wholeruns import example, report, timed  # noqa: E402
+from bench.wholeruns import RAW_CLIENTS, Contest, report, whole_runs  # noqa: E402
 from tests.servers.jsonserver import TOKEN, JsonServer  # noqa: E402
 
 BUDGET = 1.25
 
 
-def raw_posts(url: str, bodies_file: str, threads: int) -> int:
-    """The raw side, run in a process of its own: POST every body, ``threads`` at a time."""
-    bodies = json.loads(Path(bodies_file).read_text())
-    sessions: dict[int, requests.Session] = {}
+class RestTarget:
+    """json-server, emptied before every run; the raw side POSTs to ``/users``."""
 
-    def post(body: dict) -> None:
-        session = sessions.setdefault(threading.get_ident(), requests.Session())
-        r = session.post(f"{url}/users", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-        assert r.status_code == 201, r.text
+    example = "hr-to-rest"
+    mappings = ("person-to-rest-user.yaml", "group-to-rest-group.yaml")
 
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(post, bodies))
-    return 0
+    def __init__(self, folder: Path):
+        self.server = JsonServer.start(folder)
+
+    def reset(self) -> dict[str, str]:
+        self.server.reset()
+        return {"REST_URL": self.server.url, "REST_TOKEN": TOKEN, "RAW_SECRET": TOKEN}
+
+    def records(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in ("id", "updatedAt")} for r in self.server.records("users")]
+
+    def raw_command(self, bodies: Path, concurrency: int) -> list[str]:
+        return [sys.executable, RAW_CLIENTS, "--threads", str(concurrency), "http-post", f"{self.server.url}/users",
+                str(bodies)]
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def compare(tmp: Path, users: int, concurrency: int, repeat: int) -> Contest:
+    """Interleaved whole runs of provision and of raw requests POSTs against one json-server."""
+    return whole_runs(RestTarget(tmp / "server"), tmp, users, concurrency, repeat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,35 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the numbers here")
-    parser.add_argument("--raw", nargs=2, metavar=("URL", "BODIES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.raw:
-        return raw_posts(args.raw[0], args.raw[1], args.concurrency)
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        manifest, data = example(tmp, "hr-to-rest", ("person-to-rest-user.yaml", "group-to-rest-group.yaml"),
-                                 args.users, args.concurrency)
-        server = JsonServer.start(tmp / "server")
-        try:
-            env = os.environ | {"REST_URL": server.url, "REST_TOKEN": TOKEN, "PROVISION_DATA": str(data)}
-            provision = [sys.executable, "-m", "runner", "run", str(manifest), "--object-type", "user"]
-            raw = [sys.executable, __file__, "--concurrency", str(args.concurrency), "--raw", server.url,
-                   str(tmp / "bodies.json")]
-            ours, raws = [], []
-            for n in range(args.repeat):  # interleaved, so drift hits both sides alike
-                server.reset()
-                state = tmp / f"state-{n}.db"
-                ours.append(timed(provision, env | {"PROVISION_STATE": str(state)}))
-                records = server.records("users")
-                bodies = [{k: v for k, v in r.items() if k not in ("id", "updatedAt")} for r in records]
-                (tmp / "bodies.json").write_text(json.dumps(bodies))
-                server.reset()
-                raws.append(timed(raw, env))
-                assert len(server.records("users")) == len(bodies)
-        finally:
-            server.stop()
-    return report(f"{len(bodies)} users created ({args.users} HR people), {args.concurrency} threads",
-                  "raw requests POSTs", len(bodies), raws, ours, BUDGET, args.json, users=len(bodies),
+    with tempfile.TemporaryDirectory() as tmp:
+        contest = compare(Path(tmp), args.users, args.concurrency, args.repeat)
+    return report(f"{contest.count} users created ({args.users} HR people), {args.concurrency} threads",
+                  "raw requests POSTs", contest, BUDGET, args.json, users=contest.count,
                   concurrency=args.concurrency)
 
 

@@ -9,6 +9,9 @@ called from that many threads with the operations dealt as the engine deals them
 (``ops[i::threads]``). The budget is connector <= 1.25x raw. scim2-server answers HTTP/1.0 and
 spends ~4 ms per request (../shared/PERF.md), so this measures the client's overhead on top of a
 slow server, not the server.
+
+``ScimTarget`` is the server of bench/budget.py's whole-run comparison: manifests/hr-to-scim.yaml
+run whole against raw requests POSTs (bench/raw_clients.py) of the users that run left.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.raw_clients import RAW_CLIENTS, post_all  # noqa: E402
 from runner.connectors.base import ConnectorContext, Operation  # noqa: E402
 from runner.connectors.scim import protocol as p  # noqa: E402
 from runner.connectors.scim.connector import ScimConnector  # noqa: E402
@@ -39,20 +44,44 @@ def person(i: int) -> dict[str, object]:
 
 
 def raw(url: str, bodies: list[dict], threads: int) -> float:
-    local: dict[int, requests.Session] = {}
-
-    def post(body: dict) -> int:
-        import threading
-        session = local.setdefault(threading.get_ident(), requests.Session())
-        r = session.post(f"{url}/Users", json=body, headers={"Authorization": f"Bearer {TOKEN}",
-                                                             "Content-Type": p.MEDIA_TYPE}, timeout=30)
-        assert r.status_code == 201, r.text
-        return r.status_code
-
     started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(post, bodies))
+    post_all(f"{url}/Users", bodies, threads, {"Authorization": f"Bearer {TOKEN}", "Content-Type": p.MEDIA_TYPE})
     return time.perf_counter() - started
+
+
+class ScimTarget:
+    """scim2-server for whole runs (bench/budget.py): a fresh tenant for every run; the raw side POSTs
+    to its ``/Users`` what provision left in the previous one."""
+
+    example = "hr-to-scim"
+    mappings = ("person-to-scim-user.yaml", "group-to-scim-group.yaml")
+    made_by_server = ("id", "meta", "groups")  # assigned or read-only (RFC 7643 section 3.1, 4.1.2)
+
+    def __init__(self, folder: Path):
+        self.server = ScimServer.start(folder)
+        self.url = ""
+
+    def reset(self) -> dict[str, str]:
+        self.url = self.server.tenant()
+        return {"SCIM_URL": self.url, "SCIM_TOKEN": TOKEN, "RAW_SECRET": TOKEN}
+
+    def records(self) -> list[dict[str, Any]]:
+        users: list[dict[str, Any]] = []
+        while True:
+            page = requests.get(f"{self.url}/Users", params={"startIndex": len(users) + 1, "count": 500},
+                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+            page.raise_for_status()
+            found = page.json().get("Resources") or []
+            users += [{k: v for k, v in u.items() if k not in self.made_by_server} for u in found]
+            if not found or len(users) >= page.json()["totalResults"]:
+                return users
+
+    def raw_command(self, bodies: Path, concurrency: int) -> list[str]:
+        return [sys.executable, RAW_CLIENTS, "--threads", str(concurrency), "http-post", f"{self.url}/Users",
+                str(bodies), "--content-type", p.MEDIA_TYPE]
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 def connector(url: str, attributes: list[dict], threads: int, folder: Path) -> float:

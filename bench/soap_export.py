@@ -8,13 +8,13 @@ Both sides are whole runs, each a process of its own, against the same real SOAP
 * provision: ``provision run manifests/hr-to-soap.yaml --object-type user`` on HR data of that many
   people, from a new state store: the WSDL load, the CSV import, scope, mapping, the first-contact
   read of the service (listUsers), the createUser calls and the state kept;
-* raw: a process that loads the WSDL into one zeep client (a ``requests.Session`` with Basic auth,
-  zeep's own Transport on it) and calls ``createUser`` for the very users that run left in the
-  service (userName, givenName, familyName, email, active) from a pool of that many threads,
-  checking each answer. The client is shared by the threads, as provision's connector shares its
-  own: a zeep call builds its envelope and parses its answer in locals, the only state it shares is
-  the session (urllib3's pool, thread-safe); each answer's userName is checked against the request
-  and the service's users against the list afterwards.
+* raw: a process (bench/raw_clients.py) that loads the WSDL into one zeep client (a
+  ``requests.Session`` with Basic auth, zeep's own Transport on it) and calls ``createUser`` for
+  the very users that run left in the service (userName, givenName, familyName, email, active) from
+  that many threads, checking each answer. The client is shared by the threads, as provision's
+  connector shares its own: a zeep call builds its envelope and parses its answer in locals, the
+  only state it shares is the session (urllib3's pool, thread-safe); each answer's userName is
+  checked against the request and the service's users against the list afterwards.
 
 Runs are interleaved so that drift hits both sides alike; the medians' ratio is printed with the
 raw numbers, and ``--json`` writes them. The budget is provision <= 1.25x raw. The service answers
@@ -26,44 +26,49 @@ on top of a real SOAP service.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import requests
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # tests/ is not on it: bench/ and tests/bench/ would clash
 
-from bench.wholeruns import example, report, timed  # noqa: E402
+from bench.wholeruns import RAW_CLIENTS, Contest, report, whole_runs  # noqa: E402
 from tests.servers.soapservice import PASSWORD, USER, SoapService  # noqa: E402
 
 BUDGET = 1.25
 FIELDS = ("userName", "givenName", "familyName", "email", "active")  # what createUser takes
 
 
-def raw_creates(wsdl: str, bodies_file: str, threads: int) -> int:
-    """The raw side, run in a process of its own: createUser for every user, ``threads`` at a time."""
-    import zeep
-    from zeep.transports import Transport
+class SoapTarget:
+    """The spyne service, emptied before every run; the raw side calls ``createUser`` through zeep."""
 
-    users = json.loads(Path(bodies_file).read_text())
-    session = requests.Session()
-    session.auth = (USER, PASSWORD)
-    client = zeep.Client(wsdl, transport=Transport(session=session, timeout=30, operation_timeout=30))
-    service = client.service  # made once here: Client.service builds and caches it unlocked
+    example = "hr-to-soap"
+    mappings = ("person-to-soap-user.yaml", "group-to-soap-group.yaml")
 
-    def create(user: dict) -> None:
-        answer = service.createUser(user=user)
-        assert answer is not None and answer.userName == user["userName"] and answer.id, answer
+    def __init__(self, folder: Path):
+        self.service = SoapService.start(folder)
 
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(create, users))
-    return 0
+    def reset(self) -> dict[str, str]:
+        self.service.reset()
+        return {"SOAP_WSDL": self.service.wsdl, "SOAP_USER": USER, "SOAP_PASSWORD": PASSWORD, "RAW_USER": USER,
+                "RAW_SECRET": PASSWORD}
+
+    def records(self) -> list[dict[str, Any]]:
+        return [{k: u.get(k) for k in FIELDS} for u in self.service.dump()["users"]]
+
+    def raw_command(self, bodies: Path, concurrency: int) -> list[str]:
+        return [sys.executable, RAW_CLIENTS, "--threads", str(concurrency), "soap-create", self.service.wsdl,
+                str(bodies)]
+
+    def stop(self) -> None:
+        self.service.stop()
+
+
+def compare(tmp: Path, users: int, concurrency: int, repeat: int) -> Contest:
+    """Interleaved whole runs of provision and of raw zeep createUser calls against one service."""
+    return whole_runs(SoapTarget(tmp / "server"), tmp, users, concurrency, repeat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,38 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the numbers here")
-    parser.add_argument("--raw", nargs=2, metavar=("WSDL", "BODIES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.raw:
-        return raw_creates(args.raw[0], args.raw[1], args.concurrency)
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        manifest, data = example(tmp, "hr-to-soap", ("person-to-soap-user.yaml", "group-to-soap-group.yaml"),
-                                 args.users, args.concurrency)
-        service = SoapService.start(tmp / "server")
-        try:
-            env = os.environ | {"SOAP_WSDL": service.wsdl, "SOAP_USER": USER, "SOAP_PASSWORD": PASSWORD,
-                                "PROVISION_DATA": str(data)}
-            provision = [sys.executable, "-m", "runner", "run", str(manifest), "--object-type", "user"]
-            raw = [sys.executable, __file__, "--concurrency", str(args.concurrency), "--raw", service.wsdl,
-                   str(tmp / "bodies.json")]
-            ours, raws = [], []
-            for n in range(args.repeat):  # interleaved, so drift hits both sides alike
-                service.reset()
-                state = tmp / f"state-{n}.db"
-                ours.append(timed(provision, env | {"PROVISION_STATE": str(state)}))
-                bodies = [{k: u.get(k) for k in FIELDS} for u in service.dump()["users"]]
-                assert bodies, "the provision run created no user"
-                (tmp / "bodies.json").write_text(json.dumps(bodies))
-                service.reset()
-                raws.append(timed(raw, env))
-                made = [{k: u.get(k) for k in FIELDS} for u in service.dump()["users"]]
-                assert sorted(made, key=lambda u: u["userName"]) == sorted(bodies, key=lambda u: u["userName"]), \
-                    "the raw run left other users than provision's"
-        finally:
-            service.stop()
-    return report(f"{len(bodies)} users created ({args.users} HR people), {args.concurrency} threads",
-                  "raw zeep createUser", len(bodies), raws, ours, BUDGET, args.json, users=len(bodies),
+    with tempfile.TemporaryDirectory() as tmp:
+        contest = compare(Path(tmp), args.users, args.concurrency, args.repeat)
+    return report(f"{contest.count} users created ({args.users} HR people), {args.concurrency} threads",
+                  "raw zeep createUser", contest, BUDGET, args.json, users=contest.count,
                   concurrency=args.concurrency)
 
 

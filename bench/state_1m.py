@@ -37,6 +37,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.measure import measure  # noqa: E402
+
 PHASES = ("recover", "import", "target read", "compute", "export")
 csv.field_size_limit(2**31 - 1)  # a big group's member list in groups.csv is over the 128 KiB default
 SERVERS = {"postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432", "mariadb": "mysql+pymysql://root@127.0.0.1:3306"}
@@ -60,7 +64,7 @@ def child(manifest: str, phases_file: str) -> int:
 
     run.recover = timed("recover", run.recover)
     run.import_type = timed("import", run.import_type)
-    run.import_target = timed("target read", run.import_target)
+    run._target_side = timed("target read", run._target_side)  # the first-contact or reconciling read
     run.compute_type = timed("compute", run.compute_type)
     run.export_type = timed("export", run.export_type)
     try:
@@ -99,11 +103,11 @@ class Database:
 MANIFESTS = {"csv": "quickstart.yaml", "sql": "hr-sql-to-sql.yaml"}
 
 
-def pipeline(root: Path, state_url: str, source: str) -> Path:
-    """A copy of the example manifest and its files, with the state store at ``state_url``."""
+def pipeline(root: Path, state_url: str, name: str) -> Path:
+    """A copy of the example manifest ``manifests/NAME`` and its files, with the state store at ``state_url``."""
     shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("out", ".provision", "data"))
     shutil.copytree(REPO / "mappings", root / "mappings")
-    manifest = root / "manifests" / MANIFESTS[source]
+    manifest = root / "manifests" / name
     text = re.sub(r'^state: .*$', f'state: "{state_url}"', manifest.read_text(), count=1, flags=re.M)
     manifest.write_text(text)
     return manifest
@@ -113,18 +117,8 @@ def cycle(manifest: Path, env: dict[str, str], root: Path) -> tuple[float, float
     """Whole-process seconds, CPU seconds of provision's process (the database servers' are not
     in it), peak RSS (MB), seconds per phase and the run's JSON summary."""
     phases_file = root / "phases.json"
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, __file__, "--child", str(manifest), str(phases_file)], env=env,
-                                stdout=out, stderr=err, text=True, cwd=REPO)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"run failed ({os.waitstatus_to_exitcode(status)}): {err.read()[-3000:]}")
-        return (elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, json.loads(phases_file.read_text()),
-                json.loads(out.read()))
+    run = measure([sys.executable, __file__, "--child", str(manifest), str(phases_file)], env)
+    return run.seconds, run.cpu, run.peak_mb, json.loads(phases_file.read_text()), json.loads(run.out)
 
 
 def sampledata(*args: str) -> str:
@@ -151,7 +145,6 @@ def delta_work(data: Path, summary: dict) -> dict[str, int]:
 
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        sys.path.insert(0, str(REPO))
         raise SystemExit(child(sys.argv[2], sys.argv[3]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people", type=int, nargs="+", default=[100000])
@@ -189,7 +182,7 @@ def main() -> None:
                 shutil.copytree(made, data)
                 db = Database(backend, servers, root)
                 try:
-                    manifest = pipeline(root, db.url, args.source)
+                    manifest = pipeline(root, db.url, MANIFESTS[args.source])
                     env = dict(os.environ, PROVISION_DATA=str(data), PROVISION_TARGET=str(root / "app.db"),
                                HR_DB_URL=f"sqlite:///{data / 'hr.db'}", TARGET_DB_URL=f"sqlite:///{root / 'app.db'}")
                     for name in ("initial", f"delta {args.percent:g}%"):
