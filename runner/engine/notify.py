@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-import requests
-
 from runner import durations, retries, secrets
 from runner.manifest.model import Manifest, Notify
 from runner.state import alerts
@@ -115,6 +113,8 @@ def send(manifest: Manifest, notify: Notify, alert: Alert, summary: dict[str, An
 
 
 def _webhook(config: dict[str, Any], payload: dict[str, Any]) -> bool:
+    import requests  # here, not at the top: every run imports this module, few send a webhook
+
     try:
         answer = requests.post(config["url"], json=payload, headers=config.get("headers") or {}, timeout=TIMEOUT)
     except requests.RequestException as exc:

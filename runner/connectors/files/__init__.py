@@ -4,10 +4,7 @@
 records per batch), ``image.py`` the objects in memory and what each operation does to them,
 ``journal.py`` how a batch is durable before its results are reported, ``atomic.py`` the
 durable writes; ``csvtarget.py``, ``jsonl.py`` and ``ldif.py`` (with ``rfc2849.py``) the formats.
+
+Nothing is imported here: the registry loads each format by its module, so a CSV source does not
+pay for ``ldif.py``'s LDAP password hashing (ldap3) at every start.
 """
-
-from runner.connectors.files.csvtarget import CsvConnector
-from runner.connectors.files.jsonl import JsonlConnector
-from runner.connectors.files.ldif import LdifConnector
-
-__all__ = ["CsvConnector", "JsonlConnector", "LdifConnector"]
