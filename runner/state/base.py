@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 CHUNK = 500  # rows per IN (...) list: far below every database's parameter limit
 
-__all__ = ["CHUNK", "Base", "DuplicateAnchor", "Part", "chunks", "dumps", "now_iso", "record_hash"]
+__all__ = ["CHUNK", "Base", "DuplicateAnchor", "Part", "chunks", "dumps", "now_iso", "record_hash", "text_hash"]
 
 
 def now_iso(ago: float = 0.0) -> str:
@@ -26,7 +26,12 @@ def now_iso(ago: float = 0.0) -> str:
 
 
 def record_hash(data: Any) -> str:
-    return hashlib.sha1(dumps(data).encode()).hexdigest()
+    return text_hash(dumps(data))
+
+
+def text_hash(text: str) -> str:
+    """The hash of a record already serialised by :func:`dumps` (the import stores that text too)."""
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from runner.jsontext import loads
 from runner.names import normalize_dn
 from runner.state import tables as t
-from runner.state.base import DuplicateAnchor, Part, chunks, dumps, now_iso, record_hash
+from runner.state.base import DuplicateAnchor, Part, chunks, dumps, now_iso, text_hash
 from runner.state.values import split
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ class Imports(Part):
         A full import stamps every object of the page with its mark, in the same statements that
         write the changed ones; an anchor already stamped was read twice (DuplicateAnchor)."""
         so = t.source_objects.c
-        hashed = {anchor: (data, record_hash(data)) for anchor, data in records}
+        # anchor -> (the record's text, its hash): serialised once, for the hash and to be stored
+        hashed = {anchor: (text, text_hash(text)) for anchor, text in ((a, dumps(d)) for a, d in records)}
         if len(hashed) != len(records):
             seen: set[str] = set()
             raise DuplicateAnchor(next(a for a, _ in records if a in seen or seen.add(a)))
@@ -76,9 +77,9 @@ class Imports(Part):
                     raise DuplicateAnchor(anchor)
                 known[anchor] = (digest, bool(is_deleted), was_in)
         natives = natives or {}
-        new = [(type_id, a, natives.get(a), partition, dumps(d), h, False, True, False, mark)
+        new = [(type_id, a, natives.get(a), partition, d, h, False, True, False, mark)
                for a, (d, h) in hashed.items() if a not in known]
-        changed = [dict(k_anchor=a, data=dumps(d), hash=h, k_partition=partition, k_native=natives.get(a))
+        changed = [dict(k_anchor=a, data=d, hash=h, k_partition=partition, k_native=natives.get(a))
                    for a, (d, h) in hashed.items()
                    if a in known and (known[a][0] != h or known[a][1] or known[a][2] != partition)]
         self.store.bulk_insert(t.source_objects, ("type_id", "anchor", "native_anchor", "partition", "data", "hash", "deleted",
