@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from conftest import read_app
@@ -78,3 +81,23 @@ def test_a_plan_with_a_read_only_role_says_what_to_grant(quickstart_copy: Path, 
                 conn.exec_driver_sql(f"DROP OWNED BY {role}")
                 conn.exec_driver_sql(f"DROP ROLE {role}")
         owner.dispose()
+
+
+
+OPEN_AT = """import sys, time
+from pathlib import Path
+from runner.state.store import StateStore
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+StateStore(sys.argv[1], Path(sys.argv[3])).close()
+"""
+
+
+def test_runs_opening_a_new_store_at_once_all_open_it(server_database: str, tmp_path: Path):
+    """Two cron entries or beat firings starting together on a new database both create the
+    store's tables; without the migration lock the second failed (PostgreSQL: a duplicate
+    pg_type row, exit 4). Processes, not threads: each opens its own connections, as runs do."""
+    start = time.time() + 3  # every process has imported and waits: they open within milliseconds
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, server_database, str(start), str(tmp_path)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [e[-600:] for e in errors if e]

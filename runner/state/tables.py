@@ -10,7 +10,8 @@ it is opened and refuses one written by a newer provision.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -425,18 +426,51 @@ class IncompatibleStore(RuntimeError):
     pass
 
 
+MIGRATION_LOCK = 0x70726F76  # the key of the server lock that serialises migrations ("prov")
+
+
 def migrate(engine: sa.Engine) -> None:
-    """Create the tables of a new store, or bring an old one to SCHEMA_VERSION, in one transaction."""
-    with engine.begin() as conn:
-        inspector = sa.inspect(conn)
-        if not inspector.has_table("provision_meta"):
-            metadata.create_all(conn)
-            conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            return
-        found = int(conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
-        if found > SCHEMA_VERSION:
-            raise IncompatibleStore(f"the state store has schema version {found}, newer than this provision "
-                                    f"understands ({SCHEMA_VERSION}); upgrade provision")
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](conn)
-            conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+    """Create the tables of a new store, or bring an old one to SCHEMA_VERSION, in one transaction.
+
+    Two processes opening a new store at once (two cron entries, beat firings, workers) would
+    both create its tables, and the second fail (PostgreSQL: a duplicate ``pg_type`` row): a
+    server lock makes the second wait and then find them. SQLite needs none: its transactions
+    begin IMMEDIATE, which takes the file's write lock first (:class:`runner.state.store.StateStore`)."""
+    with engine.connect() as conn, _migration_lock(conn), conn.begin():
+        _migrate(conn)
+
+
+@contextmanager
+def _migration_lock(conn: sa.Connection) -> Iterator[None]:
+    """Hold the server's named lock (a session lock: MariaDB's DDL commits on its own)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        lock, unlock = "SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"
+    elif dialect in ("mysql", "mariadb"):
+        lock, unlock = "SELECT GET_LOCK(CONCAT('provision-', :key), 300)", "SELECT RELEASE_LOCK(CONCAT('provision-', :key))"
+    else:
+        yield
+        return
+    conn.execute(sa.text(lock), {"key": MIGRATION_LOCK})
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()  # a failed migration left its transaction open
+        conn.execute(sa.text(unlock), {"key": MIGRATION_LOCK})
+        conn.commit()
+
+
+def _migrate(conn: sa.Connection) -> None:
+    inspector = sa.inspect(conn)
+    if not inspector.has_table("provision_meta"):
+        metadata.create_all(conn)
+        conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        return
+    found = int(conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+    if found > SCHEMA_VERSION:
+        raise IncompatibleStore(f"the state store has schema version {found}, newer than this provision "
+                                f"understands ({SCHEMA_VERSION}); upgrade provision")
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version](conn)
+        conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
