@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", False), getattr(args, "quiet", False))
+    from runner.distributed.hooks import install
+
+    install()  # connectors' budget: blocks are kept in Redis (runner/distributed/budgets.py), loaded when named
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe is reported below, not by the interpreter
@@ -378,6 +381,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--failures", metavar="N|all", type=_failures_shown, default=20,
                    help="failures listed per object type (default 20; all: every one)")
+    p.add_argument("--distributed", action="store_true",
+                   help="also the runs submitted to workers (queued, running, finished: task, worker, outcome), "
+                        "from the result backend; shown anyway when PROVISION_RESULT_BACKEND or "
+                        "PROVISION_BROKER_URL is set")
+    p.add_argument("--tasks", type=int, default=10, metavar="N", help="with --distributed: the last N runs (default 10)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("report", help="one self-contained HTML page: runs over time, failures grouped by error, "
@@ -972,12 +980,34 @@ def _distributed_parsers(sub: Any) -> None:
     _view_arguments(p)
     p.set_defaults(func=cmd_submit)
 
+    p = sub.add_parser("beat", help="celery beat: submit a run of each manifest with schedule: (cron) when it is "
+                                    "due, to the workers (the 'distributed' extra); run exactly one")
+    p.add_argument("files", nargs="+", type=Path, metavar="MANIFEST_OR_DIR",
+                   help="manifests, or folders whose *.yaml manifests are read (read again every --rescan)")
+    p.add_argument("--schedule-file", type=Path, metavar="PATH",
+                   help="where beat keeps when each entry last fired (default "
+                        "$XDG_STATE_HOME/provision/beat-schedule, else ~/.local/state/provision/beat-schedule)")
+    p.add_argument("--rescan", metavar="DURATION", type=_duration, default=("60s", 60.0),
+                   help="how often the manifests are read again for new or changed schedules (default 60s)")
+    p.add_argument("--max-interval", metavar="DURATION", type=_duration,
+                   help="the longest beat sleeps between looks at the schedule (default: celery's, 5 minutes)")
+    p.set_defaults(func=cmd_beat)
+
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from runner.distributed.worker import start
 
     queues = [q for q in (args.queues or "").split(",") if q] or None
     return start(queues, args.concurrency, "WARNING" if args.quiet else "INFO", args.name)
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from runner.distributed.beat import start
+
+    if not args.quiet:
+        logging.getLogger("provision").setLevel(logging.INFO)  # what beat sends is its log
+    return start(args.files, args.schedule_file, args.max_interval[1] if args.max_interval else None,
+                 args.rescan[1], "WARNING" if args.quiet else "INFO")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -1128,11 +1158,84 @@ def cmd_status(args: argparse.Namespace) -> int:
     from runner.engine.status import status
 
     report = status(args.file, failures=args.failures)
+    distributed = _distributed_runs(args)
+    if distributed is not None:
+        report["distributed"] = distributed
     if args.output == "json":
         print(secrets.redact(json.dumps(report, ensure_ascii=False, default=str)))
         return EXIT_OK
-    print(secrets.redact(_status_text(report)))
+    text = _status_text(report)
+    if distributed is not None:
+        text += "\n" + "\n".join(_distributed_lines(distributed, list(report["object_types"])))
+    print(secrets.redact(text))
     return EXIT_OK
+
+
+def _distributed_runs(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The pipeline's runs on workers, from the journal in the result backend (runner/distributed/
+    journal.py): asked for with --distributed (then a backend that cannot be read is exit 5), or
+    shown when the distributed mode's variables are set (then it is a line in the output)."""
+    asked = args.distributed
+    if not asked and not (os.environ.get("PROVISION_RESULT_BACKEND") or os.environ.get("PROVISION_BROKER_URL")):
+        return None
+    try:
+        from runner.distributed.journal import journal
+
+        kept = journal()
+    except ProvisionError:  # the extra is not installed
+        if asked:
+            raise
+        return None
+    if not kept.kept:
+        return {"runs": [], "error": f"the result backend {secrets.mask_url(kept.backend)} is not a database "
+                                     "(db+postgresql+psycopg://...), so no journal of runs is kept"}
+    try:
+        return {"runs": kept.runs(str(args.file.resolve()), args.tasks)}
+    except ProvisionError as exc:
+        if asked:
+            raise
+        return {"runs": [], "error": str(exc)}
+
+
+def _distributed_lines(found: dict[str, Any], order: list[str]) -> list[str]:
+    """``provision status``'s section of runs on workers: one block per run (newest first), its
+    slices as rows under it once runs fan out."""
+    lines = ["runs on workers (newest first):"]
+    if found.get("error"):
+        lines.append(f"  {found['error']}")
+    for r in found["runs"]:
+        head = f"  {r['submitted'] or r['started'] or '?'}  {r['state']:8} task {r['task_id']}"
+        head += f"  by {r['trigger'] or 'submit'}"
+        if r["worker"]:
+            head += f"  on {r['worker']}"
+        lines.append(head)
+        detail = []
+        if r["state"] == "queued":
+            detail.append(f"waiting in queue {r['queue']}" if not r["started"] else "back in the queue")
+        if r["started"]:
+            detail.append(f"started {r['started']}")
+        if r["finished"]:
+            detail.append(f"finished {r['finished']}")
+        if (r["attempts"] or 0) > 1:
+            detail.append(f"attempt {r['attempts']} (redelivered: an earlier worker died or the lock was held)")
+        if r["run_id"]:
+            detail.append(f"run {r['run_id']}")
+        if r["exit_code"] is not None:
+            detail.append(f"exit {r['exit_code']}")
+        if detail:
+            lines.append("      " + ", ".join(detail))
+        if r.get("error"):
+            lines.append(f"      {r['error']}")
+        summary = r.get("summary")
+        if summary:
+            lines += _run_lines({"started": "", "kind": "run", "status": "", "run_id": "", "summary": summary},
+                                order)[1:]
+        for part in r.get("slices") or []:
+            lines.append(f"      slice {part['kind']} {part['label'] or ''}: {part['state']}"
+                         + (f" on {part['worker']}" if part["worker"] else ""))
+    if not found["runs"] and not found.get("error"):
+        lines.append("  none in the last 7 days")
+    return lines
 
 
 def _failures_shown(text: str) -> int | None:

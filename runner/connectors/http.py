@@ -12,7 +12,8 @@ is easy to get subtly wrong alone:
 * retries: 429 and 503 honour ``Retry-After`` (RFC 9110 §10.2.3: seconds or an HTTP date),
   anything else transient backs off exponentially with full jitter; a POST is never re-sent
   after it may have reached the server (the caller decides: a SCIM add looks itself up);
-* a client-side rate limit (``max_requests_per_second``) shared by every thread;
+* a client-side rate limit (``max_requests_per_second``) shared by every thread, and a budget
+  (``budget:``) shared with every process that names it, through the hook in runner/budgets.py;
 * :func:`error_for`, the one place an HTTP status becomes an interface error class;
 * secrets never logged: the values are registered with :func:`protect`, and a filter on the
   ``requests`` and ``urllib3`` loggers masks them (their debug logging included); the
@@ -23,8 +24,10 @@ Nothing here knows SCIM; the protocol modules build requests and read responses.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
+import importlib.util
 import logging
 import os
 import random
@@ -41,6 +44,7 @@ from typing import Any, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
+from runner import budgets
 from runner.connectors.base import (
     AlreadyExists,
     ConfigurationError,
@@ -96,6 +100,25 @@ HTTP_PROPERTIES: dict[str, Any] = {
                                        "ones pause the whole export pass instead (Throttled)"},
     "max_requests_per_second": {"type": "number", "minimum": 0, "default": 0, "description": "0: no limit"},
     "concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
+    "budget": {
+        "type": "object", "additionalProperties": False, "required": ["name"],
+        "anyOf": [{"required": ["requests_per_second"]}, {"required": ["concurrency"]}],
+        "description": "a rate and a number of requests in flight shared by every process and pipeline that "
+                       "names this budget (two pipelines against one SaaS tenant stay under its limit together); "
+                       "kept in Redis (PROVISION_BUDGET_URL), the 'distributed' extra (docs/distributed.md)",
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+                     "description": "the budget's name, the same in every manifest that shares it (e.g. the tenant)"},
+            "requests_per_second": {"type": "number", "exclusiveMinimum": 0,
+                                    "description": "at most this many requests a second, all sharers together"},
+            "burst": {"type": "integer", "minimum": 1, "default": 1,
+                      "description": "requests that may go at once after a pause (1: evenly spaced)"},
+            "concurrency": {"type": "integer", "minimum": 1,
+                            "description": "at most this many requests in flight, all sharers together"},
+            "lease": {"type": "number", "minimum": 1, "default": 60,
+                      "description": "seconds a slot stays held by a process that died holding it"},
+        },
+    },
 }
 
 # statuses worth another try: the server asked us to wait, or a gateway/server hiccup
@@ -168,6 +191,7 @@ class HttpSettings:
     max_retry_after: float = 120.0
     max_requests_per_second: float = 0.0
     concurrency: int = 4
+    budget: Mapping[str, Any] | None = None  # a shared budget (runner/budgets.py)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], base_dir: Path) -> HttpSettings:
@@ -189,6 +213,7 @@ class HttpSettings:
             max_retry_after=float(config.get("max_retry_after", 120)),
             max_requests_per_second=float(config.get("max_requests_per_second", 0)),
             concurrency=int(config.get("concurrency", 4)),
+            budget=dict(config["budget"]) if config.get("budget") else None,
         )
 
 
@@ -206,7 +231,31 @@ def check_settings(config: Mapping[str, Any], base_dir: Path) -> list[tuple[tupl
     auth = config.get("auth") or {}
     if auth.get("type") == "oauth2" and not str(auth.get("token_url", "")).startswith(("http://", "https://")):
         problems.append((("auth", "token_url"), "the token endpoint must be an http:// or https:// URL"))
+    if config.get("budget") and not _installed("redis"):
+        problems.append((("budget",), "a shared budget is kept in Redis, which needs the 'distributed' extra, "
+                                      "which is not installed (no module named 'redis'): "
+                                      "pip install 'provision[distributed]'"))
     return problems
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken one
+        return False
+
+
+def shared_budget(settings: HttpSettings, label: str) -> budgets.Budget | None:
+    """The shared budget ``settings`` name, from the provider the command line or a worker installed
+    (runner/budgets.py); None without a ``budget:`` block."""
+    if not settings.budget:
+        return None
+    provider = budgets.provider()
+    if provider is None:
+        raise ConfigurationError(f"{label}: budget {settings.budget['name']!r} is shared through a budget store "
+                                 "that this process has not set up (provision's command line and workers do, "
+                                 "with runner.distributed.budgets)")
+    return provider(settings.budget, label)
 
 
 # ---- pacing --------------------------------------------------------------------------------------
@@ -371,6 +420,7 @@ class HttpClient:
         self.logger = logger or logging.getLogger(f"provision.http.{label}")
         self.user_agent, self.sleep = user_agent, sleep
         self.limiter = RateLimiter(settings.max_requests_per_second)
+        self.budget = shared_budget(settings, label)
         self.stats = Stats()
         self.session: requests.Session | None = None
         self.oauth: ClientCredentials | None = None
@@ -450,9 +500,10 @@ class HttpClient:
             attempt += 1
             self.limiter.wait()
             try:
-                response = session.request(method, url, json=json, params=params, headers=headers, data=data,
-                                           proxies=self._proxies(url),
-                                           timeout=s.timeout, allow_redirects=False)
+                with self.budget.slot() if self.budget is not None else contextlib.nullcontext():
+                    response = session.request(method, url, json=json, params=params, headers=headers, data=data,
+                                               proxies=self._proxies(url),
+                                               timeout=s.timeout, allow_redirects=False)
             except requests.exceptions.SSLError as exc:
                 raise SystemUnavailable(f"{self.label}: TLS verification of {s.base_url} failed ({_reason(exc)}): "
                                        "give the server's CA in ca_file (verify_tls: false only for tests)") from None

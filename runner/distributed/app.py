@@ -7,7 +7,9 @@ Configuration comes from the environment, the same on the workers and on the mac
 - ``PROVISION_RESULT_BACKEND``: where outcomes are kept for ``submit --wait`` (default: Celery's
   database backend in PostgreSQL, ``db+postgresql+psycopg://postgres@127.0.0.1:5432/postgres``,
   through SQLAlchemy, which provision already uses; the state stores' server is the natural home);
-- ``PROVISION_QUEUE``: the queue submitted runs go to and workers read (default ``provision``).
+- ``PROVISION_QUEUE``: the queue submitted runs go to and workers read (default ``provision``);
+- ``PROVISION_TIMEZONE``: the time zone of the manifests' ``schedule:`` for ``provision beat``
+  (default UTC), an IANA name such as ``Europe/Berlin``.
 
 Why these settings: a run can take hours and must survive its worker's death. ``task_acks_late``
 acknowledges the message only when the run has ended, so a worker that dies (kill -9, host lost)
@@ -48,12 +50,18 @@ def queue() -> str:
     return os.environ.get("PROVISION_QUEUE") or DEFAULT_QUEUE
 
 
+def timezone() -> str:
+    return os.environ.get("PROVISION_TIMEZONE") or "UTC"
+
+
 def settings() -> dict[str, Any]:
     """The Celery configuration, read from the environment when the app is made."""
     return {
         "broker_url": broker_url(),
         "result_backend": result_backend(),
         "task_default_queue": queue(),
+        "timezone": timezone(),
+        "enable_utc": True,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

@@ -3,16 +3,22 @@ summary ``provision run`` prints."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner import secrets
 from runner.distributed.app import broker_url, make_app, queue, result_backend
+from runner.distributed.journal import journal
 from runner.engine.context import TypeCounts
 from runner.engine.run import Summary
 from runner.errors import EXIT_STOPPED, ProvisionError, Unavailable
+
+logger = logging.getLogger("provision")
 
 
 class WaitTimedOut(ProvisionError):
@@ -36,15 +42,35 @@ def submit(manifest: Path, options: dict[str, Any], to_queue: str | None = None)
     at that path, a checkout of the same repository). Unavailable when the broker cannot be reached."""
     path = str(manifest.resolve())
     where = to_queue or queue()
+    task_id = str(uuid.uuid4())
     app = make_app()
+    recorded = record_queued(task_id, path, where, "submit")
     try:
-        result = app.send_task("provision.run", args=[path, options], queue=where,
+        result = app.send_task("provision.run", args=[path, options], queue=where, task_id=task_id,
                                retry=True, retry_policy={"max_retries": 2, "interval_start": 0.5,
                                                          "interval_step": 0.5})
     except Exception as exc:  # kombu's OperationalError and socket errors alike
-        raise Unavailable(f"the broker at {secrets.mask_url(broker_url())} cannot be reached ({exc}); "
-                          "start it, or set PROVISION_BROKER_URL") from None
+        problem = f"the broker at {secrets.mask_url(broker_url())} cannot be reached ({exc})"
+        if recorded:
+            record_not_sent(task_id, problem)
+        raise Unavailable(f"{problem}; start it, or set PROVISION_BROKER_URL") from None
     return Submitted(result.id, path, where)
+
+
+def record_queued(task_id: str, manifest: str, to_queue: str, trigger: str) -> bool:
+    """The journal's row for a task about to be sent (what ``provision status`` lists); False when
+    it could not be written: the run is sent all the same (its worker writes the row then)."""
+    try:
+        journal().queued(task_id, manifest, to_queue, trigger)
+    except Exception as exc:  # noqa: BLE001 - Unavailable, a database error: submitting matters more
+        logger.warning("the run journal (provision status) could not be written: %s", secrets.redact(str(exc)))
+        return False
+    return True
+
+
+def record_not_sent(task_id: str, problem: str) -> None:
+    with contextlib.suppress(Exception):  # already failing: the broker's error is the one to report
+        journal().not_sent(task_id, problem)
 
 
 def wait(task_id: str, timeout: float | None = None, poll: float = 0.5) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 A task's outcome is a plain JSON object (the result backend keeps it; ``submit --wait`` prints
 it): ``{"summary": ..., "exit_code": N, "worker": ...}`` for a run that happened, the same
 summary ``provision run --output json`` prints; ``{"error": ..., "exit_code": N}`` (and
-``problems`` for an invalid manifest) for one that could not start. Errors are redacted here,
-before they reach the broker's or the backend's storage.
+``problems`` for an invalid manifest) for one that could not start; ``{"status": "skipped",
+"reason": ..., "exit_code": 0}`` for a firing of ``provision beat`` that found the pipeline
+running (not a failure: the run in progress is serving the pipeline, and the next firing comes on
+schedule). Errors are redacted here, before they reach the broker's or the backend's storage.
+Each outcome is also written to the journal ``provision status`` reads (journal.py).
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from runner import secrets
+from celery.exceptions import Retry
+
+from runner import budgets, secrets
 from runner.distributed.app import app
+from runner.distributed.hooks import install as install_budgets
+from runner.distributed.journal import journal
 from runner.distributed.options import run_options
 from runner.engine.run import execute
 from runner.errors import ManifestError, ProvisionError, StoppedError
@@ -26,20 +33,40 @@ logger = logging.getLogger("provision")
 
 LOCK_RETRY_SECONDS = 60  # how often a redelivered run looks again at a lock its dead attempt held
 
+if budgets.provider() is None:  # a worker started by `celery worker` rather than `provision worker`
+    install_budgets()
+
 
 @app.task(name="provision.run", bind=True, acks_late=True, reject_on_worker_lost=True,
           max_retries=STALE_LOCK_SECONDS // LOCK_RETRY_SECONDS + 2)
-def run(self: Any, manifest_path: str, options: dict[str, Any]) -> dict[str, Any]:
+def run(self: Any, manifest_path: str, options: dict[str, Any], trigger: str = "submit") -> dict[str, Any]:
     """Run the pipeline in ``manifest_path`` as ``provision run`` does, on this worker.
 
     A redelivered task (its previous worker died) finds the dead attempt's lock: on the same
     host, the process is gone and the lock is taken at once; from another host it is taken once
     its heartbeat is stale (runner/state/runs.py), so until then the task is retried, not failed.
-    The run that takes over settles the dead one's in-flight exports first (crash recovery)."""
+    The run that takes over settles the dead one's in-flight exports first (crash recovery).
+
+    ``trigger`` is who sent it: ``submit`` (a person or a script, who wants exit 3 when the
+    pipeline is already running) or ``beat`` (a schedule: that firing is skipped)."""
     worker = self.request.hostname or socket.gethostname()
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     if redelivered:
         logger.warning("run of %s redelivered to %s: its previous worker died", manifest_path, worker)
+    task_id = self.request.id
+    _journal("started", task_id, manifest_path, worker, trigger)
+    try:
+        outcome = _outcome(self, manifest_path, options, trigger, worker, redelivered)
+    except Retry:
+        _journal("retrying", task_id, f"waiting for the lock of its dead attempt; looking again in "
+                                      f"{LOCK_RETRY_SECONDS} s (retry {self.request.retries + 1})")
+        raise
+    _journal("finished", task_id, outcome)
+    return outcome
+
+
+def _outcome(task: Any, manifest_path: str, options: dict[str, Any], trigger: str, worker: str,
+             redelivered: bool) -> dict[str, Any]:
     try:
         summary = execute(Path(manifest_path), run_options(options))
     except ManifestError as exc:
@@ -47,14 +74,32 @@ def run(self: Any, manifest_path: str, options: dict[str, Any]) -> dict[str, Any
                 "problems": [{"file": p.file, "line": p.line, "column": p.column, "path": p.path,
                               "message": secrets.redact(p.message)} for p in exc.problems]}
     except StoppedError as exc:
-        if (redelivered or self.request.retries) and "already running" in str(exc):
-            raise self.retry(countdown=LOCK_RETRY_SECONDS) from None
+        held = "already running" in str(exc)
+        if held and (redelivered or task.request.retries) and task.request.retries < task.max_retries:
+            raise task.retry(countdown=LOCK_RETRY_SECONDS) from None  # maybe its own dead attempt's lock
+        if held and trigger == "beat":
+            return _skipped(str(exc), worker)
         return {"error": secrets.redact(str(exc)), "status": "stopped", "exit_code": exc.exit_code,
                 "worker": worker}
     except ProvisionError as exc:
         return {"error": secrets.redact(str(exc)), "exit_code": exc.exit_code, "worker": worker}
     return {"summary": _redacted(summary.as_json()), "exit_code": summary.exit_code, "worker": worker,
             "redelivered": redelivered}
+
+
+def _skipped(reason: str, worker: str) -> dict[str, Any]:
+    """A scheduled firing that found another run of the pipeline alive: reported, not retried."""
+    reason = secrets.redact(reason)
+    logger.info("scheduled run skipped: %s", reason)
+    return {"status": "skipped", "reason": reason, "exit_code": 0, "worker": worker}
+
+
+def _journal(what: str, *args: Any) -> None:
+    """Write the journal; a journal that cannot be written never fails the run."""
+    try:
+        getattr(journal(), what)(*args)
+    except Exception as exc:  # noqa: BLE001 - Unavailable, a database error: the run matters more
+        logger.warning("the run journal (provision status) could not be written: %s", secrets.redact(str(exc)))
 
 
 def _redacted(value: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from runner.connectors.base import Capabilities, ConfigurationError, Connector, 
 from runner.connectors.registry import UnknownConnector, connector_class
 from runner.connectors.scimendpoint import ScimEndpointConnector, serve_problems
 from runner.errors import Problem
-from runner.manifest import schema
+from runner.manifest import cron, schema
 from runner.manifest.model import Manifest, ObjectType
 from runner.manifest.yamlfile import Located, dotted, quoted
 from runner.names import shape, template_fields
@@ -90,6 +90,8 @@ def semantic_problems(manifest: Manifest, located: Located, connectors: dict[str
         found += list(_match_problems(ot, located))
         found += list(_disable_problems(ot, located))
     found += list(_state_problems(manifest, located))
+    if manifest.schedule is not None and (why := cron.problem(manifest.schedule)):
+        found.append(located.problem(("schedule",), why))
     served = [((*ot.path, "source", "object"), ot.source.object) for ot in manifest.object_types
               if isinstance(connectors.get(ot.source.connector), ScimEndpointConnector)]
     found += [located.problem(p, m) for p, m in serve_problems(located.data.get("serve"), manifest.path.parent, served)]

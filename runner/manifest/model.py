@@ -196,6 +196,7 @@ class Manifest:
     log_file: str | None = None
     safety: Safety = field(default_factory=Safety)
     notify: Notify | None = None
+    schedule: str | None = None  # a cron expression for provision beat (runner/manifest/cron.py)
 
     @property
     def base_dir(self) -> Path:
@@ -217,7 +218,7 @@ def build(data: dict[str, Any], path: Path) -> Manifest:
                   for i, raw in enumerate(data["object_types"]))
     return Manifest(path=path, name=data["name"], connectors=connectors, object_types=types,
                     state=state_url(data.get("state")), log_file=data.get("log_file"), safety=_safety(safety),
-                    notify=_notify(data.get("notify")))
+                    notify=_notify(data.get("notify")), schedule=data.get("schedule"))
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")

@@ -81,6 +81,7 @@ def test_every_command_prints_one_json_document(provision, ran: dict[str, str], 
         "schedule": ["schedule", QUICKSTART, "--cron"],
         "hook": ["hook", "test", QUICKSTART],  # pre-commit's entry point
         "submit": ["submit", QUICKSTART, "--timeout", "1s"],  # refused before any broker is contacted
+        "beat": ["beat", tmp_path / "no-such-folder"],  # likewise
     }
     untested = set(subcommands()) - set(commands) - SERVERS
     assert not untested, f"add these commands here (and give them --output json): {sorted(untested)}"

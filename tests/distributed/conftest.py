@@ -85,7 +85,7 @@ class Cluster:
         name = name or f"w{len(self.workers) + 1}"
         log = self.folder / f"{name}.log"
         command = [sys.executable, str(REPO / "tests/distributed/killworker.py"), str(kill_at),
-                   "worker", "--concurrency", "1", "--name", f"{name}@%h"]
+                   "worker", "--concurrency", "1", "--name", self.node(name)]
         with open(log, "wb") as out:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                        cwd=self.folder, env=self.env, start_new_session=True)
@@ -96,6 +96,11 @@ class Cluster:
                 raise RuntimeError(f"worker {name} did not start: {log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.1)
         return process, log
+
+    def node(self, name: str) -> str:
+        """A worker's node name, unique to this test: tests running at once (pytest-xdist) on one
+        broker must not share one (its remote-control queue is exclusive to one connection)."""
+        return f"{name}-{self.env['PROVISION_QUEUE'].rsplit('-', 1)[-1]}@%h"
 
     def submit(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``provision submit MANIFEST ARGS...`` as a user types it, in a process of its own."""
