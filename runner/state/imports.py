@@ -69,13 +69,12 @@ class Imports(Part):
             raise DuplicateAnchor(next(a for a, _ in records if a in seen or seen.add(a)))
         mark = self._import_mark(type_id) if full else None
         known: dict[str, tuple[str, bool, str | None]] = {}
-        for part in chunks(list(hashed)):
-            for anchor, digest, is_deleted, was_in, stamp in self.conn.execute(
-                    sa.select(so.anchor, so.hash, so.deleted, so.partition, so.seen)
-                    .where(so.type_id == type_id, so.anchor.in_(part))):
-                if full and stamp == mark:
-                    raise DuplicateAnchor(anchor)
-                known[anchor] = (digest, bool(is_deleted), was_in)
+        for anchor, digest, is_deleted, was_in, stamp in self.store.rows_in(
+                t.source_objects, ("anchor", "hash", "deleted", "partition", "seen"), "anchor", list(hashed),
+                type_id=type_id):
+            if full and stamp == mark:
+                raise DuplicateAnchor(anchor)
+            known[anchor] = (digest, bool(is_deleted), was_in)
         natives = natives or {}
         new = [(type_id, a, natives.get(a), partition, d, h, False, True, False, mark)
                for a, (d, h) in hashed.items() if a not in known]
@@ -100,10 +99,7 @@ class Imports(Part):
 
     def _stamp(self, type_id: int, anchors: Sequence[str], mark: str) -> None:
         """Stamp objects the full import read unchanged: one update by primary key per chunk."""
-        so = t.source_objects.c
-        for part in chunks(list(anchors)):
-            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
-                              .values(seen=mark))
+        self.store.update_in(t.source_objects, {"seen": mark}, "anchor", anchors, type_id=type_id)
 
     def keep_unreadable(self, type_id: int, anchors: Sequence[str], full: bool) -> None:
         """Objects whose record could not be read this time: a full import counts them as seen,
