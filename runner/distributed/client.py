@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery.states import READY_STATES
+
 from runner import secrets
 from runner.distributed.app import broker_url, make_app, queue, result_backend
 from runner.distributed.journal import journal
@@ -82,7 +84,7 @@ def wait(task_id: str, timeout: float | None = None, poll: float = 0.5) -> dict[
     while True:
         try:
             state = result.state
-            if state in ("SUCCESS", "FAILURE"):
+            if state in READY_STATES:  # REVOKED too: a revoked run never ends otherwise
                 break
         except Exception as exc:
             raise Unavailable(f"the result backend {secrets.mask_url(result_backend())} cannot be read ({exc}); "
@@ -91,6 +93,9 @@ def wait(task_id: str, timeout: float | None = None, poll: float = 0.5) -> dict[
             raise WaitTimedOut(f"run {task_id} has not ended after {timeout:g} s ({state.lower()}); it goes on: "
                                f"`provision submit` again with --wait is not needed, its outcome is kept")
         time.sleep(poll)
+    if state == "REVOKED":
+        return {"error": f"run {task_id} was revoked (celery control revoke) before it ended",
+                "status": "stopped", "exit_code": EXIT_STOPPED}
     if state == "FAILURE":  # the task raised: a lock never freed (retries exhausted), or a bug
         problem = result.result
         if type(problem).__name__ == "MaxRetriesExceededError":

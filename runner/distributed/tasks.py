@@ -61,6 +61,11 @@ def run(self: Any, manifest_path: str, options: dict[str, Any], trigger: str = "
         _journal("retrying", task_id, f"waiting for the lock of its dead attempt; looking again in "
                                       f"{LOCK_RETRY_SECONDS} s (retry {self.request.retries + 1})")
         raise
+    except Exception as exc:  # a bug: Celery records the failure; the journal must not say "running" forever
+        _journal("finished", task_id, {"error": secrets.redact(f"internal error on the worker: "
+                                                               f"{type(exc).__name__}: {exc}"),
+                                       "exit_code": 1, "worker": worker})
+        raise
     _journal("finished", task_id, outcome)
     return outcome
 

@@ -10,6 +10,7 @@ in the queue is not sent at all.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,14 @@ from runner.distributed.client import wait
 from runner.distributed.journal import Journal
 
 T0 = "2030-01-01T00:00:30+00:00"
+
+
+def set_clock(clock: Path, instant: str) -> None:
+    """Move the clock in one step: beat reads the file several times a second, and a write in
+    place could be read half done (an empty file)."""
+    ahead = clock.with_suffix(".next")
+    ahead.write_text(instant)
+    os.replace(ahead, clock)
 
 
 def minute(n: int) -> str:
@@ -46,7 +55,7 @@ def committed(target: Path) -> bool:
 
 
 def start_beat(cluster, clock: Path, *sources: Path, rescan: str = "60s"):
-    clock.write_text(T0)
+    set_clock(clock, T0)
     return start(cluster, "beat", "clockbeat.py",
                  [str(clock), "beat", *map(str, sources), "--max-interval", "0.2s", "--rescan", rescan,
                   "--schedule-file", str(cluster.folder / "beat-schedule")], "beat: ready")
@@ -63,11 +72,11 @@ def test_a_firing_runs_the_pipeline_and_one_that_finds_it_running_is_skipped(clu
     _, beat_log = start_beat(cluster, clock, cluster.manifest)
     assert "next firing 2030-01-01T00:01:00+00:00" in beat_log.read_text()
 
-    clock.write_text(minute(1))
+    set_clock(clock, minute(1))
     first = wait_for(lambda: [r for r in runs(cluster) if r["state"] == "running"], 60,
                      lambda: f"no run started: {runs(cluster)}\n{beat_log.read_text()}")[0]
     wait_for(lambda: committed(Path(cluster.env["PROVISION_TARGET"])), 60, lambda: f"no commit: {runs(cluster)}")
-    clock.write_text(minute(2))  # the next firing, while the first run holds the lock (paused after a commit)
+    set_clock(clock, minute(2))  # the next firing, while the first run holds the lock (paused after a commit)
     skipped = wait_for(lambda: [r for r in runs(cluster) if r["state"] == "skipped"], 60,
                        lambda: f"no firing skipped: {runs(cluster)}\n{beat_log.read_text()}")[0]
     gate.touch()
@@ -97,12 +106,12 @@ def test_beat_reads_the_folder_again_and_sends_no_second_firing_while_the_first_
     assert "beat: ready, 0 manifest(s) scheduled" in beat_log.read_text()
 
     scheduled(cluster.manifest, "*/1 * * * *")  # a manifest of the folder gets a schedule
-    wait_for(lambda: "now scheduled: " + str(cluster.manifest.resolve()) in beat_log.read_text(), 30,
+    wait_for(lambda: "now scheduled: " + str(cluster.manifest.resolve()) in beat_log.read_text(), 90,
              lambda: beat_log.read_text())
-    clock.write_text(minute(1))
-    wait_for(lambda: runs(cluster), 30, lambda: beat_log.read_text())
-    clock.write_text(minute(2))
-    wait_for(lambda: "has not started yet (no worker free); not sending another" in beat_log.read_text(), 30,
+    set_clock(clock, minute(1))
+    wait_for(lambda: runs(cluster), 90, lambda: beat_log.read_text())
+    set_clock(clock, minute(2))
+    wait_for(lambda: "has not started yet (no worker free); not sending another" in beat_log.read_text(), 90,
              lambda: beat_log.read_text())
 
     queued = runs(cluster)
