@@ -196,8 +196,9 @@ class ManifestScheduler(PersistentScheduler):
                            secrets.redact(str(exc)))
         sent = self.Entry(**{**dict(entry), "app": self.app})
         sent.options = {**entry.options, "task_id": task_id}
-        logger.info("beat: sent a run of %s (task %s)", manifest, task_id)
-        return super().apply_async(sent, producer=producer, advance=advance, **kwargs)
+        result = super().apply_async(sent, producer=producer, advance=advance, **kwargs)
+        logger.info("beat: sent a run of %s (task %s)", manifest, task_id)  # once the broker has it
+        return result
 
 
 def _still_queued(manifest: str) -> str | None:
