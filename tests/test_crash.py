@@ -79,18 +79,23 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             "delta_commits": commits_of(second)}
 
 
-def converges(world: dict, target: Path, data: Path, expected: dict, manifest: Path | None = None) -> dict:
+def converges(world: dict, target: Path, data: Path, expected: dict, provision, monkeypatch: pytest.MonkeyPatch,
+              manifest: Path | None = None) -> dict:
+    """The run after the killed one (in this process: only a run to be killed needs its own) gives
+    ``expected``, nothing failed, no group twice; and a third run changes nothing."""
     manifest = manifest or world["manifest"]
-    rerun = run(manifest, data, target)
-    assert rerun.returncode == 0, rerun.stderr + rerun.stdout
-    summary = json.loads(rerun.stdout)
+    monkeypatch.setenv("PROVISION_DATA", str(data))
+    monkeypatch.setenv("PROVISION_TARGET", str(target))
+    rerun = provision("run", manifest, "--output", "json")
+    assert rerun.code == 0, rerun.err + rerun.out
+    summary = rerun.json()
     assert all(c["failed"] == 0 for c in summary["object_types"].values()), summary
     got = read_app(target)
     names = [g["name"] for g in got["groups"]]
     assert len(names) == len(set(names)), f"duplicate groups: {sorted(n for n in names if names.count(n) > 1)}"
     assert got == expected
-    again = run(manifest, data, target)  # and stays put: a third run changes nothing
-    counts = json.loads(again.stdout)["object_types"]
+    again = provision("run", manifest, "--output", "json")  # and stays put: a third run changes nothing
+    counts = again.json()["object_types"]
     assert all(c["added"] + c["updated"] + c["deleted"] + c["disabled"] == 0 for c in counts.values()), counts
     return summary
 
@@ -110,33 +115,34 @@ def test_the_scenario_has_many_kill_points(world):
 
 
 @pytest.mark.parametrize("nth", range(7))
-def test_killed_during_first_contact_converges(world, nth: int):
+def test_killed_during_first_contact_converges(world, nth: int, provision, monkeypatch):
     point = spread(world["initial_commits"], 7)[nth]
     target = world["tmp"] / f"initial-{nth}.db"
     killed = run(world["manifest"], world["before"], target, point)
     assert killed.returncode == -9, killed.stderr
-    summary = converges(world, target, world["before"], world["clean_before"])
+    summary = converges(world, target, world["before"], world["clean_before"], provision, monkeypatch)
     assert any(c.get("recovered") for c in summary["object_types"].values()), summary
 
 
 @pytest.mark.parametrize("nth", range(5))
-def test_killed_during_updates_deletes_and_membership_changes_converges(world, nth: int):
+def test_killed_during_updates_deletes_and_membership_changes_converges(world, nth: int, provision, monkeypatch):
     target = killed_during_the_change(world, f"delta-{nth}", spread(world["delta_commits"], 5)[nth])
-    converges(world, target, world["after"], world["clean_after"])
+    converges(world, target, world["after"], world["clean_after"], provision, monkeypatch)
 
 
-def test_a_killed_run_is_marked_abandoned_when_its_lock_is_taken_over(world):
+def test_a_killed_run_is_marked_abandoned_when_its_lock_is_taken_over(world, provision, monkeypatch):
     target = world["tmp"] / "abandoned.db"
     killed = run(world["manifest"], world["before"], target, 2)
     assert killed.returncode == -9
-    converges(world, target, world["before"], world["clean_before"])
+    converges(world, target, world["before"], world["clean_before"], provision, monkeypatch)
     with sqlite3.connect(str(target) + ".state") as con:
         statuses = [s for (s,) in con.execute("SELECT status FROM runs ORDER BY started")]
     assert statuses[0] == "abandoned" and statuses[1:] == ["ok", "ok"], statuses
 
 
 @pytest.mark.parametrize(("what", "code"), [("TERM", 143), ("INT", 130)])
-def test_sigterm_and_sigint_record_the_round_in_flight_and_stop(world, what: str, code: int):
+def test_sigterm_and_sigint_record_the_round_in_flight_and_stop(world, what: str, code: int, provision,
+                                                              monkeypatch):
     target = world["tmp"] / f"signal-{what}.db"
     stopped = run(world["manifest"], world["before"], target, 3, what)
     assert stopped.returncode == code, stopped.stderr
@@ -146,11 +152,12 @@ def test_sigterm_and_sigint_record_the_round_in_flight_and_stop(world, what: str
         status = con.execute("SELECT status FROM runs").fetchone()[0]
     assert in_doubt == 0, "a graceful stop records what it sent"
     assert status == "interrupted"
-    converges(world, target, world["before"], world["clean_before"])
+    converges(world, target, world["before"], world["clean_before"], provision, monkeypatch)
 
 
 @pytest.mark.parametrize("nth", range(3))
-def test_a_run_that_reaches_its_time_limit_stops_cleanly_and_the_next_one_carries_on(world, nth: int):
+def test_a_run_that_reaches_its_time_limit_stops_cleanly_and_the_next_one_carries_on(world, nth: int, provision,
+                                                                                     monkeypatch):
     """A cron job's run should end itself before the scheduler kills it: past --time-limit it
     records the round in flight, exits 3 and leaves nothing in doubt."""
     target = world["tmp"] / f"time-limit-{nth}.db"
@@ -166,7 +173,7 @@ def test_a_run_that_reaches_its_time_limit_stops_cleanly_and_the_next_one_carrie
     with sqlite3.connect(str(target) + ".state") as con:
         in_doubt = con.execute("SELECT count(*) FROM pending_exports WHERE sent_run IS NOT NULL").fetchone()[0]
     assert in_doubt == 0, "a run stopped by its time limit records what it sent"
-    rerun = converges(world, target, world["before"], world["clean_before"])
+    rerun = converges(world, target, world["before"], world["clean_before"], provision, monkeypatch)
     assert not any(c.get("recovered") for c in rerun["object_types"].values()), "nothing was left to settle"
 
 
@@ -179,7 +186,7 @@ def test_a_time_limit_must_be_a_duration(world, capsys):
     assert "a duration such as 90s, 50m or 2h" in capsys.readouterr().err
 
 
-def test_a_run_whose_lock_was_taken_over_cannot_commit(world):
+def test_a_run_whose_lock_was_taken_over_cannot_commit(world, provision, monkeypatch):
     target = world["tmp"] / "fenced.db"
     fenced = run(world["manifest"], world["before"], target, 3, "TAKEOVER")
     assert fenced.returncode == 3, fenced.stderr
@@ -191,19 +198,21 @@ def test_a_run_whose_lock_was_taken_over_cannot_commit(world):
     assert recorded < written, "what the fenced run sent after losing its lock is not recorded by it"
     with sqlite3.connect(str(target) + ".state") as con:  # the thief died: its lock is stale
         con.execute("UPDATE locks SET pid = 999999999")
-    converges(world, target, world["before"], world["clean_before"])
+    converges(world, target, world["before"], world["clean_before"], provision, monkeypatch)
 
 
 @pytest.mark.parametrize("nth", range(3))
-def test_a_change_applied_by_a_killed_run_and_then_reverted_in_the_source_is_undone(world, nth: int):
+def test_a_change_applied_by_a_killed_run_and_then_reverted_in_the_source_is_undone(world, nth: int, provision,
+                                                                                    monkeypatch):
     """The killed run's writes reached the target but not the state; HR then reverts them. The
     rerun must see what the target really holds (re-read), not what the state last recorded."""
     target = killed_during_the_change(world, f"revert-{nth}", spread(world["delta_commits"], 3)[nth])
-    converges(world, target, world["before"], world["clean_before"])
+    converges(world, target, world["before"], world["clean_before"], provision, monkeypatch)
 
 
 @pytest.mark.parametrize("phase", ["first contact", "changes"])
-def test_killed_with_the_state_store_on_a_server_converges(world, server_database: str, tmp_path: Path, phase: str):
+def test_killed_with_the_state_store_on_a_server_converges(world, server_database: str, tmp_path: Path, phase: str,
+                                                          provision, monkeypatch):
     """The same protocol with the state store on PostgreSQL and MariaDB (in-flight marks, fenced
     commits and the bulk inserts go through their drivers)."""
     manifest = world["manifest"].with_name("quickstart-server-state.yaml")
@@ -213,9 +222,11 @@ def test_killed_with_the_state_store_on_a_server_converges(world, server_databas
     if phase == "first contact":
         data, expected, point = world["before"], world["clean_before"], spread(world["initial_commits"], 3)[1]
     else:
-        assert run(manifest, world["before"], target).returncode == 0
+        monkeypatch.setenv("PROVISION_DATA", str(world["before"]))
+        monkeypatch.setenv("PROVISION_TARGET", str(target))
+        assert provision("run", manifest).code == 0  # the first contact, in this process
         data, expected, point = world["after"], world["clean_after"], spread(world["delta_commits"], 3)[1]
     killed = run(manifest, data, target, point)
     assert killed.returncode == -9, killed.stderr
-    converges(world, target, data, expected, manifest)
+    converges(world, target, data, expected, provision, monkeypatch, manifest)
     assert server_database in manifest.read_text() and not Path(f"{target}.state").exists()

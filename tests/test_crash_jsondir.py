@@ -125,31 +125,36 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             "tree_after": tree(clean), "initial": commits_of(first), "delta": commits_of(second)}
 
 
-def converges(world: dict, target: Path, data: Path, expected: dict) -> None:
-    rerun = run(world["manifest"], data, target)
-    assert rerun.returncode == 0, rerun.stderr + rerun.stdout
-    summary = json.loads(rerun.stdout)["object_types"]
-    assert all(c["failed"] == 0 for c in summary.values()), rerun.stdout
+def converges(world: dict, target: Path, data: Path, expected: dict, provision,
+              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run after the killed one (in this process: only a run to be killed needs its own)."""
+    monkeypatch.setenv("PROVISION_DATA", str(data))
+    monkeypatch.setenv("PROVISION_TARGET", str(target))
+    rerun = provision("run", world["manifest"], "--output", "json")
+    assert rerun.code == 0, rerun.err + rerun.out
+    summary = rerun.json()["object_types"]
+    assert all(c["failed"] == 0 for c in summary.values()), rerun.out
     assert any(c.get("recovered") for c in summary.values()), "the kill left exports in doubt; the rerun settles them"
     assert tree(target) == expected
-    again = json.loads(run(world["manifest"], data, target).stdout)["object_types"]
+    again = provision("run", world["manifest"], "--output", "json").json()["object_types"]
     assert all(c["added"] + c["updated"] + c["renamed"] + c["deleted"] + c["disabled"] == 0
                for c in again.values()), again
 
 
 @pytest.mark.parametrize("nth", range(5))
-def test_killed_during_first_contact_converges(world, nth: int):
+def test_killed_during_first_contact_converges(world, nth: int, provision, monkeypatch):
     target = world["tmp"] / f"initial-{nth}"
     killed = run(world["manifest"], world["before"], target, spread(world["initial"], 5)[nth])
     assert killed.returncode == -9, killed.stderr
-    converges(world, target, world["before"], world["tree_before"])
+    converges(world, target, world["before"], world["tree_before"], provision, monkeypatch)
 
 
 @pytest.mark.parametrize("nth", range(6))
-def test_killed_during_renames_replaces_and_membership_changes_converges(world, nth: int):
+def test_killed_during_renames_replaces_and_membership_changes_converges(world, nth: int, provision,
+                                                                         monkeypatch):
     target = world["tmp"] / f"delta-{nth}"
     shutil.copytree(world["tmp"] / "clean-before", target)
     shutil.copy(world["tmp"] / "clean-before.state", str(target) + ".state")
     killed = run(world["manifest"], world["after"], target, spread(world["delta"], 6)[nth])
     assert killed.returncode == -9, killed.stderr
-    converges(world, target, world["after"], world["tree_after"])
+    converges(world, target, world["after"], world["tree_after"], provision, monkeypatch)

@@ -118,9 +118,11 @@ def run(manifest: Path, point: int = 0, where: str = "after-journal") -> subproc
                           env=os.environ | {"PYTHONPATH": str(REPO)})
 
 
-def ran(result: subprocess.CompletedProcess[str]) -> dict:
-    assert result.returncode == 0, result.stderr + result.stdout
-    return json.loads(result.stdout)["object_types"]
+def ran(provision, manifest: Path) -> dict:
+    """A run never killed, in this process (only a run to be killed needs its own): its counts."""
+    result = provision("run", manifest, "--output", "json")
+    assert result.code == 0, result.err + result.out
+    return result.json()["object_types"]
 
 
 def data(tmp: Path) -> tuple[Path, Path]:
@@ -141,29 +143,30 @@ def whole_csv(path: Path) -> list[dict]:
     return rows
 
 
-def test_killed_after_a_durable_batch_on_first_contact_the_rerun_converges(tmp_path: Path):
+def test_killed_after_a_durable_batch_on_first_contact_the_rerun_converges(tmp_path: Path, provision):
     before, _ = data(tmp_path)
     clean = pipeline(tmp_path / "clean", before)
-    ran(run(clean))
+    ran(provision, clean)
     expected = (tmp_path / "clean/out/users.csv").read_bytes(), (tmp_path / "clean/out/groups.csv").read_bytes()
 
     killed = pipeline(tmp_path / "killed", before)
     assert run(killed, 1, "after-journal").returncode == -9
     assert not (tmp_path / "killed/out/users.csv").exists()  # no half file: none yet, the run had not ended
     assert (tmp_path / "killed/out/.users.csv.journal").exists()
-    counts = ran(run(killed))
+    counts = ran(provision, killed)
     assert counts["user"]["failed"] == 0 and counts["user"].get("recovered", 0) > 0, counts
     got = (tmp_path / "killed/out/users.csv").read_bytes(), (tmp_path / "killed/out/groups.csv").read_bytes()
     assert got == expected
     assert sorted(p.name for p in (tmp_path / "killed/out").iterdir()) == ["groups.csv", "users.csv"]
-    again = ran(run(killed))
+    again = ran(provision, killed)
     assert all(c["added"] + c["updated"] + c["deleted"] + c["disabled"] == 0 for c in again.values()), again
 
 
-def test_killed_half_way_through_a_snapshot_leaves_the_old_whole_file_and_the_rerun_converges(tmp_path: Path):
+def test_killed_half_way_through_a_snapshot_leaves_the_old_whole_file_and_the_rerun_converges(tmp_path: Path,
+                                                                                              provision):
     before, after = data(tmp_path)
     clean = pipeline(tmp_path / "clean", before, flush_every=0)
-    ran(run(clean))
+    ran(provision, clean)
     shutil.copytree(tmp_path / "clean", tmp_path / "killed")
     (tmp_path / "killed/m.yaml").write_text((tmp_path / "clean/m.yaml").read_text().replace(
         str(tmp_path / "clean"), str(tmp_path / "killed")))
@@ -171,7 +174,7 @@ def test_killed_half_way_through_a_snapshot_leaves_the_old_whole_file_and_the_re
         text = (tmp_path / folder / "m.yaml").read_text()
         (tmp_path / folder / "m.yaml").write_text(text.replace(str(before), str(after)))
     old = (tmp_path / "killed/out/users.csv").read_bytes()
-    ran(run(tmp_path / "clean/m.yaml"))
+    ran(provision, tmp_path / "clean/m.yaml")
     expected = (tmp_path / "clean/out/users.csv").read_bytes()
     assert expected != old
 
@@ -179,19 +182,19 @@ def test_killed_half_way_through_a_snapshot_leaves_the_old_whole_file_and_the_re
     assert (tmp_path / "killed/out/users.csv").read_bytes() == old  # the temporary file was never renamed
     assert whole_csv(tmp_path / "killed/out/users.csv")
     assert [p.name for p in (tmp_path / "killed/out").glob(".users.csv.*.tmp")], "the kill left its temporary file"
-    counts = ran(run(tmp_path / "killed/m.yaml"))
+    counts = ran(provision, tmp_path / "killed/m.yaml")
     assert all(c["failed"] == 0 for c in counts.values()), counts
     assert (tmp_path / "killed/out/users.csv").read_bytes() == expected
     assert not list((tmp_path / "killed/out").glob(".*.tmp"))
 
 
-def test_killed_between_the_change_records_and_the_journal_repeats_at_most_that_batch(tmp_path: Path):
+def test_killed_between_the_change_records_and_the_journal_repeats_at_most_that_batch(tmp_path: Path, provision):
     before, after = data(tmp_path)
     clean = pipeline(tmp_path / "clean", after, fmt="jsonl", mode="changes")
-    ran(run(clean))
+    ran(provision, clean)
     killed = pipeline(tmp_path / "killed", after, fmt="jsonl", mode="changes")
     assert run(killed, 2, "before-journal").returncode == -9
-    counts = ran(run(killed))
+    counts = ran(provision, killed)
     assert all(c["failed"] == 0 for c in counts.values()), counts
 
     def fold(path: Path) -> tuple[dict, list[dict]]:

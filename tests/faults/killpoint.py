@@ -40,14 +40,34 @@ def main(argv: list[str]) -> int:
             os.kill(os.getpid(), getattr(signal, f"SIG{what}"))
 
     flags = _capture_stop_flags()
-    _patch_sql(after_commit)
-    _patch_jsondir(after_commit)
-    _patch_ldap(after_commit)
-    _patch_scim(after_commit)
-    _patch_rest(after_commit)
+    _patch_when_loaded({
+        "runner.connectors.sql": lambda: _patch_sql(after_commit),
+        "provision_jsondir.files": lambda: _patch_jsondir(after_commit),
+        "runner.connectors.ldap.write": lambda: _patch_ldap(after_commit),
+        "runner.connectors.scim.connector": lambda: _patch_scim(after_commit),
+        "runner.connectors.rest.connector": lambda: _patch_rest(after_commit),
+        "runner.connectors.soap.connector": lambda: _patch_soap(after_commit),
+    })
     if point == 0:
         atexit.register(lambda: print(f"commits: {commits}", file=sys.stderr))
     return cli.main(args)
+
+
+def _patch_when_loaded(patches: dict) -> None:  # type: ignore[type-arg]
+    """Apply each patch (module name -> patch) once its module is imported, checked whenever a
+    connector class is loaded: a run then imports only the connectors its manifest uses (importing
+    all of them, zeep and ldap3 among them, took most of a second of every killed run's start)."""
+    from runner.connectors import registry
+
+    load = registry._load
+
+    def loading(target: str):  # type: ignore[no-untyped-def]
+        cls = load(target)
+        for module in [m for m in patches if m in sys.modules]:
+            patches.pop(module)()
+        return cls
+
+    registry._load = loading  # type: ignore[assignment]
 
 
 def _capture_stop_flags() -> list:  # type: ignore[type-arg]
@@ -94,14 +114,22 @@ def _patch_scim(after) -> None:  # type: ignore[no-untyped-def]
 
 
 def _patch_rest(after) -> None:  # type: ignore[no-untyped-def]
-    """Each REST or SOAP operation the service confirmed (a create with its members, an update, a
-    delete) is a commit."""
+    """Each REST operation the service confirmed (a create with its members, an update, a delete)
+    is a commit."""
     from runner.connectors.rest.connector import RestConnector
+    _count_operations(RestConnector, after)
+
+
+def _patch_soap(after) -> None:  # type: ignore[no-untyped-def]
+    """The same for each SOAP operation."""
     from runner.connectors.soap.connector import SoapConnector
-    for cls in (RestConnector, SoapConnector):
-        for kind in ("add", "update", "disable", "delete", "set_password"):
-            method = f"op_{kind}"
-            setattr(cls, method, _counting(getattr(cls, method), after))
+    _count_operations(SoapConnector, after)
+
+
+def _count_operations(cls, after) -> None:  # type: ignore[no-untyped-def]
+    for kind in ("add", "update", "disable", "delete", "set_password"):
+        method = f"op_{kind}"
+        setattr(cls, method, _counting(getattr(cls, method), after))
 
 
 def _patch_ldap(after) -> None:  # type: ignore[no-untyped-def]

@@ -48,9 +48,13 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
+def variables(server, data: Path, base: str, state: Path) -> dict[str, str]:
+    return {"PROVISION_DATA": str(data), "LDAP_URL": server.url, "LDAP_BIND_DN": server.root_dn,
+            "LDAP_PASSWORD": server.root_password, "LDAP_BASE_DN": base, "PROVISION_STATE": str(state)}
+
+
 def env_for(server, data: Path, base: str, state: Path) -> dict[str, str]:
-    return os.environ | {"PROVISION_DATA": str(data), "LDAP_URL": server.url, "LDAP_BIND_DN": server.root_dn,
-                         "LDAP_PASSWORD": server.root_password, "LDAP_BASE_DN": base, "PROVISION_STATE": str(state)}
+    return os.environ | variables(server, data, base, state)
 
 
 def run(server, data: Path, base: str, state: Path, point: int = 0) -> subprocess.CompletedProcess[str]:
@@ -85,13 +89,16 @@ def world(slapd, tmp_path_factory: pytest.TempPathFactory):
             "clean_after": dump(slapd, base), "initial": writes_of(first), "delta": writes_of(second)}
 
 
-def converges(slapd, world, data: Path, base: str, state: Path, expected: dict) -> None:
-    rerun = run(slapd, data, base, state)
-    assert rerun.returncode == 0, rerun.stderr + rerun.stdout
-    summary = json.loads(rerun.stdout)["object_types"]
+def converges(slapd, provision, monkeypatch, data: Path, base: str, state: Path, expected: dict) -> None:
+    """The run after the killed one (in this process: only a run to be killed needs its own)."""
+    for name, value in variables(slapd, data, base, state).items():
+        monkeypatch.setenv(name, value)
+    rerun = provision("run", MANIFEST, "--output", "json")
+    assert rerun.code == 0, rerun.err + rerun.out
+    summary = rerun.json()["object_types"]
     assert all(c["failed"] == 0 for c in summary.values()), summary
     assert dump(slapd, base) == expected
-    again = json.loads(run(slapd, data, base, state).stdout)["object_types"]
+    again = provision("run", MANIFEST, "--output", "json").json()["object_types"]
     assert all(c["added"] + c["updated"] + c["renamed"] + c["deleted"] + c["disabled"] == 0
                for c in again.values()), again
 
@@ -115,25 +122,29 @@ def test_the_example_moves_disables_deletes_and_its_members_follow(slapd, world)
 
 
 @pytest.mark.parametrize("nth", range(3))
-def test_killed_during_first_contact_converges(slapd, world, nth: int):
+def test_killed_during_first_contact_converges(slapd, world, nth: int, provision, monkeypatch):
     base = new_base(slapd, f"first{nth}")
     state = world["tmp"] / f"first{nth}.state"
     killed = run(slapd, world["before"], base, state, spread(world["initial"], 3)[nth])
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    converges(slapd, world, world["before"], base, state, world["clean_before"])
+    converges(slapd, provision, monkeypatch, world["before"], base, state, world["clean_before"])
 
 
 @pytest.mark.parametrize("nth", range(3))
-def test_killed_during_moves_disables_deletes_and_membership_changes_converges(slapd, world, nth: int):
+def test_killed_during_moves_disables_deletes_and_membership_changes_converges(slapd, world, nth: int, provision,
+                                                                               monkeypatch):
     base = new_base(slapd, f"delta{nth}")
     state = world["tmp"] / f"delta{nth}.state"
-    assert run(slapd, world["before"], base, state).returncode == 0
+    for name, value in variables(slapd, world["before"], base, state).items():
+        monkeypatch.setenv(name, value)
+    assert provision("run", MANIFEST).code == 0  # the first contact, in this process
     killed = run(slapd, world["after"], base, state, spread(world["delta"], 3)[nth])
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    converges(slapd, world, world["after"], base, state, world["clean_after"])
+    converges(slapd, provision, monkeypatch, world["after"], base, state, world["clean_after"])
 
 
-def test_slapd_killed_mid_export_fails_only_what_was_in_flight_and_the_next_run_completes(slapd, world):
+def test_slapd_killed_mid_export_fails_only_what_was_in_flight_and_the_next_run_completes(slapd, world, provision,
+                                                                                           monkeypatch):
     base = new_base(slapd, "serverkill")
     state = world["tmp"] / "serverkill.state"
     script = world["tmp"] / "slapd_killer.py"
@@ -152,4 +163,4 @@ def test_slapd_killed_mid_export_fails_only_what_was_in_flight_and_the_next_run_
     written = len(conn.response)
     conn.unbind()
     assert 0 < written < PEOPLE, "the run stopped part-way"
-    converges(slapd, world, world["before"], base, state, world["clean_before"])
+    converges(slapd, provision, monkeypatch, world["before"], base, state, world["clean_before"])

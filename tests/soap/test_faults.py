@@ -99,6 +99,9 @@ def test_refused_credentials_stop_with_a_message_that_holds_no_password(soapserv
 def test_a_run_through_server_faults_and_dropped_answers_converges(provision, soap_proxy, soapservice, tmp_path,
                                                                    monkeypatch):
     manifest = hr_manifest(tmp_path, people=30, groups=3)
+    # pauses as short as the other tests here use: five faults in a row cost no 10 s of backoff
+    manifest.write_text(manifest.read_text().replace("    concurrency: 4\n",
+                                                     "    concurrency: 4\n    backoff: 0.01\n    max_backoff: 0.05\n"))
     for k, v in env_for(soap_proxy.url + "/?wsdl", tmp_path).items():
         monkeypatch.setenv(k, v)
     soap_proxy.faults.soap_fault_500 = 5
