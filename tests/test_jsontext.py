@@ -62,6 +62,17 @@ def test_a_hash_from_before_still_matches():
 
 
 @pytest.mark.parametrize("text", ['{"id":123456789012345678901234567890}', '{"v":NaN}', '["12345678901234567890"]',
-                                  '{"a":1.5e-05,"b":"Zoë"}'])
+                                  '{"a":1.5e-05,"b":"Zoë"}', '[9223372036854775807,-9223372036854775808]',
+                                  '[18446744073709551615,18446744073709551616,-9223372036854775809]',
+                                  '[1e400,-1e400]', '[0.1,0.30000000000000004,1e-320,123456789.123456789]'])
 def test_reading_gives_what_the_standard_library_gives(text):
     assert json.dumps(loads(text)) == json.dumps(json.loads(text))
+
+
+def test_random_numbers_read_as_the_standard_library_reads_them():
+    rng = random.Random(7)
+    values = [rng.choice([rng.random() * 10 ** rng.randint(-30, 30), rng.randint(-2 ** 70, 2 ** 70),
+                          rng.randint(-10 ** 18, 10 ** 18)]) for _ in range(2000)]
+    text = json.dumps(values)
+    assert repr(loads(text)) == repr(json.loads(text))
+    assert [repr(loads(json.dumps(v))) for v in values] == [repr(v) for v in values]

@@ -87,16 +87,27 @@ class Base:
             result.close()
         return found
 
-    def update_in(self, table: sa.Table, values: dict[str, Any], key: str, keys: Sequence[Any], **equal: Any) -> None:
+    def update_in(self, table: sa.Table, values: dict[str, Any], key: str, keys: Sequence[Any],
+                  increment: Sequence[str] = (), **equal: Any) -> None:
         """``UPDATE table SET values WHERE <equal> AND key IN (keys)``, chunk by chunk, at the
         driver level, for the same reason as :meth:`rows_in` (a full import stamps every object
-        it read this way: a tenth of a no-op cycle through SQLAlchemy's IN lists)."""
+        it read this way: a tenth of a no-op cycle through SQLAlchemy's IN lists). ``increment``:
+        columns that also go up by one."""
         quote, mark = self.driver_sql()
-        head = (f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in values)} WHERE "
-                + "".join(f"{quote(k)} = {mark} AND " for k in equal))
+        sets = [f"{quote(c)} = {mark}" for c in values] + [f"{quote(c)} = {quote(c)} + 1" for c in increment]
+        head = f"UPDATE {quote(table.name)} SET {', '.join(sets)} WHERE " + "".join(f"{quote(k)} = {mark} AND " for k in equal)
         for part in chunks(list(keys)):
             self.conn.exec_driver_sql(f"{head}{quote(key)} IN ({', '.join([mark] * len(part))})",
                                       (*values.values(), *equal.values(), *part))
+
+    def delete_in(self, table: sa.Table, key: str, keys: Sequence[Any], **equal: Any) -> None:
+        """``DELETE FROM table WHERE <equal> AND key IN (keys)``, chunk by chunk, at the driver
+        level (see :meth:`rows_in`)."""
+        quote, mark = self.driver_sql()
+        head = f"DELETE FROM {quote(table.name)} WHERE " + "".join(f"{quote(k)} = {mark} AND " for k in equal)
+        for part in chunks(list(keys)):
+            self.conn.exec_driver_sql(f"{head}{quote(key)} IN ({', '.join([mark] * len(part))})",
+                                      (*equal.values(), *part))
 
     def grew(self, table: str, rows: int) -> None:
         """PostgreSQL plans by statistics, and a table filled within one run (the first cycle of

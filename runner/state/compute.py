@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets as pysecrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -29,10 +30,7 @@ class Compute(Part):
 
     def mark_dirty(self, type_id: int, anchors: Sequence[str]) -> None:
         """Evaluate these objects again on the next compute."""
-        so = t.source_objects.c
-        for part in chunks(list(anchors)):
-            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
-                              .values(dirty=True))
+        self.store.update_in(t.source_objects, {"dirty": True}, "anchor", anchors, type_id=type_id)
 
     def count_dirty(self, type_id: int) -> int:
         """How many objects the next compute evaluates (an index range: the progress display's total)."""
@@ -60,14 +58,22 @@ class Compute(Part):
         if after is not None:
             query = query.where(so.anchor > after)
         rows = []
-        for r in self.conn.execute(query):
-            live = bool(r.live)
-            target = r if targets and live else None
-            rows.append(SourceRow(r.anchor, loads(r.data), bool(r.deleted), r.in_scope, bool(r.exists_after),
-                                  r.target_anchor if live else None, live,
-                                  loads(target.target_data) if target and target.target_data else None,
-                                  bool(target.disabled) if target else False, target.name if target else None,
-                                  target.target_partition if target else None, r.partition, r.gone_at))
+        result = self.conn.execute(query)
+        if not targets:  # rows as the driver's tuples: a Row's attributes cost more than the rest
+            for anchor, data, deleted, in_scope, exists, partition, gone_at, target_anchor, live in result:
+                rows.append(SourceRow(anchor, loads(data), bool(deleted), in_scope, bool(exists),
+                                      target_anchor if live else None, bool(live), None, False,
+                                      partition=partition, gone_at=gone_at))
+            return rows
+        for (anchor, data, deleted, in_scope, exists, partition, gone_at, target_anchor, live, target_data,
+             disabled, name, target_partition) in result:
+            if live:
+                rows.append(SourceRow(anchor, loads(data), bool(deleted), in_scope, bool(exists), target_anchor, True,
+                                      loads(target_data) if target_data else None, bool(disabled), name,
+                                      target_partition, partition, gone_at))
+            else:
+                rows.append(SourceRow(anchor, loads(data), bool(deleted), in_scope, bool(exists), None, False, None,
+                                      False, partition=partition, gone_at=gone_at))
         if targets:
             known = {r.target_anchor: r.target_data for r in rows if r.target_anchor and r.target_data is not None}
             self.store.values.with_values(type_id, known)  # type: ignore[arg-type]
@@ -77,24 +83,17 @@ class Compute(Part):
         """Store (anchor, in_scope, exists_after) for a page: one update per distinct pair of
         values (a handful), each by primary key for its anchors. An executemany of one UPDATE
         per row costs a round trip per object on MariaDB (pymysql sends them one by one)."""
-        so = t.source_objects.c
         groups: dict[tuple[bool | None, bool], list[str]] = {}
         for anchor, in_scope, will_exist in updates:
             groups.setdefault((in_scope, will_exist), []).append(anchor)
         for (in_scope, will_exist), anchors in groups.items():
-            for part in chunks(anchors):
-                self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
-                                  .values(in_scope=in_scope, exists_after=will_exist))
+            self.store.update_in(t.source_objects, {"in_scope": in_scope, "exists_after": will_exist}, "anchor",
+                                 anchors, type_id=type_id)
 
     def exists_after(self, type_id: int, anchors: Iterable[str]) -> set[str]:
         """Which of ``anchors`` will exist in the target once this run's exports land."""
-        so = t.source_objects.c
-        found: set[str] = set()
-        wanted = sorted(set(anchors))
-        for part in chunks(wanted):
-            found.update(self.conn.execute(sa.select(so.anchor).where(
-                so.type_id == type_id, so.anchor.in_(part), so.exists_after.is_(True))).scalars())
-        return found
+        return {anchor for anchor, in self.store.rows_in(t.source_objects, ("anchor",), "anchor", sorted(set(anchors)),
+                                                         type_id=type_id, exists_after=True)}
 
     def mark_gone_since(self, type_id: int, before: str) -> int:
         """Make source objects gone since before ``before`` and still linked dirty, so compute
@@ -125,18 +124,15 @@ class Compute(Part):
         Two statements, each on an index: the referrers are read first (refs_target), then
         marked by primary key. An UPDATE ... WHERE (type_id, anchor) IN (SELECT ...) is run on
         MariaDB as a subquery per row of source_objects: a scan of every object per call."""
-        so, rf = t.source_objects.c, t.refs.c
+        if not anchors:
+            return
         referrers: dict[int, set[str]] = {}
-        for part in chunks(sorted(set(anchors))):
-            cond = [rf.ref_type_id == ref_type_id, rf.ref_anchor.in_(part)]
-            if only_dropped:
-                cond.append(rf.dropped == sa.true())
-            for type_id, anchor in self.conn.execute(sa.select(rf.type_id, rf.anchor).where(*cond)):
-                referrers.setdefault(type_id, set()).add(anchor)
+        equal: dict[str, Any] = {"ref_type_id": ref_type_id, **({"dropped": True} if only_dropped else {})}
+        for type_id, anchor in self.store.rows_in(t.refs, ("type_id", "anchor"), "ref_anchor", sorted(set(anchors)),
+                                                  **equal):
+            referrers.setdefault(type_id, set()).add(anchor)
         for type_id, found in referrers.items():
-            for part in chunks(sorted(found)):
-                self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
-                                  .values(dirty=True))
+            self.store.update_in(t.source_objects, {"dirty": True}, "anchor", sorted(found), type_id=type_id)
 
     def stale_names(self, ref_type_id: int, renamed: Mapping[str, str],
                     referrers: Sequence[tuple[int, str]]) -> None:
@@ -201,10 +197,8 @@ class Compute(Part):
         object it names is added). Many removals at once (a mapping change) go in bulk."""
         rf = t.refs.c
         wanted = set(rows)
-        held: set[tuple[str, int, str]] = set()
-        for part in chunks(list(anchors)):
-            held.update((a, rt, ra) for a, rt, ra in self.conn.execute(sa.select(
-                rf.anchor, rf.ref_type_id, rf.ref_anchor).where(rf.type_id == type_id, rf.anchor.in_(part))))
+        held = set(self.store.rows_in(t.refs, ("anchor", "ref_type_id", "ref_anchor"), "anchor", anchors,
+                                      type_id=type_id))
         gone = held - wanted
         if len(gone) > BULK_REWRITE:
             rewrite = sorted({a for a, _, _ in gone})
@@ -226,9 +220,8 @@ class Compute(Part):
         if not anchors:
             return
         so = t.source_objects.c
-        for part in chunks([a for a in anchors if a not in errors]):
-            self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.anchor.in_(part))
-                              .values(dirty=False, error=None))
+        self.store.update_in(t.source_objects, {"dirty": False, "error": None}, "anchor",
+                             [a for a in anchors if a not in errors], type_id=type_id)
         failed = [dict(k_anchor=a, error=errors[a]) for a in anchors if a in errors]
         if failed:
             self.conn.execute(
@@ -250,20 +243,18 @@ class Compute(Part):
 
         An export still in flight (sent by a run that died before its result was recorded) is
         never replaced: recovery must resolve it first, or the new export could repeat it."""
-        pe = t.pending.c
         anchors = [e.source_anchor for e in entries] + list(cleared)
         in_flight: set[str] = set()
         since: dict[str, str] = {}  # how long each object has had an export pending survives the rewrite
-        for part in chunks(anchors):  # found by primary key
-            for anchor, sent, pending_since in self.conn.execute(sa.select(
-                    pe.source_anchor, pe.sent_run, pe.since).where(pe.type_id == type_id, pe.source_anchor.in_(part))):
-                if sent is not None:
-                    in_flight.add(anchor)
-                if pending_since is not None:
-                    since[anchor] = pending_since
-        # by primary key only: a condition on sent_run could make the database scan by that index
-        for part in chunks([a for a in anchors if a not in in_flight]):
-            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
+        found = self.store.rows_in(t.pending, ("source_anchor", "sent_run", "since"), "source_anchor", anchors,
+                                   type_id=type_id)  # by primary key
+        for anchor, sent, pending_since in found:
+            if sent is not None:
+                in_flight.add(anchor)
+            if pending_since is not None:
+                since[anchor] = pending_since
+        if found:  # by primary key only: a condition on sent_run could make the database scan by that index
+            self.store.delete_in(t.pending, "source_anchor", [a for a in anchors if a not in in_flight], type_id=type_id)
         fresh = [e for e in entries if e.source_anchor not in in_flight]
         prefix = new_revision()[:8]  # new for this page; with a counter, unique per export
         now = now_iso()

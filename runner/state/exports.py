@@ -49,9 +49,12 @@ def _select() -> sa.Select:
 
 
 def _rows(result: Iterable[Any]) -> list[PendingExport]:
-    return [PendingExport(r.source_anchor, Action(r.action), r.target_anchor, Change.from_json(r.payload), r.name, r.depth,
-                          r.partition, r.attempts, r.last_error, r.revision or "", r.sent_run, r.next_attempt or "",
-                          bool(r.held), r.failed_runs or 0) for r in result]
+    """Rows of :func:`_select` (unpacked as tuples: a Row's attributes by name cost more than the rest)."""
+    return [PendingExport(anchor, Action(action), target, Change.from_json(payload), name, depth, partition,
+                          attempts, last_error, revision or "", sent_run, next_attempt or "", bool(held),
+                          failed_runs or 0)
+            for (anchor, action, target, payload, name, depth, partition, attempts, last_error, revision, sent_run,
+                 next_attempt, held, failed_runs) in result]
 
 
 class _Desc(str):
@@ -148,10 +151,8 @@ class Exports(Part):
 
     def mark_sent(self, type_id: int, run_id: str, anchors: Sequence[str]) -> None:
         """These exports are about to go to the target (the caller commits before sending)."""
-        pe = t.pending.c
-        for part in chunks(list(anchors)):
-            self.conn.execute(t.pending.update().where(pe.type_id == type_id, pe.source_anchor.in_(part))
-                              .values(sent_run=run_id, attempted_run=run_id, attempts=pe.attempts + 1))
+        self.store.update_in(t.pending, {"sent_run": run_id, "attempted_run": run_id}, "source_anchor", anchors,
+                             increment=("attempts",), type_id=type_id)
 
     def in_doubt(self, type_id: int, run_id: str, after: str | None, limit: int) -> list[PendingExport]:
         """Exports sent by an earlier run whose result was never recorded."""
@@ -203,9 +204,7 @@ class Exports(Part):
         return _rows(self.conn.execute(_select().where(pe.type_id == type_id, pe.source_anchor.in_(list(anchors)))))
 
     def drop_pending(self, type_id: int, anchors: Sequence[str]) -> None:
-        pe = t.pending.c
-        for part in chunks(list(anchors)):
-            self.conn.execute(t.pending.delete().where(pe.type_id == type_id, pe.source_anchor.in_(part)))
+        self.store.delete_in(t.pending, "source_anchor", anchors, type_id=type_id)
 
     def update_pending(self, type_id: int, anchor: str, action: str, change: Change,
                        target_anchor: str | None) -> None:
@@ -271,28 +270,17 @@ class Exports(Part):
         return found
 
     def target_anchors(self, type_id: int, anchors: Iterable[str], live_only: bool = True) -> dict[str, str]:
-        lk = t.links.c
-        found: dict[str, str] = {}
-        for part in chunks(sorted(set(anchors))):
-            cond = [lk.type_id == type_id, lk.source_anchor.in_(part)]
-            if live_only:
-                cond.append(lk.live.is_(True))
-            for source_anchor, target_anchor in self.conn.execute(sa.select(lk.source_anchor, lk.target_anchor).where(*cond)):
-                found[source_anchor] = target_anchor
-        return found
+        live = {"live": True} if live_only else {}
+        return dict(self.store.rows_in(t.links, ("source_anchor", "target_anchor"), "source_anchor",
+                                       sorted(set(anchors)), type_id=type_id, **live))
 
     def target_names(self, type_id: int, anchors: Iterable[str], live_only: bool = True) -> dict[str, str]:
         """source anchor -> target name (references rendered by name, e.g. an LDAP DN); with
         ``live_only=False`` also the names of deleted objects, for removing references to them."""
-        lk = t.links.c
-        found: dict[str, str] = {}
-        for part in chunks(sorted(set(anchors))):
-            cond = [lk.type_id == type_id, lk.source_anchor.in_(part), lk.target_name.is_not(None)]
-            if live_only:
-                cond.append(lk.live.is_(True))
-            for source_anchor, name in self.conn.execute(sa.select(lk.source_anchor, lk.target_name).where(*cond)):
-                found[source_anchor] = name
-        return found
+        live = {"live": True} if live_only else {}
+        return {anchor: name for anchor, name in self.store.rows_in(
+            t.links, ("source_anchor", "target_name"), "source_anchor", sorted(set(anchors)), type_id=type_id, **live)
+            if name is not None}
 
     def source_data(self, type_id: int, anchor: str) -> dict[str, Any] | None:
         so = t.source_objects.c
@@ -339,10 +327,8 @@ class Exports(Part):
                 [d.source_anchor for d in done.deletes])))
             conn.execute(t.target_index.delete().where(ix.type_id == type_id, ix.target_anchor.in_(gone)))
         if done.adds:
-            anchors = [a.source_anchor for a in done.adds]
-            conn.execute(t.links.delete().where(lk.type_id == type_id, lk.source_anchor.in_(anchors)))
-            conn.execute(t.target_objects.delete().where(to.type_id == type_id,
-                                                         to.target_anchor.in_([a.target_anchor for a in done.adds])))
+            store.delete_in(t.links, "source_anchor", [a.source_anchor for a in done.adds], type_id=type_id)
+            store.delete_in(t.target_objects, "target_anchor", [a.target_anchor for a in done.adds], type_id=type_id)
             store.bulk_insert(t.links, ("type_id", "source_anchor", "target_anchor", "live", "target_name", "name_key"),
                               [(type_id, a.source_anchor, a.target_anchor, True, a.name, name_key(a.name))
                                for a in done.adds])

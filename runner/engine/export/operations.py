@@ -25,6 +25,7 @@ from runner.state.reconcile import GONE_PREFIX
 from runner.state.records import Change, PendingExport
 
 OP_KIND = {Action.DELETE_FIRST: Action.DELETE}  # the operation an action goes out as, when not itself
+_UNBUILT = Operation(0, "", "")  # a Prepared's operation until _operation has worked it out
 
 
 def operation_key(ctx: RunContext, ot: ObjectType, row: PendingExport) -> str:
@@ -130,8 +131,7 @@ class Operations:
     def _operation(self, index: int, row: PendingExport, targets: dict[tuple[str, str], dict[str, str]],
                    waiting: set[str]) -> Prepared:
         change, action = row.change, row.action
-        prepared = Prepared(row, Operation(index, action, self.ot.target.object),
-                            before=self.before.get(row.target_anchor or "", ({}, False))[0])
+        prepared = Prepared(row, _UNBUILT, before=self.before.get(row.target_anchor or "", ({}, False))[0])
         chunked = self._chunk(row)
         set_values = dict(change.set)
         if chunked is not None:  # a first chunk now; the rest follows once it is confirmed
