@@ -398,6 +398,13 @@ class Connector:
         most records a page should hold (None: the connector's own default)."""
         raise NotImplementedError(f"connector type {self.type_name!r} cannot be read")
 
+    def fingerprint(self, object: str, partition: str | None = None) -> str | None:
+        """A digest of everything a full ``read`` of the object would return, when the connector
+        can tell it far more cheaply than by reading (a file's bytes and how they are parsed);
+        None when it cannot. Equal fingerprints promise equal reads: the engine then skips the
+        read of a source that has not changed since its last full import."""
+        return None
+
     def get(self, object: str, anchor: str | None = None, *, name: str | None = None,
             partition: str | None = None) -> Record | None:
         """The object with this anchor (or, without one, this name), or None when it is not there."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import hashlib
 import itertools
 import os
 import re
@@ -176,6 +177,19 @@ class CsvConnector(Connector):
             empty_as_null=self.config.get("empty_as_null", True), page_size=self.config.get("page_size", 1000),
             max_cell_bytes=self.config.get("max_cell_bytes", DEFAULT_MAX_CELL_BYTES),
             max_cell_lines=self.config.get("max_cell_lines", DEFAULT_MAX_CELL_LINES))
+
+    def fingerprint(self, object: str, partition: str | None = None) -> str | None:
+        """The file's bytes and every setting that parses them: a digest at disk speed (about
+        20 ms for 100,000 people), against seconds for a read. None when the file cannot be
+        opened: the read says why."""
+        src = self._source(object)
+        try:
+            with open(src.path, "rb") as handle:
+                digest = hashlib.file_digest(handle, "blake2b")
+        except OSError:
+            return None
+        digest.update(repr(dataclasses.replace(src, page_size=0)).encode())
+        return digest.hexdigest()[:40]
 
     def discover(self) -> list[ObjectInfo]:
         """Each ``*.csv`` file of the folder, and each file named under ``objects:``, with the
