@@ -346,11 +346,9 @@ class Exports(Part):
             if own := {attr for referrer, attr in done.name_referrers if referrer == type_id}:
                 self._keep_stale_references(type_id, done.updates, own)
         if done.updates:
-            conn.execute(t.links.update().where(lk.type_id == type_id, lk.source_anchor == sa.bindparam("k_anchor"))
-                         .values(target_anchor=sa.bindparam("k_new"), target_name=sa.bindparam("k_name"),
-                                 name_key=sa.bindparam("k_key")),
-                         [dict(k_anchor=u.source_anchor, k_new=u.target_anchor, k_name=u.name, k_key=name_key(u.name))
-                          for u in done.updates])
+            store.update_many(t.links, ("target_anchor", "target_name", "name_key"), ("type_id", "source_anchor"),
+                              [(u.target_anchor, u.name, name_key(u.name), type_id, u.source_anchor)
+                               for u in done.updates])
         for u in done.updates:  # multi-valued attributes: set whole, or changed by difference
             if u.target_anchor != u.old_target_anchor:
                 values.move_values(type_id, u.old_target_anchor, u.target_anchor)
@@ -358,16 +356,11 @@ class Exports(Part):
             if u.added or u.removed:
                 values.change_values(type_id, u.target_anchor, u.added or {}, u.removed or {})
         if done.updates:
-            conn.execute(t.target_objects.update()
-                         .where(to.type_id == type_id, to.target_anchor == sa.bindparam("k_old"))
-                         .values(target_anchor=sa.bindparam("k_new"), data=sa.bindparam("k_data"),
-                                 disabled=sa.bindparam("k_disabled"), name=sa.bindparam("k_name"),
-                                 partition=sa.bindparam("k_partition"), version=sa.bindparam("k_version"),
-                                 checked=None, sent=sa.bindparam("k_sent")),
-                         [dict(k_old=u.old_target_anchor, k_new=u.target_anchor, k_data=dumps(split(u.data)[0]),
-                               k_disabled=u.disabled, k_name=u.name, k_partition=u.partition, k_version=u.version,
-                               k_sent=dumps(list(u.sent)) if u.sent else None)
-                          for u in done.updates])
+            store.update_many(t.target_objects, ("target_anchor", "data", "disabled", "name", "partition", "version",
+                                                 "checked", "sent"), ("type_id", "target_anchor"),
+                              [(u.target_anchor, dumps(split(u.data)[0]), bool(u.disabled), u.name, u.partition,
+                                u.version, None, dumps(list(u.sent)) if u.sent else None, type_id, u.old_target_anchor)
+                               for u in done.updates])
         if renamed:
             store.compute.stale_names(type_id, renamed, done.name_referrers)
         finished = ([a.source_anchor for a in done.adds] + [u.source_anchor for u in done.updates]
