@@ -48,7 +48,7 @@ tasks = sa.Table(
     "provision_tasks", metadata,
     sa.Column("task_id", sa.String(64), primary_key=True),
     sa.Column("parent_id", sa.String(64), nullable=True),  # the run a slice belongs to (the fan-out)
-    sa.Column("kind", sa.String(16), nullable=False),  # run; import, compute, export (slices, to come)
+    sa.Column("kind", sa.String(16), nullable=False),  # run; import, scope, map, export (slices of a fan-out)
     sa.Column("label", sa.Text, nullable=True),  # a slice's part: "user: partition 3, pages 1-40"
     sa.Column("manifest", sa.Text, nullable=False),  # the absolute path the task carries
     sa.Column("pipeline", sa.Text, nullable=True),
@@ -152,6 +152,16 @@ class Journal:
             conn.execute(tasks.update().where(tasks.c.task_id == task_id).values(**values))
             conn.commit()
 
+    def slice_finished(self, task_id: str, state: str, error: str | None = None) -> None:
+        """A slice of a fanned-out run ended (``ok``, ``failed``, ``stopped``)."""
+        if not self.kept:
+            return
+        with self._connect() as conn:
+            conn.execute(tasks.update().where(tasks.c.task_id == task_id).values(
+                state=state, finished=now_iso(), error=error[:2000] if error else None,
+                exit_code=0 if state == "ok" else 1))
+            conn.commit()
+
     def retrying(self, task_id: str, why: str) -> None:
         """The worker sent the task back to the queue to try again later (a lock still held)."""
         if not self.kept:
@@ -177,7 +187,7 @@ class Journal:
 
     def runs(self, manifest: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest ``limit`` runs of ``manifest`` (its absolute path), newest first; each with its
-        slices (none yet) under ``slices``."""
+        slices (a fanned-out run's, oldest first) under ``slices``."""
         if not self.kept:
             return []
         with self._connect() as conn:
