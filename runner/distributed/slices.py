@@ -202,17 +202,23 @@ def fence_commits(store: StateStore, pipeline: str, run_id: str) -> None:
 def wait_for_other_slices(store: StateStore) -> None:
     """An export that names an object of its own type whose add another slice has in flight waits
     for it, as for an add in flight in its own pass (without this it would go out without the
-    reference: the add is neither pending nor recorded yet)."""
+    reference: the add is neither pending nor recorded yet). So does one whose add another slice
+    recorded between the export's look at the links and this look at the pending exports (it is
+    linked now: the next sweep finds it)."""
     pending_actions = store.exports.pending_actions
 
     def pending_or_in_flight(type_id: int, anchors: Any, run_id: str, due: str | None = None,
                              actions: Any = (Action.ADD,)) -> set[str]:
         anchors = set(anchors)
         found = pending_actions(type_id, anchors, run_id, due, actions)
-        pe = t.pending.c
+        pe, lk = t.pending.c, t.links.c
         for part in chunks(sorted(anchors - found)):
             found.update(a for a, action in store.conn.execute(sa.select(pe.source_anchor, pe.action).where(
                 pe.type_id == type_id, pe.source_anchor.in_(part), pe.sent_run == run_id)) if action in actions)
+        if Action.ADD in actions:
+            for part in chunks(sorted(anchors - found)):
+                found.update(store.conn.execute(sa.select(lk.source_anchor).where(
+                    lk.type_id == type_id, lk.source_anchor.in_(part), lk.live == sa.true())).scalars())
         return found
 
     store.exports.pending_actions = pending_or_in_flight  # type: ignore[method-assign]

@@ -34,13 +34,21 @@ def state_view(url: str, target: Path) -> dict[str, Any]:
     engine = sa.create_engine(url)
     with engine.connect() as c:
         types = dict(c.execute(sa.text("SELECT id, name FROM object_types")).all())
-        links = {(types[t], a): (names[types[t]].get(str(ta), f"gone {ta}"), bool(live))
+        links = {(types[t], a): (names[types[t]].get(str(ta), "not in the target"), bool(live))
                  for t, a, ta, live in c.execute(sa.text("SELECT type_id, source_anchor, target_anchor, live FROM links"))}
         pending = c.execute(sa.text("SELECT count(*) FROM pending_exports")).scalar()
         in_flight = c.execute(sa.text("SELECT count(*) FROM pending_exports WHERE sent_run IS NOT NULL")).scalar()
         dirty = c.execute(sa.text("SELECT count(*) FROM source_objects WHERE dirty")).scalar()
     engine.dispose()
     return {"links": links, "pending": pending, "in_flight": in_flight, "dirty": dirty}
+
+
+def assert_same_state(found: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal, or the first differing links named."""
+    differ = sorted(k for k in found["links"].keys() | expected["links"].keys()
+                    if found["links"].get(k) != expected["links"].get(k))
+    assert not differ, [(k, found["links"].get(k), expected["links"].get(k)) for k in differ[:10]]
+    assert found == expected
 
 
 def reference_state(tmp_path: Path) -> dict[str, Any]:
@@ -78,7 +86,7 @@ def test_a_20000_person_initial_and_delta_run_on_3_workers_equal_a_single_proces
     assert summary["status"] == "ok"
     assert counts(summary) == counts(reference_summary)
     assert read_app(Path(cluster.env["PROVISION_TARGET"])) == reference_target
-    assert fanned_out_state(cluster) == reference_state(tmp_path)
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
     slices = journal_slices(cluster)  # status lists each slice under its run, on the workers that took them
     assert {s["kind"] for s in slices} == {"import", "scope", "map", "export"}
     assert all(s["state"] == "ok" for s in slices), slices
@@ -93,7 +101,7 @@ def test_a_20000_person_initial_and_delta_run_on_3_workers_equal_a_single_proces
     assert delta["updated"] > 0 and delta["added"] > 0 and (delta["deleted"] + delta["disabled"]) > 0, delta
     assert counts(summary) == counts(reference_summary)
     assert read_app(Path(cluster.env["PROVISION_TARGET"])) == reference_target
-    assert fanned_out_state(cluster) == reference_state(tmp_path)
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
 
 
 @pytest.mark.parametrize(("point", "n"), [("import", 2), ("scope", 1), ("map", 1), ("export", 2)])
@@ -122,7 +130,7 @@ def test_a_worker_killed_mid_slice_loses_nothing(cluster, tmp_path, point, n):
     with sqlite3.connect(target) as con:  # and nothing twice
         assert con.execute("SELECT count(*) FROM users").fetchone()[0] == len(reference_target["users"])
         assert con.execute("SELECT count(*) FROM groups").fetchone()[0] == len(reference_target["groups"])
-    assert fanned_out_state(cluster) == reference_state(tmp_path)
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
     if point == "export":  # the dead attempt's operations were settled against the target, not sent twice
         assert counts(summary)["user"]["recovered"] > 0
     slices = journal_slices(cluster)
