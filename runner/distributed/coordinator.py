@@ -41,6 +41,7 @@ from runner import secrets
 from runner.actions import Action
 from runner.connectors.base import ConfigurationError, ConnectionFailed, SystemUnavailable
 from runner.distributed import slices
+from runner.distributed.journal import journal_slice
 from runner.distributed.slices import EXPORT_BATCH, Extras, claims
 from runner.engine import reconcile, safety
 from runner.engine.compute import compute_type, pair_replacements
@@ -79,7 +80,8 @@ class Coordinator:
                  slice_queue: str, helps: bool = True, shards: int = DEFAULT_SHARDS):
         self.path, self.options, self.task_id, self.worker = manifest_path, options, task_id, worker
         self.slice_queue, self.helps, self.shards = slice_queue, helps, max(1, shards)
-        self.seq = 0
+        self.seq = 0  # slices so far
+        self.phases = 0  # phases so far (each label says which: bench/distributed.py packs a phase's slices)
         self.timings: list[dict[str, Any]] = []  # per slice: id, kind, seconds, who ran it
         self._app: Any = None
 
@@ -277,9 +279,11 @@ class Coordinator:
         ctx.store.commit()
         extras = Extras.of(ctx, self.reconciling).as_json()
         tasks: dict[str, str] = {}
+        self.phases += 1
         for spec in specs:
             self.seq += 1
             spec["id"], spec["type"] = f"{ot.name}/{spec['kind']}/{self.seq}", ot.name
+            spec["label"] += f" (phase {self.phases})"
             tasks[spec["id"]] = str(uuid.uuid4())
         with ctx.store.engine.connect() as conn:
             conn.execute(claims.insert(), [{"run_id": ctx.run_id, "slice_id": s["id"], "task_id": tasks[s["id"]],
@@ -328,19 +332,15 @@ class Coordinator:
 
     def _send(self, specs: list[dict[str, Any]], tasks: dict[str, str], extras: dict[str, Any]) -> None:
         from runner.distributed.app import app
-        from runner.distributed.tasks import journal_slice
-
         options = {**self.options, "fan_out": None, "time_limit": None}
+        journal_slice("queued", self.task_id, self.path, self.slice_queue, self.ctx.pipeline,
+                      [(tasks[s["id"]], s["kind"], s["label"]) for s in specs])
         for spec in specs:
-            journal_slice("queued", tasks[spec["id"]], self.path, self.slice_queue, self.ctx.pipeline,
-                          spec["kind"], self.task_id, spec["label"])
             app.send_task("provision.slice", args=[self.path, options, self.ctx.run_id, spec, extras],
                           queue=self.slice_queue, task_id=tasks[spec["id"]])
 
     def _inline(self, conn: sa.Connection, ot: ObjectType, spec: dict[str, Any], task_id: str) -> None:
         """Claim and run a slice nobody took yet, here, in the run's own context."""
-        from runner.distributed.tasks import journal_slice
-
         ctx = self.ctx
         if not slices.claim(conn, ctx.run_id, spec["id"], "coordinator", self.worker, False):
             return

@@ -126,6 +126,19 @@ class Journal:
             conn.execute(tasks.delete().where(tasks.c.submitted < cutoff))
             conn.commit()
 
+    def slices_queued(self, parent_id: str, manifest: str, queue: str, pipeline: str,
+                      parts: list[tuple[str, str, str]]) -> None:
+        """The rows of a phase's slices, (task id, kind, label) each, in one statement."""
+        if not self.kept or not parts:
+            return
+        now = now_iso()
+        with self._connect() as conn:
+            conn.execute(tasks.insert(), [dict(task_id=task_id, parent_id=parent_id, kind=kind, label=label,
+                                               manifest=manifest, pipeline=pipeline, queue=queue, trigger="fan-out",
+                                               state="queued", submitted=now, attempts=0)
+                                          for task_id, kind, label in parts])
+            conn.commit()
+
     def started(self, task_id: str, manifest: str, worker: str, trigger: str | None) -> None:
         if not self.kept:
             return
@@ -238,3 +251,19 @@ def journal(backend: str | None = None) -> Journal:
         if key not in _journals:
             _journals[key] = Journal(backend)
         return _journals[key]
+
+
+def journal_slice(what: str, task_id: str, *args: Any) -> None:
+    """The journal's rows of slices of a fanned-out run: ``queued`` (``task_id`` the run's; manifest,
+    queue, pipeline, [(slice task id, kind, label)]), ``started`` (manifest, worker), ``finished``
+    (state, error). As for
+    runs, a journal that cannot be written never fails the slice (a warning is logged)."""
+    try:
+        if what == "queued":  # task_id: the parent's; args: manifest, queue, pipeline, [(task id, kind, label)]
+            journal().slices_queued(task_id, *args)
+        elif what == "started":
+            journal().started(task_id, args[0], args[1], None)
+        else:
+            journal().slice_finished(task_id, *args)
+    except Exception as exc:  # noqa: BLE001 - Unavailable, a database error: the run matters more
+        logger.warning("the run journal (provision status) could not be written: %s", secrets.redact(str(exc)))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 import socket
 import time
@@ -86,7 +87,11 @@ claims = sa.Table(
 FINISHED = ("done", "failed", "stopped")
 
 
+KEPT = 7 * 24 * 3600  # seconds the claims of a run that did not end well are kept (a finished run drops its own)
+
+
 def ensure_table(engine: sa.Engine) -> None:
+    """The claims table, made when missing; claims of runs that ended long ago (killed ones) go."""
     with engine.connect() as conn:
         try:
             metadata.create_all(conn, checkfirst=True)
@@ -95,6 +100,8 @@ def ensure_table(engine: sa.Engine) -> None:
             conn.rollback()
             metadata.create_all(conn, checkfirst=True)
             conn.commit()
+        conn.execute(claims.delete().where(claims.c.queued_at < time.time() - KEPT))
+        conn.commit()
 
 
 def claim(conn: sa.Connection, run_id: str, slice_id: str, by: str, worker: str, redelivered: bool) -> bool:
@@ -351,17 +358,21 @@ def perform(manifest_path: str, options: RunOptions, run_id: str, spec: dict[str
             worker: str, redelivered: bool, started: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run one slice in this process (a worker's), claimed first. The outcome: ``{"state":
     "done"|"skipped"|"stopped"|"failed", ...}`` with the counts and what :func:`work` returned."""
-    loaded = load_with_connectors(Path(manifest_path))
-    manifest = loaded.manifest
-    ot = manifest.object_type(spec["type"])
-    assert ot is not None, spec["type"]
-    store = open_store(manifest, Mode.WRITE)
-    try:
-        with slices_of(store.engine, manifest.name) as side:
-            if not claim(side, run_id, spec["id"], "task", worker, redelivered):
-                return {"state": "skipped"}
-            if started is not None:
-                started()
+    engine, pipeline = _claims_engine(manifest_path)
+    with slices_of(engine, pipeline) as side:
+        if not claim(side, run_id, spec["id"], "task", worker, redelivered):
+            return {"state": "skipped"}  # the coordinator ran it, or its run is over: nothing loaded for it
+        if started is not None:
+            started()
+        try:
+            loaded = load_with_connectors(Path(manifest_path))
+            ot = loaded.manifest.object_type(spec["type"])
+            assert ot is not None, spec["type"]
+            store = open_store(loaded.manifest, Mode.WRITE)
+        except Exception as exc:
+            settle_claim(side, run_id, spec["id"], "failed", {"error": secrets.redact(f"{type(exc).__name__}: {exc}")})
+            raise
+        try:
             try:
                 outcome = _perform(loaded, store, options, run_id, spec, extras, ot)
             except Exception as exc:  # a bug: the coordinator fails the run rather than wait forever
@@ -370,10 +381,28 @@ def perform(manifest_path: str, options: RunOptions, run_id: str, spec: dict[str
                 raise
             settle_claim(side, run_id, spec["id"], outcome["state"], outcome)
             return outcome
-    finally:
-        for connector in loaded.connectors.values():
-            close_connector(connector)
-        store.close()
+        finally:
+            for connector in loaded.connectors.values():
+                close_connector(connector)
+            store.close()
+
+
+_engines: dict[tuple[int, str], tuple[sa.Engine, str]] = {}
+
+
+def _claims_engine(manifest_path: str) -> tuple[sa.Engine, str]:
+    """An engine on the pipeline's state store for claims (and the pipeline's name), one per
+    process and manifest: a slice that is not this worker's to run costs a claim, not a load."""
+    key = (os.getpid(), manifest_path)
+    if key not in _engines:
+        from runner.mapping.checks import load
+        from runner.sqlutil import sqlalchemy_url
+        from runner.state.store import state_url
+
+        manifest = load(Path(manifest_path))
+        _engines[key] = (sa.create_engine(sqlalchemy_url(state_url(manifest, create=False), manifest.base_dir),
+                                          pool_size=1, max_overflow=2, pool_pre_ping=True), manifest.name)
+    return _engines[key]
 
 
 def _perform(loaded: Any, store: StateStore, options: RunOptions, run_id: str, spec: dict[str, Any],

@@ -27,7 +27,7 @@ from runner.distributed import slices
 from runner.distributed.app import app, queue
 from runner.distributed.coordinator import DEFAULT_SHARDS, Coordinator, helps_here
 from runner.distributed.hooks import install as install_budgets
-from runner.distributed.journal import journal
+from runner.distributed.journal import journal, journal_slice
 from runner.distributed.options import run_options
 from runner.engine.run import execute
 from runner.errors import ManifestError, ProvisionError, StoppedError
@@ -128,18 +128,6 @@ def slice_(self: Any, manifest_path: str, options: dict[str, Any], run_id: str, 
         journal_slice("finished", task_id, {"done": "ok"}.get(outcome["state"], outcome["state"]),
                       outcome.get("error"))
     return {"state": outcome["state"], "worker": worker, "error": outcome.get("error")}
-
-
-def journal_slice(what: str, task_id: str, *args: Any) -> None:
-    """The journal's row of a slice: ``queued`` (manifest, queue, pipeline, kind, parent, label),
-    ``started`` (manifest, worker), ``finished`` (state, error)."""
-    if what == "queued":
-        manifest, to, pipeline, kind, parent, label = args
-        _journal("queued", task_id, manifest, to, "fan-out", pipeline, kind, parent, label)
-    elif what == "started":
-        _journal("started", task_id, args[0], args[1], None)
-    else:
-        _journal("slice_finished", task_id, *args)
 
 
 def _skipped(reason: str, worker: str) -> dict[str, Any]:

@@ -5,7 +5,9 @@
 POINT is where, counted in the pool process that runs the slices: ``import`` (the Nth page of
 source objects written, before its commit), ``scope`` (the Nth page of the scope sweep), ``map``
 (the Nth page of the map sweep's pending exports) or ``export`` (right after the target's Nth
-commit: operations sent and committed there, their results not recorded in the state). There it
+commit: operations sent and committed there, their results not recorded in the state), or
+``coordinator`` (a second after the coordinator sent its Nth phase's slices: it dies with slices
+of its run running on other workers). There it
 SIGKILLs the worker's whole process group, main process included: its broker connection drops
 without an acknowledgement, so RabbitMQ redelivers the slice to another worker.
 """
@@ -40,7 +42,25 @@ def main(argv: list[str]) -> int:
 
         setattr(cls, name, counted)
 
-    if point == "import":
+    if point == "coordinator":
+        import time
+
+        from runner.distributed.coordinator import Coordinator
+
+        send = Coordinator._send
+
+        @functools.wraps(send)
+        def sent(*a, **kw):  # type: ignore[no-untyped-def]
+            global calls
+            send(*a, **kw)
+            calls += 1
+            if calls == n:
+                time.sleep(1.0)
+                print(f"killslice: killing the worker at {point} {calls}", file=sys.stderr, flush=True)
+                os.killpg(os.getpgid(0), signal.SIGKILL)
+
+        Coordinator._send = sent  # type: ignore[method-assign]
+    elif point == "import":
         from runner.state.imports import Imports
         kill_on(Imports, "import_page")
     elif point == "scope":

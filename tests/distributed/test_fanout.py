@@ -139,3 +139,36 @@ def test_a_worker_killed_mid_slice_loses_nothing(cluster, tmp_path, point, n):
     again = submit_fanned_out(cluster)  # converged: the next run has nothing to do
     for name, c in counts(again).items():
         assert c["added"] == c["updated"] == c["deleted"] == c["failed"] == 0, (name, c)
+
+
+def test_a_coordinator_killed_mid_run_is_taken_over_and_the_run_converges(cluster, tmp_path):
+    """The worker running the coordinator dies (SIGKILL, its process group) a second after it sent
+    the users' first round of export slices, while it and a second worker send them: the run is redelivered,
+    the new coordinator takes the dead run's lock over, waits until the dead run's slices have
+    stopped (they find the lock taken and write nothing more), settles what was in flight, and runs
+    the pipeline to the same end as a single-process run."""
+    reference_summary, reference_target = single_process_run(cluster, tmp_path)
+    doomed, doomed_log = cluster.start_worker(name="doomed", kill_slice=("coordinator", 4))
+    cluster.start_worker(name="slicer", queues="slices")
+    waiting = cluster.submit_async("--fan-out", "--wait", "--output", "json")
+    deadline = time.monotonic() + 180
+    while doomed.poll() is None:
+        assert waiting.poll() is None and time.monotonic() < deadline, doomed_log.read_text()[-3000:]
+        time.sleep(0.1)
+    assert "killing the worker at coordinator 4" in doomed_log.read_text()
+
+    _, rescuer_log = cluster.start_worker(name="rescuer")
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err + out
+    summary = json.loads(out)
+    assert summary["status"] == "ok"
+    rescued = rescuer_log.read_text()
+    assert "redelivered to rescuer" in rescued and "took over the lock of a run that is no longer alive" in rescued
+    target = Path(cluster.env["PROVISION_TARGET"])
+    assert read_app(target) == reference_target
+    with sqlite3.connect(target) as con:
+        assert con.execute("SELECT count(*) FROM users").fetchone()[0] == len(reference_target["users"])
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
+    again = submit_fanned_out(cluster)
+    for name, c in counts(again).items():
+        assert c["added"] == c["updated"] == c["deleted"] == c["failed"] == 0, (name, c)
