@@ -773,7 +773,7 @@ def notes(rows: list[Row], args: argparse.Namespace, cpus: int) -> list[str]:
             out.append("part 2: no estimate on N machines: it packs the task durations of the 1-worker rounds, "
                        "and --workers has no 1.")
     for r in rows:
-        if r.estimated and r.facts["machines"] == 1:
+        if r.part == 2 and r.estimated and r.facts["machines"] == 1:
             o = r.facts["overheads"]
             out.append("part 2, estimate: each task's duration is its started-to-finished in the journal, measured "
                        "in the 1-worker rounds (one task at a time on the machine, beside the waiting submits); medians of the "

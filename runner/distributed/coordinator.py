@@ -62,13 +62,14 @@ from runner.errors import ProvisionError, UsageError
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper
 from runner.state import tables as t
-from runner.state.base import now_iso
+from runner.state.base import chunks, now_iso
 from runner.state.runs import LockLost
 
 logger = logging.getLogger("provision")
 
 DEFAULT_SHARDS = 4  # compute slices per sweep of a type, at most
 MIN_SHARD = 500  # dirty objects per compute slice, at least
+MIN_EXPORTS = 250  # pending exports per export slice, at least, when a level is cut for more workers
 POLL = 0.05  # seconds between looks at a phase's claims
 HEARTBEAT = 10.0  # seconds between renewals of the lock while the coordinator waits
 
@@ -197,23 +198,30 @@ class Coordinator:
             actions = tuple(a for a in all_actions if a not in hold)
             if not actions:
                 continue
+            verb = "/".join(str(a) for a in actions)
             while (depth := self._next_depth(type_id, actions, deepest_first)) is not None:
                 force, rounds = False, 0
                 while anchors := self._pending(type_id, actions, depth):
                     rounds += 1
-                    verb = "/".join(str(a) for a in actions)
-                    specs = [{"kind": "export", "anchors": part, "actions": list(actions),
-                              "deepest_first": deepest_first, "force": force,
-                              "label": f"{ot.name}: {verb}, depth {depth}, round {rounds}, {len(part)} exports"}
-                             for part in _batches(anchors)]
-                    results = self._phase(ot, counts, specs)
-                    for r in results:
-                        gone.update(r.get("gone") or {})
-                        adopted += r.get("adopted", 0)
-                        recovered += r.get("recovered", 0)
+                    sent = 0
+                    # an export waits for the adds of its own type it names (a report's manager): one
+                    # phase per level of those references, so a batch rarely holds anything back
+                    levels = [anchors] if force or deepest_first else _merged(self._levels(type_id, anchors))
+                    for n, level in enumerate(levels, 1):
+                        where = f"depth {depth}, round {rounds}" + (f", level {n}" if len(levels) > 1 else "")
+                        results = self._phase(ot, counts, [
+                            {"kind": "export", "anchors": part, "actions": list(actions),
+                             "deepest_first": deepest_first, "force": force,
+                             "label": f"{ot.name}: {verb}, {where}, {len(part)} exports"}
+                            for part in _batches(level, self.shards)])
+                        for r in results:
+                            gone.update(r.get("gone") or {})
+                            adopted += r.get("adopted", 0)
+                            recovered += r.get("recovered", 0)
+                            sent += r.get("sent", 0)
                     if force:
                         break
-                    force = sum(r.get("sent", 0) for r in results) == 0
+                    force = sent == 0
         if phases != FORWARD:
             return
         stale = any(t_ == type_id for t_, _ in ctx.name_referrers(ot)) and ctx.store.compute.count_dirty(type_id) > 0
@@ -265,6 +273,32 @@ class Coordinator:
             *self._wanted(type_id, actions), pe.depth == depth).order_by(pe.source_anchor)).scalars())
         self.ctx.store.commit()
         return found
+
+    def _levels(self, type_id: int, anchors: list[str]) -> list[list[str]]:
+        """``anchors`` in levels: the first names no other of them (through a reference of the
+        type to itself, the ``refs`` table), each next one only objects of the levels before; what
+        a cycle leaves comes last (the export leaves those references out, as in one process)."""
+        rf = t.refs.c
+        pending = set(anchors)
+        deps: dict[str, list[str]] = {}
+        for part in chunks(anchors):
+            for anchor, ref in self.ctx.store.conn.execute(sa.select(rf.anchor, rf.ref_anchor).where(
+                    rf.type_id == type_id, rf.ref_type_id == type_id, rf.anchor.in_(part))):
+                if ref in pending and ref != anchor:
+                    deps.setdefault(anchor, []).append(ref)
+        self.ctx.store.commit()
+        if not deps:
+            return [anchors]
+        levels: list[list[str]] = []
+        remaining = set(anchors)
+        while remaining:
+            ready = sorted(a for a in remaining if not any(d in remaining for d in deps.get(a, ())))
+            if not ready:  # a cycle
+                levels.append(sorted(remaining))
+                break
+            levels.append(ready)
+            remaining.difference_update(ready)
+        return levels
 
     # ---- a phase: slices sent, claimed, waited for --------------------------------------------------------
 
@@ -371,11 +405,24 @@ class Coordinator:
             conn.commit()
 
 
-def _batches(anchors: list[str]) -> list[list[str]]:
-    """Batches of at most EXPORT_BATCH, about equal."""
-    n = max(1, math.ceil(len(anchors) / EXPORT_BATCH))
+def _batches(anchors: list[str], parts: int) -> list[list[str]]:
+    """About equal batches: at most EXPORT_BATCH each, at least ``parts`` of them (the run's fan-out)
+    when each then still holds MIN_EXPORTS."""
+    n = max(1, math.ceil(len(anchors) / EXPORT_BATCH), min(parts, len(anchors) // MIN_EXPORTS))
     size = math.ceil(len(anchors) / n)
     return [anchors[i:i + size] for i in range(0, len(anchors), size)]
+
+
+def _merged(levels: list[list[str]]) -> list[list[str]]:
+    """Consecutive small levels in one: fewer than MIN_EXPORTS together go in one batch anyway, and
+    inside one batch the export pass itself sends a manager before their reports (its rounds)."""
+    out: list[list[str]] = []
+    for level in levels:
+        if out and len(out[-1]) + len(level) < MIN_EXPORTS:
+            out[-1] = out[-1] + level
+        else:
+            out.append(level)
+    return out
 
 
 def _shown(anchor: str | None) -> str:
