@@ -4,9 +4,8 @@
                                 [--workers 1,2,4] [--machines 1,2,4,8] [--repeat 3] [--only overhead,pool]
                                 [--json out.json]
 
-What is built today is a whole run as one Celery task: a run is not fanned out into slices, so one
-pipeline cannot go faster on more workers; many pipelines can. This bench measures that, and no
-more. Every process is timed from its start to its exit (bench/measure.py, which gives each its
+A submitted run is one Celery task, or with ``--fan-out`` a coordinator task and its slices
+(docs/distributed.md). Every process is timed from its start to its exit (bench/measure.py, which gives each its
 own peak RSS), the two sides of each measure are interleaved on the same machine, and the sides
 see the same data, with the state store in a fresh PostgreSQL database per run (workers need a
 store they all reach). The pipeline is the quickstart's (CSV files -> SQLite), its manifest
@@ -19,7 +18,7 @@ carries only the manifest's path, and a worker reads no variable of the submitte
    seconds idle; its start-up is reported in a row of its own, not in the submit's seconds)
    against ``provision run FILE``. Budget: at most 1.3x. The distributed side's peak RSS is that
    of the worker's pool process that ran the run (VmHWM, Linux), beside the submitting client's.
-   At 1M people this is the issue's "1M people on 1 worker" (2 and 4 workers wait for the fan-out);
+   At 1M people this is the issue's "1M people on 1 worker" (part 3 fans one pipeline out);
    such a run may hold its message past RabbitMQ's ``consumer_timeout`` (30 minutes by default):
    raise it first (docs/distributed.md), or the run is redelivered and the bench stops, saying so.
 2. ``pool``: ``--pipelines`` K independent pipelines of ``--pipeline-people`` people (each its own
@@ -34,9 +33,14 @@ carries only the manifest's path, and a worker reads no variable of the submitte
    longest first, plus the measured overheads (submit to the first task's start, the gap between
    two tasks on one worker, the last task's end to the last submit's exit).
 
-When runs fan out into slices (docs/distributed.md, "Not built yet"), part 1 takes more than one
-worker for its one pipeline (``--workers`` applies to it then) and the estimate packs the slices
-of each phase, whose rows the journal keeps under their run (:func:`tasks_of` reads them already).
+3. ``fanout``: one pipeline of ``--people`` people whose run is fanned out into slices
+   (``submit --fan-out --wait``) on each worker count of ``--workers`` (fresh workers, idle),
+   against ``provision run`` on the same data: on 1 worker this is the fan-out's overhead (budget:
+   at most 1.3x; the coordinator runs every slice itself there), on more the speed-up of one
+   pipeline. From the 1-worker rounds' slices (the journal's rows under the run, each labelled
+   with its phase) the speed-up on N machines is estimated: per phase, the slices' durations packed
+   on N machines longest first, plus the measured wait of a slice in the queue; the coordinator's
+   own steps stay serial.
 
 Prints a Markdown table and notes, and with ``--json`` writes every row with its runs. Exits 0
 when every budget measured is met, 1 otherwise. Needs RabbitMQ (``--broker``, default
@@ -843,9 +847,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--groups", type=int, help="groups (default: one per 100 people, at least 10)")
     parser.add_argument("--pipelines", type=int, default=8, help="part 2's K pipelines")
     parser.add_argument("--pipeline-people", type=int, default=20000, help="part 2's size of each pipeline")
-    parser.add_argument("--workers", type=counts, default=[1, 2, 4], help="part 2's worker counts (default 1,2,4)")
+    parser.add_argument("--workers", type=counts, default=[1, 2, 4], help="parts 2 and 3's worker counts (default 1,2,4)")
     parser.add_argument("--machines", type=counts, default=[1, 2, 4, 8],
-                        help="part 2's estimate on N machines (default 1,2,4,8; needs 1 in --workers)")
+                        help="parts 2 and 3's estimate on N machines (default 1,2,4,8; needs 1 in --workers)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", type=parts, default=list(PARTS), help=f"parts to measure, from {', '.join(PARTS)}")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds a ready worker idles before the submits")

@@ -42,6 +42,7 @@ from runner.actions import Action
 from runner.connectors.base import ConfigurationError, ConnectionFailed, SystemUnavailable
 from runner.distributed import slices
 from runner.distributed.journal import journal_slice
+from runner.distributed.journal import now_iso as now_journal
 from runner.distributed.slices import EXPORT_BATCH, Extras, claims
 from runner.engine import reconcile, safety
 from runner.engine.compute import compute_type, pair_replacements
@@ -83,6 +84,7 @@ class Coordinator:
         self.slice_queue, self.helps, self.shards = slice_queue, helps, max(1, shards)
         self.seq = 0  # slices so far
         self.phases = 0  # phases so far (each label says which: bench/distributed.py packs a phase's slices)
+        self.ran_here: list[tuple[str, str, str, str, str, str | None]] = []  # slices run here, for the journal
         self.timings: list[dict[str, Any]] = []  # per slice: id, kind, seconds, who ran it
         self._app: Any = None
 
@@ -345,6 +347,9 @@ class Coordinator:
                     beat = time.monotonic()
                 ctx.check_stop()
                 time.sleep(POLL)
+        if self.ran_here:
+            journal_slice("ran", self.task_id, self.ran_here)
+            self.ran_here = []
         results = []
         problem: Exception | None = None
         for i in ids:
@@ -378,7 +383,7 @@ class Coordinator:
         ctx = self.ctx
         if not slices.claim(conn, ctx.run_id, spec["id"], "coordinator", self.worker, False):
             return
-        journal_slice("started", task_id, self.path, self.worker)
+        began = now_journal()
         part = TypeCounts()
         try:
             more = slices.with_retries(ctx.store, lambda: slices.work(ctx, ot, self.mapper, spec, part, self.matcher),
@@ -393,10 +398,14 @@ class Coordinator:
                        "error": secrets.redact(str(exc)), "unavailable": isinstance(exc, SystemUnavailable)}
         except Exception as exc:
             slices.settle_claim(conn, ctx.run_id, spec["id"], "failed", {"error": secrets.redact(str(exc))})
-            journal_slice("finished", task_id, "failed", secrets.redact(str(exc)))
+            journal_slice("ran", self.task_id, [(task_id, self.worker, began, now_journal(), "failed",
+                                                 secrets.redact(str(exc)))])
             raise
         slices.settle_claim(conn, ctx.run_id, spec["id"], "done", outcome)
-        journal_slice("finished", task_id, "ok" if not outcome.get("error") else "failed", outcome.get("error"))
+        # written with the phase's others once it is over: a connection to the journal per slice
+        # would cost the run on one worker a second per 30 slices
+        self.ran_here.append((task_id, self.worker, began, now_journal(),
+                              "ok" if not outcome.get("error") else "failed", outcome.get("error")))
 
     def _forget_claims(self) -> None:
         """The run's claims are not needed once it is over (a late task finds none, and does nothing)."""

@@ -139,6 +139,19 @@ class Journal:
                                           for task_id, kind, label in parts])
             conn.commit()
 
+    def slices_ran(self, parts: list[tuple[str, str, str, str, str, str | None]]) -> None:
+        """Slices a coordinator ran itself: (task id, worker, started, finished, state, error) each."""
+        if not self.kept or not parts:
+            return
+        with self._connect() as conn:
+            conn.execute(tasks.update().where(tasks.c.task_id == sa.bindparam("k_id")).values(
+                worker=sa.bindparam("k_worker"), started=sa.bindparam("k_started"),
+                finished=sa.bindparam("k_finished"), state=sa.bindparam("k_state"), error=sa.bindparam("k_error"),
+                exit_code=sa.bindparam("k_exit"), attempts=tasks.c.attempts + 1),
+                [{"k_id": i, "k_worker": w, "k_started": b, "k_finished": f, "k_state": st,
+                  "k_error": (e or None) and e[:2000], "k_exit": 0 if st == "ok" else 1} for i, w, b, f, st, e in parts])
+            conn.commit()
+
     def started(self, task_id: str, manifest: str, worker: str, trigger: str | None) -> None:
         if not self.kept:
             return
@@ -261,6 +274,8 @@ def journal_slice(what: str, task_id: str, *args: Any) -> None:
     try:
         if what == "queued":  # task_id: the parent's; args: manifest, queue, pipeline, [(task id, kind, label)]
             journal().slices_queued(task_id, *args)
+        elif what == "ran":  # task_id: the run's; args: [(slice task id, worker, started, finished, state, error)]
+            journal().slices_ran(*args)
         elif what == "started":
             journal().started(task_id, args[0], args[1], None)
         else:
