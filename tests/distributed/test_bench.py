@@ -63,7 +63,7 @@ def test_the_distributed_benchmark_writes_every_row_and_stops_its_workers(broker
     assert "worker already started and idle" in stdout and "estimated" in stdout
     assert "| part | what |" in stdout and "load average" in stdout
 
-    assert report["worker_pids"] and len(report["worker_pids"]) == 4  # 1 in part 1; 1, then 2 in part 2
+    assert report["worker_pids"] and len(report["worker_pids"]) == 7  # 1 in part 1; 1, then 2 in parts 2 and 3
     for pid in report["worker_pids"]:  # each stopped with its process group
         try:
             os.killpg(pid, 0)
