@@ -1,7 +1,8 @@
 """Slices of one sweep write each other's rows (a scope sweep marks referrers dirty wherever they
 are), so two of them can deadlock in PostgreSQL. The one PostgreSQL picks as the victim is rolled
 back and run again (slices.with_retries), carrying on from what it committed: each slice's writes
-land exactly once, none is lost to the conflict, and none is hidden (the log says so)."""
+land exactly once, none is lost to the conflict, and none is hidden (the log says so). And a slice
+of a run whose lock another run took over writes nothing (its commits are fenced)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,33 @@ def test_two_slices_that_deadlock_both_finish_with_each_write_once(databases, tm
     assert any("deadlock detected" in r.getMessage() and "running it again" in r.getMessage() for r in caplog.records)
     first.close()
     second.close()
+
+
+def test_a_slice_of_a_run_whose_lock_was_taken_over_stops_and_writes_nothing(cluster, monkeypatch) -> None:
+    """A slice task that arrives after another run took its run's lock over (its coordinator died)
+    claims it, finds the fence gone at its first commit and stops: not a row written."""
+    import sqlalchemy as sa
+
+    from runner.distributed import slices
+    from runner.engine.context import RunOptions
+    from runner.mapping.checks import load
+    from runner.state.opening import Mode, open_store
+
+    for name in ("PROVISION_STATE_URL", "PROVISION_DATA", "PROVISION_TARGET"):
+        monkeypatch.setenv(name, cluster.env[name])
+    store = open_store(load(cluster.manifest), Mode.WRITE)
+    try:
+        store.runs.acquire_lock("quickstart", "the-run-that-took-over")
+        slices.ensure_table(store.engine)
+        with store.engine.connect() as conn:
+            conn.execute(slices.claims.insert().values(run_id="the-dead-run", slice_id="user/import/1", kind="import",
+                                                       label="user: import", state="queued", attempts=0))
+            conn.commit()
+        spec = {"id": "user/import/1", "kind": "import", "type": "user", "partition": None, "label": "user: import"}
+        outcome = slices.perform(str(cluster.manifest), RunOptions(), "the-dead-run", spec, {}, "w1", False)
+        assert outcome["state"] == "stopped" and "took the lock over" in outcome["error"]
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM source_objects")).scalar() == 0
+            assert conn.execute(sa.select(slices.claims.c.state)).scalar() == "stopped"
+    finally:
+        store.close()
