@@ -4,9 +4,8 @@
                                 [--workers 1,2,4] [--machines 1,2,4,8] [--repeat 3] [--only overhead,pool]
                                 [--json out.json]
 
-What is built today is a whole run as one Celery task: a run is not fanned out into slices, so one
-pipeline cannot go faster on more workers; many pipelines can. This bench measures that, and no
-more. Every process is timed from its start to its exit (bench/measure.py, which gives each its
+A submitted run is one Celery task, or with ``--fan-out`` a coordinator task and its slices
+(docs/distributed.md). Every process is timed from its start to its exit (bench/measure.py, which gives each its
 own peak RSS), the two sides of each measure are interleaved on the same machine, and the sides
 see the same data, with the state store in a fresh PostgreSQL database per run (workers need a
 store they all reach). The pipeline is the quickstart's (CSV files -> SQLite), its manifest
@@ -19,7 +18,7 @@ carries only the manifest's path, and a worker reads no variable of the submitte
    seconds idle; its start-up is reported in a row of its own, not in the submit's seconds)
    against ``provision run FILE``. Budget: at most 1.3x. The distributed side's peak RSS is that
    of the worker's pool process that ran the run (VmHWM, Linux), beside the submitting client's.
-   At 1M people this is the issue's "1M people on 1 worker" (2 and 4 workers wait for the fan-out);
+   At 1M people this is the issue's "1M people on 1 worker" (part 3 fans one pipeline out);
    such a run may hold its message past RabbitMQ's ``consumer_timeout`` (30 minutes by default):
    raise it first (docs/distributed.md), or the run is redelivered and the bench stops, saying so.
 2. ``pool``: ``--pipelines`` K independent pipelines of ``--pipeline-people`` people (each its own
@@ -34,9 +33,14 @@ carries only the manifest's path, and a worker reads no variable of the submitte
    longest first, plus the measured overheads (submit to the first task's start, the gap between
    two tasks on one worker, the last task's end to the last submit's exit).
 
-When runs fan out into slices (docs/distributed.md, "Not built yet"), part 1 takes more than one
-worker for its one pipeline (``--workers`` applies to it then) and the estimate packs the slices
-of each phase, whose rows the journal keeps under their run (:func:`tasks_of` reads them already).
+3. ``fanout``: one pipeline of ``--people`` people whose run is fanned out into slices
+   (``submit --fan-out --wait``) on each worker count of ``--workers`` (fresh workers, idle),
+   against ``provision run`` on the same data: on 1 worker this is the fan-out's overhead (budget:
+   at most 1.3x; the coordinator runs every slice itself there), on more the speed-up of one
+   pipeline. From the 1-worker rounds' slices (the journal's rows under the run, each labelled
+   with its phase) the speed-up on N machines is estimated: per phase, the slices' durations packed
+   on N machines longest first, plus the measured wait of a slice in the queue; the coordinator's
+   own steps stay serial.
 
 Prints a Markdown table and notes, and with ``--json`` writes every row with its runs. Exits 0
 when every budget measured is met, 1 otherwise. Needs RabbitMQ (``--broker``, default
@@ -75,7 +79,7 @@ from bench.measure import Measured, measure  # noqa: E402
 from bench.state_1m import sampledata  # noqa: E402
 
 MEASURE = str(Path(measure_module.__file__).resolve())  # the helper that times one process
-PARTS = ("overhead", "pool")
+PARTS = ("overhead", "pool", "fanout")
 OVERHEAD_BUDGET = 1.3
 DEFAULT_BROKER = os.environ.get("PROVISION_BROKER_URL") or "amqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_POSTGRESQL = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -211,6 +215,7 @@ class World:
 
             with Connection(self.env["PROVISION_BROKER_URL"], connect_timeout=10) as conn:
                 conn.default_channel.queue_delete(self.queue)
+                conn.default_channel.queue_delete(f"{self.queue}.slices")
 
 
 @dataclass
@@ -335,9 +340,9 @@ def run_command(pipeline: Pipeline) -> list[str]:
     return [sys.executable, "-m", "runner", "run", str(pipeline.manifest), "--output", "json"]
 
 
-def submit_command(pipeline: Pipeline, timeout: float) -> list[str]:
+def submit_command(pipeline: Pipeline, timeout: float, fan_out: bool = False) -> list[str]:
     return [sys.executable, "-m", "runner", "submit", str(pipeline.manifest), "--wait", "--output", "json",
-            "--timeout", f"{timeout:.0f}s"]
+            "--timeout", f"{timeout:.0f}s", *(["--fan-out"] if fan_out else [])]
 
 
 def sequential(world: World, pipelines: list[Pipeline]) -> Round:
@@ -350,14 +355,15 @@ def sequential(world: World, pipelines: list[Pipeline]) -> Round:
 
 
 def distributed(world: World, pipelines: list[Pipeline], workers: int, settle: float, timeout: float,
-                journal: Any) -> Round:
+                journal: Any, fan_out: bool = False) -> Round:
     """``workers`` fresh workers, ready and idle, then every pipeline submitted at once with
-    ``submit --wait``; timed until the last submit exits. The workers are stopped after."""
+    ``submit --wait`` (``fan_out``: ``--fan-out``); timed until the last submit exits. The workers
+    are stopped after."""
     pool = world.start_workers(workers)
     try:
         time.sleep(settle)
         began, start = time.time(), time.perf_counter()
-        runs = measure_at_once([submit_command(p, timeout) for p in pipelines], world.env)
+        runs = measure_at_once([submit_command(p, timeout, fan_out) for p in pipelines], world.env)
         wall = time.perf_counter() - start
         processes = [usage for w in pool for usage in w.processes()]  # before they stop: /proc forgets
     finally:
@@ -649,6 +655,92 @@ def pool_rows(world: World, journal: Any, args: argparse.Namespace, cpus: int) -
     return rows
 
 
+def fanout_rows(world: World, journal: Any, size: int, args: argparse.Namespace, cpus: int) -> list[Row]:
+    """Part 3 at one size: one pipeline's run fanned out into slices (``submit --fan-out --wait``)
+    on each worker count of ``--workers``, against ``provision run``, rounds interleaved; then the
+    estimate on N machines from the 1-worker rounds' slices (the journal's rows under the run)."""
+    data = make_data(world.root, size, args.groups)
+    print(f"part 3: {size:,} people, one pipeline fanned out on {', '.join(map(str, args.workers))} worker(s), "
+          f"against provision run, {args.repeat} repetition(s)", flush=True)
+    rounds: dict[int, list[Round]] = {w: [] for w in (0, *args.workers)}
+    try:
+        for n in range(args.repeat):
+            order = [0, *args.workers]
+            order = order[n % len(order):] + order[:n % len(order)]
+            for workers in order:
+                pipeline = world.pipeline(data, world.root / f"fanout-{size}-{n}-{workers}", world.databases.make())
+                try:
+                    if workers == 0:
+                        done = sequential(world, [pipeline])
+                    else:
+                        done = distributed(world, [pipeline], workers, args.settle, args.task_timeout, journal,
+                                           fan_out=True)
+                finally:
+                    pipeline.remove(world.databases)
+                rounds[workers].append(done)
+                print(f"  repetition {n + 1}: " + ("provision run" if workers == 0 else f"{workers} worker(s)")
+                      + f" {done.wall:.2f} s" + (f", {len(done.tasks[0]['slices'])} slices" if workers else ""),
+                      flush=True)
+            for workers in args.workers:
+                same_work(rounds[0][-1], rounds[workers][-1], f"part 3, {workers} worker(s)")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    base = [r.wall for r in rounds[0]]
+    base_peak = max(m.peak_mb for r in rounds[0] for m in r.runs)
+    rows = []
+    for workers in args.workers:
+        done = rounds[workers]
+        note = f"; {workers} > {cpus} CPUs: they share them" if workers > cpus else ""
+        ratio = workers == 1
+        rows.append(compared(
+            3, f"one pipeline fanned out (`submit --fan-out --wait`) on {workers} worker(s), against `provision run`"
+               + note, size, [r.wall for r in done], "`provision run`", base, "ratio" if ratio else "speed-up",
+            OVERHEAD_BUDGET if ratio else None, f"<= {OVERHEAD_BUDGET}x" if ratio else "none (the issue sets none)",
+            peak=max(r.pool_peak_mb for r in done), base_peak=base_peak, workers=workers,
+            slices=[len(r.tasks[0]["slices"]) for r in done],
+            slices_on=[sorted({sl["worker"] for sl in r.tasks[0]["slices"]}) for r in done],
+            rounds=[r.as_json() for r in done]))
+    if 1 in args.workers:
+        gap = slice_gap([r for w in args.workers if w > 1 for r in rounds[w]])
+        for machines in args.machines:
+            estimates = [fanout_estimate(r, machines, gap) for r in rounds[1]]
+            rows.append(compared(
+                3, f"estimated: one pipeline fanned out on {machines} machine(s): the 1-worker round's slices packed "
+                   "per phase, the rest serial", size, estimates, "`provision run`", base, "speed-up", estimated=True,
+                machines=machines, slice_gap=gap,
+                phases=[phase_durations(r) for r in rounds[1]]))
+    return rows
+
+
+def phase_durations(one: Round) -> dict[str, list[float]]:
+    """phase -> the durations of its slices (the journal's started/finished), from the labels' "(phase N)"."""
+    phases: dict[str, list[float]] = {}
+    for sl in one.tasks[0]["slices"]:
+        label = sl.get("label") or ""
+        phase = label.rsplit("(phase ", 1)[-1].rstrip(")") if "(phase " in label else label
+        if sl["started"] and sl["finished"]:
+            phases.setdefault(phase, []).append(journal_time(sl["finished"]) - journal_time(sl["started"]))
+    return phases
+
+
+def fanout_estimate(one: Round, machines: int, gap: float) -> float:
+    """A fanned-out run on ``machines`` machines: the 1-worker round's wall time with each phase's
+    slices (run one after another there) packed on the machines instead, each slice ``gap`` later
+    for the queue (measured where other workers took slices). Assumes the state's PostgreSQL and
+    the target keep up with N writers."""
+    phases = phase_durations(one)
+    serial = one.wall - sum(sum(d) for d in phases.values())
+    return serial + sum(makespan(d, machines, 0.0) + (gap if machines > 1 else 0.0) for d in phases.values())
+
+
+def slice_gap(rounds: list[Round]) -> float:
+    """The median time a slice waited in the queue before a worker (not its coordinator) started it."""
+    waits = [journal_time(sl["started"]) - journal_time(sl["submitted"])
+             for r in rounds for sl in r.tasks[0]["slices"]
+             if sl["started"] and sl["submitted"] and sl["worker"] != r.tasks[0]["worker"]]
+    return statistics.median(waits) if waits else 0.0
+
+
 # ---- the command ------------------------------------------------------------------------------------
 
 
@@ -677,15 +769,15 @@ def notes(rows: list[Row], args: argparse.Namespace, cpus: int) -> list[str]:
                        f"to the submit's exit {med('tail')} (the result is polled every 0.5 s); `provision run` "
                        f"{med('provision_run')} (the run in it {med('provision_run_run')}).")
     if any(r.part == 2 for r in rows):
-        out.append("part 2: a run is not fanned out into slices yet (docs/distributed.md), so each pipeline is one "
-                   "task on one worker: more workers help many pipelines, never one.")
+        out.append("part 2: each pipeline is one task on one worker (submitted without --fan-out): more workers "
+                   "help many pipelines; part 3 fans one pipeline's run out.")
         if max(args.workers) > cpus:
             out.append(cpu_note(rows, cpus))
         if 1 not in args.workers:
             out.append("part 2: no estimate on N machines: it packs the task durations of the 1-worker rounds, "
                        "and --workers has no 1.")
     for r in rows:
-        if r.estimated and r.facts["machines"] == 1:
+        if r.part == 2 and r.estimated and r.facts["machines"] == 1:
             o = r.facts["overheads"]
             out.append("part 2, estimate: each task's duration is its started-to-finished in the journal, measured "
                        "in the 1-worker rounds (one task at a time on the machine, beside the waiting submits); medians of the "
@@ -695,6 +787,14 @@ def notes(rows: list[Row], args: argparse.Namespace, cpus: int) -> list[str]:
                        f"submit's exit) {statistics.median(x['tail'] for x in o):.2f} s. It assumes the shared "
                        "PostgreSQL (state stores, result backend) and RabbitMQ keep up with N machines, and that the "
                        "K submits start as fast as here.")
+    for r in rows:
+        if r.part == 3 and r.estimated and r.facts["machines"] == max(args.machines):
+            out.append(f"part 3, estimate: per phase, the 1-worker round's slice durations (the journal) packed on N "
+                       f"machines longest first, each phase waiting {r.facts['slice_gap']:.2f} s more for the queue "
+                       "(the median wait of a slice a worker took in the multi-worker rounds); the coordinator's own "
+                       "steps (recovery, reconciliation, the guard, the barriers) stay serial. It assumes the shared "
+                       "PostgreSQL and the target keep up with N writers: here the target is one SQLite file, "
+                       "which serialises every export.")
     return out
 
 
@@ -747,9 +847,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--groups", type=int, help="groups (default: one per 100 people, at least 10)")
     parser.add_argument("--pipelines", type=int, default=8, help="part 2's K pipelines")
     parser.add_argument("--pipeline-people", type=int, default=20000, help="part 2's size of each pipeline")
-    parser.add_argument("--workers", type=counts, default=[1, 2, 4], help="part 2's worker counts (default 1,2,4)")
+    parser.add_argument("--workers", type=counts, default=[1, 2, 4], help="parts 2 and 3's worker counts (default 1,2,4)")
     parser.add_argument("--machines", type=counts, default=[1, 2, 4, 8],
-                        help="part 2's estimate on N machines (default 1,2,4,8; needs 1 in --workers)")
+                        help="parts 2 and 3's estimate on N machines (default 1,2,4,8; needs 1 in --workers)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", type=parts, default=list(PARTS), help=f"parts to measure, from {', '.join(PARTS)}")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds a ready worker idles before the submits")
@@ -796,6 +896,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows += overhead_rows(world, journal, size, args)
             if "pool" in args.only:
                 rows += pool_rows(world, journal, args, cpus)
+            if "fanout" in args.only:
+                for size in args.people:
+                    rows += fanout_rows(world, journal, size, args, cpus)
         finally:
             worker_pids = [w.process.pid for w in world.workers]
             if journal is not None and journal.engine is not None:

@@ -952,7 +952,8 @@ def _distributed_parsers(sub: Any) -> None:
     docs/distributed.md), with the broker from PROVISION_BROKER_URL."""
     p = sub.add_parser("worker", help="a Celery worker that runs submitted runs (the 'distributed' extra; "
                                       "broker: PROVISION_BROKER_URL)")
-    p.add_argument("--queues", metavar="Q[,Q...]", help="the queues to read (default: PROVISION_QUEUE, else provision)")
+    p.add_argument("--queues", metavar="Q[,Q...]", help="the queues to read (default: PROVISION_QUEUE, else provision, "
+                                                         "and the same with .slices: the slices of fanned-out runs)")
     p.add_argument("--concurrency", type=int, metavar="N", help="runs at once (default: the number of CPUs)")
     p.add_argument("--name", metavar="NAME@HOST", help="the worker's node name (default: provision-PID@host)")
     p.add_argument("--output", choices=("text", "json"), default="text")
@@ -976,6 +977,9 @@ def _distributed_parsers(sub: Any) -> None:
     p.add_argument("--retry-now", action="store_true", help="as for run")
     p.add_argument("--time-limit", metavar="DURATION", type=_duration,
                    help="as for run, counted from when a worker starts the run")
+    p.add_argument("--fan-out", nargs="?", type=int, const=0, default=None, metavar="N",
+                   help="cut the run into slices any worker takes (import per partition, compute in N anchor "
+                        "ranges per sweep, default 4, export in batches); needs a PostgreSQL state store")
     _reconcile_arguments(p)
     _view_arguments(p)
     p.set_defaults(func=cmd_submit)
@@ -1019,6 +1023,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                "full_export": args.full_export, "partition": args.partition, "allow_deletes": args.allow_deletes,
                "retry_now": args.retry_now, "reconcile": args.reconcile, "rebind": args.rebind,
                "time_limit": list(args.time_limit) if args.time_limit else None}
+    if args.fan_out is not None:
+        options["fan_out"] = args.fan_out or True
     if not args.file.is_file():
         return _error(args, f"{args.file}: no such manifest", EXIT_INVALID)
     sent = submit(args.file, options, args.queue)

@@ -48,7 +48,7 @@ tasks = sa.Table(
     "provision_tasks", metadata,
     sa.Column("task_id", sa.String(64), primary_key=True),
     sa.Column("parent_id", sa.String(64), nullable=True),  # the run a slice belongs to (the fan-out)
-    sa.Column("kind", sa.String(16), nullable=False),  # run; import, compute, export (slices, to come)
+    sa.Column("kind", sa.String(16), nullable=False),  # run; import, scope, map, export (slices of a fan-out)
     sa.Column("label", sa.Text, nullable=True),  # a slice's part: "user: partition 3, pages 1-40"
     sa.Column("manifest", sa.Text, nullable=False),  # the absolute path the task carries
     sa.Column("pipeline", sa.Text, nullable=True),
@@ -126,6 +126,32 @@ class Journal:
             conn.execute(tasks.delete().where(tasks.c.submitted < cutoff))
             conn.commit()
 
+    def slices_queued(self, parent_id: str, manifest: str, queue: str, pipeline: str,
+                      parts: list[tuple[str, str, str]]) -> None:
+        """The rows of a phase's slices, (task id, kind, label) each, in one statement."""
+        if not self.kept or not parts:
+            return
+        now = now_iso()
+        with self._connect() as conn:
+            conn.execute(tasks.insert(), [dict(task_id=task_id, parent_id=parent_id, kind=kind, label=label,
+                                               manifest=manifest, pipeline=pipeline, queue=queue, trigger="fan-out",
+                                               state="queued", submitted=now, attempts=0)
+                                          for task_id, kind, label in parts])
+            conn.commit()
+
+    def slices_ran(self, parts: list[tuple[str, str, str, str, str, str | None]]) -> None:
+        """Slices a coordinator ran itself: (task id, worker, started, finished, state, error) each."""
+        if not self.kept or not parts:
+            return
+        with self._connect() as conn:
+            conn.execute(tasks.update().where(tasks.c.task_id == sa.bindparam("k_id")).values(
+                worker=sa.bindparam("k_worker"), started=sa.bindparam("k_started"),
+                finished=sa.bindparam("k_finished"), state=sa.bindparam("k_state"), error=sa.bindparam("k_error"),
+                exit_code=sa.bindparam("k_exit"), attempts=tasks.c.attempts + 1),
+                [{"k_id": i, "k_worker": w, "k_started": b, "k_finished": f, "k_state": st,
+                  "k_error": (e or None) and e[:2000], "k_exit": 0 if st == "ok" else 1} for i, w, b, f, st, e in parts])
+            conn.commit()
+
     def started(self, task_id: str, manifest: str, worker: str, trigger: str | None) -> None:
         if not self.kept:
             return
@@ -150,6 +176,16 @@ class Journal:
             values["error"] = str(outcome.get("reason") or outcome["error"])[:2000]
         with self._connect() as conn:
             conn.execute(tasks.update().where(tasks.c.task_id == task_id).values(**values))
+            conn.commit()
+
+    def slice_finished(self, task_id: str, state: str, error: str | None = None) -> None:
+        """A slice of a fanned-out run ended (``ok``, ``failed``, ``stopped``)."""
+        if not self.kept:
+            return
+        with self._connect() as conn:
+            conn.execute(tasks.update().where(tasks.c.task_id == task_id).values(
+                state=state, finished=now_iso(), error=error[:2000] if error else None,
+                exit_code=0 if state == "ok" else 1))
             conn.commit()
 
     def retrying(self, task_id: str, why: str) -> None:
@@ -177,7 +213,7 @@ class Journal:
 
     def runs(self, manifest: str, limit: int = 20) -> list[dict[str, Any]]:
         """The newest ``limit`` runs of ``manifest`` (its absolute path), newest first; each with its
-        slices (none yet) under ``slices``."""
+        slices (a fanned-out run's, oldest first) under ``slices``."""
         if not self.kept:
             return []
         with self._connect() as conn:
@@ -228,3 +264,21 @@ def journal(backend: str | None = None) -> Journal:
         if key not in _journals:
             _journals[key] = Journal(backend)
         return _journals[key]
+
+
+def journal_slice(what: str, task_id: str, *args: Any) -> None:
+    """The journal's rows of slices of a fanned-out run: ``queued`` (``task_id`` the run's; manifest,
+    queue, pipeline, [(slice task id, kind, label)]), ``started`` (manifest, worker), ``finished``
+    (state, error). As for
+    runs, a journal that cannot be written never fails the slice (a warning is logged)."""
+    try:
+        if what == "queued":  # task_id: the parent's; args: manifest, queue, pipeline, [(task id, kind, label)]
+            journal().slices_queued(task_id, *args)
+        elif what == "ran":  # task_id: the run's; args: [(slice task id, worker, started, finished, state, error)]
+            journal().slices_ran(*args)
+        elif what == "started":
+            journal().started(task_id, args[0], args[1], None)
+        else:
+            journal().slice_finished(task_id, *args)
+    except Exception as exc:  # noqa: BLE001 - Unavailable, a database error: the run matters more
+        logger.warning("the run journal (provision status) could not be written: %s", secrets.redact(str(exc)))

@@ -13,6 +13,7 @@ from runner.errors import UsageError
 KNOWN: dict[str, Any] = {
     "object_types": [], "no_import": False, "full": False, "full_export": False, "partition": None,
     "allow_deletes": None, "retry_now": False, "reconcile": False, "rebind": False, "time_limit": None,
+    "fan_out": None,  # a number of compute slices per sweep (or true): the run is fanned out (coordinator.py)
 }
 
 

@@ -1,4 +1,6 @@
-"""The tasks workers run. Today one: ``provision.run``, a whole run of one pipeline.
+"""The tasks workers run: ``provision.run``, a whole run of one pipeline (with ``fan_out`` in its
+options, the coordinator of a run cut into slices: coordinator.py), and ``provision.slice``, one
+slice of such a run (slices.py).
 
 A task's outcome is a plain JSON object (the result backend keeps it; ``submit --wait`` prints
 it): ``{"summary": ..., "exit_code": N, "worker": ...}`` for a run that happened, the same
@@ -21,9 +23,11 @@ from typing import Any
 from celery.exceptions import Retry
 
 from runner import budgets, secrets
-from runner.distributed.app import app
+from runner.distributed import slices
+from runner.distributed.app import app, queue
+from runner.distributed.coordinator import DEFAULT_SHARDS, Coordinator, helps_here
 from runner.distributed.hooks import install as install_budgets
-from runner.distributed.journal import journal
+from runner.distributed.journal import journal, journal_slice
 from runner.distributed.options import run_options
 from runner.engine.run import execute
 from runner.errors import ManifestError, ProvisionError, StoppedError
@@ -70,10 +74,20 @@ def run(self: Any, manifest_path: str, options: dict[str, Any], trigger: str = "
     return outcome
 
 
+def slice_queue(task: Any) -> str:
+    """Where a coordinator sends its slices: its own queue's name with ``.slices``."""
+    return f"{(task.request.delivery_info or {}).get('routing_key') or queue()}.slices"
+
+
 def _outcome(task: Any, manifest_path: str, options: dict[str, Any], trigger: str, worker: str,
              redelivered: bool) -> dict[str, Any]:
+    passes = None
+    if options.get("fan_out"):
+        to = slice_queue(task)
+        shards = DEFAULT_SHARDS if options["fan_out"] is True else int(options["fan_out"])
+        passes = Coordinator(manifest_path, options, task.request.id, worker, to, helps_here(to), shards)
     try:
-        summary = execute(Path(manifest_path), run_options(options))
+        summary = execute(Path(manifest_path), run_options(options), passes=passes)
     except ManifestError as exc:
         return {"error": "invalid manifest", "exit_code": exc.exit_code, "worker": worker,
                 "problems": [{"file": p.file, "line": p.line, "column": p.column, "path": p.path,
@@ -90,6 +104,30 @@ def _outcome(task: Any, manifest_path: str, options: dict[str, Any], trigger: st
         return {"error": secrets.redact(str(exc)), "exit_code": exc.exit_code, "worker": worker}
     return {"summary": _redacted(summary.as_json()), "exit_code": summary.exit_code, "worker": worker,
             "redelivered": redelivered}
+
+
+@app.task(name="provision.slice", bind=True, acks_late=True, reject_on_worker_lost=True)
+def slice_(self: Any, manifest_path: str, options: dict[str, Any], run_id: str, spec: dict[str, Any],
+           extras: dict[str, Any]) -> dict[str, Any]:
+    """One slice of a fanned-out run (slices.py), under the coordinator's run id. Claimed first: a
+    slice the coordinator ran itself, or one whose run is over, is left alone. A redelivered slice
+    (its worker died) takes the dead attempt's claim over and settles what it left in flight."""
+    worker = self.request.hostname or socket.gethostname()
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    task_id = self.request.id
+    if redelivered:
+        logger.warning("slice %s of run %s redelivered to %s: its previous worker died", spec.get("id"), run_id, worker)
+    try:
+        outcome = slices.perform(manifest_path, run_options({**options, "fan_out": None, "time_limit": None}), run_id,
+                                 spec, extras, worker, redelivered,
+                                 started=lambda: journal_slice("started", task_id, manifest_path, worker))
+    except Exception as exc:
+        journal_slice("finished", task_id, "failed", secrets.redact(f"{type(exc).__name__}: {exc}"))
+        raise
+    if outcome["state"] != "skipped":
+        journal_slice("finished", task_id, {"done": "ok"}.get(outcome["state"], outcome["state"]),
+                      outcome.get("error"))
+    return {"state": outcome["state"], "worker": worker, "error": outcome.get("error")}
 
 
 def _skipped(reason: str, worker: str) -> dict[str, Any]:

@@ -13,7 +13,9 @@ def start(queues: list[str] | None = None, concurrency: int | None = None, logle
     """Run a worker until it is stopped (SIGTERM: it finishes the runs in hand; a run cut short
     by a harder stop is redelivered to another worker). Returns the worker's exit code.
     Messages of the 'provision' logger keep the command line's redacting handler (runner/cli.py)."""
-    argv = ["worker", f"--loglevel={loglevel}", f"--queues={','.join(queues or [queue()])}",
+    queues = queues or [queue(), f"{queue()}.slices"]  # runs, and the slices of fanned-out runs
+    os.environ["PROVISION_WORKER_QUEUES"] = ",".join(queues)  # a coordinator here runs slices while it waits
+    argv = ["worker", f"--loglevel={loglevel}", f"--queues={','.join(queues)}",
             f"--hostname={name or f'provision-{os.getpid()}@{socket.gethostname()}'}",
             "--without-mingle", "--without-gossip"]
     if concurrency:

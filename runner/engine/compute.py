@@ -114,11 +114,13 @@ def pair_replacements(ctx: RunContext, ot: ObjectType) -> None:
     store.commit()
 
 
-def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[str] | None = None) -> None:
+def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[str] | None = None,
+                 shard: tuple[str | None, str | None] | None = None) -> None:
+    """``shard``: only the anchors in [low, high) (a slice of a fanned-out run, runner/distributed/)."""
     store = ctx.store
     in_scope = compile_scope(ot.scope)
     after: str | None = None
-    while rows := store.compute.dirty_rows(type_id, after, PAGE, targets=False):
+    while rows := store.compute.dirty_rows(type_id, after, PAGE, targets=False, shard=shard):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
             continue
@@ -135,14 +137,16 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection
 
 
 def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts,
-               matcher: Matcher | None, only: Collection[str] | None = None) -> None:
+               matcher: Matcher | None, only: Collection[str] | None = None,
+               shard: tuple[str | None, str | None] | None = None) -> None:
+    """``shard``: only the anchors in [low, high) (a slice of a fanned-out run, runner/distributed/)."""
     store = ctx.store
     caps = ctx.caps(ot)
     compare = comparer(caps.normalizations)
     after: str | None = None
     computed = 0
     total = store.compute.count_dirty(type_id) if only is None else len(only)
-    while rows := store.compute.dirty_rows(type_id, after, PAGE):
+    while rows := store.compute.dirty_rows(type_id, after, PAGE, shard=shard):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
             continue

@@ -111,13 +111,19 @@ def selected_types(manifest: Manifest, names: tuple[str, ...]) -> list[ObjectTyp
     return [t for t in manifest.object_types if t.name in names]
 
 
+Passes = Callable[[RunContext, list[ObjectType], Summary, dict[str, str | None]], None]
+
+
 def execute(path: str | Path, options: RunOptions,
             on_plan_item: Callable[[PlanItem], None] | None = None,
-            inspect: Callable[[RunContext], None] | None = None) -> Summary:
+            inspect: Callable[[RunContext], None] | None = None,
+            passes: Passes | None = None) -> Summary:
     """Run (or plan, or apply a saved plan: ``options.apply``) the pipeline in ``path``.
     ``inspect`` sees the run's context once its passes are over, before the store closes
     (``check`` reads what the reconciliation found). A plan works on a store that is never
-    written (:mod:`runner.state.dry`): it stages nothing a later run would trust."""
+    written (:mod:`runner.state.dry`): it stages nothing a later run would trust. ``passes``:
+    what runs the object types' passes once the lock is taken and the run started (default
+    ``_run_types``, in this process; runner/distributed/coordinator.py fans them out)."""
     loaded = load_with_connectors(path)
     manifest = loaded.manifest
     types = selected_types(manifest, options.object_types)
@@ -151,7 +157,7 @@ def execute(path: str | Path, options: RunOptions,
         writer = PlanWriter(Path(options.plan_out)) if options.plan and options.plan_out else None
         try:
             if _probe_if_quarantined(ctx, types, summary, opened):
-                _run_types(ctx, types, summary, opened)
+                (passes or _run_types)(ctx, types, summary, opened)
             if options.plan and (on_plan_item is not None or writer is not None):
                 _emit_plan(ctx, types, summary, opened, on_plan_item, writer)
             if inspect is not None:

@@ -38,10 +38,13 @@ class Compute(Part):
         return self.conn.execute(sa.select(sa.func.count()).where(so.type_id == type_id,
                                                                   so.dirty == sa.true())).scalar_one()
 
-    def dirty_rows(self, type_id: int, after: str | None, limit: int, targets: bool = True) -> list[SourceRow]:
+    def dirty_rows(self, type_id: int, after: str | None, limit: int, targets: bool = True,
+                   shard: tuple[str | None, str | None] | None = None) -> list[SourceRow]:
         """The next page of dirty source objects, with their link and what the target holds
         (``targets=False``: the link only, no target data or values; the scope sweep needs no
-        more, and a big group's stored members are as many rows as it has members)."""
+        more, and a big group's stored members are as many rows as it has members). ``shard``:
+        only anchors in [low, high) (None: unbounded), a slice of a run fanned out over workers
+        (runner/distributed/): the same index range, cut short."""
         so, lk, to = t.source_objects.c, t.links.c, t.target_objects.c
         joined = t.source_objects.outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
         columns = [so.anchor, so.data, so.deleted, so.in_scope, so.exists_after, so.partition, so.gone_at,
@@ -57,6 +60,11 @@ class Compute(Part):
             .order_by(so.anchor).limit(limit))
         if after is not None:
             query = query.where(so.anchor > after)
+        if shard is not None:
+            if shard[0] is not None:
+                query = query.where(so.anchor >= shard[0])
+            if shard[1] is not None:
+                query = query.where(so.anchor < shard[1])
         rows = []
         result = self.conn.execute(query)
         if not targets:  # rows as the driver's tuples: a Row's attributes cost more than the rest

@@ -79,13 +79,21 @@ class Cluster:
     folder: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self, kill_at: int = 0, name: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    def start_worker(self, kill_at: int = 0, name: str | None = None, queues: str | None = None,
+                     kill_slice: tuple[str, int] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
         """A worker process (one run at a time) on this test's queue, ready to take runs; with
-        ``kill_at``, one that SIGKILLs itself and its pool after the target's Nth commit."""
+        ``kill_at``, one that SIGKILLs itself and its pool after the target's Nth commit; with
+        ``kill_slice`` (point, N), one that does so in the middle of a slice (killslice.py).
+        ``queues``: "runs" (the test's queue only: coordinators), "slices" (its .slices queue
+        only), default both."""
         name = name or f"w{len(self.workers) + 1}"
         log = self.folder / f"{name}.log"
-        command = [sys.executable, str(REPO / "tests/distributed/killworker.py"), str(kill_at),
+        script = (["killslice.py", kill_slice[0], str(kill_slice[1])] if kill_slice else ["killworker.py", str(kill_at)])
+        command = [sys.executable, str(REPO / "tests/distributed" / script[0]), *script[1:],
                    "worker", "--concurrency", "1", "--name", self.node(name)]
+        if queues is not None:
+            q = self.env["PROVISION_QUEUE"]
+            command += ["--queues", {"runs": q, "slices": f"{q}.slices"}[queues]]
         with open(log, "wb") as out:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                        cwd=self.folder, env=self.env, start_new_session=True)
@@ -139,5 +147,6 @@ def cluster(broker: str, databases: Callable[[], str], tmp_path: Path) -> Iterat
         stop(process)
     from kombu import Connection
 
-    with Connection(broker) as conn:  # the test's queue goes with it
+    with Connection(broker) as conn:  # the test's queues go with it
         conn.default_channel.queue_delete(env["PROVISION_QUEUE"])
+        conn.default_channel.queue_delete(env["PROVISION_QUEUE"] + ".slices")

@@ -39,7 +39,9 @@ def test_the_distributed_benchmark_writes_every_row_and_stops_its_workers(broker
     rows = report["rows"]
     shape = sorted((r["part"], r["kind"], r["facts"].get("workers", 0), r["facts"].get("machines", 0)) for r in rows)
     assert shape == sorted([(1, "ratio", 0, 0), (1, "seconds", 0, 0), (2, "speed-up", 1, 0), (2, "speed-up", 2, 0),
-                            *((2, "speed-up", 0, n) for n in (1, 2, 4, 8))]), [r["what"] for r in rows]
+                            *((2, "speed-up", 0, n) for n in (1, 2, 4, 8)),
+                            (3, "ratio", 1, 0), (3, "speed-up", 2, 0),
+                            *((3, "speed-up", 0, n) for n in (1, 2, 4, 8))]), [r["what"] for r in rows]
     for r in rows:
         assert r["seconds"] and all(math.isfinite(s) and s > 0 for s in r["seconds"]), r["what"]
         if r["kind"] != "seconds":
@@ -51,6 +53,9 @@ def test_the_distributed_benchmark_writes_every_row_and_stops_its_workers(broker
     assert sorted(overhead["facts"]["breakdown"]) == ["lead", "provision_run", "provision_run_run", "tail",
                                                       "task", "task_run"]
     for r in rows:
+        if r["part"] == 3 and not r["estimated"]:  # one run, cut into slices, listed under it in the journal
+            assert all(n > 3 for n in r["facts"]["slices"]), r["facts"]["slices"]
+            continue
         if r["kind"] == "speed-up" and not r["estimated"]:  # every pipeline a task of its own, run once
             tasks = r["facts"]["rounds"][0]["tasks"]
             assert len(tasks) == 3 and all(t["attempts"] == 1 and t["duration"] > 0 for t in tasks), tasks
@@ -58,7 +63,7 @@ def test_the_distributed_benchmark_writes_every_row_and_stops_its_workers(broker
     assert "worker already started and idle" in stdout and "estimated" in stdout
     assert "| part | what |" in stdout and "load average" in stdout
 
-    assert report["worker_pids"] and len(report["worker_pids"]) == 4  # 1 in part 1; 1, then 2 in part 2
+    assert report["worker_pids"] and len(report["worker_pids"]) == 7  # 1 in part 1; 1, then 2 in parts 2 and 3
     for pid in report["worker_pids"]:  # each stopped with its process group
         try:
             os.killpg(pid, 0)

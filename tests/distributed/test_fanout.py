@@ -1,0 +1,174 @@
+"""A run fanned out into slices (``provision submit --fan-out``) over several worker processes,
+with real RabbitMQ and PostgreSQL: the target and the state end as a single-process ``provision
+run`` of the same data leaves them, object by object; a worker killed with SIGKILL in the middle of
+an import, a compute or an export slice loses nothing, and the run still converges exactly."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import read_app
+
+from distributed.reference import counts, single_process_run
+from runner import sampledata
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def state_view(url: str, target: Path) -> dict[str, Any]:
+    """The state's links, each named by the target object it points at (user_name, group name:
+    the target's generated ids differ between two targets), with its live flag; and what is left
+    pending or dirty (nothing, after a run that went well)."""
+    con = sqlite3.connect(target)
+    names = {"user": {str(i): n for i, n in con.execute("SELECT id, user_name FROM users")},
+             "group": {str(i): n for i, n in con.execute("SELECT id, name FROM groups")}}
+    con.close()
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        types = dict(c.execute(sa.text("SELECT id, name FROM object_types")).all())
+        links = {(types[t], a): (names[types[t]].get(str(ta), "not in the target"), bool(live))
+                 for t, a, ta, live in c.execute(sa.text("SELECT type_id, source_anchor, target_anchor, live FROM links"))}
+        pending = c.execute(sa.text("SELECT count(*) FROM pending_exports")).scalar()
+        in_flight = c.execute(sa.text("SELECT count(*) FROM pending_exports WHERE sent_run IS NOT NULL")).scalar()
+        dirty = c.execute(sa.text("SELECT count(*) FROM source_objects WHERE dirty")).scalar()
+    engine.dispose()
+    return {"links": links, "pending": pending, "in_flight": in_flight, "dirty": dirty}
+
+
+def assert_same_state(found: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Equal, or the first differing links named."""
+    differ = sorted(k for k in found["links"].keys() | expected["links"].keys()
+                    if found["links"].get(k) != expected["links"].get(k))
+    assert not differ, [(k, found["links"].get(k), expected["links"].get(k)) for k in differ[:10]]
+    assert found == expected
+
+
+def reference_state(tmp_path: Path) -> dict[str, Any]:
+    return state_view(f"sqlite:///{tmp_path / 'reference.db.state'}", tmp_path / "reference.db")
+
+
+def fanned_out_state(cluster: Any) -> dict[str, Any]:
+    return state_view(cluster.env["PROVISION_STATE_URL"], Path(cluster.env["PROVISION_TARGET"]))
+
+
+def submit_fanned_out(cluster: Any, timeout: float = 600) -> dict[str, Any]:
+    done = cluster.submit("--fan-out", "--wait", "--output", "json", timeout=timeout)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout)
+
+
+def journal_slices(cluster: Any) -> list[dict[str, Any]]:
+    """The slices of the newest run, as ``provision status --output json`` lists them."""
+    done = subprocess.run([sys.executable, "-m", "runner", "status", str(cluster.manifest), "--distributed",
+                           "--output", "json"], env=cluster.env, cwd=cluster.folder, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["distributed"]["runs"][0]["slices"]
+
+
+def test_a_20000_person_initial_and_delta_run_on_3_workers_equal_a_single_process_run(cluster, tmp_path):
+    data = tmp_path / "data20k"
+    sampledata.make(data, 20000, 400, 11)
+    cluster.env["PROVISION_DATA"] = str(data)
+    for name in ("w1", "w2", "w3"):
+        cluster.start_worker(name=name)
+
+    reference_summary, reference_target = single_process_run(cluster, tmp_path)
+    summary = submit_fanned_out(cluster)
+    assert summary["status"] == "ok"
+    assert counts(summary) == counts(reference_summary)
+    assert read_app(Path(cluster.env["PROVISION_TARGET"])) == reference_target
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
+    slices = journal_slices(cluster)  # status lists each slice under its run, on the workers that took them
+    assert {s["kind"] for s in slices} == {"import", "scope", "map", "export"}
+    assert all(s["state"] == "ok" for s in slices), slices
+    assert len({s["worker"] for s in slices}) >= 2
+
+    subprocess.run([sys.executable, "-m", "runner.sampledata", "mutate", "--out", str(data), "--seed", "5",
+                    "--percent", "5"], check=True, capture_output=True, timeout=120)
+    reference_summary, reference_target = single_process_run(cluster, tmp_path)
+    summary = submit_fanned_out(cluster)
+    assert summary["status"] == "ok"
+    delta = counts(reference_summary)["user"]
+    assert delta["updated"] > 0 and delta["added"] > 0 and (delta["deleted"] + delta["disabled"]) > 0, delta
+    assert counts(summary) == counts(reference_summary)
+    assert read_app(Path(cluster.env["PROVISION_TARGET"])) == reference_target
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
+
+
+@pytest.mark.parametrize(("point", "n"), [("import", 2), ("scope", 1), ("map", 1), ("export", 2)])
+def test_a_worker_killed_mid_slice_loses_nothing(cluster, tmp_path, point, n):
+    """The coordinator runs on a worker of its own (it waits; it takes no slices); the doomed worker
+    is the only one reading the slices' queue until it dies mid-slice; a rescuer then takes the
+    redelivered slice and the run goes on."""
+    reference_summary, reference_target = single_process_run(cluster, tmp_path)
+    cluster.start_worker(name="coordinator", queues="runs")
+    doomed, doomed_log = cluster.start_worker(name="doomed", queues="slices", kill_slice=(point, n))
+    waiting = cluster.submit_async("--fan-out", "--wait", "--output", "json")
+    deadline = time.monotonic() + 180
+    while doomed.poll() is None:
+        assert waiting.poll() is None and time.monotonic() < deadline, doomed_log.read_text()[-3000:]
+        time.sleep(0.1)
+    assert f"killing the worker at {point} {n}" in doomed_log.read_text()
+
+    _, rescuer_log = cluster.start_worker(name="rescuer", queues="slices")
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err + out
+    summary = json.loads(out)
+    assert summary["status"] == "ok"
+    assert "redelivered to rescuer" in rescuer_log.read_text()
+    target = Path(cluster.env["PROVISION_TARGET"])
+    assert read_app(target) == reference_target  # nothing lost, nothing different
+    with sqlite3.connect(target) as con:  # and nothing twice
+        assert con.execute("SELECT count(*) FROM users").fetchone()[0] == len(reference_target["users"])
+        assert con.execute("SELECT count(*) FROM groups").fetchone()[0] == len(reference_target["groups"])
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
+    if point == "export":  # the dead attempt's operations were settled against the target, not sent twice
+        assert counts(summary)["user"]["recovered"] > 0
+    slices = journal_slices(cluster)
+    assert any(s["attempts"] == 2 and s["worker"].startswith("rescuer") for s in slices), slices
+
+    again = submit_fanned_out(cluster)  # converged: the next run has nothing to do
+    for name, c in counts(again).items():
+        assert c["added"] == c["updated"] == c["deleted"] == c["failed"] == 0, (name, c)
+
+
+def test_a_coordinator_killed_mid_run_is_taken_over_and_the_run_converges(cluster, tmp_path):
+    """The worker running the coordinator dies (SIGKILL, its process group) a second after it sent
+    the users' first round of export slices, while it and a second worker send them: the run is redelivered,
+    the new coordinator takes the dead run's lock over, waits until the dead run's slices have
+    stopped (they find the lock taken and write nothing more), settles what was in flight, and runs
+    the pipeline to the same end as a single-process run."""
+    reference_summary, reference_target = single_process_run(cluster, tmp_path)
+    doomed, doomed_log = cluster.start_worker(name="doomed", kill_slice=("coordinator", 4))
+    cluster.start_worker(name="slicer", queues="slices")
+    waiting = cluster.submit_async("--fan-out", "--wait", "--output", "json")
+    deadline = time.monotonic() + 180
+    while doomed.poll() is None:
+        assert waiting.poll() is None and time.monotonic() < deadline, doomed_log.read_text()[-3000:]
+        time.sleep(0.1)
+    assert "killing the worker at coordinator 4" in doomed_log.read_text()
+
+    _, rescuer_log = cluster.start_worker(name="rescuer")
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err + out
+    summary = json.loads(out)
+    assert summary["status"] == "ok"
+    rescued = rescuer_log.read_text()
+    assert "redelivered to rescuer" in rescued and "took over the lock of a run that is no longer alive" in rescued
+    target = Path(cluster.env["PROVISION_TARGET"])
+    assert read_app(target) == reference_target
+    with sqlite3.connect(target) as con:
+        assert con.execute("SELECT count(*) FROM users").fetchone()[0] == len(reference_target["users"])
+    assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
+    again = submit_fanned_out(cluster)
+    for name, c in counts(again).items():
+        assert c["added"] == c["updated"] == c["deleted"] == c["failed"] == 0, (name, c)
