@@ -64,7 +64,7 @@ def child(manifest: str, phases_file: str) -> int:
 
     run.recover = timed("recover", run.recover)
     run.import_type = timed("import", run.import_type)
-    run._target_side = timed("target read", run._target_side)  # the first-contact or reconciling read
+    run.target_side = timed("target read", run.target_side)  # the first-contact or reconciling read
     run.compute_type = timed("compute", run.compute_type)
     run.export_type = timed("export", run.export_type)
     try:

@@ -1,7 +1,7 @@
 """The coordinator of a run fanned out into slices (``provision submit --fan-out``).
 
 ``provision.run`` takes the pipeline's lock and starts the run as ever (``engine/run.py:execute``);
-with fan-out, the object types' passes are this module's instead of ``_run_types``: the same steps
+with fan-out, the object types' passes are this module's instead of ``run_types``: the same steps
 in the same order, with the heavy ones cut into slices any worker takes (runner/distributed/slices.py)
 and a barrier after each phase. Per object type in manifest order:
 
@@ -45,19 +45,19 @@ from runner.distributed.journal import journal_slice
 from runner.distributed.journal import now_iso as now_journal
 from runner.distributed.slices import EXPORT_BATCH, Extras, claims
 from runner.engine import reconcile, safety
-from runner.engine.compute import compute_type, pair_replacements
+from runner.engine.compute import compute_type, follow_config, pair_replacements
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.matching import Matcher
 from runner.engine.recovery import recover
 from runner.engine.run import (
     Summary,
-    _finish_counts,
-    _open,
-    _release,
-    _run_types,
-    _stops_the_pass,
-    _target_side,
+    finish_counts,
+    open_connectors,
+    release,
+    run_types,
+    stops_the_pass,
+    target_side,
 )
 from runner.errors import ProvisionError, UsageError
 from runner.manifest.model import ObjectType
@@ -88,7 +88,7 @@ class Coordinator:
         self.timings: list[dict[str, Any]] = []  # per slice: id, kind, seconds, who ran it
         self._app: Any = None
 
-    # ---- the passes (as engine/run.py:_run_types, fanned out) ----------------------------------------
+    # ---- the passes (as engine/run.py:run_types, fanned out) ----------------------------------------
 
     def __call__(self, ctx: RunContext, types: list[ObjectType], summary: Summary,
                  opened: dict[str, str | None]) -> None:
@@ -96,7 +96,7 @@ class Coordinator:
         if (store.engine.dialect.name != "postgresql" or ctx.options.plan or ctx.options.apply is not None
                 or ctx.options.simulate):
             logger.warning("fan-out needs a PostgreSQL state store and a plain run; running in this worker")
-            _run_types(ctx, types, summary, opened)
+            run_types(ctx, types, summary, opened)
             return
         self.ctx = ctx
         slices.ensure_table(store.engine)
@@ -109,28 +109,28 @@ class Coordinator:
                                  "run without --full-export, or choose those object types with --object-type")
         for ot in types:  # what an interrupted run left in doubt is settled before anything else
             counts = summary.object_types.setdefault(ot.name, TypeCounts())
-            with _stops_the_pass(ctx, ot, counts):
-                _open(ctx, [ot.target.connector], opened)
+            with stops_the_pass(ctx, ot, counts):
+                open_connectors(ctx, [ot.target.connector], opened)
                 recover(ctx, ot, Mapper(ot), counts)
         ran: list[tuple[ObjectType, Mapper, TypeCounts]] = []
         for ot in types:
             counts = summary.object_types.setdefault(ot.name, TypeCounts())
             if counts.error:
                 continue
-            with _stops_the_pass(ctx, ot, counts):
+            with stops_the_pass(ctx, ot, counts):
                 ran.append((ot, self._forward(ctx, ot, counts, opened), counts))
         for ot, mapper, counts in reversed(ran):
-            with _stops_the_pass(ctx, ot, counts):
+            with stops_the_pass(ctx, ot, counts):
                 self._exports(ctx, ot, mapper, counts, DELETES, safety.GUARDED if counts.held else (), None)
-                _release(ctx, ot, mapper, counts, DELETES)
+                release(ctx, ot, mapper, counts, DELETES)
         for ot in types:
-            _finish_counts(ctx, ot, summary.object_types[ot.name])
+            finish_counts(ctx, ot, summary.object_types[ot.name])
         self._forget_claims()
 
     def _forward(self, ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None]) -> Mapper:
         mapper = Mapper(ot)
         reconciling = reconcile.why(ctx, ot, mapper)
-        _open(ctx, [ot.source.connector, ot.target.connector], opened)
+        open_connectors(ctx, [ot.source.connector, ot.target.connector], opened)
         self.mapper, self.matcher, self.reconciling = mapper, None, reconciling
         if not ctx.options.no_import:
             partitions = [p for p in ot.source.partitions
@@ -145,25 +145,19 @@ class Coordinator:
             from runner import durations
 
             ctx.store.compute.mark_gone_since(type_id, now_iso(ago=durations.seconds(ot.delete_after) or 0))
-        matcher = _target_side(ctx, ot, mapper, reconciling)
+        matcher = target_side(ctx, ot, mapper, reconciling)
         self.matcher = matcher
         held = self._compute(ctx, ot, mapper, counts, matcher, reconciling)
         hold = safety.GUARDED if held else ()
         self._exports(ctx, ot, mapper, counts, FORWARD, hold, matcher)
-        _release(ctx, ot, mapper, counts, FORWARD)
+        release(ctx, ot, mapper, counts, FORWARD)
         return mapper
 
     def _compute(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
                  matcher: Matcher | None, reconciling: str | None) -> bool:
         """As ``run._compute``, with ``compute_type``'s sweeps fanned out."""
         store, type_id = ctx.store, ctx.type_ids[ot.name]
-        fingerprint = ot.config_hash()
-        if store.config_hash(type_id) != fingerprint:
-            if store.config_hash(type_id) is not None:
-                ctx.logger.info("%s: mapping or scope changed; re-evaluating every object", ot.name)
-            store.compute.mark_all_dirty(type_id)
-            store.set_config_hash(type_id, fingerprint)
-            store.commit()
+        follow_config(ctx, ot)
         for kind in ("scope", "map"):
             specs = [{"kind": kind, "shard": [low, high],
                       "label": f"{ot.name}: {kind}, anchors {_shown(low)}..{_shown(high)}"}

@@ -5,7 +5,7 @@ A slice is a part of one pass of one object type, under the coordinator's run id
 
 - ``import``: one source partition read into the state store (``importer._import_partition``);
 - ``scope`` / ``map``: the compute's two sweeps over one range of anchors, [low, high), of the
-  dirty source objects (``compute._scope_sweep`` / ``_map_sweep`` with ``shard=``);
+  dirty source objects (``compute.scope_sweep`` / ``map_sweep`` with ``shard=``);
 - ``export``: a batch of at most 2,000 pending exports named by anchor, of one export phase
   (actions, name depth), sent as the export pass sends them (``only=``).
 
@@ -46,9 +46,9 @@ from runner import secrets
 from runner.actions import Action
 from runner.connectors.base import ConfigurationError, ConnectionFailed, SystemUnavailable
 from runner.engine import importer
-from runner.engine.compute import _map_sweep, _scope_sweep
+from runner.engine.compute import map_sweep, scope_sweep
 from runner.engine.context import RunContext, RunOptions, TypeCounts
-from runner.engine.export import _Exporter, ensure_alive, keep_slowest
+from runner.engine.export import Exporter, ensure_alive, keep_slowest
 from runner.engine.matching import Matcher
 from runner.engine.provlog import ProvisioningLog
 from runner.engine.recovery import resolve
@@ -232,7 +232,7 @@ def wait_for_other_slices(store: StateStore) -> None:
 
 
 def matcher_for(ctx: RunContext, ot: ObjectType, reconciling: str | None) -> Matcher | None:
-    """The matcher compute links with, as ``run._target_side`` makes it (the reconciliation itself
+    """The matcher compute links with, as ``run.target_side`` makes it (the reconciliation itself
     is the coordinator's)."""
     if reconciling:
         matcher = Matcher(ctx, ot, correlate=True, link=ot.reconcile.unlinked == "link")
@@ -254,11 +254,11 @@ def work(ctx: RunContext, ot: ObjectType, mapper: Mapper, spec: dict[str, Any], 
         importer._import_partition(ctx, ot, spec.get("partition"), counts)
         return {}
     if kind == "scope":
-        _scope_sweep(ctx, ot, type_id, shard=tuple(spec["shard"]))  # type: ignore[arg-type]
+        scope_sweep(ctx, ot, type_id, shard=tuple(spec["shard"]))  # type: ignore[arg-type]
         return {}
     if kind == "map":
         linked = matcher.linked if matcher is not None else 0
-        _map_sweep(ctx, ot, type_id, mapper, counts, matcher, shard=tuple(spec["shard"]))  # type: ignore[arg-type]
+        map_sweep(ctx, ot, type_id, mapper, counts, matcher, shard=tuple(spec["shard"]))  # type: ignore[arg-type]
         return {"linked": (matcher.linked if matcher is not None else 0) - linked}
     if kind == "export":
         return export_batch(ctx, ot, mapper, counts, spec)
@@ -276,7 +276,7 @@ def export_batch(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCo
     anchors = set(spec["anchors"])
     ensure_alive(ctx, ot)
     recovered = settle_in_doubt(ctx, ot, mapper, counts, anchors)
-    exporter = _Exporter(ctx, ot, mapper, counts, anchors)
+    exporter = Exporter(ctx, ot, mapper, counts, anchors)
     exporter.recorder.phase = "delete" if Action.DELETE in spec["actions"] else "export"
     exporter.recorder.total = len(anchors)
     actions = tuple(Action(a) for a in spec["actions"])

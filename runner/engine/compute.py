@@ -57,6 +57,17 @@ def restore_window_over(row: SourceRow, ot: ObjectType) -> bool:
 def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
                  matcher: Matcher | None = None, only: Collection[str] | None = None) -> None:
     """``only``: compute just these anchors (``provision preview``); other dirty objects stay dirty."""
+    type_id = ctx.type_ids[ot.name]
+    follow_config(ctx, ot)
+    scope_sweep(ctx, ot, type_id, only)
+    map_sweep(ctx, ot, type_id, mapper, counts, matcher, only)
+    if only is None:
+        pair_replacements(ctx, ot)
+
+
+def follow_config(ctx: RunContext, ot: ObjectType) -> None:
+    """A changed mapping or scope (the type's config hash) makes every object dirty, so the new
+    rules reach objects whose source did not change, straight from the state store."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
     fingerprint = ot.config_hash()
     if store.config_hash(type_id) != fingerprint:
@@ -65,10 +76,6 @@ def compute_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCo
         store.compute.mark_all_dirty(type_id)
         store.set_config_hash(type_id, fingerprint)
         store.commit()
-    _scope_sweep(ctx, ot, type_id, only)
-    _map_sweep(ctx, ot, type_id, mapper, counts, matcher, only)
-    if only is None:
-        pair_replacements(ctx, ot)
 
 
 PROPOSED_EXAMPLES = 5  # per attribute and run
@@ -114,7 +121,7 @@ def pair_replacements(ctx: RunContext, ot: ObjectType) -> None:
     store.commit()
 
 
-def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[str] | None = None,
+def scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[str] | None = None,
                  shard: tuple[str | None, str | None] | None = None) -> None:
     """``shard``: only the anchors in [low, high) (a slice of a fanned-out run, runner/distributed/)."""
     store = ctx.store
@@ -136,7 +143,7 @@ def _scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection
         store.commit()
 
 
-def _map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts,
+def map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, counts: TypeCounts,
                matcher: Matcher | None, only: Collection[str] | None = None,
                shard: tuple[str | None, str | None] | None = None) -> None:
     """``shard``: only the anchors in [low, high) (a slice of a fanned-out run, runner/distributed/)."""

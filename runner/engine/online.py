@@ -68,7 +68,7 @@ def discover(path: str | Path, names: Sequence[str] = ()) -> list[Discovery]:
     try:
         for name in names or sorted(loaded.connectors):
             connector = loaded.connectors[name]
-            _open(connector)
+            open_connectors(connector)
             found.append(Discovery(name, connector.type_name, _ask(connector, "server_info"),
                                    _ask(connector, "discover")))
     finally:
@@ -87,7 +87,7 @@ def online_problems(path: str | Path) -> list[Problem]:
                 name = getattr(ot, side).connector
                 if name not in described:
                     connector = loaded.connectors[name]
-                    _open(connector)
+                    open_connectors(connector)
                     described[name] = _ask(connector, "discover")
                 found += _side_problems(loaded, ot, side, described[name])
     finally:
@@ -142,7 +142,7 @@ def _find(objects: Sequence[ObjectInfo], name: str) -> ObjectInfo | None:
     return exact[0] if exact else next((o for o in objects if o.name.casefold() == name.casefold()), None)
 
 
-def _open(connector: Connector) -> None:
+def open_connectors(connector: Connector) -> None:
     connector.context.redact = secrets.redact
     failure = open_failure(connector)
     if failure is not None:

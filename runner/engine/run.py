@@ -123,7 +123,7 @@ def execute(path: str | Path, options: RunOptions,
     (``check`` reads what the reconciliation found). A plan works on a store that is never
     written (:mod:`runner.state.dry`): it stages nothing a later run would trust. ``passes``:
     what runs the object types' passes once the lock is taken and the run started (default
-    ``_run_types``, in this process; runner/distributed/coordinator.py fans them out)."""
+    ``run_types``, in this process; runner/distributed/coordinator.py fans them out)."""
     loaded = load_with_connectors(path)
     manifest = loaded.manifest
     types = selected_types(manifest, options.object_types)
@@ -157,7 +157,7 @@ def execute(path: str | Path, options: RunOptions,
         writer = PlanWriter(Path(options.plan_out)) if options.plan and options.plan_out else None
         try:
             if _probe_if_quarantined(ctx, types, summary, opened):
-                (passes or _run_types)(ctx, types, summary, opened)
+                (passes or run_types)(ctx, types, summary, opened)
             if options.plan and (on_plan_item is not None or writer is not None):
                 _emit_plan(ctx, types, summary, opened, on_plan_item, writer)
             if inspect is not None:
@@ -198,7 +198,7 @@ def execute(path: str | Path, options: RunOptions,
             store.close()
 
 
-def _release(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, phases: Any) -> None:
+def release(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, phases: Any) -> None:
     """The deletion guard holds this type's deletes and disables, but lets approved objects go."""
     released = ctx.released.get(ot.name)
     if counts.held and released:
@@ -210,7 +210,7 @@ def _gate(ctx: RunContext, ran: list[tuple[ObjectType, Mapper, TypeCounts]], sum
     """apply: False (nothing is sent, status refused) when any planned object changed since the plan."""
     for ot, _, _ in ran:
         if ctx.options.apply.operations(ot.name):
-            _open(ctx, [ot.target.connector], opened)  # the gate reads the planned objects back
+            open_connectors(ctx, [ot.target.connector], opened)  # the gate reads the planned objects back
     refusals, summary.unplanned = gate.check(ctx, [(ot, counts) for ot, _, counts in ran])
     if refusals:
         summary.status = "refused"
@@ -229,8 +229,8 @@ def _emit_plan(ctx: RunContext, types: list[ObjectType], summary: Summary, opene
         if counts is None or counts.error:
             continue
         if writer is not None:
-            with _stops_the_pass(ctx, ot, counts):
-                _open(ctx, [ot.target.connector], opened)
+            with stops_the_pass(ctx, ot, counts):
+                open_connectors(ctx, [ot.target.connector], opened)
         mapper = Mapper(ot)
         batch: list[tuple[PlanItem, str | None]] = []
         for item, state in plan_items(ctx, ot, held=bool(counts.held)):
@@ -289,7 +289,7 @@ def _count_for_quarantine(ctx: RunContext, summary: Summary) -> None:
                        reason, ctx.store.runs.failed_runs(ctx.pipeline), safety_.quarantine_after_runs)
 
 
-def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
+def run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
                opened: dict[str, str | None] | None = None) -> None:
     if ctx.options.full_export and not ctx.options.plan:
         refusing = [ot.name for ot in types if not ctx.caps(ot).full_export]
@@ -302,35 +302,35 @@ def _run_types(ctx: RunContext, types: list[ObjectType], summary: Summary,
     if not ctx.options.plan:  # what an interrupted run left in doubt is settled before anything else
         for ot in types:
             counts = summary.object_types.setdefault(ot.name, TypeCounts())
-            with _stops_the_pass(ctx, ot, counts):
-                _open(ctx, [ot.target.connector], opened)
+            with stops_the_pass(ctx, ot, counts):
+                open_connectors(ctx, [ot.target.connector], opened)
                 recover(ctx, ot, Mapper(ot), counts)
     saved = ctx.options.apply
     for ot in types:
         counts = summary.object_types.setdefault(ot.name, TypeCounts())
         if counts.error:
             continue
-        with _stops_the_pass(ctx, ot, counts):
+        with stops_the_pass(ctx, ot, counts):
             ran.append((ot, _forward(ctx, ot, counts, opened, export=saved is None), counts))
     if saved is not None:  # apply: the plan computed now must be the plan reviewed, for every type
         ran = [r for r in ran if not r[2].error]
         if not _gate(ctx, ran, summary, opened):
             for ot in types:
-                _finish_counts(ctx, ot, summary.object_types[ot.name])
+                finish_counts(ctx, ot, summary.object_types[ot.name])
             return
         for ot, mapper, counts in ran:
-            with _stops_the_pass(ctx, ot, counts):
+            with stops_the_pass(ctx, ot, counts):
                 _export_forward(ctx, ot, mapper, counts, None, safety.GUARDED if counts.held else (),
                                 only=gate.planned(ctx, ot))
-                _release(ctx, ot, mapper, counts, FORWARD)
+                release(ctx, ot, mapper, counts, FORWARD)
     if not ctx.options.plan:
         for ot, mapper, counts in reversed(ran):
-            with _stops_the_pass(ctx, ot, counts):
+            with stops_the_pass(ctx, ot, counts):
                 export_type(ctx, ot, mapper, counts, DELETES, hold=safety.GUARDED if counts.held else (),
                             only=None if saved is None else gate.planned(ctx, ot))
-                _release(ctx, ot, mapper, counts, DELETES)
+                release(ctx, ot, mapper, counts, DELETES)
     for ot in types:
-        _finish_counts(ctx, ot, summary.object_types[ot.name])
+        finish_counts(ctx, ot, summary.object_types[ot.name])
 
 
 def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None],
@@ -343,7 +343,7 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
         _compute(ctx, ot, mapper, counts, None, None)
         return mapper
     reconciling = reconcile.why(ctx, ot, mapper)
-    _open(ctx, [ot.source.connector] + ([ot.target.connector] if reconciling or not ctx.options.plan else []),
+    open_connectors(ctx, [ot.source.connector] + ([ot.target.connector] if reconciling or not ctx.options.plan else []),
           opened)
     if not ctx.options.no_import:
         import_type(ctx, ot, counts)
@@ -351,15 +351,15 @@ def _forward(ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[s
         ctx.store.compute.mark_all_dirty(ctx.type_ids[ot.name])
     if ot.delete_after:  # deferred deletes whose restore window ended are decided now
         ctx.store.compute.mark_gone_since(ctx.type_ids[ot.name], now_iso(ago=durations.seconds(ot.delete_after) or 0))
-    matcher = _target_side(ctx, ot, mapper, reconciling)
+    matcher = target_side(ctx, ot, mapper, reconciling)
     held = _compute(ctx, ot, mapper, counts, matcher, reconciling)
     if export and not ctx.options.plan:
         _export_forward(ctx, ot, mapper, counts, matcher, safety.GUARDED if held else ())
-        _release(ctx, ot, mapper, counts, FORWARD)
+        release(ctx, ot, mapper, counts, FORWARD)
     return mapper
 
 
-def _target_side(ctx: RunContext, ot: ObjectType, mapper: Mapper, reconciling: str | None) -> Matcher | None:
+def target_side(ctx: RunContext, ot: ObjectType, mapper: Mapper, reconciling: str | None) -> Matcher | None:
     """Reconcile with the target when due (engine/reconcile.py); the matcher compute links with."""
     if reconciling:
         reconcile.reconcile_target(ctx, ot, mapper, reconciling)
@@ -412,7 +412,7 @@ def _export_forward(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Typ
         export_type(ctx, ot, mapper, counts, FORWARD, hold=hold, only=only)
 
 
-def _open(ctx: RunContext, names: list[str], opened: dict[str, Any]) -> None:
+def open_connectors(ctx: RunContext, names: list[str], opened: dict[str, Any]) -> None:
     """Open each connector once per run; one that failed to open stops every pass that needs it
     (``opened``: name -> None when open, else why not: the error, or its message)."""
     for name in names:
@@ -427,7 +427,7 @@ def _open(ctx: RunContext, names: list[str], opened: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _stops_the_pass(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> Iterator[None]:
+def stops_the_pass(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> Iterator[None]:
     """A connection failure stops this object type's pass (recorded in its counts); others go on."""
     try:
         yield
@@ -472,7 +472,7 @@ def close_connector(connector: Connector) -> None:
         logger.warning("closing connector %r: %s", connector.context.name, secrets.redact(str(exc)))
 
 
-def _finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
+def finish_counts(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
     """Each object present in the source counts once: under the action it got (or failed), as
     waiting or blocked after earlier failures, not sent (due, but this run stopped or held it),
     out of scope with nothing to do, or else unchanged."""

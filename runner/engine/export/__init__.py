@@ -86,7 +86,7 @@ def export_type(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCou
     anchor they had): their links are dropped, and the caller computes and exports them again,
     so they are created again in the same run."""
     ensure_alive(ctx, ot)
-    exporter = _Exporter(ctx, ot, mapper, counts, only)
+    exporter = Exporter(ctx, ot, mapper, counts, only)
     exporter.recorder.phase = "delete" if phases == DELETES else "export"
     exporter.recorder.total = len(only) if only is not None else ctx.store.runs.count_pending(
         ctx.type_ids[ot.name], tuple(a for actions, _ in phases for a in actions if a not in hold))
@@ -129,7 +129,7 @@ def ensure_alive(ctx: RunContext, ot: ObjectType) -> None:
         connector.open()
 
 
-class _Exporter:
+class Exporter:
     """One object type's pass: reads pages of pending exports and moves them through preparation
     (:class:`Operations`), sending (:class:`Flight`) and recording (:class:`Recorder`)."""
 
