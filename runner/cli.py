@@ -979,7 +979,8 @@ def _distributed_parsers(sub: Any) -> None:
                    help="as for run, counted from when a worker starts the run")
     p.add_argument("--fan-out", nargs="?", type=int, const=0, default=None, metavar="N",
                    help="cut the run into slices any worker takes (import per partition, compute in N anchor "
-                        "ranges per sweep, default 4, export in batches); needs a PostgreSQL state store")
+                        "ranges per sweep, default 4, export in batches); needs a PostgreSQL state store; "
+                        "without it, the manifest's fan_out: decides")
     _reconcile_arguments(p)
     _view_arguments(p)
     p.set_defaults(func=cmd_submit)

@@ -31,6 +31,7 @@ from runner.distributed.journal import journal, journal_slice
 from runner.distributed.options import run_options
 from runner.engine.run import execute
 from runner.errors import ManifestError, ProvisionError, StoppedError
+from runner.manifest.yamlfile import Located, read_yaml
 from runner.state.runs import STALE_LOCK_SECONDS
 
 logger = logging.getLogger("provision")
@@ -82,10 +83,10 @@ def slice_queue(task: Any) -> str:
 def _outcome(task: Any, manifest_path: str, options: dict[str, Any], trigger: str, worker: str,
              redelivered: bool) -> dict[str, Any]:
     passes = None
-    if options.get("fan_out"):
+    if shards := fan_out(options, manifest_path):
         to = slice_queue(task)
-        shards = DEFAULT_SHARDS if options["fan_out"] is True else int(options["fan_out"])
-        passes = Coordinator(manifest_path, options, task.request.id, worker, to, helps_here(to), shards)
+        passes = Coordinator(manifest_path, {**options, "fan_out": shards}, task.request.id, worker, to,
+                             helps_here(to), shards)
     try:
         summary = execute(Path(manifest_path), run_options(options), passes=passes)
     except ManifestError as exc:
@@ -128,6 +129,22 @@ def slice_(self: Any, manifest_path: str, options: dict[str, Any], run_id: str, 
         journal_slice("finished", task_id, {"done": "ok"}.get(outcome["state"], outcome["state"]),
                       outcome.get("error"))
     return {"state": outcome["state"], "worker": worker, "error": outcome.get("error")}
+
+
+def fan_out(options: dict[str, Any], manifest_path: str) -> int | None:
+    """Into how many anchor ranges compute is cut per sweep when the run is fanned out, or None
+    (a whole run): what the submitter asked (``submit --fan-out``), else the manifest's
+    ``fan_out:``, so a firing of ``provision beat`` fans out as the manifest says. A value the
+    schema refuses is left to the run, which reports it at its line."""
+    asked = options.get("fan_out")
+    if asked is None:
+        data = read_yaml(Path(manifest_path), Located())
+        asked = data.get("fan_out") if isinstance(data, dict) else None
+    if asked is True:
+        return DEFAULT_SHARDS
+    if type(asked) is int and asked >= 1:
+        return asked
+    return None
 
 
 def _skipped(reason: str, worker: str) -> dict[str, Any]:

@@ -134,3 +134,31 @@ def test_beat_refuses_a_wrong_schedule_at_its_line(cluster):
     line = next(i for i, text in enumerate(cluster.manifest.read_text().splitlines(), 1) if text.startswith("schedule"))
     assert f"{cluster.manifest}:{line}:11: schedule: the day of the week field '7' is not valid" in done.stderr
     assert "(Sunday is 0, not 7)" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_firing_of_a_manifest_with_fan_out_runs_in_slices_on_the_workers(cluster, tmp_path):
+    """``fan_out:`` in the manifest: beat's firings are cut into slices like ``submit --fan-out``,
+    and each slice is listed under its run, on the workers that took it."""
+    scheduled(cluster.manifest)
+    text = cluster.manifest.read_text(encoding="utf-8")
+    cluster.manifest.write_text(text.replace("\nschedule:", "\nfan_out: 2\nschedule:", 1), encoding="utf-8")
+    for name in ("w1", "w2"):
+        cluster.start_worker(name=name)
+    clock = tmp_path / "clock"
+    _, beat_log = start_beat(cluster, clock, cluster.manifest)
+
+    set_clock(clock, minute(1))
+    done = wait_for(lambda: [r for r in runs(cluster) if r["state"] not in ("queued", "running")], 180,
+                    lambda: f"no run ended: {runs(cluster)}\n{beat_log.read_text()}")[0]
+
+    assert done["state"] == "ok" and done["trigger"] == "beat", done
+    assert done["summary"]["object_types"]["user"]["added"] > 0
+    status = subprocess.run([sys.executable, "-m", "runner", "status", str(cluster.manifest), "--distributed",
+                             "--output", "json"], env=cluster.env, cwd=cluster.folder, capture_output=True,
+                            text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    slices = json.loads(status.stdout)["distributed"]["runs"][0]["slices"]
+    assert {s["kind"] for s in slices} == {"import", "scope", "map", "export"}, slices
+    assert all(s["state"] == "ok" for s in slices), slices
+    users_mapped = [s for s in slices if s["kind"] == "map" and s["label"].startswith("user:")]
+    assert len(users_mapped) == 2, slices  # the manifest's 2 anchor ranges per sweep (2,000 people)
