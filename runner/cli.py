@@ -701,11 +701,13 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_outcome(args: argparse.Namespace, summary: Any, shown: _Shown, plan: bool) -> int:
-    """A run's, plan's or apply's summary on stdout, in the output format asked for."""
+def _print_outcome(args: argparse.Namespace, summary: Any, shown: _Shown, plan: bool,
+                   about: dict[str, Any] | None = None) -> int:
+    """A run's, plan's or apply's summary on stdout, in the output format asked for; ``about``:
+    more keys for JSON (a submitted run's task id and worker)."""
     items, more = shown.items, shown.more
     if args.output == "json":
-        out = summary.as_json()
+        out = {**summary.as_json(), **(about or {})}
         if plan:
             out["changes"] = [i.as_json() for i in items]
             out["changes_not_shown"] = more
@@ -1041,7 +1043,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 print(f"{p['file']}:{p['line']}:{p['column']}: {p['path']}: {p['message']}", file=sys.stderr)
         return _error(args, outcome["error"], outcome["exit_code"], task_id=sent.task_id,
                       **({"problems": outcome["problems"]} if outcome.get("problems") else {}))
-    _print_outcome(args, summary_from_json(outcome["summary"]), _Shown(), plan=False)
+    _print_outcome(args, summary_from_json(outcome["summary"]), _Shown(), plan=False,
+                   about={"task_id": sent.task_id, "worker": outcome.get("worker")})
     return outcome["exit_code"]
 
 

@@ -25,6 +25,7 @@ def test_a_submitted_run_makes_the_target_and_summary_run_makes(cluster, tmp_pat
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["pipeline"] == "quickstart" and summary["status"] == "ok"
+    assert len(summary["task_id"]) == 36 and summary["worker"].startswith("w1-")  # which task, where it ran
     assert counts(summary) == counts(reference_summary)
     assert read_app(Path(cluster.env["PROVISION_TARGET"])) == reference_target
 
