@@ -11,6 +11,7 @@ from pathlib import Path
 
 from conftest import read_app
 
+from distributed.processes import start
 from distributed.reference import counts, single_process_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,3 +94,24 @@ def test_without_the_extra_the_message_says_what_to_install(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2
     assert "pip install 'provision[distributed]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bug_on_the_worker_ends_the_run_as_failed_not_running_forever(cluster):
+    """A defect (here a connector raising what no connector should) fails the run: submit --wait
+    says so and exits 1, and the journal that provision status reads shows the run ended, with
+    the error, rather than a run "running" for ever."""
+    start(cluster, "buggy", "buggyworker.py", ["worker", "--concurrency", "1", "--name", cluster.node("buggy")],
+          " ready.")
+
+    done = cluster.submit("--wait", "--output", "json")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert "internal error on the worker" in error and "ZeroDivisionError: injected connector defect" in error
+    status = subprocess.run([sys.executable, "-m", "runner", "status", str(cluster.manifest), "--distributed",
+                             "--output", "json"], env=cluster.env, cwd=cluster.folder, capture_output=True,
+                            text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    run = json.loads(status.stdout)["distributed"]["runs"][0]
+    assert run["state"] not in ("queued", "running") and run["exit_code"] == 1, run
+    assert "ZeroDivisionError: injected connector defect" in run["error"]
