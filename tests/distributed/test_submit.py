@@ -115,3 +115,28 @@ def test_a_bug_on_the_worker_ends_the_run_as_failed_not_running_forever(cluster)
     run = json.loads(status.stdout)["distributed"]["runs"][0]
     assert run["state"] not in ("queued", "running") and run["exit_code"] == 1, run
     assert "ZeroDivisionError: injected connector defect" in run["error"]
+
+
+def test_waiting_on_a_run_revoked_before_it_started_exits_3_saying_so(cluster, tmp_path, monkeypatch):
+    """A run an operator revokes (``celery control revoke``) while it waits in the queue never
+    ends by itself: submit --wait must not wait for ever, and says what happened."""
+    for name in ("PROVISION_BROKER_URL", "PROVISION_RESULT_BACKEND"):
+        monkeypatch.setenv(name, cluster.env[name])
+    gate = tmp_path / "gate"
+    start(cluster, "busy", "pausedworker.py", [str(gate), "worker", "--concurrency", "1", "--name",
+                                               cluster.node("busy")], " ready.")
+    first = cluster.submit("--output", "json")  # holds the only worker after its first commit
+    assert first.returncode == 0, first.stderr
+    waiting = cluster.submit_async("--wait")
+    line = waiting.stderr.readline()
+    assert "submitted as task " in line, line
+    task_id = line.split("submitted as task ", 1)[1].split(";", 1)[0]
+
+    from runner.distributed.app import make_app
+
+    make_app().control.revoke(task_id)
+    gate.touch()
+    out, err = waiting.communicate(timeout=180)
+
+    assert waiting.returncode == 3, out + err
+    assert f"run {task_id} was revoked" in err
