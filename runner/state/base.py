@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -76,13 +76,10 @@ class Base:
         driver level: the lookups of whole pages (links, target objects) spend most of their time
         in SQLAlchemy's per-parameter work on IN lists otherwise (a third of a reconciliation's
         lookups at 10,000 objects). Values must be plain (str, int, bool)."""
-        quote, mark = self.driver_sql()
-        head = (f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)} WHERE "
-                + "".join(f"{quote(k)} = {mark} AND " for k in equal))
+        quote, _ = self.driver_sql()
+        head = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table.name)} WHERE "
         found: list[tuple[Any, ...]] = []
-        for part in chunks(list(values)):
-            sql = f"{head}{quote(table.name)}.{quote(key)} IN ({', '.join([mark] * len(part))})"
-            result = self.conn.exec_driver_sql(sql, (*equal.values(), *part))
+        for result in self._each_chunk(head, f"{quote(table.name)}.{quote(key)}", values, (), equal):
             found.extend(result.cursor.fetchall())  # the driver's tuples, without a Row per row
             result.close()
         return found
@@ -95,10 +92,9 @@ class Base:
         columns that also go up by one."""
         quote, mark = self.driver_sql()
         sets = [f"{quote(c)} = {mark}" for c in values] + [f"{quote(c)} = {quote(c)} + 1" for c in increment]
-        head = f"UPDATE {quote(table.name)} SET {', '.join(sets)} WHERE " + "".join(f"{quote(k)} = {mark} AND " for k in equal)
-        for part in chunks(list(keys)):
-            self.conn.exec_driver_sql(f"{head}{quote(key)} IN ({', '.join([mark] * len(part))})",
-                                      (*values.values(), *equal.values(), *part))
+        head = f"UPDATE {quote(table.name)} SET {', '.join(sets)} WHERE "
+        for result in self._each_chunk(head, quote(key), keys, tuple(values.values()), equal):
+            result.close()
 
     def update_many(self, table: sa.Table, columns: Sequence[str], where: Sequence[str],
                     rows: Sequence[Sequence[Any]]) -> None:
@@ -115,11 +111,19 @@ class Base:
     def delete_in(self, table: sa.Table, key: str, keys: Sequence[Any], **equal: Any) -> None:
         """``DELETE FROM table WHERE <equal> AND key IN (keys)``, chunk by chunk, at the driver
         level (see :meth:`rows_in`)."""
+        quote, _ = self.driver_sql()
+        for result in self._each_chunk(f"DELETE FROM {quote(table.name)} WHERE ", quote(key), keys, (), equal):
+            result.close()
+
+    def _each_chunk(self, head: str, key: str, keys: Sequence[Any], before: Sequence[Any],
+                    equal: dict[str, Any]) -> Iterator[Any]:
+        """``head <equal> AND key IN (chunk)`` run for each chunk of ``keys`` (``key`` already
+        quoted; ``before``: the values of parameters in ``head``); yields each driver result."""
         quote, mark = self.driver_sql()
-        head = f"DELETE FROM {quote(table.name)} WHERE " + "".join(f"{quote(k)} = {mark} AND " for k in equal)
+        sql = head + "".join(f"{quote(k)} = {mark} AND " for k in equal)
         for part in chunks(list(keys)):
-            self.conn.exec_driver_sql(f"{head}{quote(key)} IN ({', '.join([mark] * len(part))})",
-                                      (*equal.values(), *part))
+            yield self.conn.exec_driver_sql(f"{sql}{key} IN ({', '.join([mark] * len(part))})",
+                                            (*before, *equal.values(), *part))
 
     def grew(self, table: str, rows: int) -> None:
         """PostgreSQL plans by statistics, and a table filled within one run (the first cycle of

@@ -18,60 +18,50 @@ import functools
 import os
 import signal
 import sys
+import time
 
 from runner import cli
 
 calls = 0
 
 
+def kill_after(cls: type, name: str, n: int, message: str, pause: float = 0.0) -> None:
+    """Make ``cls.name`` SIGKILL the worker's whole process group right after its Nth call in this
+    process (``pause`` seconds later), saying ``message`` (with the count) on stderr first."""
+    original = getattr(cls, name)
+
+    @functools.wraps(original)
+    def counted(*a, **kw):  # type: ignore[no-untyped-def]
+        global calls
+        result = original(*a, **kw)
+        calls += 1
+        if calls == n:
+            time.sleep(pause)
+            print(f"{message} {calls}", file=sys.stderr, flush=True)
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        return result
+
+    setattr(cls, name, counted)
+
+
 def main(argv: list[str]) -> int:
     point, n, args = argv[0], int(argv[1]), argv[2:]
-
-    def kill_on(cls: type, name: str) -> None:
-        original = getattr(cls, name)
-
-        @functools.wraps(original)
-        def counted(*a, **kw):  # type: ignore[no-untyped-def]
-            global calls
-            result = original(*a, **kw)
-            calls += 1
-            if calls == n:
-                print(f"killslice: killing the worker at {point} {calls}", file=sys.stderr, flush=True)
-                os.killpg(os.getpgid(0), signal.SIGKILL)
-            return result
-
-        setattr(cls, name, counted)
-
+    message = f"killslice: killing the worker at {point}"
     if point == "coordinator":
-        import time
-
         from runner.distributed.coordinator import Coordinator
-
-        send = Coordinator._send
-
-        @functools.wraps(send)
-        def sent(*a, **kw):  # type: ignore[no-untyped-def]
-            global calls
-            send(*a, **kw)
-            calls += 1
-            if calls == n:
-                time.sleep(1.0)
-                print(f"killslice: killing the worker at {point} {calls}", file=sys.stderr, flush=True)
-                os.killpg(os.getpgid(0), signal.SIGKILL)
-
-        Coordinator._send = sent  # type: ignore[method-assign]
+        kill_after(Coordinator, "_send", n, message, pause=1.0)
     elif point == "import":
         from runner.state.imports import Imports
-        kill_on(Imports, "import_page")
+        kill_after(Imports, "import_page", n, message)
     elif point == "scope":
         from runner.state.compute import Compute
-        kill_on(Compute, "set_scope")
+        kill_after(Compute, "set_scope", n, message)
     elif point == "map":
         from runner.state.compute import Compute
-        kill_on(Compute, "set_pending")
+        kill_after(Compute, "set_pending", n, message)
     else:
         from runner.connectors.sql import SqlConnector
-        kill_on(SqlConnector, "_apply_batch")
+        kill_after(SqlConnector, "_apply_batch", n, message)
     return cli.main(args)
 
 

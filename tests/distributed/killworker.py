@@ -10,32 +10,17 @@ RabbitMQ redelivers the run to another worker. N = 0 never kills.
 
 from __future__ import annotations
 
-import functools
-import os
-import signal
 import sys
+
+from killslice import kill_after  # beside this file: the script's folder is on sys.path
 
 from runner import cli
 from runner.connectors.sql import SqlConnector
 
-commits = 0
-
 
 def main(argv: list[str]) -> int:
     point, args = int(argv[0]), argv[1:]
-    apply_batch = SqlConnector._apply_batch
-
-    @functools.wraps(apply_batch)
-    def counted(*a, **kw):  # type: ignore[no-untyped-def]
-        global commits
-        result = apply_batch(*a, **kw)
-        commits += 1
-        if commits == point:
-            print(f"killworker: killing the worker after commit {commits}", file=sys.stderr, flush=True)
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-        return result
-
-    SqlConnector._apply_batch = counted  # type: ignore[method-assign]
+    kill_after(SqlConnector, "_apply_batch", point, "killworker: killing the worker after commit")
     return cli.main(args)
 
 
