@@ -8,7 +8,7 @@ import json
 from runner.connectors.base import Operation, RetryableError
 
 from .conftest import env_for, hr_manifest
-from .world import listing, tenant_state
+from .world import ENTERPRISE, listing, tenant_state
 
 
 def test_a_run_under_a_429_storm_finishes_with_nothing_lost(provision, proxy, scim, tenant, tmp_path, monkeypatch):
@@ -79,3 +79,36 @@ def test_slow_answers_past_the_timeout_are_retried_then_reported(open_scim, prox
     [r] = c.apply([Operation(1, "update", "Users", anchor="nobody", attributes={"title": "x"})])
     assert not r.ok and isinstance(r.error, RetryableError) and "no answer within 0.2 s" in str(r.error), r.error
     assert "2 times" in str(r.error), "one try and one retry"
+
+
+def test_one_slow_create_holds_back_only_the_reports_of_that_manager(provision, proxy, scim, tenant, tmp_path,
+                                                                     monkeypatch):
+    """Reports go out as soon as their own manager is created, not once every manager of the
+    level is: one slow create (a SaaS stalling on one request) does not stall the others' reports."""
+    manifest = hr_manifest(tmp_path, scim.root, people=4, groups=1)
+    data = tmp_path / "manifests" / "data"
+    header = "employee_id,first_name,last_name,preferred_name,email,department,title,manager_id,status,phone," \
+             "hire_date,updated_at\n"
+    managers = {"M1": "", "M2": ""}
+    reports = {f"R{m[1]}{i}": m for m in managers for i in range(3)}
+    (data / "people.csv").write_text(header + "".join(
+        f"{a},{a},Person,,{a.lower()}@example.org,Sales,Analyst,{m},active,,2020-01-01,2026-01-01T00:00:00Z\n"
+        for a, m in (managers | reports).items()))
+    (data / "groups.csv").write_text("group_id,name,description,members,updated_at\nG1,Everyone,All,M1;M2,"
+                                     "2026-01-01T00:00:00Z\n")
+    url = f"{proxy.url}/{tenant}"
+    for k, v in env_for(url, tmp_path).items():
+        monkeypatch.setenv(k, v)
+    proxy.faults.slow_post = (b"m1@example.org", 1.5)
+    run = provision("run", manifest, "--output", "json")
+    assert run.code == 0, run.err + run.out
+    assert json.loads(run.out)["object_types"]["user"]["added"] == 8
+
+    users = {u["externalId"]: u for u in listing(f"{scim.root}/{tenant}", "Users")}
+    created = {a: u["meta"]["created"] for a, u in users.items()}
+    manager = {a: (u.get(ENTERPRISE, {}).get("manager") or {}).get("value") for a, u in users.items()}
+    for report, boss in reports.items():
+        assert manager[report] == users[boss]["id"], f"{report} names {boss} as manager"
+        assert created[report] > created[boss]
+    assert all(created[r] < created["M1"] for r, boss in reports.items() if boss == "M2"), \
+        f"M2's reports waited for M1's slow create: {created}"

@@ -104,6 +104,8 @@ class Faults:
     max_patch_bytes: int = 0
     #: seconds to wait before answering each request
     delay: float = 0.0
+    #: (text, seconds): a POST whose body holds the text waits that long before it is forwarded (one slow create)
+    slow_post: tuple[bytes, float] | None = None
     #: close the connection without an answer for the next N POSTs, after forwarding them (applied, answer lost)
     drop_after_post: int = 0
     #: the same for the next N requests of any method (applied upstream, answer lost)
@@ -222,6 +224,8 @@ class FaultProxy:
         headers = {k: v for k, v in h.headers.items()}
         if f.delay:
             time.sleep(f.delay)
+        if method == "POST" and f.slow_post is not None and f.slow_post[0] in body:
+            time.sleep(f.slow_post[1])
         if f.take("html_errors"):
             return self._raw(h, f.html_status, _BAD_GATEWAY, method, path, headers, {"Content-Type": "text/html"})
         if f.take("drop_before_forward"):

@@ -49,12 +49,13 @@ sends only the exports that are due.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
 from runner.actions import Action
 from runner.connectors.base import ConnectionFailed
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.export.flight import Flight, levels
-from runner.engine.export.operations import Operations
+from runner.engine.export.operations import Operations, Prepared
 from runner.engine.export.record import SLOWEST, Recorder
 from runner.manifest.model import ObjectType
 from runner.mapping.mapper import Mapper
@@ -152,7 +153,12 @@ class Exporter:
                                     due=self.ctx.due)
 
     def sweep(self, actions: Sequence[str], deepest_first: bool, force: bool) -> tuple[int, int]:
-        """One pass over the pending exports not yet tried this run. Returns (sent, still waiting)."""
+        """One pass over the pending exports not yet tried this run. Returns (sent, still waiting).
+
+        Within a page, an export that names an add of its own type not settled yet (a report's
+        manager) is held, and sent as soon as what it names is recorded rather than after the
+        whole round: with fifteen levels of managers, a barrier per level left the target's
+        connections idle at every level and prepared every held row again each time."""
         flight, recorder = self.flight, self.recorder
         sent = waiting = 0
         recorder.again = 0
@@ -160,27 +166,85 @@ class Exporter:
         while rows := self._page(actions, after, deepest_first):
             last = rows[-1]
             after = (-last.depth if deepest_first else last.depth, last.source_anchor)
-            remaining = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
-            again = False
-            while remaining:  # within a page, send in rounds so a manager goes before their reports
-                if flight.busy() and (again or remaining[0].depth != flight.depth):
-                    flight.settle()  # held rows wait for what they reference; children for their parents
-                ready, held, failed = self.operations.prepare(remaining, force, flight.unsettled)
+            todo = rows if self.only is None else [r for r in rows if r.source_anchor in self.only]
+            page = _Held()
+            while todo:
+                if flight.busy() and todo[0].depth != flight.depth:
+                    flight.settle()  # children wait for their parents
+                ready, held, failed = self.operations.prepare(todo, force, flight.unsettled)
                 for row, error in failed:
                     recorder.failed(row, error)
-                for level in levels(ready):
-                    if flight.busy() and level[0].row.depth != flight.depth:
-                        flight.settle()
-                    flight.submit(level)
-                    flight.settle(rounds_left=1)  # the one just handed over runs while the next is prepared
+                self._send(ready)
+                sent += len(ready)
+                page.sent.update(p.row.source_anchor for p in ready)
+                waiting += page.hold(held)
                 if self.ctx.options.stop:
                     flight.settle()
                     self.ctx.check_stop()
-                if not ready:
-                    break
-                sent += len(ready)
-                remaining, again = held, True
-            waiting += len(remaining)
+                todo = self._ripe(page)
+            waiting += len(page.rows)
         flight.settle()
         self.ctx.check_stop()
         return sent, waiting + recorder.again
+
+    def _send(self, ready: list[Prepared]) -> None:
+        """Hand the prepared operations over, a name depth at a time (parents before children)."""
+        flight = self.flight
+        for level in levels(ready):
+            if flight.busy() and level[0].row.depth != flight.depth:
+                flight.settle()
+            flight.submit(level)
+            flight.settle(rounds_left=1)  # the one just handed over runs while the next is prepared
+
+    def _ripe(self, page: _Held) -> list[PendingExport]:
+        """The held rows of the page whose wait is over, after recording results for as long as
+        that may still change; [] when nothing more can be sent from this page now (the rest
+        waits for the next sweep: what it names failed, is on a later page, or a cycle)."""
+        flight = self.flight
+        while page.rows:
+            blocked = flight.unsettled | page.rows.keys()
+            waits = page.waits()
+            if not waits:
+                return []
+            if ripe := [row for row, awaited in waits if not awaited & blocked]:
+                self.recorder.flush()  # the store must know the target anchors they name
+                page.release(ripe)
+                return ripe
+            if flight.busy():
+                flight.settle_some(flight.low_water)
+            elif flight.unsettled:
+                flight.settle()  # adds that found their object already there are adopted now
+            else:
+                return []
+        return []
+
+
+@dataclass
+class _Held:
+    """One page's exports held for an add of their own type that this page sends."""
+
+    rows: dict[str, tuple[PendingExport, set[str]]] = field(default_factory=dict)  # source anchor -> (row, awaited)
+    sent: set[str] = field(default_factory=set)  # what the page sent: only that can end a wait here
+    released: dict[str, set[str]] = field(default_factory=dict)  # source anchor -> what it waited for when released
+
+    def hold(self, held: list[tuple[PendingExport, set[str]]]) -> int:
+        """Hold these; returns how many of them are given up for this sweep instead: held again
+        for nothing but what they waited for when released (the store still has it pending: a
+        retry backing off), which this page will not settle."""
+        given_up = 0
+        for row, awaited in held:
+            before = self.released.get(row.source_anchor)
+            if before is not None and awaited <= before:
+                given_up += 1
+                continue
+            self.rows[row.source_anchor] = (row, awaited)
+        return given_up
+
+    def waits(self) -> list[tuple[PendingExport, set[str]]]:
+        """The held rows whose wait this page can end: all they wait for was sent here."""
+        return [(row, awaited) for row, awaited in self.rows.values() if awaited <= self.sent]
+
+    def release(self, rows: list[PendingExport]) -> None:
+        for row in rows:
+            _, awaited = self.rows.pop(row.source_anchor)
+            self.released[row.source_anchor] = self.released.get(row.source_anchor, set()) | awaited

@@ -50,6 +50,9 @@ class Flight:
         self.failure: ConnectionFailed | None = None
         self.crash: BaseException | None = None  # a connector bug in a worker: re-raised here
         self.workers = Workers(self.connector, threads, caps.batch_size) if threads > 1 else None
+        # held exports are released when no more than this is in flight: enough left to keep every
+        # thread busy while the next round is prepared and marked
+        self.low_water = threads * 4
         # bound once: called for every result
         self._record, self._maybe_flush = recorder.record, recorder.maybe_flush
 
@@ -96,17 +99,7 @@ class Flight:
         while self.workers is not None and \
                 self.workers.rounds_in_flight() > (0 if self.failure or self.crash else rounds_left):
             processed = True
-            item = self.workers.inbox.get()
-            if isinstance(item, ChunkDone):
-                self.workers.finished(item)
-                self._chunk_done(item.ops, item.started, item.failure)
-            elif isinstance(item, Crash):
-                self.crash = self.crash or item.error
-                self.workers.cancel()
-            else:
-                self._take(*item)
-            if self.ctx.options.stop or self.failure is not None:
-                self.workers.cancel()  # what no worker has started yet is not sent this run
+            self._receive()
         if processed or rounds_left == 0 or self.failure is not None:
             self.recorder.flush()  # the next round is prepared against what this one confirmed
         if rounds_left == 0 or self.failure is not None:
@@ -119,6 +112,36 @@ class Flight:
         if self.failure is not None:
             failure, self.failure = self.failure, None
             raise failure
+
+    def settle_some(self, ops_left: int) -> None:
+        """Record results until at most ``ops_left`` operations are in flight, and at least one
+        result (or share) came back: the caller looks at what settled and tops the workers up,
+        so they are never left idle behind a round's last operations. Nothing is committed here
+        (the recorder flushes as it always does); a failure or a crash is left for :meth:`settle`."""
+        workers = self.workers
+        if workers is None:
+            return
+        processed = False
+        while workers.rounds_in_flight() and not (self.failure or self.crash) and \
+                (not processed or len(self.ops) > ops_left):
+            processed = True
+            self._receive()
+
+    def _receive(self) -> None:
+        """Take one item from the workers' inbox (blocking)."""
+        workers = self.workers
+        assert workers is not None
+        item = workers.inbox.get()
+        if isinstance(item, ChunkDone):
+            workers.finished(item)
+            self._chunk_done(item.ops, item.started, item.failure)
+        elif isinstance(item, Crash):
+            self.crash = self.crash or item.error
+            workers.cancel()
+        else:
+            self._take(*item)
+        if self.ctx.options.stop or self.failure is not None:
+            workers.cancel()  # what no worker has started yet is not sent this run
 
     def _take(self, result: Result, seconds: float) -> None:
         p = self.ops.pop(result.op_id, None)

@@ -49,7 +49,11 @@ class Prepared:
 
 class Waiting(Exception):
     """The export references an object of its own type whose add (or, by name, rename) has not
-    been settled yet."""
+    been settled yet; ``anchors`` are those it waits for."""
+
+    def __init__(self, anchors: set[str]):
+        super().__init__(anchors)
+        self.anchors = anchors
 
 
 class Operations:
@@ -66,9 +70,9 @@ class Operations:
         self.next_id = 0
 
     def prepare(self, rows: Sequence[PendingExport], force: bool, unsettled: Collection[str]
-                ) -> tuple[list[Prepared], list[PendingExport], list[tuple[PendingExport, str]]]:
-        """(ready to send, held for an add or rename of their own type not settled yet, failed
-        with why). ``unsettled``: adds and renames in flight. ``force``: hold nothing, leaving
+                ) -> tuple[list[Prepared], list[tuple[PendingExport, set[str]]], list[tuple[PendingExport, str]]]:
+        """(ready to send, held for an add or rename of their own type not settled yet, with the
+        source anchors each waits for, failed with why). ``unsettled``: adds and renames in flight. ``force``: hold nothing, leaving
         unresolved references out (a reference cycle).
 
         A reference by name waits for a rename of what it names, as it waits for an add: sent
@@ -88,14 +92,14 @@ class Operations:
             if by_name := set().union(*(a for (rt, form), a in refs.items() if rt == own and form == "name")):
                 waiting |= exports.pending_actions(self.type_id, by_name, run_id, due, (Action.RENAME,))
         ready: list[Prepared] = []
-        held: list[PendingExport] = []
+        held: list[tuple[PendingExport, set[str]]] = []
         failed: list[tuple[PendingExport, str]] = []
         for row in rows:
             self.next_id += 1
             try:
                 ready.append(self._operation(self.next_id, row, targets, waiting))
-            except Waiting:
-                held.append(row)
+            except Waiting as wait:
+                held.append((row, wait.anchors))
             except MappingFailed as exc:
                 failed.append((row, f"cannot derive sensitive value: {exc}"))
         return ready, held, failed
@@ -233,8 +237,9 @@ class Operations:
         if ref_type is None:
             return value, value
         known = targets.get((ref_type, self.caps.reference_form(attr)), {})
-        if ref_type == self.ot.name and any(str(v) in waiting for v in as_list(value)):
-            raise Waiting
+        if ref_type == self.ot.name and waiting and \
+                (awaited := {str(v) for v in as_list(value) if str(v) in waiting}):
+            raise Waiting(awaited)
         missing = {str(v) for v in as_list(value) if str(v) not in known}
         if missing:
             prepared.dropped.setdefault(ref_type, set()).update(missing)
