@@ -56,3 +56,36 @@ def test_lock_of_a_killed_run_is_taken_over(quickstart_env, provision):
     # and the lock is released afterwards: the next run goes through without a takeover
     again = provision("run", QUICKSTART)
     assert again.code == 0 and "took over" not in again.err
+
+
+def test_a_run_whose_lock_is_taken_over_during_compute_commits_no_more_of_it(quickstart_env, provision, tmp_path,
+                                                                           monkeypatch):
+    """Compute renews the lock with each page it commits, so a long compute is not taken for a
+    dead run, and a run that lost its lock meanwhile stops before its next page is recorded."""
+    import sqlite3
+
+    from runner.engine import compute
+
+    quickstart_env(people=2500, groups=3)
+    sweep, pages = compute.map_sweep, []
+
+    def stolen_after_first_page(ctx, *args, **kwargs):  # type: ignore[no-untyped-def]
+        report = ctx.progress.report
+
+        def reported(name, phase, done, *rest, **kw):  # type: ignore[no-untyped-def]
+            report(name, phase, done, *rest, **kw)
+            if phase == "compute" and not kw.get("finished") and not pages:
+                pages.append(done)
+                with sqlite3.connect(tmp_path / "app.db.state") as con:  # another run decided this one was dead
+                    con.execute("UPDATE locks SET run_id = 'thief', pid = 1")
+
+        monkeypatch.setattr(ctx.progress, "report", reported)
+        return sweep(ctx, *args, **kwargs)
+
+    monkeypatch.setattr(compute, "map_sweep", stolen_after_first_page)
+    result = provision("run", QUICKSTART, "--output", "json")
+    assert result.code == 3, result.err
+    assert "took the lock over" in result.err
+    with sqlite3.connect(tmp_path / "app.db.state") as con:
+        clean = con.execute("SELECT count(*) FROM source_objects WHERE dirty = 0").fetchone()[0]
+    assert pages == [1000] and clean == 1000, "the page after the takeover was not recorded"

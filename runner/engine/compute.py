@@ -140,6 +140,7 @@ def scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[
             updates.append((row.anchor, scoped, will_exist))
         store.compute.set_scope(type_id, updates)
         store.compute.mark_referrers_dirty(type_id, flipped)
+        ctx.heartbeat()  # a long compute keeps its lock; a run whose lock was taken over commits nothing
         store.commit()
 
 
@@ -256,6 +257,7 @@ def map_sweep(ctx: RunContext, ot: ObjectType, type_id: int, mapper: Mapper, cou
         store.compute.forget_source(type_id, page.forget)
         store.compute.clean(type_id, [r.anchor for r in rows if r.anchor not in page.forget], page.errors)
         ctx.log.flush()
+        ctx.heartbeat()
         store.commit()
         computed += len(rows)
         ctx.progress.report(ot.name, "compute", computed, total)
