@@ -602,3 +602,36 @@ def test_the_function_registry_is_built_once() -> None:
     assert functions.SPECS["instr"].min_args == 2 and functions.SPECS["instr"].max_args == 4
     assert functions.SPECS["join"].max_args is None
     assert functions.SPECS["not_null"].builtin and not functions.SPECS["join"].builtin
+
+
+RECORDS: list[dict[str, Any]] = [
+    {"first": "Zoë", "last": "Ødegård", "email": "Zoe.Odegard@Example.org", "tags": ["b", "a"],
+     "manager": {"id": "E1", "name": {"first": "Ann"}}, "phones": [{"type": "work", "n": "1"}], "age": 41},
+    {"first": None, "last": "Hansen", "email": None, "tags": [], "manager": None, "phones": None, "age": None},
+    {"first": "Li"},
+]
+
+
+@pytest.mark.parametrize("expression", [
+    "first", "manager.name.first", "manager.id", "tags[0]", "tags[-1]", "tags[5]", "email.x",
+    "lower(email)", "lower(split(email, '@')[0])", "join(' ', [coalesce(first, last), last])",
+    "[first, last]", "[first, manager.name.first][1]", "`3`", "'text'", "@", "first || last",
+    "sort_by(phones, &type)[0].n", "phones[?type == 'work'].n | [0]", "tags[*]", "length(tags)",
+    "upper(coalesce(manager.name.first, first, 'none'))", "to_string(age)",
+])
+def test_compiled_expressions_give_what_the_jmespath_interpreter_gives(expression: str) -> None:
+    """Expressions run as compiled Python functions; each kind of node must behave exactly as
+    JMESPath's own interpreter, errors included."""
+    from runner.mapping.expressions import _INTERPRETER, parse
+
+    compiled, node = compile_expression(expression).evaluate, parse(expression)
+    for record in RECORDS:
+        try:
+            expected: Any = _INTERPRETER.visit(node, record)
+        except Exception as exc:  # noqa: BLE001 - the same error type must come out of both
+            expected = type(exc)
+        try:
+            got: Any = compiled(record)
+        except Exception as exc:  # noqa: BLE001
+            got = type(exc)
+        assert got == expected, f"{expression} on {record}"
