@@ -11,6 +11,9 @@ serves in a frozen :class:`Capabilities` and *is* the operations it implements:
   reconciles with) yields :class:`Page` objects. With ``Capabilities.delta_read`` the engine stores
   the watermark the last page returns and hands it back next run; a watermark the system no
   longer knows raises :class:`WatermarkExpired` and the engine reads everything instead.
+* ``ranges(object, partition, count)`` and ``read_range(object, token, partition)`` (optional) cut
+  one partition's full read into ranges that separate processes read at once (a run fanned out
+  over workers): together the ranges hold every record the full read would, each exactly once.
 * ``get(object, anchor=, name=, partition=)`` and ``lookup(object, values, partition=)`` find
   single objects: crash recovery uses them to learn whether an operation it sent before a kill
   was applied, and match rules use them when only a few objects are unlinked. A connector
@@ -221,6 +224,25 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Ranges:
+    """A partition's full read cut into ranges that separate processes read on their own
+    (:meth:`Connector.ranges`, :meth:`Connector.read_range`).
+
+    Attributes:
+        tokens: one per range, opaque to the engine: short text (JSON suits) that it stores and
+            hands back to ``read_range`` unchanged, in another process, maybe on another machine.
+            Together the ranges hold every record a full ``read`` of the partition would return,
+            each in exactly one range, whatever the order the ranges are read in.
+        watermark: with ``delta_read``, where the next delta read resumes once every range has
+            been read; taken before the cut, as a full read takes it before it lists the data, so
+            a change made while the ranges are read is read again next time. None otherwise.
+    """
+
+    tokens: Sequence[str]
+    watermark: str | None = None
+
+
+@dataclass(frozen=True)
 class Operation:
     """One change to one object, as the engine asks for it.
 
@@ -398,6 +420,22 @@ class Connector:
         most records a page should hold (None: the connector's own default)."""
         raise NotImplementedError(f"connector type {self.type_name!r} cannot be read")
 
+    def ranges(self, object: str, partition: str | None, count: int) -> Ranges | None:
+        """Cut a full read of ``object`` in ``partition`` into at most ``count`` ranges of about
+        equal size, each read by ``read_range``; None when the connector cannot (the default).
+
+        The engine asks only for full reads (a delta read is never cut), and reads each range once
+        more when the process reading it died. Fewer ranges than ``count`` are fine (a small
+        table); one range, or None, means the partition is read whole, as ever."""
+        return None
+
+    def read_range(self, object: str, token: str, partition: str | None = None, *,
+                   attributes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Page]:
+        """Yield pages of the records of one range (``token``, from :meth:`ranges`), as ``read``
+        yields a full read's, without a watermark. Raise ConnectionFailed for a token this
+        connector did not make."""
+        raise NotImplementedError(f"connector type {self.type_name!r} cannot read ranges")
+
     def fingerprint(self, object: str, partition: str | None = None) -> str | None:
         """A digest of everything a full ``read`` of the object would return, when the connector
         can tell it far more cheaply than by reading (a file's bytes and how they are parsed);
@@ -447,7 +485,8 @@ class Connector:
         return []
 
     def can(self, method: str) -> bool:
-        """Whether this connector implements ``read``, ``get`` or ``lookup`` (behaviours it has or lacks)."""
+        """Whether this connector implements ``read``, ``get``, ``lookup`` or ``ranges`` (behaviours
+        it has or lacks)."""
         return getattr(type(self), method) is not getattr(Connector, method)
 
     # writing

@@ -5,7 +5,9 @@ with fan-out, the object types' passes are this module's instead of ``run_types`
 in the same order, with the heavy ones cut into slices any worker takes (runner/distributed/slices.py)
 and a barrier after each phase. Per object type in manifest order:
 
-1. import: one slice per source partition;
+1. import: one slice per source partition, or per range of a partition's full read where the
+   source can cut it (``Connector.ranges``); what ends such a read (unseen objects marked deleted,
+   the watermark, the fingerprint) is done here after the phase's barrier;
 2. compute: the config-hash check here, then the scope sweep in anchor ranges, a barrier (mapping
    needs every object's ``exists_after``), then the map sweep in anchor ranges (cut again: the
    scope sweep marks referrers dirty), then here: replace pairing, the reconciliation's
@@ -44,7 +46,7 @@ from runner.distributed import slices
 from runner.distributed.journal import journal_slice
 from runner.distributed.journal import now_iso as now_journal
 from runner.distributed.slices import EXPORT_BATCH, Extras, claims
-from runner.engine import reconcile, safety
+from runner.engine import importer, reconcile, safety
 from runner.engine.compute import compute_type, follow_config, pair_replacements
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
@@ -133,11 +135,7 @@ class Coordinator:
         open_connectors(ctx, [ot.source.connector, ot.target.connector], opened)
         self.mapper, self.matcher, self.reconciling = mapper, None, reconciling
         if not ctx.options.no_import:
-            partitions = [p for p in ot.source.partitions
-                          if ctx.options.partition is None or p == ctx.options.partition]
-            self._phase(ot, counts, [{"kind": "import", "partition": p,
-                                      "label": f"{ot.name}: import" + (f" of partition {p}" if p else "")}
-                                     for p in partitions])
+            self._import(ctx, ot, counts)
         type_id = ctx.type_ids[ot.name]
         if ctx.options.full_export:
             ctx.store.compute.mark_all_dirty(type_id)
@@ -152,6 +150,36 @@ class Coordinator:
         self._exports(ctx, ot, mapper, counts, FORWARD, hold, matcher)
         release(ctx, ot, mapper, counts, FORWARD)
         return mapper
+
+    def _import(self, ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
+        """One import slice per source partition, or one per range where the source cuts the
+        partition's full read in ranges; the end of such a read (what no range read is marked
+        deleted, the watermark, the fingerprint) is done here, once every range is stored. A range
+        that failed stops the type's pass in ``_phase``, before anything is marked deleted."""
+        partitions = [p for p in ot.source.partitions if ctx.options.partition is None or p == ctx.options.partition]
+        specs: list[dict[str, Any]] = []
+        cuts: list[importer.RangedRead] = []
+        for partition in partitions:
+            label = f"{ot.name}: import" + (f" of partition {partition}" if partition else "")
+            ranged = importer.cut(ctx, ot, partition, self._range_count(ctx.type_ids[ot.name], partition))
+            if ranged is None:
+                specs.append({"kind": "import", "partition": partition, "label": label})
+                continue
+            cuts.append(ranged)
+            specs += [{"kind": "import", "partition": partition, "range": token, "mark": ranged.mark(i),
+                       "label": f"{label}, range {i + 1} of {len(ranged.tokens)}"}
+                      for i, token in enumerate(ranged.tokens)]
+        results = self._phase(ot, counts, specs)
+        for ranged in cuts:
+            importer.end_ranges(ctx, ot, ranged, results, counts)
+
+    def _range_count(self, type_id: int, partition: str | None) -> int:
+        """How many ranges to cut a partition's full read in: one per slice the run fans out to,
+        each of MIN_SHARD objects at least by what the partition held after the last run (a first
+        import: as many as the fan-out; the source makes fewer of a small table)."""
+        present = self.ctx.store.runs.count_present(type_id, partition)
+        self.ctx.store.commit()
+        return self.shards if present == 0 else max(1, min(self.shards, math.ceil(present / MIN_SHARD)))
 
     def _compute(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
                  matcher: Matcher | None, reconciling: str | None) -> bool:

@@ -3,7 +3,8 @@ slice done exactly once (docs/distributed.md, "The fan-out").
 
 A slice is a part of one pass of one object type, under the coordinator's run id:
 
-- ``import``: one source partition read into the state store (``importer._import_partition``);
+- ``import``: one source partition read into the state store (``importer.import_partition``), or
+  one range of a partition's full read cut in ranges (``importer.import_range``);
 - ``scope`` / ``map``: the compute's two sweeps over one range of anchors, [low, high), of the
   dirty source objects (``compute.scope_sweep`` / ``map_sweep`` with ``shard=``);
 - ``export``: a batch of at most 2,000 pending exports named by anchor, of one export phase
@@ -250,8 +251,12 @@ def work(ctx: RunContext, ot: ObjectType, mapper: Mapper, spec: dict[str, Any], 
     """Do one slice in ``ctx`` (a worker's slice context, or the coordinator's own); counts go to
     ``counts``. Returns what the coordinator needs beyond the counts."""
     kind, type_id = spec["kind"], ctx.type_ids[ot.name]
+    if kind == "import" and "range" in spec:
+        # run again (a conflict, a redelivery): read over what an earlier attempt of the range stamped
+        again, spec["again"] = bool(spec.get("again")), True
+        return importer.import_range(ctx, ot, spec.get("partition"), spec["range"], spec["mark"], counts, again)
     if kind == "import":
-        importer._import_partition(ctx, ot, spec.get("partition"), counts)
+        importer.import_partition(ctx, ot, spec.get("partition"), counts)
         return {}
     if kind == "scope":
         scope_sweep(ctx, ot, type_id, shard=tuple(spec["shard"]))  # type: ignore[arg-type]
@@ -374,7 +379,7 @@ def perform(manifest_path: str, options: RunOptions, run_id: str, spec: dict[str
             raise
         try:
             try:
-                outcome = _perform(loaded, store, options, run_id, spec, extras, ot)
+                outcome = _perform(loaded, store, options, run_id, {**spec, "again": redelivered}, extras, ot)
             except Exception as exc:  # a bug: the coordinator fails the run rather than wait forever
                 store.rollback()
                 settle_claim(side, run_id, spec["id"], "failed", {"error": secrets.redact(f"{type(exc).__name__}: {exc}")})

@@ -24,6 +24,28 @@ if TYPE_CHECKING:
     from runner.state.store import StateStore
 
 
+def new_read() -> str:
+    """The common part of the marks of one full read cut in ranges."""
+    return pysecrets.token_hex(6)
+
+
+def range_mark(read: str, index: int) -> str:
+    """The mark of range ``index`` (0 to 999) of the full read ``read`` (:func:`new_read`): the
+    read's 12 hex digits, ``r``, the range's number. It fits ``seen`` (16 characters), and tells
+    a mark of another range of the same read from any other mark (those are hex digits only)."""
+    if not 0 <= index <= 999:
+        raise ValueError(f"a read is cut in at most 1000 ranges, not {index + 1}")
+    return f"{read}r{index:03d}"
+
+
+def _read_already(stamp: str | None, mark: str) -> bool:
+    """Whether an object stamped ``stamp`` was read already by the full import that stamps
+    ``mark``: by this very read, or by another range of the same read cut in ranges."""
+    if stamp is None:
+        return False
+    return stamp == mark or (len(mark) == 16 and mark[12] == "r" and stamp[:13] == mark[:13])
+
+
 class TargetObject(NamedTuple):
     """A target object as read, in mapped form, for :meth:`Imports.store_targets`."""
 
@@ -43,11 +65,18 @@ class Imports(Part):
         super().__init__(store)
         self._import_marks: dict[int, str] = {}  # type_id -> the mark of the full import under way
 
-    def begin_full_import(self, type_id: int) -> None:
+    def begin_full_import(self, type_id: int, mark: str | None = None) -> None:
         """A new mark for the full import that starts: every object it reads is stamped with it
         (``seen``), so the objects it did not read are those without it. Calling it again
-        forgets what was seen so far (nothing is written)."""
-        self._import_marks[type_id] = pysecrets.token_hex(8)
+        forgets what was seen so far (nothing is written). ``mark``: one range's of a read cut
+        in ranges (:func:`range_mark`), read by this process while others read the rest."""
+        self._import_marks[type_id] = mark or pysecrets.token_hex(8)
+
+    def forget_stamps(self, type_id: int, mark: str) -> None:
+        """Unstamp what was stamped with ``mark``: a range read again after its reader died
+        starts afresh, so an object its first reader stamped is not taken for read twice."""
+        so = t.source_objects.c
+        self.conn.execute(t.source_objects.update().where(so.type_id == type_id, so.seen == mark).values(seen=None))
 
     def _import_mark(self, type_id: int) -> str:
         if type_id not in self._import_marks:
@@ -72,7 +101,7 @@ class Imports(Part):
         for anchor, digest, is_deleted, was_in, stamp in self.store.rows_in(
                 t.source_objects, ("anchor", "hash", "deleted", "partition", "seen"), "anchor", list(hashed),
                 type_id=type_id):
-            if full and stamp == mark:
+            if full and _read_already(stamp, mark or ""):
                 raise DuplicateAnchor(anchor)
             known[anchor] = (digest, bool(is_deleted), was_in)
         natives = natives or {}
@@ -147,16 +176,17 @@ class Imports(Part):
         self.conn.execute(t.watermarks.delete().where(w.type_id == type_id, w.side == side,
                                                       w.partition == (partition or "")))
 
-    def finish_full_import(self, type_id: int, partition: str | None = None) -> int:
+    def finish_full_import(self, type_id: int, partition: str | None = None, marks: Sequence[str] = ()) -> int:
         """Mark every object of ``partition`` the full import did not see as deleted; returns how
-        many. One pass over the type's rows comparing a column: no anti-join, no seen table."""
+        many. One pass over the type's rows comparing a column: no anti-join, no seen table.
+        ``marks``: those of every range of a read cut in ranges (else this process's own)."""
         so = t.source_objects.c
-        mark = self._import_mark(type_id)
+        marks = list(marks) or [self._import_mark(type_id)]
+        unseen = so.seen != marks[0] if len(marks) == 1 else so.seen.not_in(marks)
         in_partition = so.partition.is_(None) if partition is None else so.partition == partition
         result = self.conn.execute(
             t.source_objects.update()
-            .where(so.type_id == type_id, so.deleted == sa.false(), in_partition,
-                   sa.or_(so.seen.is_(None), so.seen != mark))
+            .where(so.type_id == type_id, so.deleted == sa.false(), in_partition, sa.or_(so.seen.is_(None), unseen))
             .values(deleted=True, dirty=True, gone_at=now_iso()))
         return result.rowcount
 

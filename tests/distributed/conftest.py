@@ -80,15 +80,18 @@ class Cluster:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_worker(self, kill_at: int = 0, name: str | None = None, queues: str | None = None,
-                     kill_slice: tuple[str, int] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+                     kill_slice: tuple[str, int] | None = None,
+                     fault: list[str] | None = None) -> tuple[subprocess.Popen[bytes], Path]:
         """A worker process (one run at a time) on this test's queue, ready to take runs; with
         ``kill_at``, one that SIGKILLs itself and its pool after the target's Nth commit; with
-        ``kill_slice`` (point, N), one that does so in the middle of a slice (killslice.py).
+        ``kill_slice`` (point, N), one that does so in the middle of a slice (killslice.py); with
+        ``fault``, another script of this folder and its arguments (brokenrange.py FLAG).
         ``queues``: "runs" (the test's queue only: coordinators), "slices" (its .slices queue
         only), default both."""
         name = name or f"w{len(self.workers) + 1}"
         log = self.folder / f"{name}.log"
-        script = (["killslice.py", kill_slice[0], str(kill_slice[1])] if kill_slice else ["killworker.py", str(kill_at)])
+        script = fault or (["killslice.py", kill_slice[0], str(kill_slice[1])] if kill_slice
+                           else ["killworker.py", str(kill_at)])
         command = [sys.executable, str(REPO / "tests/distributed" / script[0]), *script[1:],
                    "worker", "--concurrency", "1", "--name", self.node(name)]
         if queues is not None:

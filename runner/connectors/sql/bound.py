@@ -32,6 +32,9 @@ class Bound:
     #: the table declares its key columns unique (a primary key, a unique constraint or index), so a
     #: batch's total rowcount tells whether every operation found its row (write.py)
     unique_key: bool = False
+    #: a key column may hold NULL (a nullable column of a table or view, any column of a custom
+    #: SELECT): full reads then read those rows apart, since paging in key order cannot reach them
+    nullable_key: bool = True
 
     @property
     def table_keys(self) -> list[sa.Column]:
@@ -81,13 +84,16 @@ def bind(engine: sa.Engine, metadata: sa.MetaData, spec: ObjectSpec, partition: 
     if spec.soft_delete is not None:
         need.append(spec.soft_delete.column)
     _columns(rows, need, where, spec.table or "the query")
+    nullable_key = True
     if table is not None:
         _columns(table, [*spec.key, *([spec.password] if spec.password else []),
                          *([spec.soft_delete.column] if spec.soft_delete else [])], where, spec.table or "")
+        reflected = table.info.setdefault("nullable", {c.name: c.nullable for c in table.c})
+        nullable_key = spec.query is not None or any(reflected[k] for k in spec.key)
         for k in spec.key:  # a key is never null; saying so lets SQLAlchemy return generated keys in row order
             table.c[k].nullable = False
     bound = Bound(spec, partition, rows, table, [rows.c[k] for k in spec.key],
-                  unique_key=table is not None and _unique(table, spec.key))
+                  unique_key=table is not None and _unique(table, spec.key), nullable_key=nullable_key)
     for attr, child in spec.children.items():
         ctable = _table(engine, metadata, child.table, schema, f"{where}, attribute {attr!r}")
         _columns(ctable, [*child.key, child.value], f"{where}, attribute {attr!r}", child.table)

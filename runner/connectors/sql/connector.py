@@ -31,6 +31,7 @@ back to its savepoint and its operations are applied one by one, each as it woul
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,6 +49,7 @@ from runner.connectors.base import (
     ObjectInfo,
     Operation,
     Page,
+    Ranges,
     Record,
     Result,
     RetryableError,
@@ -278,10 +280,7 @@ class SqlConnector(Connector):
              attributes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Page]:
         """Pages of records in key order (full), or what changed since ``watermark`` (delta)."""
         size = page_size or self.config.get("page_size", 1000)
-        try:
-            bound = self._bind(object, partition)
-        except ObjectError as e:
-            raise ConnectionFailed(str(e)) from None
+        bound = self._readable(object, partition)
         assert self.engine is not None
         delta = bound.spec.delta
         try:
@@ -296,6 +295,52 @@ class SqlConnector(Connector):
                     yield from read.since_watermark(conn, bound, size, watermark, delta.overlap)
         except _DB_ERRORS as e:
             raise _stops(e)(f"connector {self.context.name!r}, {bound.where}: cannot read it: {_reason(e)}") from None
+
+    def ranges(self, object: str, partition: str | None, count: int) -> Ranges | None:
+        """The live rows cut at keys that one ordered query (NTILE) finds, so the ranges hold
+        about equal numbers of rows: each from its first key up to the next range's, the first
+        from the beginning (with the rows whose key has a NULL), the last to the end. The database
+        compares the keys in the cut and in every range's read alike, under the key column's own
+        collation, so each row lands in exactly one range. None for keys other than integers and
+        text, and for a table too small for two ranges."""
+        bound = self._readable(object, partition)
+        assert self.engine is not None
+        delta = bound.spec.delta
+        try:
+            with self.engine.connect() as conn:
+                mark = read.start_mark(conn, bound, delta.overlap) if delta is not None else None
+                starts = read.range_starts(conn, bound, max(1, count))
+        except _DB_ERRORS as e:
+            raise _stops(e)(f"connector {self.context.name!r}, {bound.where}: cannot cut it in ranges: "
+                            f"{_reason(e)}") from None
+        if not starts or not all(read.cuttable(v) for start in starts for v in start):
+            return None
+        edges: list[list[Any] | None] = [None, *starts, None]
+        spans = [read.Span(low, high) for low, high in itertools.pairwise(edges)]
+        return Ranges([span.token() for span in spans], mark.text() if mark is not None else None)
+
+    def read_range(self, object: str, token: str, partition: str | None = None, *,
+                   attributes: Sequence[str] | None = None, page_size: int | None = None) -> Iterator[Page]:
+        """The live rows of one range, in key order, as a full read pages them."""
+        bound = self._readable(object, partition)
+        assert self.engine is not None
+        try:
+            span = read.Span.parse(token, len(bound.keys))
+        except ValueError:
+            raise ConnectionFailed(f"connector {self.context.name!r}, {bound.where}: {token!r} is not a range "
+                                   "this connector cut") from None
+        try:
+            with self.engine.connect() as conn:
+                yield from read.full(conn, bound, page_size or self.config.get("page_size", 1000), None, span)
+        except _DB_ERRORS as e:
+            raise _stops(e)(f"connector {self.context.name!r}, {bound.where}: cannot read it: {_reason(e)}") from None
+
+    def _readable(self, object: str, partition: str | None) -> Bound:
+        """The object bound in ``partition``, for a read: an unknown one stops the pass."""
+        try:
+            return self._bind(object, partition)
+        except ObjectError as e:
+            raise ConnectionFailed(str(e)) from None
 
     def get(self, object: str, anchor: str | None = None, *, name: str | None = None,
             partition: str | None = None) -> Record | None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,9 +78,26 @@ def equals(columns: Sequence[sa.ColumnElement], values: Sequence[Any]) -> sa.Col
 def after(columns: Sequence[sa.ColumnElement], values: Sequence[Any]) -> sa.ColumnElement[bool]:
     """``(c1, c2) > (v1, v2)`` spelt as ``c1 > v1 OR (c1 = v1 AND c2 > v2)``: MariaDB range-scans
     that form, not the row-value comparison (../shared/PERF.md)."""
+    return _beyond(columns, values, operator.gt, operator.gt)
+
+
+def at_least(columns: Sequence[sa.ColumnElement], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """``(c1, c2) >= (v1, v2)``, spelt as :func:`after` spells ``>``."""
+    return _beyond(columns, values, operator.gt, operator.ge)
+
+
+def below(columns: Sequence[sa.ColumnElement], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """``(c1, c2) < (v1, v2)``, spelt as :func:`after` spells ``>``."""
+    return _beyond(columns, values, operator.lt, operator.lt)
+
+
+def _beyond(columns: Sequence[sa.ColumnElement], values: Sequence[Any], op: Callable[[Any, Any], Any],
+            last: Callable[[Any, Any], Any]) -> sa.ColumnElement[bool]:
+    """Key order past ``values``: ``op`` on the first column that differs, ``last`` on the last one."""
     clauses = []
     for i, column in enumerate(columns):
-        clauses.append(sa.and_(*[columns[j] == values[j] for j in range(i)], column > values[i]))
+        compare = last if i == len(columns) - 1 else op
+        clauses.append(sa.and_(*[columns[j] == values[j] for j in range(i)], compare(column, values[i])))
     return sa.or_(*clauses)
 
 

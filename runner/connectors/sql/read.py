@@ -2,13 +2,16 @@
 
 Every read pages with a keyset (``WHERE key > last ORDER BY key LIMIT n``), so memory stays one
 page whatever the table holds, and reads a page's child-table values with one query per
-multi-valued attribute. Delta reads follow ``delta.py``: start ``overlap`` behind the watermark,
+multi-valued attribute. A full read may be cut into ranges of keys (``Span``) that separate
+processes read at once. Delta reads follow ``delta.py``: start ``overlap`` behind the watermark,
 skip what the watermark says was read, stop at the highest value present when the read began.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +19,16 @@ import sqlalchemy as sa
 from runner.connectors.base import Page, Record
 from runner.connectors.sql import delta
 from runner.connectors.sql.bound import Bound
-from runner.connectors.sql.keys import NoSuchKey, after, among, anchor_text, key_values, plain
+from runner.connectors.sql.keys import (
+    NoSuchKey,
+    after,
+    among,
+    anchor_text,
+    at_least,
+    below,
+    key_values,
+    plain,
+)
 
 _AS_IS = (str, int, float, bool, type(None))  # values plain() would return unchanged: the common case, fast
 MAX_SKIPPED_IN_QUERY = 5000  # sequence numbers left out in the query itself (more: skipped as they come)
@@ -64,13 +76,88 @@ def _fetch(conn: sa.Connection, query: sa.Select) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in result]
 
 
-def full(conn: sa.Connection, bound: Bound, size: int, mark: delta.Mark | None) -> Iterator[Page]:
-    """Every live row in key order; the last page carries ``mark`` (taken before the read began,
-    so what changes while it runs is read again next time)."""
+@dataclass(frozen=True)
+class Span:
+    """A part of a full read in key order: the keys from ``low`` (included) up to ``high``
+    (excluded), None for no bound. The part that starts at the beginning also holds the rows whose
+    key has a NULL: each database sorts NULL elsewhere, and paging past a key never reaches them.
+
+    Its token (``Connector.ranges``) is JSON, ``{"from": [...], "to": [...]}``, key values as the
+    database returned them (integers or text), so the database compares them again in the read
+    as it did in the cut, under the column's own collation."""
+
+    low: list[Any] | None = None
+    high: list[Any] | None = None
+
+    @property
+    def nulls(self) -> bool:
+        return self.low is None
+
+    def where(self, keys: list[sa.ColumnElement]) -> list[sa.ColumnElement[bool]]:
+        return ([at_least(keys, self.low)] if self.low is not None else []) + \
+               ([below(keys, self.high)] if self.high is not None else [])
+
+    def token(self) -> str:
+        return json.dumps({"from": self.low, "to": self.high}, separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, token: str, width: int) -> Span:
+        """The span of a token :meth:`token` wrote for a key of ``width`` columns (ValueError otherwise)."""
+        doc = json.loads(token)
+        if not isinstance(doc, dict) or set(doc) != {"from", "to"}:
+            raise ValueError(token)
+        for edge in doc.values():
+            if edge is not None and (not isinstance(edge, list) or len(edge) != width
+                                     or not all(cuttable(v) for v in edge)):
+                raise ValueError(token)
+        return cls(doc["from"], doc["to"])
+
+
+WHOLE = Span()
+
+
+def cuttable(value: Any) -> bool:
+    """Key values a range's token carries as they are: integers and text (a date or a decimal
+    would come back from JSON as something the database compares differently)."""
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def range_starts(conn: sa.Connection, bound: Bound, count: int) -> list[list[Any]]:
+    """Where each of ``count`` ranges of about equal size starts, the first range left out: the
+    first key of each tile of one ordered query (NTILE) over the live rows with a whole key. Keys
+    equal to a start all fall in the range it starts, so ties never straddle two ranges."""
+    keys = bound.keys
+    names = [f"k{i}" for i in range(len(keys))]
+    tiles = (sa.select(*[k.label(n) for k, n in zip(keys, names, strict=True)],
+                       sa.func.ntile(count).over(order_by=keys).label("tile"))
+             .where(*bound.live(), *[k.is_not(None) for k in keys]).subquery("tiles"))
+    in_tile = [tiles.c[n] for n in names]
+    firsts = sa.select(*in_tile, tiles.c.tile,
+                       sa.func.row_number().over(partition_by=tiles.c.tile, order_by=in_tile).label("n")
+                       ).subquery("firsts")
+    query = sa.select(*[firsts.c[n] for n in names]).where(firsts.c.n == 1, firsts.c.tile > 1).order_by(firsts.c.tile)
+    starts: list[list[Any]] = []
+    for row in conn.execute(query):
+        if not starts or list(row) != starts[-1]:  # a tile of one repeated key: no empty range for it
+            starts.append(list(row))
+    return starts
+
+
+def full(conn: sa.Connection, bound: Bound, size: int, mark: delta.Mark | None, span: Span = WHOLE) -> Iterator[Page]:
+    """Every live row in key order (of ``span``, one range of a read cut in ranges); the last page
+    carries ``mark`` (taken before the read began, so what changes while it runs is read again
+    next time). Rows whose key has a NULL come first, read apart."""
+    where = [*bound.live(), *span.where(bound.keys)]
+    if bound.nullable_key:
+        if span.nulls:
+            nulls = _fetch(conn, sa.select(bound.rows).where(*bound.live(), sa.or_(*[k.is_(None) for k in bound.keys])))
+            for start in range(0, len(nulls), size):
+                yield Page(records(conn, bound, nulls[start:start + size]))
+        where += [k.is_not(None) for k in bound.keys]
     last: list[Any] | None = None
     held: list[Record] | None = None
     while True:
-        query = sa.select(bound.rows).where(*bound.live()).order_by(*bound.keys).limit(size)
+        query = sa.select(bound.rows).where(*where).order_by(*bound.keys).limit(size)
         if last is not None:
             query = query.where(after(bound.keys, last))
         rows = _fetch(conn, query)
