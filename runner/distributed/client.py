@@ -15,7 +15,7 @@ from celery.states import READY_STATES
 
 from runner import secrets
 from runner.distributed.app import broker_url, make_app, queue, result_backend
-from runner.distributed.journal import journal
+from runner.distributed.journal import journal, worker_error
 from runner.engine.context import TypeCounts
 from runner.engine.run import Summary
 from runner.errors import EXIT_STOPPED, ProvisionError, Unavailable
@@ -101,8 +101,7 @@ def wait(task_id: str, timeout: float | None = None, poll: float = 0.5) -> dict[
         if type(problem).__name__ == "MaxRetriesExceededError":
             return {"error": "the run could not take the pipeline's lock: another run of it is alive",
                     "status": "stopped", "exit_code": EXIT_STOPPED}
-        return {"error": secrets.redact(f"internal error on the worker: {type(problem).__name__}: {problem}"),
-                "exit_code": 1}
+        return {"error": worker_error(problem), "exit_code": 1}
     return result.result
 
 

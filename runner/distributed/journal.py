@@ -229,6 +229,11 @@ class Journal:
         return [{**_shown(r), "slices": slices.get(r["task_id"], [])} for r in rows]
 
 
+def worker_error(problem: BaseException) -> str:
+    """What a run that a bug ended says, in the journal and to ``submit --wait`` (secrets redacted)."""
+    return secrets.redact(f"internal error on the worker: {type(problem).__name__}: {problem}")
+
+
 def state_of(outcome: dict[str, Any]) -> str:
     """The journal's state for a task's outcome (runner/distributed/tasks.py)."""
     if outcome.get("status") == "skipped":

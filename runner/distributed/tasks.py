@@ -27,7 +27,7 @@ from runner.distributed import slices
 from runner.distributed.app import app, queue
 from runner.distributed.coordinator import DEFAULT_SHARDS, Coordinator, helps_here
 from runner.distributed.hooks import install as install_budgets
-from runner.distributed.journal import journal, journal_slice
+from runner.distributed.journal import journal, journal_slice, worker_error
 from runner.distributed.options import run_options
 from runner.engine.run import execute
 from runner.errors import ManifestError, ProvisionError, StoppedError
@@ -67,9 +67,7 @@ def run(self: Any, manifest_path: str, options: dict[str, Any], trigger: str = "
                                       f"{LOCK_RETRY_SECONDS} s (retry {self.request.retries + 1})")
         raise
     except Exception as exc:  # a bug: Celery records the failure; the journal must not say "running" forever
-        _journal("finished", task_id, {"error": secrets.redact(f"internal error on the worker: "
-                                                               f"{type(exc).__name__}: {exc}"),
-                                       "exit_code": 1, "worker": worker})
+        _journal("finished", task_id, {"error": worker_error(exc), "exit_code": 1, "worker": worker})
         raise
     _journal("finished", task_id, outcome)
     return outcome
