@@ -95,13 +95,15 @@ class Coordinator:
     def __call__(self, ctx: RunContext, types: list[ObjectType], summary: Summary,
                  opened: dict[str, str | None]) -> None:
         store = ctx.store
-        if (store.engine.dialect.name != "postgresql" or ctx.options.plan or ctx.options.apply is not None
-                or ctx.options.simulate):
-            logger.warning("fan-out needs a PostgreSQL state store and a plain run; running in this worker")
+        if store.engine.dialect.name == "sqlite":  # tasks.py refuses it before the run starts; this is a backstop
+            raise sqlite_refused(ctx.pipeline)
+        if ctx.options.plan or ctx.options.apply is not None or ctx.options.simulate:
+            logger.warning("only a plain run fans out; running in this worker")
             run_types(ctx, types, summary, opened)
             return
         self.ctx = ctx
         slices.ensure_table(store.engine)
+        store.commit()  # nothing of this run's transaction may stand in the way of a dead run's slices
         slices.wait_for_dead_slices(store.engine, ctx.pipeline)  # a dead run's slices have all ended
         slices.wait_for_other_slices(store)
         if ctx.options.full_export:
@@ -460,10 +462,17 @@ def _shown(anchor: str | None) -> str:
     return "" if anchor is None else anchor
 
 
+def sqlite_refused(pipeline: str) -> UsageError:
+    """The error of a fanned-out run of a pipeline whose state store is a SQLite file."""
+    return UsageError(f"a run of {pipeline!r} cannot fan out: its state store is a SQLite file, one machine's, "
+                      "and slices run on any worker; run it on that machine with `provision run`, or put the state "
+                      "store in PostgreSQL or MariaDB")
+
+
 def helps_here(slice_queue: str) -> bool:
     """Does this worker read the slices' queue (then its coordinators run slices while they wait)?"""
     queues = os.environ.get("PROVISION_WORKER_QUEUES")
     return queues is None or slice_queue in queues.split(",")
 
 
-__all__ = ["Coordinator", "helps_here", "Action"]
+__all__ = ["Coordinator", "helps_here", "sqlite_refused", "Action"]

@@ -20,15 +20,16 @@ coordinator must do next) is written to the row; the coordinator polls the rows 
 
 **Fencing.** A slice commits nothing without renewing the run's lock in the same transaction
 (``store.commit`` is fenced), so a slice of a run whose lock was taken over stops with nothing
-written. It holds a shared PostgreSQL advisory lock on the pipeline for its whole life; a
-coordinator that took a dead run's lock over takes the same lock exclusively before its crash
-recovery, so it waits until every slice of the dead run has ended (and whatever they sent is
-marked in flight, for the recovery to settle) before it reads anything in doubt.
+written. For its whole life it also holds a shared row lock on the pipeline's row of
+``provision_slice_locks``, in a transaction of a connection of its own; a coordinator that took a
+dead run's lock over locks that row exclusively before its crash recovery, so it waits until every
+slice of the dead run has ended (and whatever they sent is marked in flight, for the recovery to
+settle) before it reads anything in doubt. Row locks behave alike on PostgreSQL and MariaDB, and
+the server drops them with the connection of a process that dies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -86,13 +87,18 @@ claims = sa.Table(
     sa.Column("result", sa.Text, nullable=True),
 )
 FINISHED = ("done", "failed", "stopped")
+locks = sa.Table(
+    "provision_slice_locks", metadata,
+    sa.Column("pipeline", sa.String(255), primary_key=True),  # a row per pipeline, locked, never changed
+)
 
 
 KEPT = 7 * 24 * 3600  # seconds the claims of a run that did not end well are kept (a finished run drops its own)
 
 
 def ensure_table(engine: sa.Engine) -> None:
-    """The claims table, made when missing; claims of runs that ended long ago (killed ones) go."""
+    """The tables of fanned-out runs (claims, locks), made when missing; claims of runs that ended
+    long ago (killed ones) go."""
     with engine.connect() as conn:
         try:
             metadata.create_all(conn, checkfirst=True)
@@ -124,31 +130,54 @@ def settle_claim(conn: sa.Connection, run_id: str, slice_id: str, state: str, re
     conn.commit()
 
 
-def advisory_key(pipeline: str) -> int:
-    """The PostgreSQL advisory lock of a pipeline's slices (a signed 64-bit number)."""
-    return int.from_bytes(hashlib.sha256(f"provision-slices:{pipeline}".encode()).digest()[:8], "big", signed=True)
-
-
 @contextmanager
-def slices_of(engine: sa.Engine, pipeline: str) -> Iterator[sa.Connection]:
-    """Held while a slice runs: a shared advisory lock on the pipeline, on a connection of its own."""
+def slices_of(engine: sa.Engine, pipeline: str) -> Iterator[None]:
+    """Held while a slice runs: a shared lock on the pipeline's row of ``provision_slice_locks``,
+    in a transaction left open on a connection of its own until the slice ends (or its process
+    dies, and the server drops the connection)."""
     with engine.connect() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_lock_shared(:k)"), {"k": advisory_key(pipeline)})
-        conn.commit()
+        _lock_row(conn, pipeline, shared=True)
         try:
-            yield conn
+            yield
         finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock_shared(:k)"), {"k": advisory_key(pipeline)})
-            conn.commit()
+            conn.rollback()
 
 
 def wait_for_dead_slices(engine: sa.Engine, pipeline: str) -> None:
     """Block until no slice of any earlier run of the pipeline is running (a coordinator that took
-    a dead run's lock over calls this before it settles what that run left in doubt)."""
+    a dead run's lock over calls this before it settles what that run left in doubt): the
+    pipeline's row locked exclusively, which waits for every shared holder to let go. A lock
+    wait timeout (MariaDB's ``innodb_lock_wait_timeout``, 50 s by default; PostgreSQL's
+    ``lock_timeout`` when set) ends one wait, not the waiting."""
     with engine.connect() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": advisory_key(pipeline)})
-        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(pipeline)})
+        waited = 0
+        while True:
+            try:
+                _lock_row(conn, pipeline, shared=False)
+                conn.rollback()
+                return
+            except sa.exc.DBAPIError as exc:
+                conn.rollback()
+                if not _lock_wait_timeout(exc):
+                    raise
+                waited += 1
+                logger.warning("still waiting for the slices of a dead run of %s to stop (%d lock waits so far)",
+                               pipeline, waited)
+
+
+def _lock_row(conn: sa.Connection, pipeline: str, shared: bool) -> None:
+    """Lock the pipeline's row (made first when missing), shared or exclusive, in the connection's
+    transaction: held until it ends."""
+    query = sa.select(locks.c.pipeline).where(locks.c.pipeline == pipeline).with_for_update(read=shared)
+    if conn.execute(query).first() is not None:
+        return
+    conn.rollback()
+    try:
+        conn.execute(locks.insert().values(pipeline=pipeline))
         conn.commit()
+    except sa.exc.IntegrityError:  # another process made it at the same moment
+        conn.rollback()
+    conn.execute(query).one()
 
 
 # ---- counts -------------------------------------------------------------------------------------
@@ -325,9 +354,9 @@ def settle_in_doubt(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Typ
 
 
 def with_retries(store: StateStore, step: Callable[[], dict[str, Any]], label: str) -> dict[str, Any]:
-    """Run ``step``; on a deadlock or serialization failure (two slices writing rows of each other:
-    a referrer marked dirty by one while the other cleans it) roll back and run it again: every
-    sweep carries on from what was committed."""
+    """Run ``step``; on a deadlock, a serialization failure or a lock wait timeout (two slices
+    writing rows of each other: a referrer marked dirty by one while the other cleans it) roll back
+    and run it again: every sweep carries on from what was committed."""
     for attempt in range(RETRIES):
         try:
             return step()
@@ -341,16 +370,33 @@ def with_retries(store: StateStore, step: Callable[[], dict[str, Any]], label: s
     raise AssertionError("unreachable")
 
 
+# what makes a slice run again: PostgreSQL's deadlock, serialization failure and lock timeout
+# (SQLSTATE); MariaDB's deadlock and lock wait timeout (error numbers)
+CONFLICTS = ("40P01", "40001", "55P03", 1213, 1205)
+LOCK_WAITS = ("55P03", 1205)
+
+
 def _conflict(exc: BaseException | None) -> bool:
-    """A deadlock (40P01) or serialization failure (40001) somewhere in the exception's chain."""
+    return any(code in CONFLICTS for code in _codes(exc))
+
+
+def _lock_wait_timeout(exc: BaseException | None) -> bool:
+    return any(code in LOCK_WAITS for code in _codes(exc))
+
+
+def _codes(exc: BaseException | None) -> Iterator[str | int]:
+    """The SQLSTATEs (psycopg) and error numbers (PyMySQL) in the exception's chain: the state
+    store's own error (StateError) wraps the driver's."""
     seen = 0
     while exc is not None and seen < 10:
-        code = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
-        if code in ("40P01", "40001") or "deadlock detected" in str(exc):
-            return True
+        for found in (exc, getattr(exc, "orig", None)):
+            if isinstance(getattr(found, "sqlstate", None), str):
+                yield found.sqlstate  # type: ignore[union-attr]
+            args = getattr(found, "args", None) or ()
+            if args and isinstance(args[0], int):
+                yield args[0]
         exc = exc.__cause__ or exc.__context__
         seen += 1
-    return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -364,7 +410,7 @@ def perform(manifest_path: str, options: RunOptions, run_id: str, spec: dict[str
     """Run one slice in this process (a worker's), claimed first. The outcome: ``{"state":
     "done"|"skipped"|"stopped"|"failed", ...}`` with the counts and what :func:`work` returned."""
     engine, pipeline = _claims_engine(manifest_path)
-    with slices_of(engine, pipeline) as side:
+    with slices_of(engine, pipeline), engine.connect() as side:
         if not claim(side, run_id, spec["id"], "task", worker, redelivered):
             return {"state": "skipped"}  # the coordinator ran it, or its run is over: nothing loaded for it
         if started is not None:

@@ -1,7 +1,9 @@
 """A run fanned out into slices (``provision submit --fan-out``) over several worker processes,
-with real RabbitMQ and PostgreSQL: the target and the state end as a single-process ``provision
-run`` of the same data leaves them, object by object; a worker killed with SIGKILL in the middle of
-an import, a compute or an export slice loses nothing, and the run still converges exactly."""
+with real RabbitMQ and PostgreSQL (some cases on MariaDB too): the target and the state end as a
+single-process ``provision run`` of the same data leaves them, object by object; a worker killed
+with SIGKILL in the middle of an import, a compute or an export slice, or the one running the
+coordinator, loses nothing, and the run still converges exactly; a SQLite state store is
+refused."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +77,12 @@ def journal_slices(cluster: Any) -> list[dict[str, Any]]:
     return json.loads(done.stdout)["distributed"]["runs"][0]["slices"]
 
 
-def test_a_20000_person_initial_and_delta_run_on_3_workers_equal_a_single_process_run(cluster, tmp_path):
-    data = tmp_path / "data20k"
-    sampledata.make(data, 20000, 400, 11)
+@pytest.mark.parametrize(("state_server", "people"), [("postgresql", 20000), ("mariadb", 6000)])
+def test_an_initial_and_delta_run_on_3_workers_equal_a_single_process_run(cluster, tmp_path, people):
+    """20,000 people with the state in PostgreSQL; 6,000 in MariaDB (still 4 compute ranges per
+    sweep and several export batches in a phase)."""
+    data = tmp_path / "data"
+    sampledata.make(data, people, people // 50, 11)
     cluster.env["PROVISION_DATA"] = str(data)
     for name in ("w1", "w2", "w3"):
         cluster.start_worker(name=name)
@@ -91,6 +97,9 @@ def test_a_20000_person_initial_and_delta_run_on_3_workers_equal_a_single_proces
     assert {s["kind"] for s in slices} == {"import", "scope", "map", "export"}
     assert all(s["state"] == "ok" for s in slices), slices
     assert len({s["worker"] for s in slices}) >= 2
+    per_phase = Counter((s["kind"], s["label"].rsplit("(phase ", 1)[1]) for s in slices)
+    for kind in ("scope", "map", "export"):  # phases cut into several slices
+        assert max(n for (k, _), n in per_phase.items() if k == kind) >= 2, (kind, per_phase)
 
     subprocess.run([sys.executable, "-m", "runner.sampledata", "mutate", "--out", str(data), "--seed", "5",
                     "--percent", "5"], check=True, capture_output=True, timeout=120)
@@ -104,7 +113,9 @@ def test_a_20000_person_initial_and_delta_run_on_3_workers_equal_a_single_proces
     assert_same_state(fanned_out_state(cluster), reference_state(tmp_path))
 
 
-@pytest.mark.parametrize(("point", "n"), [("import", 2), ("scope", 1), ("map", 1), ("export", 2)])
+@pytest.mark.parametrize(("point", "n", "state_server"), [
+    ("import", 2, "postgresql"), ("scope", 1, "postgresql"), ("map", 1, "postgresql"), ("export", 2, "postgresql"),
+    ("export", 2, "mariadb")])
 def test_a_worker_killed_mid_slice_loses_nothing(cluster, tmp_path, point, n):
     """The coordinator runs on a worker of its own (it waits; it takes no slices); the doomed worker
     is the only one reading the slices' queue until it dies mid-slice; a rescuer then takes the
@@ -141,6 +152,7 @@ def test_a_worker_killed_mid_slice_loses_nothing(cluster, tmp_path, point, n):
         assert c["added"] == c["updated"] == c["deleted"] == c["failed"] == 0, (name, c)
 
 
+@pytest.mark.parametrize("state_server", ["postgresql", "mariadb"])
 def test_a_coordinator_killed_mid_run_is_taken_over_and_the_run_converges(cluster, tmp_path):
     """The worker running the coordinator dies (SIGKILL, its process group) a second after it sent
     the users' first round of export slices, while it and a second worker send them: the run is redelivered,
@@ -172,3 +184,18 @@ def test_a_coordinator_killed_mid_run_is_taken_over_and_the_run_converges(cluste
     again = submit_fanned_out(cluster)
     for name, c in counts(again).items():
         assert c["added"] == c["updated"] == c["deleted"] == c["failed"] == 0, (name, c)
+
+
+def test_a_run_with_a_sqlite_state_store_is_refused_with_what_to_do(cluster, tmp_path):
+    """A SQLite file is one machine's, and slices run on any worker: the run is refused (exit 2),
+    saying to run it with ``provision run``, before it starts (the store is not even opened)."""
+    state = tmp_path / "state.db"
+    cluster.env["PROVISION_STATE_URL"] = f"sqlite:///{state}"
+    cluster.start_worker()
+    done = cluster.submit("--fan-out", "--wait", "--output", "json")
+    assert done.returncode == 2, done.stderr + done.stdout
+    error = json.loads(done.stdout)["error"]
+    assert error == ("a run of 'quickstart' cannot fan out: its state store is a SQLite file, one machine's, and "
+                     "slices run on any worker; run it on that machine with `provision run`, or put the state store "
+                     "in PostgreSQL or MariaDB")
+    assert not state.exists() and not Path(cluster.env["PROVISION_TARGET"]).exists()
