@@ -1,12 +1,14 @@
 """Slices of one sweep write each other's rows (a scope sweep marks referrers dirty wherever they
 are), so two of them can deadlock, in PostgreSQL as in MariaDB. The one the server picks as the
 victim is rolled back and run again (slices.with_retries), carrying on from what it committed:
-each slice's writes land exactly once, none is lost to the conflict, and none is hidden (the log
-says so). A slice of a run whose lock another run took over writes nothing (its commits are
-fenced), and the coordinator that took it over waits for the dead run's slices still running."""
+each slice's writes land exactly once (and are counted once), none is lost to the conflict, and
+none is hidden (the log says so). A slice of a run whose lock another run took over writes nothing
+(its commits are fenced), and the coordinator that took it over waits for the dead run's slices
+still running."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -17,28 +19,39 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from runner.distributed import slices
+from runner.distributed import slices, tally
 from runner.distributed.slices import with_retries
+from runner.engine.context import TypeCounts
 from runner.state.store import StateStore
 
 
 @pytest.mark.parametrize("server", ["postgresql", "mariadb"])
 def test_two_slices_that_deadlock_both_finish_with_each_write_once(databases, tmp_path: Path, caplog,
                                                                    server: str) -> None:
+    """Each write counted once too: a slice's counts are committed with its writes (tally.py), and
+    the victim's rolled-back ones are not counted again when it runs again."""
     url = databases(server)
     first, second = StateStore(url, tmp_path), StateStore(url, tmp_path)
     first.conn.exec_driver_sql("CREATE TABLE rows_ (k int PRIMARY KEY, v int NOT NULL)")
     first.conn.exec_driver_sql("INSERT INTO rows_ VALUES (1, 0), (2, 0)")
     first.commit()
+    slices.ensure_table(first.engine)
+    with first.engine.connect() as conn:
+        tally.add_rows(conn, "the-run", "its-task", [("first", "export"), ("second", "export")])
+        conn.commit()
+    tallies = {"first": tally.Tally(first, "the-run"), "second": tally.Tally(second, "the-run")}
+    counts = {name: t.part(name, "export").setdefault("rows_", TypeCounts()) for name, t in tallies.items()}
     both_hold_one = threading.Barrier(2, timeout=30)
     attempts = {"first": 0, "second": 0}
 
     def slice_(store: StateStore, name: str, mine: int, theirs: int, step: int) -> dict:
         attempts[name] += 1
         store.conn.exec_driver_sql(f"UPDATE rows_ SET v = v + {step} WHERE k = {mine}")
+        counts[name].updated += 1
         if attempts[name] == 1:
             both_hold_one.wait()  # each holds its own row and now wants the other's: a deadlock
         store.conn.exec_driver_sql(f"UPDATE rows_ SET v = v + {step} WHERE k = {theirs}")
+        counts[name].updated += 1
         store.commit()
         return {}
 
@@ -46,7 +59,8 @@ def test_two_slices_that_deadlock_both_finish_with_each_write_once(databases, tm
 
     def run(store: StateStore, name: str, mine: int, theirs: int, step: int) -> None:
         try:
-            with_retries(store, lambda: slice_(store, name, mine, theirs, step), name)
+            with_retries(store, lambda: slice_(store, name, mine, theirs, step), name,
+                         lambda: tallies[name].again(name))
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
 
@@ -61,6 +75,9 @@ def test_two_slices_that_deadlock_both_finish_with_each_write_once(databases, tm
     assert sorted(attempts.values()) == [1, 2]  # the victim ran again, once
     rows = dict(first.conn.exec_driver_sql("SELECT k, v FROM rows_").all())
     assert rows == {1: 11, 2: 11}  # both slices' writes, each exactly once
+    committed = dict(first.conn.execute(sa.select(tally.rows.c.part, tally.rows.c.counts)).all())
+    assert {name: json.loads(text)["rows_"]["updated"] for name, text in committed.items()} == {"first": 2, "second": 2}
+    assert counts["first"].updated == counts["second"].updated == 2
     # PostgreSQL: "deadlock detected"; MariaDB: "Deadlock found when trying to get lock"
     assert any("deadlock" in r.getMessage().lower() and "running it again" in r.getMessage() for r in caplog.records)
     first.close()
