@@ -981,7 +981,7 @@ def _distributed_parsers(sub: Any) -> None:
                    help="as for run, counted from when a worker starts the run")
     p.add_argument("--fan-out", nargs="?", type=int, const=0, default=None, metavar="N",
                    help="cut the run into slices any worker takes (import per partition, compute in N anchor "
-                        "ranges per sweep, default 4, export in batches); needs a PostgreSQL state store; "
+                        "ranges per sweep, default 4, export in batches); needs a PostgreSQL or MariaDB state store; "
                         "without it, the manifest's fan_out: decides")
     _reconcile_arguments(p)
     _view_arguments(p)

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from runner import secrets
 from runner.actions import Action
 from runner.connectors.base import ConfigurationError, ConnectionFailed, SystemUnavailable
-from runner.distributed import slices
+from runner.distributed import slices, tally
 from runner.distributed.journal import journal_slice
 from runner.distributed.journal import now_iso as now_journal
 from runner.distributed.slices import EXPORT_BATCH, Extras, claims
@@ -51,12 +51,10 @@ from runner.engine.compute import compute_type, follow_config, pair_replacements
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.export import DELETES, FORWARD, export_type
 from runner.engine.matching import Matcher
-from runner.engine.recovery import recover
 from runner.engine.run import (
     Summary,
     finish_counts,
     open_connectors,
-    release,
     run_types,
     stops_the_pass,
     target_side,
@@ -95,15 +93,40 @@ class Coordinator:
     def __call__(self, ctx: RunContext, types: list[ObjectType], summary: Summary,
                  opened: dict[str, str | None]) -> None:
         store = ctx.store
-        if (store.engine.dialect.name != "postgresql" or ctx.options.plan or ctx.options.apply is not None
-                or ctx.options.simulate):
-            logger.warning("fan-out needs a PostgreSQL state store and a plain run; running in this worker")
+        if store.engine.dialect.name == "sqlite":  # tasks.py refuses it before the run starts; this is a backstop
+            raise sqlite_refused(ctx.pipeline)
+        if ctx.options.plan or ctx.options.apply is not None or ctx.options.simulate:
+            logger.warning("only a plain run fans out; running in this worker")
             run_types(ctx, types, summary, opened)
             return
         self.ctx = ctx
         slices.ensure_table(store.engine)
+        store.commit()  # nothing of this run's transaction may stand in the way of a dead run's slices
         slices.wait_for_dead_slices(store.engine, ctx.pipeline)  # a dead run's slices have all ended
         slices.wait_for_other_slices(store)
+        # counts committed with the work: the coordinator's own, and what stands of a dead attempt's
+        self.tally = tally.Tally(store, ctx.run_id)
+        with store.engine.connect() as conn:
+            self.attempts, stands = tally.earlier_attempts(conn, ctx.run_id, self.task_id)
+            tally.add_rows(conn, ctx.run_id, self.task_id, [(tally.COORDINATOR, tally.COORDINATOR)])
+            conn.commit()
+        self.own = self.tally.part(tally.COORDINATOR, tally.COORDINATOR)
+        for ot in types:
+            if ot.name in stands:
+                tally.merge_counts(summary.object_types.setdefault(ot.name, TypeCounts()),
+                                   tally.counts_json(stands[ot.name]))
+        try:
+            self._passes(ctx, types, summary, opened)
+        finally:
+            self.tally.close()
+            for name, own in self.own.items():
+                tally.merge_counts(summary.object_types.setdefault(name, TypeCounts()), tally.counts_json(own))
+        for ot in types:
+            finish_counts(ctx, ot, summary.object_types[ot.name])
+        self._forget_claims()
+
+    def _passes(self, ctx: RunContext, types: list[ObjectType], summary: Summary,
+                opened: dict[str, str | None]) -> None:
         if ctx.options.full_export:
             refusing = [ot.name for ot in types if not ctx.caps(ot).full_export]
             if refusing:
@@ -113,7 +136,7 @@ class Coordinator:
             counts = summary.object_types.setdefault(ot.name, TypeCounts())
             with stops_the_pass(ctx, ot, counts):
                 open_connectors(ctx, [ot.target.connector], opened)
-                recover(ctx, ot, Mapper(ot), counts)
+                slices.recover_run(ctx, ot, Mapper(ot), self._own(ot), self.attempts)
         ran: list[tuple[ObjectType, Mapper, TypeCounts]] = []
         for ot in types:
             counts = summary.object_types.setdefault(ot.name, TypeCounts())
@@ -124,10 +147,16 @@ class Coordinator:
         for ot, mapper, counts in reversed(ran):
             with stops_the_pass(ctx, ot, counts):
                 self._exports(ctx, ot, mapper, counts, DELETES, safety.GUARDED if counts.held else (), None)
-                release(ctx, ot, mapper, counts, DELETES)
-        for ot in types:
-            finish_counts(ctx, ot, summary.object_types[ot.name])
-        self._forget_claims()
+                self._release(ctx, ot, mapper, counts, DELETES)
+
+    def _own(self, ot: ObjectType) -> TypeCounts:
+        """What the coordinator counts itself of the type (recovery, exports it sends)."""
+        return self.own.setdefault(ot.name, TypeCounts())
+
+    def _release(self, ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, phases: Any) -> None:
+        """``run.release`` (the guard lets approved objects go), counted as the coordinator's own."""
+        if counts.held and (released := ctx.released.get(ot.name)):
+            export_type(ctx, ot, mapper, self._own(ot), phases, only=released)
 
     def _forward(self, ctx: RunContext, ot: ObjectType, counts: TypeCounts, opened: dict[str, str | None]) -> Mapper:
         mapper = Mapper(ot)
@@ -148,7 +177,7 @@ class Coordinator:
         held = self._compute(ctx, ot, mapper, counts, matcher, reconciling)
         hold = safety.GUARDED if held else ()
         self._exports(ctx, ot, mapper, counts, FORWARD, hold, matcher)
-        release(ctx, ot, mapper, counts, FORWARD)
+        self._release(ctx, ot, mapper, counts, FORWARD)
         return mapper
 
     def _import(self, ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
@@ -253,7 +282,7 @@ class Coordinator:
             if gone:
                 ctx.recreated.setdefault(ot.name, {}).update(gone)
             compute_type(ctx, ot, mapper, TypeCounts(), matcher)
-            export_type(ctx, ot, mapper, counts, FORWARD, hold=hold)
+            export_type(ctx, ot, mapper, self._own(ot), FORWARD, hold=hold)
 
     # ---- cutting ----------------------------------------------------------------------------------------
 
@@ -347,6 +376,7 @@ class Coordinator:
             conn.execute(claims.insert(), [{"run_id": ctx.run_id, "slice_id": s["id"], "task_id": tasks[s["id"]],
                                             "kind": s["kind"], "label": s["label"], "state": "queued",
                                             "attempts": 0, "queued_at": time.time()} for s in specs])
+            tally.add_rows(conn, ctx.run_id, self.task_id, [(s["id"], s["kind"]) for s in specs])
             conn.commit()
             self._send(specs, tasks, extras)
             ids = [s["id"] for s in specs]
@@ -383,7 +413,7 @@ class Coordinator:
                 raise LockLost(outcome.get("error") or f"slice {i}: the run's lock was taken over")
             if row.state == "failed":
                 raise ProvisionError(f"slice {i} failed: {outcome.get('error') or 'no reason given'}")
-            slices.merge_counts(counts, outcome.get("counts") or {})
+            tally.merge_counts(counts, outcome.get("counts") or {})
             if outcome.get("error") and problem is None:
                 problem = (SystemUnavailable if outcome.get("unavailable") else ConnectionFailed)(outcome["error"])
             results.append(outcome)
@@ -406,23 +436,25 @@ class Coordinator:
         if not slices.claim(conn, ctx.run_id, spec["id"], "coordinator", self.worker, False):
             return
         began = now_journal()
-        part = TypeCounts()
+        part = self.tally.part(spec["id"], spec["kind"]).setdefault(ot.name, TypeCounts())
         try:
             more = slices.with_retries(ctx.store, lambda: slices.work(ctx, ot, self.mapper, spec, part, self.matcher),
-                                       spec["id"])
+                                       spec["id"], lambda: self.tally.again(spec["id"]))
             ctx.log.flush()
             ctx.heartbeat()
             ctx.store.commit()
-            outcome: dict[str, Any] = {"state": "done", "counts": slices.counts_json(part), "inline": True, **more}
+            outcome: dict[str, Any] = {"state": "done", "counts": tally.counts_json(part), "inline": True, **more}
         except (ConnectionFailed, ConfigurationError) as exc:
             ctx.store.rollback()
-            outcome = {"state": "done", "counts": slices.counts_json(part), "inline": True,
+            outcome = {"state": "done", "counts": tally.counts_json(part), "inline": True,
                        "error": secrets.redact(str(exc)), "unavailable": isinstance(exc, SystemUnavailable)}
         except Exception as exc:
             slices.settle_claim(conn, ctx.run_id, spec["id"], "failed", {"error": secrets.redact(str(exc))})
             journal_slice("ran", self.task_id, [(task_id, self.worker, began, now_journal(), "failed",
                                                  secrets.redact(str(exc)))])
             raise
+        finally:
+            self.tally.drop(spec["id"])
         slices.settle_claim(conn, ctx.run_id, spec["id"], "done", outcome)
         # written with the phase's others once it is over: a connection to the journal per slice
         # would cost the run on one worker a second per 30 slices
@@ -430,9 +462,11 @@ class Coordinator:
                               "ok" if not outcome.get("error") else "failed", outcome.get("error")))
 
     def _forget_claims(self) -> None:
-        """The run's claims are not needed once it is over (a late task finds none, and does nothing)."""
+        """The run's claims and counts are not needed once it is over (a late task finds none, and
+        does nothing), nor those of its dead attempts."""
         with self.ctx.store.engine.connect() as conn:
-            conn.execute(claims.delete().where(claims.c.run_id == self.ctx.run_id))
+            conn.execute(claims.delete().where(claims.c.run_id.in_([self.ctx.run_id, *self.attempts])))
+            tally.forget(conn, self.task_id)
             conn.commit()
 
 
@@ -460,10 +494,17 @@ def _shown(anchor: str | None) -> str:
     return "" if anchor is None else anchor
 
 
+def sqlite_refused(pipeline: str) -> UsageError:
+    """The error of a fanned-out run of a pipeline whose state store is a SQLite file."""
+    return UsageError(f"a run of {pipeline!r} cannot fan out: its state store is a SQLite file, one machine's, "
+                      "and slices run on any worker; run it on that machine with `provision run`, or put the state "
+                      "store in PostgreSQL or MariaDB")
+
+
 def helps_here(slice_queue: str) -> bool:
     """Does this worker read the slices' queue (then its coordinators run slices while they wait)?"""
     queues = os.environ.get("PROVISION_WORKER_QUEUES")
     return queues is None or slice_queue in queues.split(",")
 
 
-__all__ = ["Coordinator", "helps_here", "Action"]
+__all__ = ["Coordinator", "helps_here", "sqlite_refused", "Action"]

@@ -18,17 +18,22 @@ nobody runs). A task redelivered after its worker died takes over a claim held b
 the coordinator holds: the coordinator's death ends the run). The outcome (counts, what the
 coordinator must do next) is written to the row; the coordinator polls the rows of a phase.
 
+**Counts.** A slice's counts are committed with its work (tally.py): a slice redelivered, or run
+again after a deadlock, starts from what stands of those its dead attempt committed, so the run's
+counts are those of a run nobody killed.
+
 **Fencing.** A slice commits nothing without renewing the run's lock in the same transaction
 (``store.commit`` is fenced), so a slice of a run whose lock was taken over stops with nothing
-written. It holds a shared PostgreSQL advisory lock on the pipeline for its whole life; a
-coordinator that took a dead run's lock over takes the same lock exclusively before its crash
-recovery, so it waits until every slice of the dead run has ended (and whatever they sent is
-marked in flight, for the recovery to settle) before it reads anything in doubt.
+written. For its whole life it also holds a shared row lock on the pipeline's row of
+``provision_slice_locks``, in a transaction of a connection of its own; a coordinator that took a
+dead run's lock over locks that row exclusively before its crash recovery, so it waits until every
+slice of the dead run has ended (and whatever they sent is marked in flight, for the recovery to
+settle) before it reads anything in doubt. Row locks behave alike on PostgreSQL and MariaDB, and
+the server drops them with the connection of a process that dies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -46,13 +51,15 @@ import sqlalchemy as sa
 from runner import secrets
 from runner.actions import Action
 from runner.connectors.base import ConfigurationError, ConnectionFailed, SystemUnavailable
-from runner.engine import importer
-from runner.engine.compute import map_sweep, scope_sweep
+from runner.distributed import tally
+from runner.distributed.tally import counts_json
+from runner.engine import importer, recovery
+from runner.engine.compute import compute_type, map_sweep, scope_sweep
 from runner.engine.context import RunContext, RunOptions, TypeCounts
 from runner.engine.export import Exporter, ensure_alive, keep_slowest
 from runner.engine.matching import Matcher
 from runner.engine.provlog import ProvisioningLog
-from runner.engine.recovery import resolve
+from runner.engine.recovery import recover, resolve
 from runner.engine.run import close_connector, log_path, open_failure
 from runner.manifest.model import ObjectType
 from runner.mapping.checks import load_with_connectors
@@ -60,6 +67,7 @@ from runner.mapping.mapper import Mapper
 from runner.state import tables as t
 from runner.state.base import chunks
 from runner.state.opening import Mode, open_store
+from runner.state.records import PendingExport
 from runner.state.runs import LockLost
 from runner.state.store import StateStore
 
@@ -86,22 +94,29 @@ claims = sa.Table(
     sa.Column("result", sa.Text, nullable=True),
 )
 FINISHED = ("done", "failed", "stopped")
+locks = sa.Table(
+    "provision_slice_locks", metadata,
+    sa.Column("pipeline", sa.String(255), primary_key=True),  # a row per pipeline, locked, never changed
+)
 
 
 KEPT = 7 * 24 * 3600  # seconds the claims of a run that did not end well are kept (a finished run drops its own)
 
 
 def ensure_table(engine: sa.Engine) -> None:
-    """The claims table, made when missing; claims of runs that ended long ago (killed ones) go."""
+    """The tables of fanned-out runs (claims, locks, counts), made when missing; claims and counts
+    of runs that ended long ago (killed ones) go."""
     with engine.connect() as conn:
-        try:
-            metadata.create_all(conn, checkfirst=True)
-            conn.commit()
-        except sa.exc.SQLAlchemyError:  # another process made it at the same moment
-            conn.rollback()
-            metadata.create_all(conn, checkfirst=True)
-            conn.commit()
+        for tables in (metadata, tally.metadata):
+            try:
+                tables.create_all(conn, checkfirst=True)
+                conn.commit()
+            except sa.exc.SQLAlchemyError:  # another process made them at the same moment
+                conn.rollback()
+                tables.create_all(conn, checkfirst=True)
+                conn.commit()
         conn.execute(claims.delete().where(claims.c.queued_at < time.time() - KEPT))
+        tally.prune(conn)
         conn.commit()
 
 
@@ -124,55 +139,54 @@ def settle_claim(conn: sa.Connection, run_id: str, slice_id: str, state: str, re
     conn.commit()
 
 
-def advisory_key(pipeline: str) -> int:
-    """The PostgreSQL advisory lock of a pipeline's slices (a signed 64-bit number)."""
-    return int.from_bytes(hashlib.sha256(f"provision-slices:{pipeline}".encode()).digest()[:8], "big", signed=True)
-
-
 @contextmanager
-def slices_of(engine: sa.Engine, pipeline: str) -> Iterator[sa.Connection]:
-    """Held while a slice runs: a shared advisory lock on the pipeline, on a connection of its own."""
+def slices_of(engine: sa.Engine, pipeline: str) -> Iterator[None]:
+    """Held while a slice runs: a shared lock on the pipeline's row of ``provision_slice_locks``,
+    in a transaction left open on a connection of its own until the slice ends (or its process
+    dies, and the server drops the connection)."""
     with engine.connect() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_lock_shared(:k)"), {"k": advisory_key(pipeline)})
-        conn.commit()
+        _lock_row(conn, pipeline, shared=True)
         try:
-            yield conn
+            yield
         finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock_shared(:k)"), {"k": advisory_key(pipeline)})
-            conn.commit()
+            conn.rollback()
 
 
 def wait_for_dead_slices(engine: sa.Engine, pipeline: str) -> None:
     """Block until no slice of any earlier run of the pipeline is running (a coordinator that took
-    a dead run's lock over calls this before it settles what that run left in doubt)."""
+    a dead run's lock over calls this before it settles what that run left in doubt): the
+    pipeline's row locked exclusively, which waits for every shared holder to let go. A lock
+    wait timeout (MariaDB's ``innodb_lock_wait_timeout``, 50 s by default; PostgreSQL's
+    ``lock_timeout`` when set) ends one wait, not the waiting."""
     with engine.connect() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": advisory_key(pipeline)})
-        conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(pipeline)})
+        waited = 0
+        while True:
+            try:
+                _lock_row(conn, pipeline, shared=False)
+                conn.rollback()
+                return
+            except sa.exc.DBAPIError as exc:
+                conn.rollback()
+                if not _lock_wait_timeout(exc):
+                    raise
+                waited += 1
+                logger.warning("still waiting for the slices of a dead run of %s to stop (%d lock waits so far)",
+                               pipeline, waited)
+
+
+def _lock_row(conn: sa.Connection, pipeline: str, shared: bool) -> None:
+    """Lock the pipeline's row (made first when missing), shared or exclusive, in the connection's
+    transaction: held until it ends."""
+    query = sa.select(locks.c.pipeline).where(locks.c.pipeline == pipeline).with_for_update(read=shared)
+    if conn.execute(query).first() is not None:
+        return
+    conn.rollback()
+    try:
+        conn.execute(locks.insert().values(pipeline=pipeline))
         conn.commit()
-
-
-# ---- counts -------------------------------------------------------------------------------------
-
-_SUMMED = [f.name for f in fields(TypeCounts) if f.type in ("int", int)]
-
-
-def counts_json(counts: TypeCounts) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(counts, name) for name in _SUMMED}
-    out["slowest"], out["proposed"] = counts.slowest, counts.proposed
-    return out
-
-
-def merge_counts(into: TypeCounts, part: dict[str, Any]) -> None:
-    """Add a slice's counts to the run's counts of the type."""
-    for name in _SUMMED:
-        setattr(into, name, getattr(into, name) + int(part.get(name) or 0))
-    if part.get("slowest"):
-        keep_slowest(into, [(s["seconds"], s["anchor"], s["action"]) for s in part["slowest"]])
-    for attr, found in (part.get("proposed") or {}).items():
-        mine = (into.proposed or {}).setdefault(attr, {"differs": 0, "examples": []})
-        mine["differs"] += found["differs"]
-        mine["examples"] = (mine["examples"] + found["examples"])[:5]
-        into.proposed = {**(into.proposed or {}), attr: mine}
+    except sa.exc.IntegrityError:  # another process made it at the same moment
+        conn.rollback()
+    conn.execute(query).one()
 
 
 # ---- the context a slice runs in ----------------------------------------------------------------
@@ -306,8 +320,8 @@ def export_batch(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCo
 
 def settle_in_doubt(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, anchors: set[str]) -> int:
     """The batch's exports this run marked in flight and never recorded: only a dead attempt of
-    this very slice can have left them (a batch's anchors are its own in its round). Settled with
-    crash recovery's ``resolve``; those it sends again are pending and untried again."""
+    this very slice can have left them (a batch's anchors are its own in its round). Settled as
+    this run's own (:func:`settle_own`); those it sends again are pending and untried again."""
     type_id = ctx.type_ids[ot.name]
     pe = t.pending.c
     rows = []
@@ -320,14 +334,75 @@ def settle_in_doubt(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: Typ
         return 0
     ctx.logger.warning("%s: %d exports a dead attempt of this slice left in flight; settling them against the "
                        "target", ot.name, len(rows))
-    resolve(ctx, ot, mapper, rows, counts)
+    settle_own(ctx, ot, mapper, counts, rows)
     return len(rows)
 
 
-def with_retries(store: StateStore, step: Callable[[], dict[str, Any]], label: str) -> dict[str, Any]:
-    """Run ``step``; on a deadlock or serialization failure (two slices writing rows of each other:
-    a referrer marked dirty by one while the other cleans it) roll back and run it again: every
-    sweep carries on from what was committed."""
+def settle_own(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts,
+               rows: list[PendingExport]) -> None:
+    """Exports of this very run that a dead attempt of it left in flight (a slice whose worker
+    died; a run taken over by its own redelivered coordinator), settled against the target with
+    crash recovery's ``resolve`` and computed again at once, in one transaction with their counts.
+    Each counts once, as in a run nobody killed: under its action when nothing is left to send for
+    its object (an add found there and adopted, an update found applied, a delete found done), or
+    when what is left is sent; one that cannot be settled (several target objects match an add)
+    fails, and stays in doubt."""
+    type_id = ctx.type_ids[ot.name]
+    with _one_commit(ctx.store):
+        resolve(ctx, ot, mapper, rows, TypeCounts())  # counted below, not as recovered (an earlier run's)
+        anchors = sorted({r.source_anchor for r in rows})
+        compute_type(ctx, ot, mapper, TypeCounts(), None, only=set(anchors))  # the adopted, the re-read
+        left: dict[str, PendingExport] = {}
+        for part in chunks(anchors):
+            left.update((r.source_anchor, r) for r in ctx.store.exports.all_pending_for(type_id, part))
+        for row in rows:
+            now = left.get(row.source_anchor)
+            if now is not None and now.sent_run is not None:
+                counts.failed += 1
+                counts.touched += not row.change.gone
+            elif now is None and not row.change.followup:
+                if row.action == Action.REPLACE and row.change.replaces:
+                    counts.count(Action.DELETE, source_present=not row.change.replaces_gone)
+                counts.count(row.action, source_present=not row.change.gone)
+
+
+@contextmanager
+def _one_commit(store: StateStore) -> Iterator[None]:
+    """The commits of what runs inside become one, at the end: all of it lands (with the counts
+    of it), or none."""
+    commit = store.commit
+    store.commit = lambda: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        store.commit = commit  # type: ignore[method-assign]
+    commit()
+
+
+def recover_run(ctx: RunContext, ot: ObjectType, mapper: Mapper, counts: TypeCounts, attempts: set[str]) -> None:
+    """Crash recovery at the start of a fanned-out run: what a dead attempt of this very run left
+    in flight (``attempts``: its run ids, the same task's) is settled as this run's own
+    (:func:`settle_own`); what an older run left, as crash recovery settles it (``recovered``)."""
+    if not attempts:
+        recover(ctx, ot, mapper, counts)
+        return
+    after: str | None = None
+    while rows := ctx.store.exports.in_doubt(ctx.type_ids[ot.name], ctx.run_id, after, recovery.PAGE):
+        after = rows[-1].source_anchor
+        if own := [r for r in rows if r.sent_run in attempts]:
+            ctx.logger.warning("%s: %d exports a dead attempt of this run left in flight; settling them against "
+                               "the target", ot.name, len(own))
+            settle_own(ctx, ot, mapper, counts, own)
+        if older := [r for r in rows if r.sent_run not in attempts]:
+            resolve(ctx, ot, mapper, older, counts)
+
+
+def with_retries(store: StateStore, step: Callable[[], dict[str, Any]], label: str,
+                 again: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run ``step``; on a deadlock, a serialization failure or a lock wait timeout (two slices
+    writing rows of each other: a referrer marked dirty by one while the other cleans it) roll back
+    and run it again: every sweep carries on from what was committed. ``again`` is called before
+    each new attempt (the slice's counts go back to what stands of the committed ones)."""
     for attempt in range(RETRIES):
         try:
             return step()
@@ -335,22 +410,41 @@ def with_retries(store: StateStore, step: Callable[[], dict[str, Any]], label: s
             if not _conflict(exc) or attempt == RETRIES - 1:
                 raise
             store.rollback()
+            if again is not None:
+                again()
             pause = random.uniform(0.05, 0.3) * (attempt + 1)
             logger.warning("slice %s: %s; running it again in %.2f s", label, _first_line(exc), pause)
             time.sleep(pause)
     raise AssertionError("unreachable")
 
 
+# what makes a slice run again: PostgreSQL's deadlock, serialization failure and lock timeout
+# (SQLSTATE); MariaDB's deadlock and lock wait timeout (error numbers)
+CONFLICTS = ("40P01", "40001", "55P03", 1213, 1205)
+LOCK_WAITS = ("55P03", 1205)
+
+
 def _conflict(exc: BaseException | None) -> bool:
-    """A deadlock (40P01) or serialization failure (40001) somewhere in the exception's chain."""
+    return any(code in CONFLICTS for code in _codes(exc))
+
+
+def _lock_wait_timeout(exc: BaseException | None) -> bool:
+    return any(code in LOCK_WAITS for code in _codes(exc))
+
+
+def _codes(exc: BaseException | None) -> Iterator[str | int]:
+    """The SQLSTATEs (psycopg) and error numbers (PyMySQL) in the exception's chain: the state
+    store's own error (StateError) wraps the driver's."""
     seen = 0
     while exc is not None and seen < 10:
-        code = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
-        if code in ("40P01", "40001") or "deadlock detected" in str(exc):
-            return True
+        for found in (exc, getattr(exc, "orig", None)):
+            if isinstance(getattr(found, "sqlstate", None), str):
+                yield found.sqlstate  # type: ignore[union-attr]
+            args = getattr(found, "args", None) or ()
+            if args and isinstance(args[0], int):
+                yield args[0]
         exc = exc.__cause__ or exc.__context__
         seen += 1
-    return False
 
 
 def _first_line(exc: BaseException) -> str:
@@ -364,7 +458,7 @@ def perform(manifest_path: str, options: RunOptions, run_id: str, spec: dict[str
     """Run one slice in this process (a worker's), claimed first. The outcome: ``{"state":
     "done"|"skipped"|"stopped"|"failed", ...}`` with the counts and what :func:`work` returned."""
     engine, pipeline = _claims_engine(manifest_path)
-    with slices_of(engine, pipeline) as side:
+    with slices_of(engine, pipeline), engine.connect() as side:
         if not claim(side, run_id, spec["id"], "task", worker, redelivered):
             return {"state": "skipped"}  # the coordinator ran it, or its run is over: nothing loaded for it
         if started is not None:
@@ -423,7 +517,8 @@ def _perform(loaded: Any, store: StateStore, options: RunOptions, run_id: str, s
     ctx.drifted_before = ex.drifted_before or {}
     fence_commits(store, manifest.name, run_id)
     wait_for_other_slices(store)
-    counts = TypeCounts()
+    tallied = tally.Tally(store, run_id)  # counts committed with the work (from a dead attempt's, when redelivered)
+    counts = tallied.part(spec["id"], spec["kind"]).setdefault(ot.name, TypeCounts())
     try:
         store.commit()  # the fence, before anything: a slice of a run taken over does nothing
         needs = [ot.source.connector] if spec["kind"] == "import" else (
@@ -437,7 +532,8 @@ def _perform(loaded: Any, store: StateStore, options: RunOptions, run_id: str, s
             loaded.connectors[name].context.redact = secrets.redact
         mapper = Mapper(ot)
         matcher = matcher_for(ctx, ot, ex.reconciling) if spec["kind"] == "map" else None
-        more = with_retries(store, lambda: work(ctx, ot, mapper, spec, counts, matcher), spec["id"])
+        more = with_retries(store, lambda: work(ctx, ot, mapper, spec, counts, matcher), spec["id"],
+                            lambda: tallied.again(spec["id"]))
         log.flush()
         store.commit()
     except LockLost as exc:

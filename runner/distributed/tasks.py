@@ -25,14 +25,17 @@ from celery.exceptions import Retry
 from runner import budgets, secrets
 from runner.distributed import slices
 from runner.distributed.app import app, queue
-from runner.distributed.coordinator import DEFAULT_SHARDS, Coordinator, helps_here
+from runner.distributed.coordinator import DEFAULT_SHARDS, Coordinator, helps_here, sqlite_refused
 from runner.distributed.hooks import install as install_budgets
 from runner.distributed.journal import journal, journal_slice, worker_error
 from runner.distributed.options import run_options
 from runner.engine.run import execute
 from runner.errors import ManifestError, ProvisionError, StoppedError
 from runner.manifest.yamlfile import Located, read_yaml
+from runner.mapping.checks import load
+from runner.sqlutil import sqlalchemy_url
 from runner.state.runs import STALE_LOCK_SECONDS
+from runner.state.store import state_url
 
 logger = logging.getLogger("provision")
 
@@ -82,6 +85,8 @@ def _outcome(task: Any, manifest_path: str, options: dict[str, Any], trigger: st
              redelivered: bool) -> dict[str, Any]:
     passes = None
     if shards := fan_out(options, manifest_path):
+        if (refused := _sqlite_state(manifest_path)) is not None:
+            return {"error": str(refused), "exit_code": refused.exit_code, "worker": worker}
         to = slice_queue(task)
         passes = Coordinator(manifest_path, {**options, "fan_out": shards}, task.request.id, worker, to,
                              helps_here(to), shards)
@@ -143,6 +148,17 @@ def fan_out(options: dict[str, Any], manifest_path: str) -> int | None:
     if type(asked) is int and asked >= 1:
         return asked
     return None
+
+
+def _sqlite_state(manifest_path: str) -> ProvisionError | None:
+    """A fanned-out run refused before it starts (no lock taken, no run recorded): its state store
+    is a SQLite file, one machine's. A manifest that does not load is left to the run to report."""
+    try:
+        manifest = load(Path(manifest_path))
+    except ProvisionError:
+        return None
+    url = sqlalchemy_url(state_url(manifest, create=False), manifest.base_dir)
+    return sqlite_refused(manifest.name) if url.get_backend_name() == "sqlite" else None
 
 
 def _skipped(reason: str, worker: str) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""Real RabbitMQ and PostgreSQL for the distributed mode, and real worker processes.
+"""Real RabbitMQ and PostgreSQL (or MariaDB) for the distributed mode, and real worker processes.
 
 The broker is the machine's RabbitMQ on 127.0.0.1:5672 (scripts/test starts one when nothing
 answers there; PROVISION_TEST_BROKER_URL points elsewhere). Each test gets a queue of its own (so
 tests and other users of the broker never take each other's runs), fresh PostgreSQL databases for
-the state store and the result backend (dropped afterwards), a copy of the quickstart manifest
-whose state is in that database, and workers started as processes of their own in a new session,
-stopped by PID (their whole process group)."""
+the state store (MariaDB, for tests that parametrize ``state_server``) and the result backend
+(dropped afterwards), a copy of the quickstart manifest whose state is in that database, and
+workers started as processes of their own in a new session, stopped by PID (their whole process
+group)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from runner.demo.process import stop
 REPO = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("PROVISION_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 POSTGRESQL = os.environ.get("PROVISION_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
+MARIADB = os.environ.get("PROVISION_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
 def _answers(url: str) -> bool:
@@ -50,23 +52,33 @@ def broker() -> str:
 
 
 @pytest.fixture
-def databases() -> Iterator[Callable[[], str]]:
-    """make() -> the URL of a fresh, empty PostgreSQL database; all are dropped afterwards."""
-    admin = sa.create_engine(f"{POSTGRESQL}/postgres", isolation_level="AUTOCOMMIT")
-    made: list[str] = []
+def databases() -> Iterator[Callable[..., str]]:
+    """make(server="postgresql") -> the URL of a fresh, empty database on the machine's PostgreSQL
+    (or MariaDB: ``server="mariadb"``); all are dropped afterwards."""
+    admins = {"postgresql": sa.create_engine(f"{POSTGRESQL}/postgres", isolation_level="AUTOCOMMIT"),
+              "mariadb": sa.create_engine(f"{MARIADB}/", isolation_level="AUTOCOMMIT")}
+    made: list[tuple[str, str]] = []
 
-    def make() -> str:
+    def make(server: str = "postgresql") -> str:
         name = f"prov_dist_{pysecrets.token_hex(4)}"
-        with admin.connect() as conn:
+        with admins[server].connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        made.append(name)
-        return f"{POSTGRESQL}/{name}"
+        made.append((server, name))
+        return f"{POSTGRESQL if server == 'postgresql' else MARIADB}/{name}"
 
     yield make
-    with admin.connect() as conn:
-        for name in made:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    for server, name in made:
+        with admins[server].connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if server == "postgresql" else ""))
+    for admin in admins.values():
+        admin.dispose()
+
+
+@pytest.fixture
+def state_server() -> str:
+    """Where the cluster's state store lives: PostgreSQL, unless a test parametrizes
+    ``state_server`` with "mariadb" (the result backend stays in PostgreSQL)."""
+    return "postgresql"
 
 
 @dataclass
@@ -125,9 +137,10 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(broker: str, databases: Callable[[], str], tmp_path: Path) -> Iterator[Cluster]:
+def cluster(broker: str, databases: Callable[..., str], state_server: str, tmp_path: Path) -> Iterator[Cluster]:
     """Sample HR data (2,000 people), the quickstart manifest with its state store in a fresh
-    PostgreSQL database, a queue of this test's own; workers are stopped by PID afterwards."""
+    PostgreSQL (or MariaDB: ``state_server``) database, a queue of this test's own; workers are
+    stopped by PID afterwards."""
     root = tmp_path / "repo"
     shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("out", ".provision", "data"))
     shutil.copytree(REPO / "mappings", root / "mappings")
@@ -141,7 +154,7 @@ def cluster(broker: str, databases: Callable[[], str], tmp_path: Path) -> Iterat
            "PROVISION_BROKER_URL": broker,
            "PROVISION_RESULT_BACKEND": "db+" + databases(),
            "PROVISION_QUEUE": f"provision-test-{pysecrets.token_hex(4)}",
-           "PROVISION_STATE_URL": databases(),
+           "PROVISION_STATE_URL": databases(state_server),
            "PROVISION_DATA": str(tmp_path / "data"),
            "PROVISION_TARGET": str(tmp_path / "app.db")}
     world = Cluster(env, manifest, tmp_path)
