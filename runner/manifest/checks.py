@@ -129,6 +129,11 @@ def _state_problems(manifest: Manifest, located: Located) -> Iterator[Problem]:
     missing = driver_problem(url)
     if missing:
         yield located.problem(("state",), f"{shown_url(url)}: {missing}")
+    fan_out = located.data.get("fan_out") if isinstance(located.data, dict) else None
+    if backend == "sqlite" and fan_out not in (None, False):
+        yield located.problem(("fan_out",), "a run fans out over workers that share its state store, and a SQLite "
+                                            "file is one machine's: keep the state in PostgreSQL or MariaDB, or "
+                                            "drop fan_out (docs/distributed.md)")
 
 
 def _endpoint_problems(ot: ObjectType, located: Located, connectors: dict[str, Connector]) -> Iterator[Problem]:

@@ -68,6 +68,20 @@ def test_validate_accepts_a_schedule_celery_beat_can_fire(tmp_path, schedule):
     assert done.returncode == 0, done.stderr
 
 
+def test_validate_refuses_fan_out_on_a_sqlite_state_at_its_line(tmp_path):
+    """A run fans out over workers that share its state store: a SQLite file cannot be shared, and
+    validate says so where fan_out: is written, not the first worker that takes a firing."""
+    path, _ = quickstart(tmp_path, '"0 6 * * *"')
+    text = path.read_text(encoding="utf-8").replace("\nschedule:", "\nfan_out: 4\nschedule:", 1)
+    path.write_text(text, encoding="utf-8")
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith("fan_out:"))
+    done = provision("validate", path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{path}:{line}:10: fan_out: " in done.stderr and "SQLite" in done.stderr, done.stderr
+    path.write_text(text.replace("\nfan_out: 4", "\nfan_out: false"), encoding="utf-8")
+    assert provision("validate", path).returncode == 0
+
+
 def test_the_schedule_is_celerys_crontab():
     from celery.schedules import crontab
 
