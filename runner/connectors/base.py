@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from runner import budgets
+
 INTERFACE_VERSION = 2
 
 OperationKind = Literal["add", "update", "rename", "disable", "delete", "replace", "set_password"]
@@ -363,6 +365,19 @@ class ConnectorContext:
         if self.logger is None:
             self.logger = logging.getLogger(f"provision.connector.{self.name}")
 
+
+def shared_budget(block: Mapping[str, Any] | None, label: str) -> budgets.Budget | None:
+    """The shared budget a connector's ``budget:`` block names (runner/budgets.py), from the
+    provider the command line or a worker installed; None without a block. ``label`` names the
+    connector in messages."""
+    if not block:
+        return None
+    provider = budgets.provider()
+    if provider is None:
+        raise ConfigurationError(f"{label}: budget {block['name']!r} is shared through a budget store that this "
+                                 "process has not set up (provision's command line and workers do, with "
+                                 "runner.distributed.budgets)")
+    return provider(block, label)
 
 # ---- the base class -------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.client
-import importlib.util
 import logging
 import os
 import random
@@ -56,6 +55,7 @@ from runner.connectors.base import (
     RetryableError,
     SystemUnavailable,
     Throttled,
+    shared_budget,
 )
 
 T = TypeVar("T")
@@ -100,25 +100,7 @@ HTTP_PROPERTIES: dict[str, Any] = {
                                        "ones pause the whole export pass instead (Throttled)"},
     "max_requests_per_second": {"type": "number", "minimum": 0, "default": 0, "description": "0: no limit"},
     "concurrency": {"type": "integer", "minimum": 1, "maximum": 64, "default": 4},
-    "budget": {
-        "type": "object", "additionalProperties": False, "required": ["name"],
-        "anyOf": [{"required": ["requests_per_second"]}, {"required": ["concurrency"]}],
-        "description": "a rate and a number of requests in flight shared by every process and pipeline that "
-                       "names this budget (two pipelines against one SaaS tenant stay under its limit together); "
-                       "kept in Redis (PROVISION_BUDGET_URL), the 'distributed' extra (docs/distributed.md)",
-        "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
-                     "description": "the budget's name, the same in every manifest that shares it (e.g. the tenant)"},
-            "requests_per_second": {"type": "number", "exclusiveMinimum": 0,
-                                    "description": "at most this many requests a second, all sharers together"},
-            "burst": {"type": "integer", "minimum": 1, "default": 1,
-                      "description": "requests that may go at once after a pause (1: evenly spaced)"},
-            "concurrency": {"type": "integer", "minimum": 1,
-                            "description": "at most this many requests in flight, all sharers together"},
-            "lease": {"type": "number", "minimum": 1, "default": 60,
-                      "description": "seconds a slot stays held by a process that died holding it"},
-        },
-    },
+    "budget": budgets.SCHEMA,
 }
 
 # statuses worth another try: the server asked us to wait, or a gateway/server hiccup
@@ -231,31 +213,8 @@ def check_settings(config: Mapping[str, Any], base_dir: Path) -> list[tuple[tupl
     auth = config.get("auth") or {}
     if auth.get("type") == "oauth2" and not str(auth.get("token_url", "")).startswith(("http://", "https://")):
         problems.append((("auth", "token_url"), "the token endpoint must be an http:// or https:// URL"))
-    if config.get("budget") and not _installed("redis"):
-        problems.append((("budget",), "a shared budget is kept in Redis, which needs the 'distributed' extra, "
-                                      "which is not installed (no module named 'redis'): "
-                                      "pip install 'provision[distributed]'"))
+    problems += budgets.problems(config)
     return problems
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken one
-        return False
-
-
-def shared_budget(settings: HttpSettings, label: str) -> budgets.Budget | None:
-    """The shared budget ``settings`` name, from the provider the command line or a worker installed
-    (runner/budgets.py); None without a ``budget:`` block."""
-    if not settings.budget:
-        return None
-    provider = budgets.provider()
-    if provider is None:
-        raise ConfigurationError(f"{label}: budget {settings.budget['name']!r} is shared through a budget store "
-                                 "that this process has not set up (provision's command line and workers do, "
-                                 "with runner.distributed.budgets)")
-    return provider(settings.budget, label)
 
 
 # ---- pacing --------------------------------------------------------------------------------------
@@ -420,7 +379,7 @@ class HttpClient:
         self.logger = logger or logging.getLogger(f"provision.http.{label}")
         self.user_agent, self.sleep = user_agent, sleep
         self.limiter = RateLimiter(settings.max_requests_per_second)
-        self.budget = shared_budget(settings, label)
+        self.budget = shared_budget(settings.budget, label)
         self.stats = Stats()
         self.session: requests.Session | None = None
         self.oauth: ClientCredentials | None = None

@@ -1,10 +1,12 @@
-"""Shared budgets (``budget:`` in an HTTP connector, kept in the machine's Redis): two pipelines
-against one SCIM tenant stay under its rate and its requests in flight together, one run from
-cron (``provision run``) and one on a worker; and a process killed holding a slot gives it back
-when its lease lapses, never later, while a live holder keeps its slot however long it takes.
+"""Shared budgets (``budget:`` in an HTTP or LDAP connector, kept in the machine's Redis): two
+pipelines against one SCIM tenant, or one directory, stay under its rate and its requests in
+flight together, one run from cron (``provision run``) and one on a worker; and a process killed
+holding a slot gives it back when its lease lapses, never later, while a live holder keeps its
+slot however long it takes.
 
 The tenant is a real scim2-server behind a proxy that counts, as the tenant's rate limiter would:
-when each request arrived and how many were in flight (tests/servers/scim.py's FaultProxy, timed).
+when each request arrived and how many were in flight (tests/servers/scim.py's FaultProxy, timed);
+the directory a real slapd behind tests/servers/ldap_fault_proxy.py, which times every write.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from servers.ldap_fault_proxy import LdapFaultProxy
 from servers.scim import TOKEN, FaultProxy, ScimServer
+from servers.slapd import Slapd
 
 from runner import sampledata
 from runner.distributed.budgets import RedisBudget
@@ -128,6 +132,65 @@ def test_two_pipelines_sharing_a_budget_stay_under_it_together(cluster, budget_s
     assert len(paths) / busy <= RATE * 1.02, (len(paths), busy)
     assert len(paths) / busy >= RATE * 0.5, "the budget, not something else, set the pace"
     assert took < 60
+
+
+@pytest.fixture
+def directory(tmp_path):
+    """A slapd behind the timing LDAP proxy, whose adds take their time (answers held 50 ms), so
+    writes overlap unless something holds them back."""
+    server = Slapd.start(tmp_path / "slapd")
+    proxy = LdapFaultProxy(("127.0.0.1", server.port))
+    proxy.inject("add", "delay", count=100000, seconds=0.05)
+    yield server, proxy
+    proxy.stop()
+    server.stop()
+
+
+def ldap_pipeline(folder: Path, name: str, url: str, base: str, budget: str, people: int) -> Path:
+    """hr-to-ldap as shipped, renamed, its own data and state, into partition ``base`` at ``url``,
+    with a shared budget (written in, as a worker reads the manifest in its own environment)."""
+    sampledata.make(folder / "data", people, 4, len(name))
+    text = (REPO / "manifests" / "hr-to-ldap.yaml").read_text(encoding="utf-8")
+    text = text.replace("name: hr-to-ldap", f"name: {name}").replace("../mappings/", f"{REPO}/mappings/")
+    text = text.replace("${env:PROVISION_DATA:-data}", str(folder / "data")).replace("${env:LDAP_URL}", url)
+    text = text.replace("${env:PROVISION_STATE:-sqlite:///out/hr-to-ldap.state.db}", f"sqlite:///{folder}/state.db")
+    # right below the partition: an add that must first create its parent entries sends those in its
+    # own slot, and the proxy would count them as writes of their own
+    text = text.replace("uid={uid},ou={ou},ou=people,", "uid={uid},").replace("cn={cn},ou=groups,", "cn={cn},")
+    text = text.replace("${env:LDAP_BASE_DN}", base)
+    text = text.replace("    concurrency: 4\n", "    concurrency: 4\n"
+                        f"    budget: {{name: {budget}, requests_per_second: {RATE}, concurrency: {SLOTS}}}\n")
+    path = folder / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_two_pipelines_sharing_a_directory_budget_stay_under_it_together(cluster, budget_store, directory,
+                                                                          tmp_path):
+    """The ldap connector takes a slot of the budget for each operation it sends: two pipelines
+    into two partitions of one directory, four threads each, never have more than the budget's
+    writes in flight or its rate, together."""
+    server, proxy = directory
+    budget = f"directory-{secrets.token_hex(4)}"
+    cluster.env.update(LDAP_BIND_DN=server.root_dn, LDAP_PASSWORD=server.root_password,
+                       PROVISION_BUDGET_URL=budget_store)
+    env = cluster.env
+    cron = ldap_pipeline(tmp_path / "a", "hr-to-ldap-a", proxy.url, server.suffixes[0], budget, 50)
+    queued = ldap_pipeline(tmp_path / "b", "hr-to-ldap-b", proxy.url, server.suffixes[1], budget, 50)
+    cluster.start_worker(name="w1")
+
+    by_cron = subprocess.Popen([sys.executable, "-m", "runner", "run", str(cron), "--output", "json"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    on_worker = subprocess.run([sys.executable, "-m", "runner", "submit", str(queued), "--wait", "--output", "json"],
+                               env=env, capture_output=True, text=True, timeout=180)
+    out, err = by_cron.communicate(timeout=180)
+    assert by_cron.returncode == 0, err
+    assert on_worker.returncode == 0, on_worker.stderr
+    for done in (json.loads(out), json.loads(on_worker.stdout)):
+        assert done["object_types"]["user"]["failed"] == 0 and done["object_types"]["user"]["added"] > 30, done
+    assert len(proxy.writes) > 80
+    assert proxy.most_writes_in_flight() <= SLOTS, proxy.most_writes_in_flight()
+    assert proxy.most_writes_in_one_second() <= RATE + 1, proxy.most_writes_in_one_second()
 
 
 HOLDER = """

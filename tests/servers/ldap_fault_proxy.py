@@ -22,7 +22,9 @@ those whose DN starts with it, case-insensitively; ``after=N`` lets the first N 
   they are accepted, until :meth:`LdapFaultProxy.restore`: the directory is unreachable.
 
 Everything the proxy saw is in ``proxy.seen``: the connection it came on (numbered from 1 in
-the order they were accepted), its kind, its DN, and what the proxy did. ``stop()`` closes the
+the order they were accepted), its kind, its DN, and what the proxy did; ``proxy.writes`` holds
+(sent, answered) monotonic times of each write it forwarded (add, modify, modDN, delete), from the
+request's arrival to its answer reaching the client: what a directory's per-client limits see. ``stop()`` closes the
 listener and every connection; the threads are daemons and end with their sockets.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -41,6 +44,7 @@ OTHERS = {0x60: "bind", 0x42: "unbind", 0x50: "abandon", 0x77: "extended", 0x6E:
 # modDNResponse 13, searchResDone 5
 RESPONSES = {"add": 9, "modify": 7, "delete": 11, "modDN": 13, "search": 5}
 ACTIONS = ("answer", "delay", "drop")
+WRITES = frozenset({"add", "modify", "delete", "modDN"})
 
 
 # ---- BER, as much as the envelope needs --------------------------------------------------------
@@ -160,6 +164,7 @@ class _Relay:
     client: socket.socket
     upstream: socket.socket
     held: dict[int, Fault] = field(default_factory=dict)  # messageID -> the fault waiting for its answer
+    sent: dict[int, float] = field(default_factory=dict)  # messageID -> when a forwarded write arrived
     timers: list[threading.Timer] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
@@ -174,6 +179,16 @@ class _Relay:
                 return
             with contextlib.suppress(OSError):
                 self.client.sendall(data)
+
+    def deliver(self, message_id: int, message: bytes) -> None:
+        """An answer from the server to the client; a forwarded write's is timed as answered before
+        it is sent on, so the client's next request can never look as if it overlapped this one."""
+        answered = time.monotonic()
+        with self.lock:
+            sent = self.sent.pop(message_id, None)
+        if sent is not None:
+            self.proxy._answered(sent, answered)
+        self.to_client(message)
 
     def close(self) -> None:
         with self.lock:
@@ -197,6 +212,9 @@ class _Relay:
                 kind = REQUESTS.get(tag)
                 fault = self.proxy._take(kind, dn) if kind else None
                 self.proxy._record(self.number, kind or OTHERS.get(tag, f"op 0x{tag:02x}"), dn, fault)
+                if kind in WRITES and (fault is None or fault.action != "answer"):
+                    with self.lock:
+                        self.sent[message_id] = time.monotonic()
                 if fault is None:
                     self.upstream.sendall(message)
                 elif fault.action == "answer":
@@ -220,12 +238,12 @@ class _Relay:
                 with self.lock:
                     fault = self.held.pop(message_id, None)
                 if fault is None:
-                    self.to_client(message)
+                    self.deliver(message_id, message)
                 elif fault.action == "drop":
                     self._drop(fault)
                     return
                 else:
-                    timer = threading.Timer(fault.seconds, self.to_client, [message])
+                    timer = threading.Timer(fault.seconds, self.deliver, [message_id, message])
                     timer.daemon = True
                     with self.lock:
                         if self.closed:
@@ -248,6 +266,7 @@ class LdapFaultProxy:
         self.upstream = upstream
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
+        self.writes: list[tuple[float, float]] = []  # (sent, answered) of each forwarded write
         self.down = False
         self.lock = threading.Lock()
         self.relays: set[_Relay] = set()
@@ -279,6 +298,7 @@ class LdapFaultProxy:
         with self.lock:
             self.faults.clear()
             self.seen.clear()
+            self.writes.clear()
             self.down = False
 
     def restore(self) -> None:
@@ -356,6 +376,31 @@ class LdapFaultProxy:
                     fault.count -= 1
                     return fault
             return None
+
+    def _answered(self, sent: float, answered: float) -> None:
+        with self.lock:
+            self.writes.append((sent, answered))
+
+    def most_writes_in_flight(self) -> int:
+        """The most writes the server had sent to it and not yet answered, at any moment."""
+        with self.lock:
+            events = sorted([(t, 1) for t, _ in self.writes] + [(t, -1) for _, t in self.writes],
+                            key=lambda e: (e[0], e[1]))
+        most = now = 0
+        for _, step in events:
+            now += step
+            most = max(most, now)
+        return most
+
+    def most_writes_in_one_second(self) -> int:
+        with self.lock:
+            times = sorted(t for t, _ in self.writes)
+        most = first = 0
+        for last, t in enumerate(times):
+            while t - times[first] >= 1.0:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     def _record(self, connection: int, kind: str, dn: str | None, fault: Fault | None) -> None:
         action = "forwarded" if fault is None else f"answer {fault.code}" if fault.action == "answer" else fault.action

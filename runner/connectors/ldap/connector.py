@@ -36,6 +36,7 @@ from typing import Any
 import ldap3
 from ldap3.core import exceptions as lx
 
+from runner import budgets
 from runner.connectors.base import (
     NORMALIZATIONS,
     Capabilities,
@@ -50,6 +51,7 @@ from runner.connectors.base import (
     Result,
     SystemUnavailable,
     WatermarkExpired,
+    shared_budget,
 )
 from runner.connectors.ldap import dn as dns
 from runner.connectors.ldap import read
@@ -131,11 +133,15 @@ class LdapConnector(Connector):
             "normalizations": {"type": "object",
                                "additionalProperties": {"type": "array", "items": {"enum": list(NORMALIZATIONS)}}},
             "max_values_per_operation": {"type": "integer", "minimum": 0, "default": 0},
+            "budget": {**budgets.SCHEMA, "description": "writes (each add, modify, modDN, delete) shared with every "
+                                                        "process and pipeline naming this budget: a directory's "
+                                                        "limit on one client, kept in Redis (docs/distributed.md)"},
         },
     }
 
     pool: Pool | None = None
     writer: Writer | None = None
+    budget: budgets.Budget | None = None
     info: Any = None
     delta_mode: str | None = None
 
@@ -220,7 +226,7 @@ class LdapConnector(Connector):
         hashing = hash_problem(str(self.config.get("password_hash", "ssha")))
         if hashing:
             problems.append((("password_hash",), hashing))
-        return problems + self._container_problems()
+        return problems + budgets.problems(self.config) + self._container_problems()
 
     def _container_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """``disable.move_to`` containers an entry is moved below: like a name, one that is no DN
@@ -272,6 +278,7 @@ class LdapConnector(Connector):
         self.layout = Layout(self._partitions(), self.layout.relative_names, self._views(schema), schema,
                              owner=self.context.name)
         self.pool = Pool(settings, self.context.redact)
+        self.budget = shared_budget(self.config.get("budget"), f"connector {self.context.name!r}")
         self.writer = Writer(self.layout, password_attribute=self.config.get("password_attribute", "userPassword"),
                              password_hash=self.config.get("password_hash", "ssha"),
                              create_parents=self.config.get("create_parents", True),
@@ -467,9 +474,10 @@ class LdapConnector(Connector):
         pool = self._pool()
         writer = self.writer
         assert writer is not None
+        budget = self.budget
         for op in operations:
             try:
-                with pool.connection() as conn:
+                with budget.slot() if budget is not None else contextlib.nullcontext(), pool.connection() as conn:
                     result = writer.apply(conn, op)
             except BROKEN as exc:
                 pool.drop_idle()  # its siblings went with the server
