@@ -147,6 +147,7 @@ class RunContext:
     errors: dict[tuple[str, str], Exception] | None = None
     # type -> source anchor -> the drifted attributes the previous reconciliation found (confirming exports)
     drifted_before: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    holds_lock: bool = True  # False for a preview, which takes no lock and disturbs no run
 
     @property
     def pipeline(self) -> str:
@@ -182,8 +183,10 @@ class RunContext:
                      and self.caps(other).reference_form(m.target) == "name")
 
     def heartbeat(self) -> None:
-        """Renew the lock inside the transaction about to commit (fencing: raises LockLost)."""
-        self.store.runs.heartbeat(self.pipeline, self.run_id)
+        """Renew the lock inside the transaction about to commit (fencing: raises LockLost); a
+        context that holds no lock (a preview without --apply) has none to renew."""
+        if self.holds_lock:
+            self.store.runs.heartbeat(self.pipeline, self.run_id)
 
     def check_stop(self) -> None:
         """Stop at a safe point once a signal asked for it (everything before is recorded)."""

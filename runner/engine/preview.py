@@ -229,7 +229,8 @@ def _steps(manifest: Manifest, ot: ObjectType, connectors: dict[str, Connector],
         store.runs.start_run(run_id, manifest.name, "preview", started)
     log = RecordingLog(store if out.applied else None, manifest.name, run_id,
                        log_path(manifest, None) if out.applied else None)
-    ctx = RunContext(manifest, store, connectors, run_id, RunOptions(plan=not out.applied), log)
+    ctx = RunContext(manifest, store, connectors, run_id, RunOptions(plan=not out.applied), log,
+                     holds_lock=out.applied)
     ctx.opened = opened  # the same set: connectors opened by the steps below count for capabilities
     counts = TypeCounts(imported=1)
     finished = False
