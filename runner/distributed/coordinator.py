@@ -35,6 +35,7 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +46,7 @@ from runner.connectors.base import ConfigurationError, ConnectionFailed, SystemU
 from runner.distributed import slices, tally
 from runner.distributed.journal import journal_slice
 from runner.distributed.journal import now_iso as now_journal
+from runner.distributed.levels import reference_levels
 from runner.distributed.slices import EXPORT_BATCH, Extras, claims
 from runner.engine import importer, reconcile, safety
 from runner.engine.compute import compute_type, follow_config, pair_replacements
@@ -328,30 +330,19 @@ class Coordinator:
         return found
 
     def _levels(self, type_id: int, anchors: list[str]) -> list[list[str]]:
-        """``anchors`` in levels: the first names no other of them (through a reference of the
-        type to itself, the ``refs`` table), each next one only objects of the levels before; what
-        a cycle leaves comes last (the export leaves those references out, as in one process)."""
+        """``anchors`` in levels of the references of the type to itself (the ``refs`` table):
+        :func:`runner.distributed.levels.reference_levels`."""
         rf = t.refs.c
-        pending = set(anchors)
-        deps: dict[str, list[str]] = {}
-        for part in chunks(anchors):
-            for anchor, ref in self.ctx.store.conn.execute(sa.select(rf.anchor, rf.ref_anchor).where(
-                    rf.type_id == type_id, rf.ref_type_id == type_id, rf.anchor.in_(part))):
-                if ref in pending and ref != anchor:
-                    deps.setdefault(anchor, []).append(ref)
+        keys = sorted(anchors)
+
+        def references() -> Iterator[tuple[str, str]]:
+            for part in chunks(keys):
+                yield from self.ctx.store.conn.execute(sa.select(rf.anchor, rf.ref_anchor).where(
+                    rf.type_id == type_id, rf.ref_type_id == type_id, rf.anchor.in_(part))).tuples()
+
+        found = reference_levels(keys, references())
         self.ctx.store.commit()
-        if not deps:
-            return [anchors]
-        levels: list[list[str]] = []
-        remaining = set(anchors)
-        while remaining:
-            ready = sorted(a for a in remaining if not any(d in remaining for d in deps.get(a, ())))
-            if not ready:  # a cycle
-                levels.append(sorted(remaining))
-                break
-            levels.append(ready)
-            remaining.difference_update(ready)
-        return levels
+        return [anchors] if len(found) == 1 else found
 
     # ---- a phase: slices sent, claimed, waited for --------------------------------------------------------
 
