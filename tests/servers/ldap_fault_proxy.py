@@ -392,16 +392,6 @@ class LdapFaultProxy:
             most = max(most, now)
         return most
 
-    def most_writes_in_one_second(self) -> int:
-        with self.lock:
-            times = sorted(t for t, _ in self.writes)
-        most = first = 0
-        for last, t in enumerate(times):
-            while t - times[first] >= 1.0:
-                first += 1
-            most = max(most, last - first + 1)
-        return most
-
     def _record(self, connection: int, kind: str, dn: str | None, fault: Fault | None) -> None:
         action = "forwarded" if fault is None else f"answer {fault.code}" if fault.action == "answer" else fault.action
         with self.lock:
