@@ -107,7 +107,8 @@ def declared_types(serve: Any, base_dir: Path) -> tuple[list[DeclaredType], Prob
     # scim2-models takes a second to import: only for manifests that declare resource types
     from scim2_models import Schema
 
-    from runner.connectors.scim.protocol import ResourceInfo, parse_schemas
+    from runner.connectors.scim.discovery import parse_schemas
+    from runner.connectors.scim.protocol import ResourceInfo
     names = {n.lower(): f"the built-in {n}" for n in BUILT_IN}
     endpoints = {e.lower(): f"the built-in {n}'s endpoint" for n, e in BUILT_IN.items()}
     endpoints |= {e.lower(): "a path the endpoint answers itself (discovery, /health, /metrics)"

@@ -29,6 +29,7 @@ from typing import Any
 
 from scim2_models import EnterpriseUser, Group, ResourceType, Schema, ServiceProviderConfig, User
 
+from runner.connectors.scim.discovery import parse_resource_types, parse_schemas
 from runner.connectors.scim.protocol import (
     CORE_GROUP,
     CORE_USER,
@@ -36,8 +37,6 @@ from runner.connectors.scim.protocol import (
     EXTERNAL_ID,
     Attr,
     ResourceInfo,
-    parse_resource_types,
-    parse_schemas,
 )
 from runner.connectors.scimendpoint import declared_types
 

@@ -153,9 +153,11 @@ class Base:
         INSERT IGNORE on MariaDB/MySQL."""
         name = self.conn.dialect.name
         if name in ("postgresql", "sqlite"):  # RETURNING: psycopg reports no rowcount here (-1)
-            from sqlalchemy.dialects import postgresql, sqlite
-            dialect: Any = postgresql if name == "postgresql" else sqlite
-            statement = (dialect.insert(table).values(**row).on_conflict_do_nothing()
+            if name == "postgresql":  # each import on its own: the PostgreSQL dialect alone takes 50 ms
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            statement = (insert(table).values(**row).on_conflict_do_nothing()
                          .returning(*table.primary_key.columns))
             return self.conn.execute(statement).first() is not None
         return self.conn.execute(table.insert().values(**row).prefix_with("IGNORE")).rowcount == 1

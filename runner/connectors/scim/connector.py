@@ -18,7 +18,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-import scim2_models
 
 from runner.connectors.base import (
     AlreadyExists,
@@ -51,6 +50,7 @@ from runner.connectors.http import (
     error_for,
     retry_after_seconds,
 )
+from runner.connectors.scim import discovery
 from runner.connectors.scim import profiles as profile_mod
 from runner.connectors.scim import protocol as p
 
@@ -156,26 +156,29 @@ class ScimConnector(Connector):
                                  logger=self.context.logger, user_agent="provision-scim")
         body = self._discovery("/ServiceProviderConfig")
         try:
-            self.features = p.parse_service_provider_config(body or {})
-        except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError and friends
+            self.features = discovery.parse_service_provider_config(body or {})
+        except discovery.DiscoveryError as exc:
             raise ConnectionFailed(f"{self._label()}: /ServiceProviderConfig is not a SCIM service provider "
-                                   f"configuration ({str(exc).splitlines()[0]}): check url") from None
+                                   f"configuration ({exc}): check url") from None
         schemas: dict[str, dict[str, p.Attr]] = {}
         schema_docs = self._discovery("/Schemas", optional=True)
         if schema_docs is not None:
             try:
-                schemas = p.parse_schemas(p.list_page(schema_docs).resources)
-            except Exception as exc:  # noqa: BLE001 - a broken /Schemas should not stop a run: the RFC's are known
+                schemas = discovery.parse_schemas(p.list_page(schema_docs).resources)
+            except ValueError as exc:  # a broken /Schemas should not stop a run: the RFC's are known
                 self.context.logger.warning("%s: /Schemas is not readable (%s); using the schemas of RFC 7643",
                                             self._label(), str(exc).splitlines()[0])
-        for model in (scim2_models.User, scim2_models.EnterpriseUser, scim2_models.Group):
-            default = model.to_schema()
-            schemas.setdefault(str(default.id), p.parse_schemas([default.model_dump(mode="json")])[str(default.id)])
+        for urn, attributes in discovery.rfc_schemas().items():
+            schemas.setdefault(urn, attributes)
         types_doc = self._discovery("/ResourceTypes", optional=True)
         if types_doc is not None:
-            infos = p.parse_resource_types(p.list_page(types_doc).resources, schemas)
+            try:
+                infos = discovery.parse_resource_types(p.list_page(types_doc).resources, schemas)
+            except ValueError as exc:
+                raise ConnectionFailed(f"{self._label()}: /ResourceTypes is not a list of SCIM resource types "
+                                       f"({exc}): check url") from None
         else:  # RFC 7644 §4 makes it mandatory, but some services omit it: the RFC's two types
-            infos = p.parse_resource_types([
+            infos = discovery.parse_resource_types([
                 {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"], "id": "User", "name": "User",
                  "endpoint": "/Users", "schema": p.CORE_USER,
                  "schemaExtensions": [{"schema": p.ENTERPRISE_USER, "required": False}]},

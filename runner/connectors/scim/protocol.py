@@ -2,7 +2,7 @@
 
 References: RFC 7643 (the schema: attributes, resources, the enterprise extension) and RFC 7644
 (the protocol: filters §3.4.2.2, paging §3.4.2.4, PATCH §3.5.2, bulk §3.7, ETags §3.14, errors
-§3.12). Discovery documents are checked with scim2-models; resources travel as plain dicts (a
+§3.12). Discovery documents are read by :mod:`.discovery`; resources travel as plain dicts (a
 pydantic round trip per object would cost more than the HTTP request on the hot path).
 
 Attribute names, as a manifest writes them and as records carry them:
@@ -25,8 +25,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from scim2_models import Error, ResourceType, Schema, ServiceProviderConfig
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -106,42 +104,6 @@ class ResourceInfo:
         return attr.name if urn == self.schema or (found and found[0] == urn) else f"{urn}:{attr.name}"
 
 
-def attr_from_schema(a: Any) -> Attr:
-    """An :class:`Attr` from a scim2-models ``Schema.Attribute``."""
-    def value(v: Any, default: Any) -> Any:
-        return default if v is None else getattr(v, "value", v)
-    subs = {s.name.lower(): attr_from_schema(s) for s in (a.sub_attributes or [])}
-    return Attr(name=a.name, type=str(value(a.type, "string")), multi=bool(a.multi_valued), subs=subs,
-                case_exact=value(a.case_exact, "false") in (True, "true"),
-                mutability=str(value(a.mutability, "readWrite")), returned=str(value(a.returned, "default")),
-                required=value(a.required, "false") in (True, "true"), uniqueness=str(value(a.uniqueness, "none")),
-                description=a.description, canonical=tuple(str(c) for c in a.canonical_values or ()))
-
-
-def parse_schemas(resources: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Attr]]:
-    """/Schemas (RFC 7643 §7) -> schema URN -> lower attribute name -> Attr."""
-    found: dict[str, dict[str, Attr]] = {}
-    for doc in resources:
-        schema = Schema.model_validate(dict(doc))
-        found[str(schema.id)] = {a.name.lower(): attr_from_schema(a) for a in schema.attributes or [] if a.name}
-    return found
-
-
-def parse_resource_types(resources: Iterable[Mapping[str, Any]],
-                         schemas: Mapping[str, Mapping[str, Attr]]) -> list[ResourceInfo]:
-    """/ResourceTypes (RFC 7643 §6) joined with the schemas they name."""
-    infos = []
-    for doc in resources:
-        rt = ResourceType.model_validate(dict(doc))
-        extensions = [(str(e.schema_), bool(e.required)) for e in rt.schema_extensions or []]
-        urns = [str(rt.schema_), *(e for e, _ in extensions)]
-        infos.append(ResourceInfo(
-            name=str(rt.name), endpoint="/" + str(rt.endpoint).strip("/"), schema=str(rt.schema_),
-            extensions=tuple(e for e, _ in extensions), required_extensions=tuple(e for e, r in extensions if r),
-            attributes={u: schemas.get(u, {}) for u in urns}, description=rt.description))
-    return infos
-
-
 @dataclass(frozen=True)
 class Features:
     """What /ServiceProviderConfig says the server supports (RFC 7643 §5)."""
@@ -159,24 +121,6 @@ class Features:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
-
-
-def parse_service_provider_config(doc: Mapping[str, Any]) -> Features:
-    """/ServiceProviderConfig -> :class:`Features` (a missing block means "not supported")."""
-    spc = ServiceProviderConfig.model_validate(dict(doc))
-
-    def on(block: Any) -> bool:
-        return bool(block is not None and block.supported)
-
-    bulk = spc.bulk
-    return Features(
-        patch=on(spc.patch), bulk=on(bulk),
-        bulk_max_operations=int((bulk.max_operations if bulk else 0) or 0),
-        bulk_max_payload=int((bulk.max_payload_size if bulk else 0) or 0),
-        filter=on(spc.filter), max_results=int((spc.filter.max_results if spc.filter else 0) or 0),
-        etag=on(spc.etag), change_password=on(spc.change_password), sort=on(spc.sort),
-        auth_schemes=tuple(str(getattr(s.type, "value", s.type)) for s in spc.authentication_schemes or []),
-    )
 
 
 # ---- attribute paths ----------------------------------------------------------------------------
@@ -730,11 +674,9 @@ class Failure:
 def failure(status: int, body: Any, text: str = "") -> Failure:
     """The error of a non-2xx answer; tolerant of servers that send plain text or no scimType."""
     if isinstance(body, Mapping) and ERROR in (body.get("schemas") or [ERROR]):
-        try:
-            err = Error.model_validate(dict(body))
-            return Failure(status, err.scim_type, str(err.detail or ""))
-        except Exception:  # noqa: BLE001 - a malformed error body still has a status
-            return Failure(status, body.get("scimType"), str(body.get("detail") or ""))
+        scim_type = next((v for k, v in body.items() if str(k).lower() == "scimtype"), None)
+        detail = next((v for k, v in body.items() if str(k).lower() == "detail"), None)
+        return Failure(status, str(scim_type) if scim_type is not None else None, str(detail or ""))
     return Failure(status, None, text.strip()[:300])
 
 
