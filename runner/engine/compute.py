@@ -363,6 +363,8 @@ def _forget_vanished_references(ctx: RunContext, ot: ObjectType, mapper: Mapper,
 
 def _payload_values(desired: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
     """Values for a pending add; sensitive ones are re-derived at export, never stored."""
+    if not mapper.sensitive:
+        return dict(desired)
     return {k: stored_form(k, v, mapper, None) for k, v in desired.items()}
 
 

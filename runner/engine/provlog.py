@@ -19,13 +19,12 @@ MASK = secrets.MASK
 
 def changes_for_log(new: dict[str, Any], old: dict[str, Any] | None, sensitive: frozenset[str]) -> dict[str, Any]:
     """``{attribute: {"old": ..., "new": ...}}`` for attributes whose value differs."""
+    if not old:  # a create: every value set is new (most entries of an initial cycle); dumps sorts the keys
+        if sensitive:
+            return {name: {"old": None, "new": MASK if name in sensitive else after}
+                    for name, after in new.items() if after is not None}
+        return {name: {"old": None, "new": after} for name, after in new.items() if after is not None}
     out: dict[str, Any] = {}
-    if not old:  # a create: every value set is new (most entries of an initial cycle)
-        for name in sorted(new):
-            after = new[name]
-            if after is not None:
-                out[name] = {"old": None, "new": MASK if name in sensitive else after}
-        return out
     for name in sorted(set(new) | set(old)):
         before, after = old.get(name), new.get(name)
         if name not in new or before == after:

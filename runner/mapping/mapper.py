@@ -96,6 +96,9 @@ class Mapper:
         self.clear_on_null = frozenset(a.name for a in self.attributes if a.spec.null == "clear" or a.spec.reference)
         self.create_defaults = {a.name: normalize(a.spec.default, a.spec.multi_valued) for a in self.attributes
                                 if a.spec.default is not None and not a.spec.default_always}
+        # what map() needs of each attribute, unpacked once: it runs for every object of every run
+        self._plan = tuple((a.name, a.get, a.spec.default if a.spec.default_always else None, a.spec.multi_valued,
+                            a.ignore_flow) for a in self.attributes)
 
     def map_proposed(self, record: dict[str, Any]) -> dict[str, Any]:
         """The values the proposed rules give ``record`` (an attribute whose rule fails: its error)."""
@@ -110,15 +113,18 @@ class Mapper:
     def map(self, record: dict[str, Any]) -> dict[str, Any]:
         """Every mapped attribute of ``record``; raises MappingFailed naming the attribute."""
         out: dict[str, Any] = {}
-        for attr in self.attributes:
+        for name, get, default, multi_valued, ignore_flow in self._plan:
             try:
-                value = attr.get(record)
+                value = get(record)
             except Exception as exc:  # an expression error is a data error in this one record
-                raise MappingFailed(attr.name, evaluation_error(exc)) from None
-            if (value is None or value == "") and attr.spec.default is not None and attr.spec.default_always:
-                value = attr.spec.default
-            value = normalize(value, attr.spec.multi_valued)
-            if attr.ignore_flow and value in (None, []):
+                raise MappingFailed(name, evaluation_error(exc)) from None
+            if default is not None and (value is None or value == ""):
+                value = default
+            if multi_valued:
+                value = normalize(value, True)
+            elif value == "" or value == []:  # normalize() of a single value, inline
+                value = None
+            if ignore_flow and value in (None, []):
                 continue
-            out[attr.name] = value
+            out[name] = value
         return out

@@ -142,11 +142,15 @@ class Operations:
             set_values.update(chunked[0])
         attributes: dict[str, Any] = {}
         clear: dict[str, Any] | None = None
+        references, kept_set = self.mapper.references, prepared.kept_set
         for attr, value in set_values.items():
             if value == SENSITIVE:
                 clear = clear or self._clear_values(row.source_anchor)
                 value = clear.get(attr)
-            attributes[attr], prepared.kept_set[attr] = self._resolve(attr, value, targets, waiting, prepared)
+            if attr in references:
+                attributes[attr], kept_set[attr] = self._resolve(attr, value, targets, waiting, prepared)
+            else:  # sent and recorded as it is (what _resolve does with a plain value, without the call)
+                attributes[attr] = kept_set[attr] = value
         add_values: dict[str, list[Any]] = {}
         for attr, values in (chunked[1] if chunked else change.add).items():
             add_values[attr], prepared.kept_add[attr] = self._resolve(attr, values, targets, waiting, prepared)

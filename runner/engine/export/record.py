@@ -131,7 +131,8 @@ class Recorder:
         partition = p.op.partition
         target_anchor = str(result.anchor or row.target_anchor or "")
         if action in (Action.ADD, Action.REPLACE):
-            data = {k: stored_form(k, v, self.mapper, digest) for k, v in p.kept_set.items()}
+            data = {k: stored_form(k, v, self.mapper, digest) for k, v in p.kept_set.items()} \
+                if self.mapper.sensitive else dict(p.kept_set)
             data.update(self._stored(result))
             if action == Action.REPLACE:
                 done.deletes.append(Deleted(row.change.replaces or "", row.target_anchor, row.change.replaces_gone))
