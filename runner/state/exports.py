@@ -335,10 +335,19 @@ class Exports(Part):
             parts = {a.target_anchor: split(a.data) for a in done.adds}
             if any(lists for _, lists in parts.values()):
                 values.drop_values(type_id, list(parts))
+            sent: dict[tuple[str, ...], str] = {}  # the attributes written, as JSON: the same few lists over and over
+
+            def written(data: dict[str, Any]) -> str:
+                names = tuple(data)
+                text = sent.get(names)
+                if text is None:
+                    text = sent[names] = dumps(sorted(data))
+                return text
+
             store.bulk_insert(t.target_objects, ("type_id", "target_anchor", "data", "name", "disabled", "partition",
                                                  "version", "sent"),
                               [(type_id, a.target_anchor, dumps(parts[a.target_anchor][0]), a.name, False, a.partition,
-                                a.version, dumps(sorted(a.data))) for a in done.adds])
+                                a.version, written(a.data)) for a in done.adds])
             values.replace_values(type_id, {anchor: lists for anchor, (_, lists) in parts.items()}, fresh=True)
         renamed: dict[str, str] = {}
         if done.updates and done.name_referrers:

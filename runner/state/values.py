@@ -26,8 +26,16 @@ def as_rows(value: Any) -> bool:
 
 
 def split(data: Mapping[str, Any]) -> tuple[dict[str, Any], Lists]:
-    """(what stays in the object's data, multi-valued attributes kept as rows)."""
-    return ({k: v for k, v in data.items() if not as_rows(v)}, {k: v for k, v in data.items() if as_rows(v)})
+    """(what stays in the object's data, multi-valued attributes kept as rows). One pass, and
+    only lists looked into: it runs for every object an export records."""
+    kept: dict[str, Any] = {}
+    lists: Lists = {}
+    for k, v in data.items():
+        if isinstance(v, list) and as_rows(v):
+            lists[k] = v
+        else:
+            kept[k] = v
+    return kept, lists
 
 
 class Values(Part):

@@ -126,10 +126,9 @@ class Operations:
                 before = self.before.get(row.target_anchor or "", ({}, False))[0]
                 parts.append({a: before.get(a) or [] for a in set(row.change.add) | set(row.change.remove)})
             for part in parts:
-                for attr, value in part.items():
-                    ref_type = self.mapper.references.get(attr)
-                    if ref_type is not None:
-                        refs[(ref_type, self.caps.reference_form(attr))].update(str(v) for v in as_list(value))
+                for attr, ref_type in self.mapper.references.items():  # the few reference attributes, not every one
+                    if attr in part:
+                        refs[(ref_type, self.caps.reference_form(attr))].update(str(v) for v in as_list(part[attr]))
         return refs
 
     def _operation(self, index: int, row: PendingExport, targets: dict[tuple[str, str], dict[str, str]],
@@ -165,7 +164,8 @@ class Operations:
                 attributes[attr], _ = self._resolve(attr, sorted(full, key=str), targets, set(), prepared)
             add_values, remove_values = {}, {}
         kind, password = OP_KIND.get(action, action), None
-        passwords = {a: attributes.pop(a) for a in list(attributes) if a in self.mapper.passwords}
+        passwords = {a: attributes.pop(a) for a in list(attributes) if a in self.mapper.passwords} \
+            if self.mapper.passwords else {}
         if action == Action.RENAME:
             if change.attribute_changes():
                 prepared.followup = self._next(row, Action.UPDATE, Change(set=change.set, add=change.add,
