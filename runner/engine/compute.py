@@ -5,7 +5,8 @@ Two sweeps over the dirty objects of one type, each page by page:
 1. **scope**: evaluate the scoping filter and record whether the object will exist in the target
    after this run (``exists_after``). When that flips, objects referencing it are marked dirty:
    a manager who leaves changes their reports' ``manager`` even though the reports' rows did not
-   change.
+   change. New objects the import already found in scope are passed by (the import scoped them
+   as it stored them, :meth:`runner.state.imports.Imports.import_page`).
 2. **map and diff**: map in-scope objects, keep references only to objects that will exist,
    compare with what the target is known to hold, and store one pending export per object
    (add, update, disable, delete), replacing any stale one.
@@ -127,7 +128,7 @@ def scope_sweep(ctx: RunContext, ot: ObjectType, type_id: int, only: Collection[
     store = ctx.store
     in_scope = compile_scope(ot.scope)
     after: str | None = None
-    while rows := store.compute.dirty_rows(type_id, after, PAGE, targets=False, shard=shard):
+    while rows := store.compute.dirty_rows(type_id, after, PAGE, targets=False, shard=shard, unscoped=True):
         after = rows[-1].anchor
         if only is not None and not (rows := [r for r in rows if r.anchor in only]):
             continue

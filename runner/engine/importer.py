@@ -26,14 +26,17 @@ from typing import Any
 
 from runner.connectors.base import ConnectionFailed, Page, Record, WatermarkExpired
 from runner.engine import cadence, safety
+from runner.engine.compute import follow_config
 from runner.engine.context import RunContext, TypeCounts
 from runner.engine.progress import SILENT
 from runner.manifest.model import ObjectType
+from runner.mapping.scope import compile_scope
 from runner.state.imports import new_read, range_mark
 from runner.state.store import DuplicateAnchor
 
 
 def import_type(ctx: RunContext, ot: ObjectType, counts: TypeCounts) -> None:
+    follow_config(ctx, ot)  # the rules first: the import scopes new objects by those compute uses
     for partition in ot.source.partitions:
         if ctx.options.partition is not None and partition != ctx.options.partition:
             continue
@@ -111,6 +114,9 @@ def _store_pages(ctx: RunContext, ot: ObjectType, partition: str | None, pages: 
     holds, deletions a delta read reports, records that could not be read; with ``watermarks``,
     the watermark a page carries, in the page's commit."""
     store, type_id = ctx.store, ctx.type_ids[ot.name]
+    # new objects are scoped as they are stored, if the state's rules are the ones compute will
+    # use (a changed mapping or scope makes compute evaluate every object again anyway)
+    scope = compile_scope(ot.scope) if store.config_hash(type_id) == ot.config_hash() else None
     found = Found()
     for page in pages:
         found.empty = page.source_empty or found.empty
@@ -139,7 +145,7 @@ def _store_pages(ctx: RunContext, ot: ObjectType, partition: str | None, pages: 
         found.read += len(records) + len(unreadable)
         try:
             found.changed += store.imports.import_page(type_id, records, full=full, partition=partition,
-                                                       natives=natives)
+                                                       natives=natives, scope=scope)
         except DuplicateAnchor as exc:
             store.rollback()
             raise ConnectionFailed(f"{ot.name}: anchor {exc.anchor!r} appears twice in "

@@ -25,8 +25,9 @@ class Compute(Part):
     """``store.compute``: dirty marks, scope, references and the pending exports compute decides."""
 
     def mark_all_dirty(self, type_id: int) -> None:
+        """Every object evaluated again, its scope too (the rules may have changed)."""
         so = t.source_objects.c
-        self.conn.execute(t.source_objects.update().where(so.type_id == type_id).values(dirty=True))
+        self.conn.execute(t.source_objects.update().where(so.type_id == type_id).values(dirty=True, in_scope=None))
 
     def mark_dirty(self, type_id: int, anchors: Sequence[str]) -> None:
         """Evaluate these objects again on the next compute."""
@@ -39,12 +40,14 @@ class Compute(Part):
                                                                   so.dirty == sa.true())).scalar_one()
 
     def dirty_rows(self, type_id: int, after: str | None, limit: int, targets: bool = True,
-                   shard: tuple[str | None, str | None] | None = None) -> list[SourceRow]:
+                   shard: tuple[str | None, str | None] | None = None, unscoped: bool = False) -> list[SourceRow]:
         """The next page of dirty source objects, with their link and what the target holds
         (``targets=False``: the link only, no target data or values; the scope sweep needs no
         more, and a big group's stored members are as many rows as it has members). ``shard``:
         only anchors in [low, high) (None: unbounded), a slice of a run fanned out over workers
-        (runner/distributed/): the same index range, cut short."""
+        (runner/distributed/): the same index range, cut short. ``unscoped``: not the objects known to
+        be in scope and present (the import scoped them, :meth:`Imports.import_page`): the scope
+        sweep has nothing to decide for those (filtered on the same index range)."""
         so, lk, to = t.source_objects.c, t.links.c, t.target_objects.c
         joined = t.source_objects.outerjoin(t.links, sa.and_(lk.type_id == so.type_id, lk.source_anchor == so.anchor))
         columns = [so.anchor, so.data, so.deleted, so.in_scope, so.exists_after, so.partition, so.gone_at,
@@ -60,6 +63,9 @@ class Compute(Part):
             .order_by(so.anchor).limit(limit))
         if after is not None:
             query = query.where(so.anchor > after)
+        if unscoped:
+            query = query.where(sa.or_(so.in_scope.is_(None), so.in_scope == sa.false(), so.exists_after == sa.false(),
+                                       so.deleted == sa.true()))
         if shard is not None:
             if shard[0] is not None:
                 query = query.where(so.anchor >= shard[0])

@@ -9,7 +9,7 @@ crash recovery).
 from __future__ import annotations
 
 import secrets as pysecrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
@@ -84,12 +84,20 @@ class Imports(Part):
         return self._import_marks[type_id]
 
     def import_page(self, type_id: int, records: Sequence[tuple[str, dict[str, Any]]], full: bool,
-                    partition: str | None = None, natives: dict[str, str] | None = None) -> int:
+                    partition: str | None = None, natives: dict[str, str] | None = None,
+                    scope: Callable[[dict[str, Any]], bool] | None = None) -> int:
         """Store a page of (anchor, data) read from ``partition``; returns how many were new or
         changed (marked dirty). An object seen in another partition than before has moved: its
         partition follows, so the full import of its old partition does not take it for deleted.
         A full import stamps every object of the page with its mark, in the same statements that
-        write the changed ones; an anchor already stamped was read twice (DuplicateAnchor)."""
+        write the changed ones; an anchor already stamped was read twice (DuplicateAnchor).
+
+        ``scope``: the type's scoping filter, when the state's rules are the ones compute will
+        use. A new object it keeps is stored in scope and existing-after-the-run at once, and
+        what references it is marked dirty, as compute's scope sweep would do; the sweep then
+        passes it by (:meth:`Compute.dirty_rows` ``unscoped``), so an initial cycle reads and
+        writes every object once less. A changed object is scoped by the sweep (its ``in_scope``
+        is cleared): whether it still exists after the run depends on its link too."""
         so = t.source_objects.c
         # anchor -> (the record's text, its hash): serialised once, for the hash and to be stored
         hashed = {anchor: (text, text_hash(text)) for anchor, text in ((a, dumps(d)) for a, d in records)}
@@ -105,16 +113,22 @@ class Imports(Part):
                 raise DuplicateAnchor(anchor)
             known[anchor] = (digest, bool(is_deleted), was_in)
         natives = natives or {}
-        new = [(type_id, a, natives.get(a), partition, d, h, False, True, False, mark)
+        scoped: list[str] = []  # new objects in scope: they will exist after the run (no link can say otherwise)
+        if scope is not None:
+            scoped = [a for a, (d, _) in hashed.items() if a not in known and scope(loads(d))]
+        kept = set(scoped)
+        new = [(type_id, a, natives.get(a), partition, d, h, False, True, True if a in kept else None, a in kept, mark)
                for a, (d, h) in hashed.items() if a not in known]
         changed = [dict(k_anchor=a, data=d, hash=h, k_partition=partition, k_native=natives.get(a))
                    for a, (d, h) in hashed.items()
                    if a in known and (known[a][0] != h or known[a][1] or known[a][2] != partition)]
         self.store.bulk_insert(t.source_objects, ("type_id", "anchor", "native_anchor", "partition", "data", "hash", "deleted",
-                                                  "dirty", "exists_after", "seen"), new)
+                                                  "dirty", "in_scope", "exists_after", "seen"), new)
+        if scoped:  # they exist from now on: whatever references them is computed again (the sweep's flip)
+            self.store.compute.mark_referrers_dirty(type_id, scoped)
         if changed:
             values: dict[str, Any] = dict(data=sa.bindparam("data"), hash=sa.bindparam("hash"), deleted=False,
-                                          gone_at=None, dirty=True, partition=sa.bindparam("k_partition"),
+                                          gone_at=None, dirty=True, in_scope=None, partition=sa.bindparam("k_partition"),
                                           native_anchor=sa.func.coalesce(sa.bindparam("k_native"), so.native_anchor))
             if full:
                 values["seen"] = mark
