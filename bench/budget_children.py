@@ -215,7 +215,9 @@ def plain_read(db: Path) -> int:
 def check(manifest: Path) -> None:
     """Prints how many objects the check found linked as the state says."""
     from bench.check import timed_check
+    from runner.cli import tune_gc
 
+    tune_gc()  # as `provision check` runs it (runner.cli.main), which has no flag for --no-import
     print(json.dumps({"linked": timed_check(manifest)}))
 
 

@@ -60,14 +60,20 @@ from runner.errors import (  # noqa: F401 - the EXIT_* names are the command lin
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
+def tune_gc() -> None:
+    """A run allocates millions of short-lived dicts and tuples (records, rows, operations) that
+    reference counting frees; with Python's thresholds the cyclic collector still ran every 700
+    allocations, and its older generations walked the long-lived start-up objects again and
+    again: 8-10% of an initial cycle's CPU (issue 25). Collecting every 50,000 keeps that to a
+    few MB of garbage waiting, and gc.freeze() takes what start-up made so far out of the walks.
+    Every command's process does this (bench/ calls it where it runs a command in-process)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # A run allocates millions of short-lived dicts and tuples (records, rows, operations) that
-    # reference counting frees; with Python's thresholds the cyclic collector still ran every 700
-    # allocations, and its older generations walked the long-lived start-up objects again and
-    # again: 8-10% of an initial cycle's CPU (issue 25). Collecting every 50,000 keeps that to a
-    # few MB of garbage waiting, and gc.freeze() takes what start-up made out of the walks.
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*GC_THRESHOLDS)  # at once: parsing the manifest allocates too (tune_gc below freezes)
     _Parser.json_errors = _wants_json(argv)
     parser = _parser()
     args = parser.parse_args(argv)
@@ -75,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runner.distributed.hooks import install
 
     install()  # connectors' budget: blocks are kept in Redis (runner/distributed/budgets.py), loaded when named
-    gc.freeze()
+    tune_gc()
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, not at exit: a closed pipe is reported below, not by the interpreter
