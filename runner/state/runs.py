@@ -173,13 +173,14 @@ class Runs(Part):
         (or was disabled), apart from the unchanged."""
         so, pe = t.source_objects.c, t.pending.c
         pending = sa.select(pe.source_anchor).where(pe.type_id == so.type_id, pe.source_anchor == so.anchor)
+        # "= false", not "IS false": PostgreSQL and MariaDB range-scan source_objects_present only so
         return self.conn.execute(sa.select(sa.func.count()).where(
-            so.type_id == type_id, so.deleted.is_(False), so.in_scope.is_(False), ~sa.exists(pending))).scalar_one()
+            so.type_id == type_id, so.deleted == sa.false(), so.in_scope == sa.false(), ~sa.exists(pending))).scalar_one()
 
     def count_present(self, type_id: int, partition: str | None | bool = False) -> int:
         """Source objects of the type that the source still has (in ``partition``, when given)."""
         so = t.source_objects.c
-        cond = [so.type_id == type_id, so.deleted.is_(False)]
+        cond = [so.type_id == type_id, so.deleted == sa.false()]  # by source_objects_present (see above)
         if partition is not False:
             cond.append(so.partition.is_(None) if partition is None else so.partition == partition)
         return self.conn.execute(sa.select(sa.func.count()).where(*cond)).scalar_one()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 metadata = sa.MetaData()
 S = sa.String(255)
@@ -85,6 +85,9 @@ source_objects = sa.Table(
     sa.Column("gone_at", sa.String(40)),
     sa.Index("source_objects_dirty", "type_id", "dirty", "anchor"),  # keyset pages over dirty objects
     sa.Index("source_objects_native", "type_id", "native_anchor"),
+    # the counts every run ends with (present, out of scope) from the index alone: without it each
+    # scanned the whole table, records and all (45,000 page reads at 100k objects, every run)
+    sa.Index("source_objects_present", "type_id", "deleted", "in_scope"),
 )
 
 # The join between a source object and its target object. live=False keeps the target anchor of
@@ -418,8 +421,14 @@ def _to_v9(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {q('pending_exports')} ADD COLUMN {q('since')} VARCHAR(40)")
 
 
+def _to_v10(conn: sa.Connection) -> None:
+    """The end-of-run counts of present and out-of-scope objects by index, not by a table scan."""
+    if "source_objects_present" not in {i["name"] for i in sa.inspect(conn).get_indexes("source_objects")}:
+        next(i for i in source_objects.indexes if i.name == "source_objects_present").create(conn)
+
+
 # version -> the step that brings version-1 to it. The newest version is created whole by create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7, 8: _to_v8, 9: _to_v9}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6, 7: _to_v7, 8: _to_v8, 9: _to_v9, 10: _to_v10}
 
 
 class IncompatibleStore(RuntimeError):
