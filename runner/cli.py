@@ -58,6 +58,7 @@ from runner.errors import (  # noqa: F401 - the EXIT_* names are the command lin
 
 #: the cyclic garbage collector's thresholds for a command's process (Python's are 700, 10, 10)
 GC_THRESHOLDS = (50_000, 20, 20)
+_frozen = False  # tune_gc() has frozen the start-up objects
 
 
 def tune_gc() -> None:
@@ -66,9 +67,15 @@ def tune_gc() -> None:
     allocations, and its older generations walked the long-lived start-up objects again and
     again: 8-10% of an initial cycle's CPU (issue 25). Collecting every 50,000 keeps that to a
     few MB of garbage waiting, and gc.freeze() takes what start-up made so far out of the walks.
-    Every command's process does this (bench/ calls it where it runs a command in-process)."""
+    Every command's process does this (bench/ calls it where it runs a command in-process).
+
+    The freeze happens once per process: a program (or a test session) that calls ``main()`` over
+    and over would otherwise freeze the garbage of every call before it, and never free it."""
+    global _frozen
     gc.set_threshold(*GC_THRESHOLDS)
-    gc.freeze()
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -210,10 +210,13 @@ class Exporter:
                 self.recorder.flush()  # the store must know the target anchors they name
                 page.release(ripe)
                 return ripe
-            if flight.busy():
+            if flight.busy() and not flight.stopping:
                 flight.settle_some(flight.low_water)
-            elif flight.unsettled:
-                flight.settle()  # adds that found their object already there are adopted now
+            elif flight.busy() or flight.unsettled:
+                # a failure (settle_some takes nothing more then: this loop would spin forever)
+                # is raised here once what is in flight is recorded; with nothing in flight,
+                # adds that found their object already there are adopted now
+                flight.settle()
             else:
                 return []
         return []

@@ -63,6 +63,12 @@ class Flight:
     def busy(self) -> bool:
         return bool(self.ops) or (self.workers is not None and self.workers.rounds_in_flight() > 0)
 
+    @property
+    def stopping(self) -> bool:
+        """A connection failed or a worker crashed: only :meth:`settle` goes on (it records what
+        is in flight, then raises); :meth:`settle_some` takes nothing more."""
+        return self.failure is not None or self.crash is not None
+
     def submit(self, prepared: list[Prepared]) -> None:
         """Mark a round in flight (committed), then hand it over. With one thread it is sent and
         recorded here; with several, the workers take it while this thread prepares the next
