@@ -24,7 +24,7 @@ from typing import Any
 from runner import durations
 from runner.actions import Action
 from runner.engine.context import RunContext, TypeCounts
-from runner.engine.diff import attribute_changes, comparer, same_name, stored_form
+from runner.engine.diff import attribute_changes, comparer, same_name, stored_forms
 from runner.engine.matching import MatchConflict, Matcher, pick_unique
 from runner.engine.provlog import MASK
 from runner.manifest.model import ObjectType, Situation
@@ -364,9 +364,7 @@ def _forget_vanished_references(ctx: RunContext, ot: ObjectType, mapper: Mapper,
 
 def _payload_values(desired: dict[str, Any], mapper: Mapper) -> dict[str, Any]:
     """Values for a pending add; sensitive ones are re-derived at export, never stored."""
-    if not mapper.sensitive:
-        return dict(desired)
-    return {k: stored_form(k, v, mapper, None) for k, v in desired.items()}
+    return stored_forms(desired, mapper, None)
 
 
 def _disable_change(ot: ObjectType, row: SourceRow, gone: bool = False) -> Change:

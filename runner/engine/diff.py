@@ -66,6 +66,14 @@ def stored_form(name: str, value: Any, mapper: Mapper, digest: Callable[[Any], s
     return value
 
 
+def stored_forms(values: dict[str, Any], mapper: Mapper, digest: Callable[[Any], str] | None) -> dict[str, Any]:
+    """:func:`stored_form` of every value; a plain copy when the mapping has no sensitive
+    attribute (it runs for every object an initial cycle computes and records)."""
+    if not mapper.sensitive:
+        return dict(values)
+    return {k: stored_form(k, v, mapper, digest) for k, v in values.items()}
+
+
 def attribute_changes(desired: dict[str, Any], stored: dict[str, Any], mapper: Mapper,
                       digest: Callable[[Any], str], creating: bool,
                       compare: Callable[[str, Any], Any] = lambda n, v: v) -> Change:

@@ -114,7 +114,7 @@ class Imports(Part):
             known[anchor] = (digest, bool(is_deleted), was_in)
         natives = natives or {}
         scoped: list[str] = []  # new objects in scope: they will exist after the run (no link can say otherwise)
-        if scope is not None:
+        if scope is not None:  # on the stored text read back, as the sweep would see it (a date stored as text)
             scoped = [a for a, (d, _) in hashed.items() if a not in known and scope(loads(d))]
         kept = set(scoped)
         new = [(type_id, a, natives.get(a), partition, d, h, False, True, True if a in kept else None, a in kept, mark)

@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runner.connectors.scim.protocol import Attr, Features, ResourceInfo
+from runner.connectors.scim.protocol import Attr, Features, ResourceInfo, any_case
 
 SPC_URN = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 _SPC_KEYS = frozenset({"schemas", "id", "meta", "documentationuri", "patch", "bulk", "filter", "changepassword",
@@ -35,14 +35,6 @@ UNIQUENESS = ("none", "server", "global")
 
 class DiscoveryError(ValueError):
     """A discovery document that is not what the RFC describes; the message says where."""
-
-
-def _get(doc: Mapping[str, Any], name: str) -> Any:
-    """``doc[name]`` compared without case (RFC 7643 §2.1); None when absent."""
-    if name in doc:
-        return doc[name]
-    lower = name.lower()
-    return next((v for k, v in doc.items() if isinstance(k, str) and k.lower() == lower), None)
 
 
 def _object(value: Any, where: str) -> Mapping[str, Any]:
@@ -60,7 +52,7 @@ def _list(value: Any, where: str) -> list[Any]:
 
 
 def _flag(doc: Mapping[str, Any], name: str, where: str, default: bool = False) -> bool:
-    value = _get(doc, name)
+    value = any_case(doc, name)
     value = getattr(value, "value", value)  # scim2-models' own enums (Required, CaseExact), from serve
     if value is None:
         return default
@@ -72,7 +64,7 @@ def _flag(doc: Mapping[str, Any], name: str, where: str, default: bool = False) 
 
 
 def _word(doc: Mapping[str, Any], name: str, words: tuple[str, ...], default: str, where: str) -> str:
-    value = _get(doc, name)
+    value = any_case(doc, name)
     value = getattr(value, "value", value)
     if value is None:
         return default
@@ -83,7 +75,7 @@ def _word(doc: Mapping[str, Any], name: str, words: tuple[str, ...], default: st
 
 
 def _count(doc: Mapping[str, Any], name: str, where: str) -> int:
-    value = _get(doc, name)
+    value = any_case(doc, name)
     if value is None:
         return 0
     try:
@@ -93,7 +85,7 @@ def _count(doc: Mapping[str, Any], name: str, where: str) -> int:
 
 
 def _text(doc: Mapping[str, Any], name: str, where: str, required: bool = False) -> str | None:
-    value = _get(doc, name)
+    value = any_case(doc, name)
     if value is None:
         if required:
             raise DiscoveryError(f"{where} has no {name}")
@@ -108,14 +100,14 @@ def parse_service_provider_config(doc: Any) -> Features:
     DiscoveryError when it is not a service provider configuration: another kind of document
     (``schemas`` naming something else, or none of its attributes), or a block that is not one."""
     doc = _object(doc, "the document")
-    schemas = _list(_get(doc, "schemas"), "schemas")
+    schemas = _list(any_case(doc, "schemas"), "schemas")
     if schemas and SPC_URN.lower() not in {str(s).lower() for s in schemas}:
         raise DiscoveryError(f"its schemas are {schemas}, not {SPC_URN}")
     if doc and not any(isinstance(k, str) and k.lower() in _SPC_KEYS for k in doc):
         raise DiscoveryError(f"it has none of a service provider configuration's attributes (it has {sorted(doc)[:5]})")
     blocks = {}
     for name in ("patch", "bulk", "filter", "changePassword", "sort", "etag"):
-        block = _get(doc, name)
+        block = any_case(doc, name)
         blocks[name] = None if block is None else _object(block, name)
 
     def on(name: str) -> bool:
@@ -124,14 +116,14 @@ def parse_service_provider_config(doc: Any) -> Features:
 
     bulk, found = blocks["bulk"], blocks["filter"]
     schemes = [_object(s, f"authenticationSchemes[{i}]") for i, s in
-               enumerate(_list(_get(doc, "authenticationSchemes"), "authenticationSchemes"))]
+               enumerate(_list(any_case(doc, "authenticationSchemes"), "authenticationSchemes"))]
     return Features(
         patch=on("patch"), bulk=on("bulk"),
         bulk_max_operations=_count(bulk, "maxOperations", "bulk") if bulk else 0,
         bulk_max_payload=_count(bulk, "maxPayloadSize", "bulk") if bulk else 0,
         filter=on("filter"), max_results=_count(found, "maxResults", "filter") if found else 0,
         etag=on("etag"), change_password=on("changePassword"), sort=on("sort"),
-        auth_schemes=tuple(str(_get(s, "type")) for s in schemes if _get(s, "type") is not None),
+        auth_schemes=tuple(str(any_case(s, "type")) for s in schemes if any_case(s, "type") is not None),
     )
 
 
@@ -140,9 +132,9 @@ def _attr(doc: Any, where: str) -> Attr:
     name = _text(doc, "name", where, required=True)
     assert name is not None
     where = f"{where} ({name})"
-    subs = [_attr(s, f"{where}.subAttributes[{i}]") for i, s in enumerate(_list(_get(doc, "subAttributes"),
+    subs = [_attr(s, f"{where}.subAttributes[{i}]") for i, s in enumerate(_list(any_case(doc, "subAttributes"),
                                                                               f"{where}.subAttributes"))]
-    canonical = _list(_get(doc, "canonicalValues"), f"{where}.canonicalValues")
+    canonical = _list(any_case(doc, "canonicalValues"), f"{where}.canonicalValues")
     return Attr(name=name, type=_word(doc, "type", TYPES, "string", where),
                 multi=_flag(doc, "multiValued", where), subs={s.name.lower(): s for s in subs},
                 case_exact=_flag(doc, "caseExact", where),
@@ -160,7 +152,7 @@ def parse_schemas(resources: Iterable[Any]) -> dict[str, dict[str, Attr]]:
         doc = _object(doc, f"schema {i}")
         urn = _text(doc, "id", f"schema {i}", required=True)
         where = f"schema {urn}"
-        attrs = [_attr(a, f"{where} attributes[{n}]") for n, a in enumerate(_list(_get(doc, "attributes"),
+        attrs = [_attr(a, f"{where} attributes[{n}]") for n, a in enumerate(_list(any_case(doc, "attributes"),
                                                                                   f"{where} attributes"))]
         found[str(urn)] = {a.name.lower(): a for a in attrs}
     return found
@@ -171,13 +163,13 @@ def parse_resource_types(resources: Iterable[Any], schemas: Mapping[str, Mapping
     infos = []
     for i, doc in enumerate(resources):
         doc = _object(doc, f"resource type {i}")
-        where = f"resource type {_get(doc, 'name') or i}"
+        where = f"resource type {any_case(doc, 'name') or i}"
         name = _text(doc, "name", where, required=True)
         endpoint = _text(doc, "endpoint", where, required=True)
         schema = _text(doc, "schema", where, required=True)
         assert name is not None and endpoint is not None and schema is not None
         extensions = []
-        for n, ext in enumerate(_list(_get(doc, "schemaExtensions"), f"{where}.schemaExtensions")):
+        for n, ext in enumerate(_list(any_case(doc, "schemaExtensions"), f"{where}.schemaExtensions")):
             ext = _object(ext, f"{where}.schemaExtensions[{n}]")
             urn = _text(ext, "schema", f"{where}.schemaExtensions[{n}]", required=True)
             extensions.append((str(urn), _flag(ext, "required", f"{where}.schemaExtensions[{n}]")))

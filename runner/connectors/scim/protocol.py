@@ -671,12 +671,19 @@ class Failure:
         return None
 
 
+def any_case(doc: Mapping[str, Any], name: str) -> Any:
+    """``doc[name]`` with the name compared without case (RFC 7643 §2.1); None when absent."""
+    if name in doc:
+        return doc[name]
+    lower = name.lower()
+    return next((v for k, v in doc.items() if isinstance(k, str) and k.lower() == lower), None)
+
+
 def failure(status: int, body: Any, text: str = "") -> Failure:
     """The error of a non-2xx answer; tolerant of servers that send plain text or no scimType."""
     if isinstance(body, Mapping) and ERROR in (body.get("schemas") or [ERROR]):
-        scim_type = next((v for k, v in body.items() if str(k).lower() == "scimtype"), None)
-        detail = next((v for k, v in body.items() if str(k).lower() == "detail"), None)
-        return Failure(status, str(scim_type) if scim_type is not None else None, str(detail or ""))
+        scim_type = any_case(body, "scimType")
+        return Failure(status, str(scim_type) if scim_type is not None else None, str(any_case(body, "detail") or ""))
     return Failure(status, None, text.strip()[:300])
 
 

@@ -28,7 +28,7 @@ from runner.connectors.base import (
     Throttled,
 )
 from runner.engine.context import RunContext, TypeCounts
-from runner.engine.diff import stored_form
+from runner.engine.diff import stored_form, stored_forms
 from runner.engine.export.operations import OP_KIND, Prepared
 from runner.engine.provlog import changes_for_log
 from runner.engine.recovery import resolve
@@ -131,8 +131,7 @@ class Recorder:
         partition = p.op.partition
         target_anchor = str(result.anchor or row.target_anchor or "")
         if action in (Action.ADD, Action.REPLACE):
-            data = {k: stored_form(k, v, self.mapper, digest) for k, v in p.kept_set.items()} \
-                if self.mapper.sensitive else dict(p.kept_set)
+            data = stored_forms(p.kept_set, self.mapper, digest)
             data.update(self._stored(result))
             if action == Action.REPLACE:
                 done.deletes.append(Deleted(row.change.replaces or "", row.target_anchor, row.change.replaces_gone))
